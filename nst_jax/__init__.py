@@ -1,0 +1,37 @@
+"""nst_jax: neural style transfer as pure, jit-compiled JAX functions.
+
+Data flows one way: image I/O (``io``) → VGG features (``vgg``) → statistics
+(``statistics``) → losses (``losses``) → objective (``objective``) → solvers
+(``solvers``) → one transfer (``transfer``). The public names are re-exported
+here; ``weights`` (the converter) and ``io`` touch the disk, nothing else does.
+"""
+
+from nst_jax import io
+from nst_jax import losses
+from nst_jax import networks
+from nst_jax import objective
+from nst_jax import solvers
+from nst_jax import statistics
+from nst_jax import transfer
+from nst_jax import vgg
+from nst_jax import weights
+from nst_jax.errors import NSTError
+from nst_jax.io import load_image, resize_long_edge, resize_to, save_image
+from nst_jax.losses import content_loss, gram_loss, total_variation_loss
+from nst_jax.objective import (Spec, Targets, Weights, loss_terms,
+                               make_objective, make_targets, make_weights)
+from nst_jax.solvers import Hook, SolveResult, SolverConfig, minimize
+from nst_jax.statistics import gram_matrix
+from nst_jax.transfer import TransferConfig, TransferResult, stylize
+from nst_jax.vgg import features, load_params
+
+__all__ = [
+    "NSTError", "Hook", "SolveResult", "SolverConfig", "Spec", "Targets",
+    "TransferConfig", "TransferResult", "Weights", "content_loss", "features",
+    "gram_loss", "gram_matrix", "io", "load_image", "load_params", "loss_terms",
+    "losses", "make_objective", "make_targets", "make_weights", "minimize",
+    "networks", "objective", "resize_long_edge", "resize_to", "save_image",
+    "solvers", "statistics", "stylize", "total_variation_loss", "transfer",
+    "vgg", "weights",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,130 @@
+"""VGG (and AlexNet) features as pure functions of (params, images).
+
+Array contract: ``images`` are float arrays of shape ``(N, H, W, 3)``, RGB,
+values in [0, 1]. They are normalised here with the ImageNet mean and standard
+deviation of the torchvision weights (``networks.IMAGENET_MEAN/STD``), so
+callers never see the network's input convention. Feature maps come back NHWC.
+
+Params are ``{conv_name: {"kernel": (kh, kw, in, out), "bias": (out,)}}``,
+float32, as made by ``scripts/fetch_weights.py``; the network is recognised
+from the keys, so ``features`` needs nothing but the pytree.
+"""
+
+import os
+from typing import Dict, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nst_jax import networks
+from nst_jax.errors import NSTError
+
+POOLING = ("max", "avg")
+
+
+def load_params(network: str | os.PathLike = "vgg16") -> Dict[str, Dict[str, jax.Array]]:
+  """Loads converted weights for ``network`` ("vgg16", "vgg19", "alexnet").
+
+  ``network`` may also be a path to a converted ``.npz``; its architecture is
+  recognised from the layer names. Every key and shape is checked against the
+  network spec, and a mismatch names the offending key (``NSTError``).
+  """
+  from nst_jax import weights as _weights  # the disk side, only when loading
+  if str(network) in networks.NETWORKS:
+    path, name = _weights.weights_path(str(network)), str(network)
+  else:
+    path = os.fspath(network)
+    if not os.path.isfile(path):
+      raise NSTError(
+          f"unknown network {str(network)!r}: use one of "
+          f"{', '.join(networks.NETWORKS)} or a path to a converted .npz")
+    with np.load(path, allow_pickle=False) as f:
+      name = network_of({k.split("/")[0]: None for k in f.files})
+  params = _weights.load_params_file(path, name)
+  return jax.tree_util.tree_map(jnp.asarray, params)
+
+
+def network_of(params) -> str:
+  """Names the architecture whose convolution names ``params`` holds."""
+  keys = set(params)
+  for name in ("vgg19", "vgg16", "alexnet"):
+    if keys == set(networks.param_shapes(name)):
+      return name
+  raise NSTError(
+      "params match no known network: expected the convolution names of "
+      f"vgg16, vgg19 or alexnet, got {sorted(keys)[:4]}...")
+
+
+def normalize(images: jax.Array) -> jax.Array:
+  """Maps RGB in [0, 1] to the network's input: ``(x - mean) / std``."""
+  mean = jnp.asarray(networks.IMAGENET_MEAN, images.dtype)
+  std = jnp.asarray(networks.IMAGENET_STD, images.dtype)
+  return (images - mean) / std
+
+
+def _conv(x, kernel, bias, stride, padding):
+  y = jax.lax.conv_general_dilated(
+      x, kernel.astype(x.dtype), (stride, stride),
+      ((padding, padding), (padding, padding)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return y + bias.astype(x.dtype)
+
+
+def _pool(x, window, stride, pooling):
+  dims, strides = (1, window, window, 1), (1, stride, stride, 1)
+  if pooling == "max":
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, strides, "VALID")
+  summed = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, strides, "VALID")
+  return summed / (window * window)
+
+
+def check_layers(network: str, layers: Iterable[str]) -> None:
+  """Raises ``NSTError`` naming any layer that ``network`` does not have."""
+  names = networks.layer_names(network)
+  for layer in layers:
+    if layer not in names:
+      raise NSTError(
+          f"{network} has no layer {layer!r}; its layers are "
+          f"{', '.join(names)}")
+
+
+def features(params, images: jax.Array, layers: Sequence[str],
+             pooling: str = "max") -> Dict[str, jax.Array]:
+  """Feature maps of the named layers for a batch of images.
+
+  Args:
+    params: converted weights (``load_params``).
+    images: ``(N, H, W, 3)`` float RGB in [0, 1].
+    layers: names such as ``"relu4_2"``, ``"conv1_1"``, ``"pool3"``.
+    pooling: ``"max"`` (the trained network) or ``"avg"`` (Gatys et al. 2016
+      §2: average pooling "improves the gradient flow and one obtains slightly
+      more appealing results").
+
+  Returns:
+    ``{layer: (N, H_l, W_l, C_l)}``, computed only up to the deepest layer
+    requested.
+  """
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(
+        f"features expects images of shape (N, H, W, 3), got {images.shape}")
+  if pooling not in POOLING:
+    raise NSTError(f"pooling must be one of {POOLING}, got {pooling!r}")
+  network = network_of(params)
+  layers = tuple(layers)
+  check_layers(network, layers)
+  wanted, out = set(layers), {}
+  x = normalize(images)
+  for layer in networks.NETWORKS[network]:
+    if not wanted - set(out):
+      break
+    if isinstance(layer, networks.Conv):
+      p = params[layer.name]
+      x = _conv(x, p["kernel"], p["bias"], layer.stride, layer.padding)
+    elif isinstance(layer, networks.ReLU):
+      x = jax.nn.relu(x)
+    else:
+      x = _pool(x, layer.window, layer.stride, pooling)
+    if layer.name in wanted:
+      out[layer.name] = x
+  return {name: out[name] for name in layers}

