@@ -353,12 +353,18 @@ def resize_long_edge(image, size: int) -> np.ndarray:
     NSTError: ``size`` is not an int in [1, 16384].
   """
   array = _check_image(image)
+  return resize_to(array, long_edge_shape(array.shape[:2], size))
+
+
+def long_edge_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
+  """``(height, width)`` after scaling ``shape`` so its long edge is ``size``
+  (the short edge rounded, at least 1 px); nothing is allocated."""
   size = _check_edge(size, "size")
-  height, width = array.shape[:2]
+  height, width = shape
   scale = size / max(height, width)
   new_height = size if height >= width else max(1, round(height * scale))
   new_width = size if width >= height else max(1, round(width * scale))
-  return resize_to(array, (new_height, new_width))
+  return new_height, new_width
 
 
 # ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ Array contract: the optimised ``image`` is ``(H, W, 3)`` float32 in [0, 1].
 """
 
 import dataclasses
+import functools
 from typing import Dict, NamedTuple, Sequence, Tuple
 
 import jax
@@ -148,11 +149,13 @@ def loss_terms(params, image: jax.Array, targets: Targets, weights: Weights,
   feats = _features(params, image, spec.layers, spec.pooling)
   content = sum((losses.content_loss(feats[l][0], targets.content[l])
                  for l in spec.content_layers), jnp.float32(0))
-  per_layer = [
-      jnp.sum(targets.style_blend * losses.gram_loss(
-          statistics.gram_matrix(feats[l][0]), targets.style[l],
-          normalization=spec.gram_normalization))
-      for l in spec.style_layers]
+  per_layer = []
+  for l in spec.style_layers:
+    target = targets.style[l]                       # (S, C, C)
+    gram = jnp.broadcast_to(statistics.gram_matrix(feats[l][0]), target.shape)
+    per_style = losses.gram_loss(gram, target,
+                                 normalization=spec.gram_normalization)
+    per_layer.append(jnp.sum(targets.style_blend * per_style))
   per_layer = (jnp.stack(per_layer) if per_layer else jnp.zeros((0,)))
   style_layers = weights.style * weights.style_layers * per_layer
   terms = {
@@ -165,14 +168,27 @@ def loss_terms(params, image: jax.Array, targets: Targets, weights: Weights,
   return terms
 
 
-def make_objective(params, targets: Targets, weights: Weights, spec: Spec):
-  """``f(image) -> (total, terms)``, jit-compiled, with the data closed over.
+@functools.lru_cache(maxsize=None)
+def objective_function(spec: Spec):
+  """``f(image, params, targets, weights) -> (total, terms)`` for ``spec``.
 
-  The function a solver minimises: value and auxiliary terms, differentiable
-  in ``image``.
+  The function a solver minimises (``solvers.minimize(f, x0, args=(params,
+  targets, weights))``). The data are arguments, not constants, so one
+  compiled program serves any weights, targets and images of the same shapes,
+  and ``jax.vmap`` can batch over any of them. The same ``spec`` returns the
+  same function object, so compiled programs are reused.
   """
-  @jax.jit
-  def objective(image):
+  def objective(image, params, targets, weights):
     terms = loss_terms(params, image, targets, weights, spec)
     return terms["total"], terms
   return objective
+
+
+def make_objective(params, targets: Targets, weights: Weights, spec: Spec):
+  """``f(image) -> (total, terms)``, jit-compiled, with the data bound.
+
+  A convenience for research code; the data are passed to the compiled
+  function as arguments (not baked into it as constants).
+  """
+  compiled = jax.jit(objective_function(spec))
+  return lambda image: compiled(image, params, targets, weights)

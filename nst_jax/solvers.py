@@ -1,9 +1,13 @@
 """Minimisers whose whole loop runs as one compiled program.
 
-``minimize(fun, x0, ...)`` runs ``maxiter`` iterations of the chosen method in
-a single ``jax.lax.while_loop``; the host is touched only by ``Hook``s, which
-fire every ``every`` iterations through ``jax.debug.callback`` (progress lines,
-loss history, snapshots). ``fun(x) -> (value, aux)`` must be jit-able.
+``minimize(fun, x0, config, hooks, args)`` runs up to ``maxiter`` iterations of
+the chosen method in a single ``jax.lax.while_loop``; the host is touched only
+by ``Hook``s, which fire every ``every`` iterations through
+``jax.debug.callback`` (progress lines, loss history, snapshots).
+``fun(x, *args) -> (value, aux)`` must be jit-able. The data (weights,
+targets) travel in ``args`` as traced arguments, never as constants baked into
+the program, and the compiled program is cached per ``(fun, config, hooks)``:
+a second call with new data but the same shapes does not recompile.
 
 Methods:
 
@@ -26,6 +30,11 @@ neural-style-pt). Style objectives are stiff: a unit-length gradient step from
 the content image raises the loss 30-fold. Later steps are scale-invariant.
 * ``"adam"`` — ``optax.adam`` with a fixed learning rate.
 
+A line search that finds no sufficient decrease is not fatal (the next
+iteration's curvature pair often recovers); ``max_failed_linesearches``
+consecutive failures stop the run (status ``linesearch_failed``): the iterate
+is then converged to float32 precision, or the objective is broken.
+
 Pixel range: Adam projects onto the box ``[lower, upper]`` after every step.
 L-BFGS runs unconstrained — a projection would break its curvature pairs — as
 in jcjohnson/neural-style and neural-style-pt; the caller clips the result
@@ -36,6 +45,7 @@ gradient of ``fun`` (hooks' own evaluations are not counted).
 """
 
 import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -56,30 +66,33 @@ class SolverConfig:
   """Hyper-parameters of ``minimize`` (static: changing them recompiles).
 
   ``tol`` stops L-BFGS when ``‖∇f‖ ≤ tol·‖∇f(x₀)‖`` (0 disables it);
-  ``history_size`` is the L-BFGS memory; ``max_linesearch_steps`` bounds the
-  backtracking; ``learning_rate`` is Adam's step; ``lower``/``upper`` the box
-  that Adam projects onto.
+  ``history_size`` is the L-BFGS memory; ``max_linesearch_steps`` bounds each
+  line search; ``max_failed_linesearches`` consecutive failures stop the run;
+  ``learning_rate`` is Adam's step; ``lower``/``upper`` the box that Adam
+  projects onto.
   """
   method: str = "optax_lbfgs"
   maxiter: int = 500
   learning_rate: float = 0.02
   history_size: int = 10
   max_linesearch_steps: int = 20
+  max_failed_linesearches: int = 20
   tol: float = 0.0
   lower: float = 0.0
   upper: float = 1.0
 
 
 class Hook(NamedTuple):
-  """Every ``every`` iterations (and at iteration 0) calls on the host
-  ``host_fn(iteration, device_fn(x))``; ``device_fn`` runs on the device."""
+  """At iteration 0 and every ``every`` iterations, calls on the host
+  ``host_fn(iteration, device_fn(x, *args))``; ``device_fn`` runs on the
+  device. Keep hook objects alive across calls to reuse the compiled loop."""
   every: int
-  device_fn: Callable[[jax.Array], Any]
+  device_fn: Callable[..., Any]
   host_fn: Callable[[Any, Any], None]
 
 
 class SolveResult(NamedTuple):
-  """The last iterate ``x``, its value, iterations done, function
+  """The last iterate ``x``, ``fun``'s value there, iterations done, function
   evaluations (value-and-gradient calls), and the stop reason ``status``."""
   x: jax.Array
   value: jax.Array
@@ -89,12 +102,13 @@ class SolveResult(NamedTuple):
 
 
 class _Method(NamedTuple):
-  init: Callable       # x0 -> carry
-  step: Callable       # carry -> carry
-  x: Callable          # carry -> x
-  value: Callable      # carry -> value at x
+  init: Callable         # x0 -> carry
+  step: Callable         # carry -> carry
+  x: Callable            # carry -> x
+  value: Callable        # carry -> value at x (None: evaluate after the loop)
   evaluations: Callable  # carry -> int
-  status: Callable     # carry -> RUNNING or a stop reason
+  status: Callable       # carry -> RUNNING, CONVERGED or NON_FINITE
+  failed: Callable       # carry -> whether the last line search failed
 
 
 def _finite_status(value, status):
@@ -110,11 +124,7 @@ def _first_step_scale(grad):
 def _jaxopt_lbfgs(fun, cfg: SolverConfig) -> _Method:
   value_and_grad = jax.value_and_grad(fun, has_aux=True)
 
-  def init(x0):
-    scale = _first_step_scale(value_and_grad(x0)[1])
-    return x0, _solver(scale).init_state(x0), scale
-
-  def _solver(scale):
+  def solver(scale):
     def scaled(x):
       (v, aux), g = value_and_grad(x)
       return (v * scale, aux), g * scale
@@ -124,20 +134,24 @@ def _jaxopt_lbfgs(fun, cfg: SolverConfig) -> _Method:
         linesearch_init="max", max_stepsize=1.0, maxls=cfg.max_linesearch_steps,
         jit=True, unroll=False)
 
+  def init(x0):
+    scale = _first_step_scale(value_and_grad(x0)[1])
+    return x0, solver(scale).init_state(x0), scale
+
   def step(carry):
     x, state, scale = carry
-    x, state = _solver(scale).update(x, state)
+    x, state = solver(scale).update(x, state)
     return x, state, scale
 
   def status(carry):
-    _, state, _ = carry
-    s = jnp.where(state.failed_linesearch, LINESEARCH_FAILED, RUNNING)
-    s = jnp.where((cfg.tol > 0) & (state.error <= cfg.tol), CONVERGED, s)
+    state = carry[1]
+    s = jnp.where((cfg.tol > 0) & (state.error <= cfg.tol), CONVERGED, RUNNING)
     return _finite_status(state.value, s)
 
   return _Method(init, step, x=lambda c: c[0],
                  value=lambda c: c[1].value / c[2],
-                 evaluations=lambda c: c[1].num_fun_eval + 1, status=status)
+                 evaluations=lambda c: c[1].num_fun_eval + 1, status=status,
+                 failed=lambda c: c[1].failed_linesearch)
 
 
 def _optax_lbfgs(fun, cfg: SolverConfig) -> _Method:
@@ -147,39 +161,40 @@ def _optax_lbfgs(fun, cfg: SolverConfig) -> _Method:
   opt = optax.lbfgs(
       memory_size=cfg.history_size,
       linesearch=optax.scale_by_backtracking_linesearch(
-          max_backtracking_steps=cfg.max_linesearch_steps, store_grad=True))
+          max_backtracking_steps=cfg.max_linesearch_steps,
+          decrease_factor=0.5, store_grad=True))
+  get = optax.tree_utils.tree_get
 
   def init(x0):
     value, grad = jax.value_and_grad(lambda x: fun(x)[0])(x0)
     scale = _first_step_scale(grad)
-    return (x0, opt.init(x0), value * scale, jnp.int32(1),
-            optax.tree_utils.tree_norm(grad) * scale, grad * scale, scale)
+    # Seed the state with f(x0) so the first step does not evaluate it again.
+    state = optax.tree_utils.tree_set(opt.init(x0), value=value * scale,
+                                      grad=grad * scale)
+    gnorm0 = optax.tree_utils.tree_norm(grad) * scale
+    return x0, state, jnp.asarray(1, jnp.int32), gnorm0, scale
 
   def step(carry):
-    x, state, _, nfev, gnorm0, _, scale = carry
+    x, state, nfev, gnorm0, scale = carry
     value_fn = lambda x: fun(x)[0] * scale
-    value, grad = optax.value_and_grad_from_state(value_fn)(x, state=state)
+    value, grad = get(state, "value"), get(state, "grad")
     updates, state = opt.update(grad, state, x, value=value, grad=grad,
                                 value_fn=value_fn)
     x = optax.apply_updates(x, updates)
-    info = optax.tree_utils.tree_get(state, "info")
-    return (x, state, optax.tree_utils.tree_get(state, "value"),
-            nfev + info.num_linesearch_steps, gnorm0,
-            optax.tree_utils.tree_get(state, "grad"), scale)
+    steps = get(state, "info").num_linesearch_steps
+    return x, state, nfev + jnp.asarray(steps, jnp.int32), gnorm0, scale
 
   def status(carry):
-    _, state, value, _, gnorm0, grad, _ = carry
-    gnorm = optax.tree_utils.tree_norm(grad)
+    _, state, _, gnorm0, _ = carry
+    gnorm = optax.tree_utils.tree_norm(get(state, "grad"))
     s = jnp.where((cfg.tol > 0) & (gnorm <= cfg.tol * gnorm0), CONVERGED,
                   RUNNING)
-    # No decrease found in max_linesearch_steps: float32 precision reached.
-    info = optax.tree_utils.tree_get(state, "info")
-    s = jnp.where(info.num_linesearch_steps >= cfg.max_linesearch_steps,
-                  LINESEARCH_FAILED, s)
-    return _finite_status(value, s)
+    return _finite_status(get(state, "value"), s)
 
-  return _Method(init, step, x=lambda c: c[0], value=lambda c: c[2] / c[6],
-                 evaluations=lambda c: c[3], status=status)
+  return _Method(init, step, x=lambda c: c[0],
+                 value=lambda c: get(c[1], "value") / c[4],
+                 evaluations=lambda c: c[2], status=status,
+                 failed=lambda c: get(c[1], "info").decrease_error > 0)
 
 
 def _adam(fun, cfg: SolverConfig) -> _Method:
@@ -187,7 +202,7 @@ def _adam(fun, cfg: SolverConfig) -> _Method:
   opt = optax.adam(cfg.learning_rate)
 
   def init(x0):
-    return x0, opt.init(x0), jnp.asarray(jnp.inf, jnp.float32), jnp.int32(0)
+    return x0, opt.init(x0), jnp.asarray(0.0, jnp.float32), jnp.int32(0)
 
   def step(carry):
     x, state, _, nfev = carry
@@ -196,61 +211,80 @@ def _adam(fun, cfg: SolverConfig) -> _Method:
     x = jnp.clip(optax.apply_updates(x, updates), cfg.lower, cfg.upper)
     return x, state, value, nfev + 1
 
-  def status(carry):
-    value = carry[2]
-    return jnp.where(jnp.isnan(value) | (value == -jnp.inf) |
-                     ((value == jnp.inf) & (carry[3] > 0)),
-                     NON_FINITE, RUNNING)
-
-  return _Method(init, step, x=lambda c: c[0], value=lambda c: c[2],
-                 evaluations=lambda c: c[3], status=status)
+  return _Method(init, step, x=lambda c: c[0], value=None,
+                 evaluations=lambda c: c[3],
+                 status=lambda c: _finite_status(c[2], RUNNING),
+                 failed=lambda c: jnp.asarray(False))
 
 
 _METHODS = {"lbfgs": _jaxopt_lbfgs, "optax_lbfgs": _optax_lbfgs, "adam": _adam}
 
 
-def _fire(hooks: Sequence[Hook], iteration, x):
+def _fire(hooks: Sequence[Hook], iteration, x, args):
   for hook in hooks:
     def call(x, hook=hook):
-      jax.debug.callback(hook.host_fn, iteration, hook.device_fn(x),
+      jax.debug.callback(hook.host_fn, iteration, hook.device_fn(x, *args),
                          ordered=True)
     jax.lax.cond(iteration % hook.every == 0, call, lambda x: None, x)
 
 
-def minimize(fun: Callable, x0: jax.Array, config: SolverConfig = SolverConfig(),
-             hooks: Sequence[Hook] = ()) -> SolveResult:
-  """Minimises ``fun(x) -> (value, aux)`` from ``x0`` in one compiled loop.
+@functools.lru_cache(maxsize=32)
+def _compiled(fun: Callable, config: SolverConfig, hooks: tuple):
+  """The jit-compiled loop for one (objective, configuration, hooks)."""
+  make_method = _METHODS[config.method]
+
+  @jax.jit
+  def run(x0, args):
+    f = lambda x: fun(x, *args)
+    method = make_method(f, config)
+    carry = method.init(x0)
+    _fire(hooks, jnp.int32(0), x0, args)
+
+    def status(carry, fails):
+      s = method.status(carry)
+      return jnp.where((s == RUNNING) &
+                       (fails >= config.max_failed_linesearches),
+                       LINESEARCH_FAILED, s)
+
+    def cond(state):
+      i, carry, fails = state
+      return (i < config.maxiter) & (status(carry, fails) == RUNNING)
+
+    def body(state):
+      i, carry, fails = state
+      carry = method.step(carry)
+      fails = jnp.where(method.failed(carry), fails + 1, 0)
+      _fire(hooks, i + 1, method.x(carry), args)
+      return i + 1, carry, fails
+
+    i, carry, fails = jax.lax.while_loop(
+        cond, body, (jnp.int32(0), carry, jnp.int32(0)))
+    x = method.x(carry)
+    evaluations = jnp.asarray(method.evaluations(carry), jnp.int32)
+    if method.value is None:  # Adam knows f only before its last step
+      value, evaluations = f(x)[0], evaluations + 1
+    else:
+      value = method.value(carry)
+    return SolveResult(x, value, i, evaluations, status(carry, fails))
+
+  return run
+
+
+def minimize(fun: Callable, x0: jax.Array,
+             config: SolverConfig = SolverConfig(),
+             hooks: Sequence[Hook] = (), args: tuple = ()) -> SolveResult:
+  """Minimises ``fun(x, *args) -> (value, aux)`` from ``x0`` in one compiled
+  loop.
 
   Stops after ``config.maxiter`` iterations, or earlier when the value is not
-  finite, the L-BFGS line search fails (no decrease found: converged to
-  float32 precision, or a broken objective), or ``config.tol`` is met.
-  Returns a ``SolveResult``; ``status`` indexes ``STATUS_NAMES``.
+  finite, ``config.max_failed_linesearches`` line searches in a row find no
+  decrease, or ``config.tol`` is met. ``status`` indexes ``STATUS_NAMES``.
+  For Adam, ``value`` costs one more evaluation of ``fun`` at the result
+  (counted in ``function_evaluations``).
   """
   if config.method not in _METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {config.method!r}")
   if config.maxiter < 0:
     raise ValueError(f"maxiter must be >= 0, got {config.maxiter}")
   hooks = tuple(h for h in hooks if h.every > 0)
-  method = _METHODS[config.method](fun, config)
-
-  @jax.jit
-  def run(x0):
-    carry = method.init(x0)
-    _fire(hooks, jnp.int32(0), x0)
-
-    def cond(state):
-      i, carry = state
-      return (i < config.maxiter) & (method.status(carry) == RUNNING)
-
-    def body(state):
-      i, carry = state
-      carry = method.step(carry)
-      _fire(hooks, i + 1, method.x(carry))
-      return i + 1, carry
-
-    i, carry = jax.lax.while_loop(cond, body, (jnp.int32(0), carry))
-    return SolveResult(method.x(carry), method.value(carry), i,
-                       jnp.asarray(method.evaluations(carry), jnp.int32),
-                       method.status(carry))
-
-  return run(x0)
+  return _compiled(fun, config, hooks)(x0, tuple(args))

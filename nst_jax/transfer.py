@@ -9,6 +9,7 @@ returns the image with its loss history and counts. Images are float32
 """
 
 import dataclasses
+import functools
 import time
 from typing import Callable, Dict, List, NamedTuple, Sequence, Tuple
 
@@ -100,26 +101,70 @@ def check_config(config: TransferConfig) -> None:
     raise NSTError("no content and no style layers: nothing to optimise")
 
 
+def _layer_shapes(config: TransferConfig, shape: Tuple[int, int], layers):
+  params = {k: {n: jax.ShapeDtypeStruct(s, jnp.float32) for n, s in v.items()}
+            for k, v in networks.param_shapes(config.network).items()}
+  image = jax.ShapeDtypeStruct((1, *shape, 3), jnp.float32)
+  try:
+    return jax.eval_shape(
+        lambda p, x: vgg.features(p, x, layers, config.pooling), params, image)
+  except (TypeError, ValueError):  # a negative size inside the network
+    return {layers[-1]: jax.ShapeDtypeStruct((1, 0, 0, 1), jnp.float32)}
+
+
 def check_image_size(config: TransferConfig, shape: Tuple[int, int]) -> None:
   """Refuses images too small to reach the deepest layer (without computing).
 
   Every requested layer must have at least one position; otherwise its Gram
   would divide by zero.
   """
-  spec = config.spec()
-  params = {k: {n: jax.ShapeDtypeStruct(s, jnp.float32) for n, s in v.items()}
-            for k, v in networks.param_shapes(config.network).items()}
-  image = jax.ShapeDtypeStruct((1, *shape, 3), jnp.float32)
-  try:
-    out = jax.eval_shape(
-        lambda p, x: vgg.features(p, x, spec.layers, spec.pooling), params, image)
-  except (TypeError, ValueError) as e:  # negative sizes inside the network
-    out = {spec.layers[-1]: jax.ShapeDtypeStruct((1, 0, 0, 1), jnp.float32)}
-  for layer, s in out.items():
+  for layer, s in _layer_shapes(config, shape, config.spec().layers).items():
     if s.shape[1] < 1 or s.shape[2] < 1:
       raise NSTError(
           f"a {shape[1]}x{shape[0]} image is too small for layer {layer} of "
           f"{config.network}: use a larger --size")
+
+
+def estimate_memory(config: TransferConfig, shape: Tuple[int, int]) -> int:
+  """Bytes one run needs, estimated from shapes alone (nothing is allocated).
+
+  Reverse-mode differentiation keeps every activation up to the deepest layer
+  (plus a ReLU mask and a gradient of each: 3 float32 copies), and L-BFGS
+  keeps ``2·history_size`` image-sized vectors besides a few working copies.
+  """
+  spec = config.spec()
+  names = networks.layer_names(config.network)
+  deepest = max(names.index(l) for l in spec.layers)
+  shapes = _layer_shapes(config, shape, names[:deepest + 1])
+  activations = sum(int(np.prod(s.shape)) for s in shapes.values())
+  image = shape[0] * shape[1] * 3
+  return 4 * (3 * activations + (2 * config.history_size + 8) * image)
+
+
+def available_memory() -> int | None:
+  """Memory the default device can use, in bytes (None if unknown)."""
+  device = jax.devices()[0]
+  try:
+    stats = device.memory_stats() or {}
+  except Exception:  # pylint: disable=broad-except  # backends differ
+    stats = {}
+  if "bytes_limit" in stats:
+    return int(stats["bytes_limit"])
+  try:
+    import os
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def check_memory(config: TransferConfig, shape: Tuple[int, int]) -> int:
+  """Refuses a run whose estimate exceeds the device's memory; returns it."""
+  need, have = estimate_memory(config, shape), available_memory()
+  if have is not None and need > have:
+    raise NSTError(
+        f"a {shape[1]}x{shape[0]} transfer needs about {need / 2**30:.1f} GiB "
+        f"but the device has {have / 2**30:.1f} GiB: use a smaller --size")
+  return need
 
 
 def initial_image(init: str, content: np.ndarray, style: np.ndarray | None,
@@ -144,6 +189,17 @@ def _record(iteration, terms) -> Dict[str, float]:
           **{k: float(np.asarray(terms[k])) for k in TERMS}}
 
 
+@functools.lru_cache(maxsize=None)
+def _terms_on_device(spec: objective.Spec):
+  fun = objective.objective_function(spec)
+  return lambda x, *args: fun(x, *args)[1]
+
+
+def _clip_on_device(x, *args):
+  del args
+  return jnp.clip(x, 0.0, 1.0)
+
+
 def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
             config: TransferConfig = TransferConfig(), *,
             log_every: int = 50,
@@ -162,6 +218,7 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   """
   check_config(config)
   check_image_size(config, content.shape[:2])
+  check_memory(config, content.shape[:2])
   spec = config.spec()
   start = time.perf_counter()
   targets = objective.make_targets(
@@ -171,7 +228,8 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
       spec, content_weight=config.content_weight,
       style_weight=config.style_weight, tv_weight=config.tv_weight,
       style_layer_weights=config.style_layer_weights)
-  fun = objective.make_objective(params, targets, weights, spec)
+  fun = objective.objective_function(spec)
+  args = (params, targets, weights)
   history: List[Dict[str, float]] = []
 
   def log(iteration, terms):
@@ -179,14 +237,14 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
     if on_log is not None:
       on_log(history[-1])
 
-  hooks = [solvers.Hook(log_every, lambda x: fun(x)[1], log)]
+  hooks = [solvers.Hook(log_every, _terms_on_device(spec), log)]
   if snapshot_every > 0 and on_snapshot is not None:
     hooks.append(solvers.Hook(
-        snapshot_every, lambda x: jnp.clip(x, 0.0, 1.0),
+        snapshot_every, _clip_on_device,
         lambda i, x: int(i) > 0 and on_snapshot(int(i), np.asarray(x))))
   x0 = initial_image(config.init, content, styles[0] if styles else None,
                      config.seed)
-  result = solvers.minimize(fun, x0, config.solver(), hooks)
+  result = solvers.minimize(fun, x0, config.solver(), hooks, args)
   image = np.asarray(jnp.clip(result.x, 0.0, 1.0))
   iterations = int(result.iterations)
   status = solvers.STATUS_NAMES[int(result.status)]
@@ -195,7 +253,7 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
         f"the loss became NaN or infinite by iteration {iterations}: lower "
         "--learning_rate or the loss weights")
   if not history or history[-1]["iteration"] != iterations:
-    log(iterations, fun(result.x)[1])
+    log(iterations, jax.jit(fun)(result.x, *args)[1])
   return TransferResult(image, history, iterations,
                         int(result.function_evaluations), status,
                         time.perf_counter() - start)

@@ -39,8 +39,12 @@ def load_params(network: str | os.PathLike = "vgg16") -> Dict[str, Dict[str, jax
       raise NSTError(
           f"unknown network {str(network)!r}: use one of "
           f"{', '.join(networks.NETWORKS)} or a path to a converted .npz")
-    with np.load(path, allow_pickle=False) as f:
-      name = network_of({k.split("/")[0]: None for k in f.files})
+    try:
+      with np.load(path, allow_pickle=False) as f:
+        name = network_of({k.split("/")[0]: None for k in f.files})
+    except (OSError, ValueError, EOFError) as e:
+      raise NSTError(f"cannot read weights {path}: not a converted .npz "
+                     f"({' '.join(str(e).split())})") from None
   params = _weights.load_params_file(path, name)
   return jax.tree_util.tree_map(jnp.asarray, params)
 
@@ -58,8 +62,8 @@ def network_of(params) -> str:
 
 def normalize(images: jax.Array) -> jax.Array:
   """Maps RGB in [0, 1] to the network's input: ``(x - mean) / std``."""
-  mean = jnp.asarray(networks.IMAGENET_MEAN, images.dtype)
-  std = jnp.asarray(networks.IMAGENET_STD, images.dtype)
+  mean = jnp.asarray(networks.IMAGENET_MEAN, images.dtype).reshape(1, 1, 1, 3)
+  std = jnp.asarray(networks.IMAGENET_STD, images.dtype).reshape(1, 1, 1, 3)
   return (images - mean) / std
 
 
@@ -68,7 +72,7 @@ def _conv(x, kernel, bias, stride, padding):
       x, kernel.astype(x.dtype), (stride, stride),
       ((padding, padding), (padding, padding)),
       dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return y + bias.astype(x.dtype)
+  return y + bias.astype(x.dtype).reshape(1, 1, 1, -1)
 
 
 def _pool(x, window, stride, pooling):

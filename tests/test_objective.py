@@ -1,0 +1,324 @@
+"""Tests of nst_jax.objective with a tiny random VGG-16 (no real weights).
+
+The parameters have VGG-16's shapes (``networks.param_shapes``) but random
+He-scaled values; the spec reads only shallow layers so that everything runs
+on 32x32 images in a fraction of a second. Each term of ``loss_terms`` is
+recomputed by hand in float64 numpy from the features, so a wrong weight, a
+missing blend normalisation or a wrong reduction shows up.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nst_jax import losses
+from nst_jax import networks
+from nst_jax import objective
+from nst_jax import statistics
+from nst_jax import vgg
+from nst_jax.errors import NSTError
+
+SPEC = objective.Spec(content_layers=("relu2_2",),
+                      style_layers=("relu1_1", "relu2_1", "relu3_1"),
+                      pooling="avg", gram_normalization="paper")
+
+
+def _tiny_params(seed=0):
+  rng = np.random.default_rng(seed)
+  params = {}
+  for name, shapes in networks.param_shapes("vgg16").items():
+    kh, kw, cin, _ = shapes["kernel"]
+    params[name] = {
+        "kernel": jnp.asarray(
+            rng.normal(size=shapes["kernel"]) * np.sqrt(2.0 / (kh * kw * cin)),
+            jnp.float32),
+        "bias": jnp.asarray(rng.normal(size=shapes["bias"]) * 0.1, jnp.float32),
+    }
+  return params
+
+
+@pytest.fixture(scope="module")
+def params():
+  return _tiny_params()
+
+
+def _img(h, w, seed):
+  return jnp.asarray(np.random.default_rng(seed).uniform(size=(h, w, 3)),
+                     jnp.float32)
+
+
+@pytest.fixture(scope="module")
+def problem(params):
+  content = _img(32, 32, 1)
+  styles = [_img(40, 24, 2), _img(24, 36, 3)]  # two styles of other sizes
+  targets = objective.make_targets(params, content, styles, SPEC,
+                                   style_blend_weights=[3.0, 1.0])
+  weights = objective.make_weights(SPEC, content_weight=2.0, style_weight=50.0,
+                                   tv_weight=0.5,
+                                   style_layer_weights=[0.2, 0.3, 0.5])
+  return content, styles, targets, weights
+
+
+def _np_feats(params, image, layers, pooling):
+  out = vgg.features(params, jnp.asarray(image)[None], layers, pooling)
+  return {k: np.asarray(v[0], np.float64) for k, v in out.items()}
+
+
+def _np_gram(f):
+  h, w, c = f.shape
+  x = f.reshape(h * w, c)
+  return x.T @ x / (h * w)
+
+
+def test_make_targets_shapes_and_blend(params, problem):
+  content, styles, targets, _ = problem
+  assert set(targets.content) == {"relu2_2"}
+  assert targets.content["relu2_2"].shape == (16, 16, 128)
+  channels = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256}
+  assert set(targets.style) == set(channels)
+  for layer, c in channels.items():
+    assert targets.style[layer].shape == (2, c, c)
+  np.testing.assert_allclose(np.asarray(targets.style_blend), [0.75, 0.25],
+                             rtol=1e-6)
+  # The stacked Grams are those of each style image, in order.
+  for s, style in enumerate(styles):
+    feats = _np_feats(params, style, SPEC.style_layers, SPEC.pooling)
+    for layer in SPEC.style_layers:
+      want = _np_gram(feats[layer])
+      np.testing.assert_allclose(np.asarray(targets.style[layer][s]), want,
+                                 rtol=1e-4, atol=1e-5 * np.abs(want).max())
+  feats = _np_feats(params, content, ("relu2_2",), SPEC.pooling)
+  np.testing.assert_allclose(np.asarray(targets.content["relu2_2"]),
+                             feats["relu2_2"], rtol=1e-5, atol=1e-5)
+
+
+def test_make_targets_default_blend_is_equal(params):
+  t = objective.make_targets(params, _img(32, 32, 1),
+                             [_img(32, 32, 2), _img(20, 20, 3), _img(24, 24, 4)],
+                             SPEC)
+  np.testing.assert_allclose(np.asarray(t.style_blend), [1 / 3] * 3, rtol=1e-6)
+
+
+def _hand_terms(params, image, targets, weights, spec):
+  """Every term recomputed in float64 numpy from the features."""
+  feats = _np_feats(params, image, spec.layers, spec.pooling)
+  content = sum(0.5 * np.sum((feats[l] - np.asarray(targets.content[l])) ** 2)
+                for l in spec.content_layers)
+  factor = {"paper": 4.0, "notes": 1.0}[spec.gram_normalization]
+  blend = np.asarray(targets.style_blend, np.float64)
+  per_layer = []
+  for l in spec.style_layers:
+    g = _np_gram(feats[l])
+    a = np.asarray(targets.style[l], np.float64)
+    e = [np.sum((g - a[s]) ** 2) / (factor * g.shape[0] ** 2)
+         for s in range(a.shape[0])]
+    per_layer.append(np.dot(blend, e))
+  x = np.asarray(image, np.float64)
+  tv = (np.sum((x[1:] - x[:-1]) ** 2) + np.sum((x[:, 1:] - x[:, :-1]) ** 2))
+  style_layers = (float(weights.style) * np.asarray(weights.style_layers)
+                  * np.array(per_layer))
+  return {"content": float(weights.content) * content,
+          "style": style_layers.sum(), "style_layers": style_layers,
+          "tv": float(weights.tv) * tv}
+
+
+@pytest.mark.parametrize("normalization", ["paper", "notes"])
+def test_loss_terms_match_hand_computation(params, problem, normalization):
+  content, styles, _, weights = problem
+  spec = objective.Spec(SPEC.content_layers, SPEC.style_layers, SPEC.pooling,
+                        normalization)
+  targets = objective.make_targets(params, content, styles, spec,
+                                   style_blend_weights=[3.0, 1.0])
+  image = _img(32, 32, 7)
+  terms = jax.jit(objective.loss_terms, static_argnums=4)(
+      params, image, targets, weights, spec)
+  assert set(terms) == {"total", "content", "style", "tv", "style_layers"}
+  for k in ("total", "content", "style", "tv"):
+    assert terms[k].shape == (), k
+  assert terms["style_layers"].shape == (3,)
+  want = _hand_terms(params, image, targets, weights, spec)
+  for k in ("content", "style", "tv", "style_layers"):
+    np.testing.assert_allclose(np.asarray(terms[k]), want[k], rtol=1e-4,
+                               err_msg=k)
+    assert np.all(np.asarray(want[k]) > 0), k  # every term is exercised
+  np.testing.assert_allclose(
+      float(terms["total"]),
+      float(terms["content"]) + float(terms["style"]) + float(terms["tv"]),
+      rtol=1e-6)
+
+
+def test_loss_terms_match_library_building_blocks(params, problem):
+  """The same, composed from statistics/losses directly (jnp, float32)."""
+  content, _, targets, weights = problem
+  image = _img(32, 32, 8)
+  feats = vgg.features(params, image[None], SPEC.layers, SPEC.pooling)
+  c = losses.content_loss(feats["relu2_2"][0], targets.content["relu2_2"])
+  per = []
+  for l in SPEC.style_layers:
+    g = statistics.gram_matrix(feats[l][0])
+    e = jnp.stack([losses.gram_loss(g, targets.style[l][s]) for s in range(2)])
+    per.append(jnp.sum(targets.style_blend * e))
+  style = weights.style * jnp.sum(weights.style_layers * jnp.stack(per))
+  tv = losses.total_variation_loss(image)
+  terms = jax.jit(objective.loss_terms, static_argnums=4)(
+      params, image, targets, weights, SPEC)
+  np.testing.assert_allclose(float(terms["content"]), float(weights.content * c),
+                             rtol=1e-5)
+  np.testing.assert_allclose(float(terms["style"]), float(style), rtol=1e-5)
+  np.testing.assert_allclose(float(terms["tv"]), float(weights.tv * tv),
+                             rtol=1e-5)
+
+
+def test_zero_at_targets(params):
+  """Content image = content target and single style = same image: only tv."""
+  image = _img(32, 32, 9)
+  targets = objective.make_targets(params, image, [image], SPEC)
+  weights = objective.make_weights(SPEC, content_weight=1.0, style_weight=1e3,
+                                   tv_weight=0.0)
+  terms = jax.jit(objective.loss_terms, static_argnums=4)(
+      params, image, targets, weights, SPEC)
+  assert float(terms["content"]) == pytest.approx(0.0, abs=1e-6)
+  assert float(terms["style"]) == pytest.approx(0.0, abs=1e-6)
+  assert float(terms["tv"]) == 0.0
+
+
+def test_weights_vmap_equals_separate_calls(params, problem):
+  _, _, targets, _ = problem
+  image = _img(32, 32, 10)
+  grid = [objective.make_weights(SPEC, content_weight=1.0, style_weight=s,
+                                 tv_weight=t, style_layer_weights=lw)
+          for s, t, lw in [(1.0, 0.0, [1, 0, 0]), (100.0, 1.0, [0.2, 0.3, 0.5]),
+                           (1e4, 0.1, [0, 0, 1])]]
+  stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *grid)
+  assert stacked.style_layers.shape == (3, 3)
+  batched = jax.jit(jax.vmap(
+      lambda w: objective.loss_terms(params, image, targets, w, SPEC)))(stacked)
+  single = jax.jit(objective.loss_terms, static_argnums=4)
+  totals = []
+  for i, w in enumerate(grid):
+    one = single(params, image, targets, w, SPEC)
+    for k in ("total", "content", "style", "tv", "style_layers"):
+      np.testing.assert_allclose(np.asarray(batched[k][i]), np.asarray(one[k]),
+                                 rtol=1e-5, err_msg=k)
+    totals.append(float(one["total"]))
+  assert len(set(totals)) == 3  # the grid points really differ
+
+
+def test_objective_gradient_matches_finite_differences(params, problem):
+  """Directional derivatives of the objective in float64 (x64 for this test
+  only): the image and thus all features are float64; targets stay float32."""
+  _, _, targets, weights = problem
+  rng = np.random.default_rng(11)
+  with jax.enable_x64(True):
+    fun = objective.make_objective(params, targets, weights, SPEC)
+    f = lambda x: fun(x)[0]
+    x = jnp.asarray(rng.uniform(0.2, 0.8, size=(32, 32, 3)), jnp.float64)
+    value, grad = jax.jit(jax.value_and_grad(f))(x)
+    assert value.dtype == jnp.float64 and grad.dtype == jnp.float64
+    assert float(jnp.abs(grad).max()) > 0
+    # ReLU kinks are dense with random weights: a small step keeps the
+    # symmetric difference inside one linear piece; float64 keeps roundoff
+    # (~1e-16·f/eps) far below the tolerance.
+    eps = 1e-8
+    for _ in range(4):
+      v = jnp.asarray(rng.normal(size=x.shape))
+      fd = (float(f(x + eps * v)) - float(f(x - eps * v))) / (2 * eps)
+      an = float(jnp.vdot(grad, v))
+      np.testing.assert_allclose(an, fd, rtol=1e-5)
+  assert jnp.zeros(1).dtype == jnp.float32  # flag restored
+
+
+def test_objective_does_not_recompile(params, problem, monkeypatch):
+  _, _, targets, weights = problem
+  traces = []
+  real = objective.loss_terms
+
+  def counting(*args, **kwargs):
+    traces.append(1)
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(objective, "loss_terms", counting)
+  objective.objective_function.cache_clear()
+  fun = objective.make_objective(params, targets, weights, SPEC)
+  v1, terms1 = fun(_img(32, 32, 12))
+  v2, terms2 = fun(_img(32, 32, 13))
+  assert float(v1) != float(v2)
+  assert len(traces) == 1
+  # New data of the same shapes reuse the compiled program too.
+  fun2 = objective.make_objective(
+      params, targets, weights._replace(style=weights.style * 2), SPEC)
+  v3, _ = fun2(_img(32, 32, 13))
+  assert float(v3) != float(v2)
+  assert len(traces) == 1
+  assert set(terms1) == {"total", "content", "style", "tv", "style_layers"}
+  # Differentiating it reuses the traced objective (or traces it once more).
+  g = jax.jit(jax.grad(lambda x: fun(x)[0]))
+  g(_img(32, 32, 14))
+  g(_img(32, 32, 15))
+  assert len(traces) <= 2
+  assert g._cache_size() == 1
+
+
+# --- errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(style_layer_weights=[1.0, 1.0]), "2 style layer weights for 3"),
+    (dict(style_layer_weights=[1.0, 1.0, 1.0, 1.0]), "4 style layer weights"),
+    (dict(style_layer_weights=[1.0, -1.0, 1.0]), "style_layer_weights"),
+    (dict(style_layer_weights=[1.0, float("nan"), 1.0]), "style_layer_weights"),
+    (dict(content_weight=-1.0), "content_weight"),
+    (dict(style_weight=float("nan")), "style_weight"),
+    (dict(style_weight=float("inf")), "style_weight"),
+    (dict(tv_weight=-1e-3), "tv_weight"),
+])
+def test_make_weights_errors(kwargs, match):
+  args = dict(content_weight=1.0, style_weight=1.0, tv_weight=0.0)
+  args.update(kwargs)
+  with pytest.raises(NSTError, match=match):
+    objective.make_weights(SPEC, **args)
+
+
+def test_make_weights_defaults():
+  w = objective.make_weights(SPEC, content_weight=1.0, style_weight=2.0)
+  np.testing.assert_allclose(np.asarray(w.style_layers), [1 / 3] * 3)
+  assert float(w.tv) == 0.0
+  assert all(x.dtype == jnp.float32 for x in w)
+
+
+def test_make_targets_errors(params):
+  content = _img(32, 32, 1)
+  with pytest.raises(NSTError, match="no style image"):
+    objective.make_targets(params, content, [], SPEC)
+  with pytest.raises(NSTError, match="no content image"):
+    objective.make_targets(params, None, [_img(32, 32, 2)], SPEC)
+  with pytest.raises(NSTError, match="relu6_1"):
+    objective.make_targets(params, content, [_img(32, 32, 2)],
+                           objective.Spec(("relu6_1",), ()))
+  with pytest.raises(NSTError, match="pooling"):
+    objective.make_targets(params, content, [content],
+                           objective.Spec(("relu1_1",), (), pooling="min"))
+  with pytest.raises(NSTError, match="normalization"):
+    objective.make_targets(params, content, [content], objective.Spec(
+        ("relu1_1",), ("relu1_1",), gram_normalization="frobenius"))
+  with pytest.raises(NSTError, match="blend"):
+    objective.make_targets(params, content, [content], SPEC,
+                           style_blend_weights=[1.0, 2.0])
+  with pytest.raises(NSTError, match="blend"):
+    objective.make_targets(params, content, [content, content], SPEC,
+                           style_blend_weights=[0.0, 0.0])
+  with pytest.raises(NSTError, match="blend"):
+    objective.make_targets(params, content, [content, content], SPEC,
+                           style_blend_weights=[1.0, -0.5])
+
+
+def test_texture_synthesis_without_content(params):
+  spec = objective.Spec(content_layers=(), style_layers=("relu1_1", "relu2_1"))
+  targets = objective.make_targets(params, None, [_img(24, 24, 1)], spec)
+  assert targets.content == {}
+  weights = objective.make_weights(spec, content_weight=1.0, style_weight=1.0)
+  fun = objective.make_objective(params, targets, weights, spec)
+  total, terms = fun(_img(16, 16, 2))
+  assert float(terms["content"]) == 0.0
+  assert float(total) == pytest.approx(float(terms["style"]), rel=1e-6)

@@ -1,0 +1,336 @@
+"""Tests of nst_jax.solvers on problems with known minima.
+
+Results are compared with ``numpy.linalg.solve`` and
+``scipy.optimize.minimize``; function evaluations are counted on the host by a
+``jax.debug.callback`` inside the objective, which fires once per value-and-
+gradient actually executed by the compiled loop.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+
+from nst_jax import solvers
+
+
+# --- problems -------------------------------------------------------------------
+
+
+def _quadratic_data(n=64, seed=0):
+  rng = np.random.default_rng(seed)
+  a = rng.normal(size=(n, n))
+  q = a @ a.T / n + np.eye(n)  # SPD, condition number about 5
+  b = rng.normal(size=n)
+  return q, b
+
+
+Q, B = _quadratic_data()
+X_STAR = np.linalg.solve(Q, B).reshape(8, 8)
+
+
+def quadratic(x):
+  """0.5 xᵀQx − bᵀx on an (8, 8) "image"; aux carries the value too."""
+  v = x.reshape(-1)
+  q, b = jnp.asarray(Q, x.dtype), jnp.asarray(B, x.dtype)
+  value = 0.5 * jnp.dot(v, jnp.dot(q, v, precision="highest"),
+                        precision="highest") - jnp.dot(b, v, precision="highest")
+  return value, {"value": value}
+
+
+def rosenbrock(x):
+  value = jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+  return value, ()
+
+
+class Counter:
+  """Counts evaluations of ``fun`` at run time through a host callback."""
+
+  def __init__(self, fun):
+    self.n = 0
+    self._fun = fun
+
+  def _tick(self):
+    self.n += 1
+
+  def __call__(self, x):
+    jax.debug.callback(self._tick)
+    return self._fun(x)
+
+
+def _solve(fun, x0, hooks=(), **config):
+  result = solvers.minimize(fun, jnp.asarray(x0, jnp.float32),
+                            solvers.SolverConfig(**config), hooks)
+  jax.block_until_ready(result)
+  jax.effects_barrier()  # every debug.callback has run
+  return result
+
+
+ADAM_BOX = dict(lower=-10.0, upper=10.0)
+
+
+# --- quadratic: against a direct solve and scipy --------------------------------
+
+
+@pytest.mark.parametrize("method,config", [
+    ("optax_lbfgs", dict(maxiter=25)),  # quasi-Newton: few iterations suffice
+    ("lbfgs", dict(maxiter=25)),
+    ("adam", dict(maxiter=1500, learning_rate=0.02, **ADAM_BOX)),
+])
+def test_quadratic_reaches_solution(method, config):
+  result = _solve(quadratic, np.zeros((8, 8)), method=method, **config)
+  ref = scipy.optimize.minimize(
+      lambda v: (0.5 * v @ Q @ v - B @ v, Q @ v - B), np.zeros(64), jac=True,
+      method="L-BFGS-B", options=dict(gtol=1e-12, ftol=1e-15))
+  np.testing.assert_allclose(ref.x.reshape(8, 8), X_STAR, atol=1e-6)
+  assert isinstance(result, solvers.SolveResult)
+  assert result.x.shape == (8, 8) and result.x.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(result.x), ref.x.reshape(8, 8),
+                             atol=1e-3)
+  np.testing.assert_allclose(float(result.value), ref.fun, rtol=1e-5)
+  if method != "adam":  # value is f(x) (Adam: see test_adam_value_is_value_at_x)
+    np.testing.assert_allclose(float(result.value),
+                               float(quadratic(result.x)[0]), rtol=1e-6)
+  assert 0 < int(result.iterations) <= config["maxiter"]
+  assert result.iterations.dtype == jnp.int32
+  assert result.function_evaluations.dtype == jnp.int32
+  assert result.value.shape == () and result.status.shape == ()
+  assert solvers.STATUS_NAMES[int(result.status)] in (
+      "max_iterations", "linesearch_failed", "converged")
+
+
+def test_lbfgs_tol_converges_early():
+  result = _solve(quadratic, np.zeros((8, 8)), method="lbfgs", maxiter=200,
+                  tol=1e-3)
+  assert solvers.STATUS_NAMES[int(result.status)] == "converged"
+  assert int(result.iterations) < 200
+  g = np.asarray(jax.grad(lambda x: quadratic(x)[0])(result.x))
+  g0 = np.asarray(jax.grad(lambda x: quadratic(x)[0])(jnp.zeros((8, 8))))
+  assert np.linalg.norm(g) <= 2e-3 * np.linalg.norm(g0)
+
+
+# --- Rosenbrock -----------------------------------------------------------------
+
+@pytest.mark.parametrize("method,x0", [
+    ("optax_lbfgs", (-1.2, 1.0)),
+    ("optax_lbfgs", (-1.0, -1.0)),
+    ("lbfgs", (-1.2, 1.0)),
+    ("lbfgs", (-1.0, -1.0)),
+])
+def test_rosenbrock_lbfgs(method, x0):
+  ref = scipy.optimize.minimize(scipy.optimize.rosen, np.array(x0),
+                                jac=scipy.optimize.rosen_der, method="L-BFGS-B")
+  np.testing.assert_allclose(ref.x, [1.0, 1.0], atol=1e-3)
+  result = _solve(rosenbrock, x0, method=method, maxiter=300)
+  np.testing.assert_allclose(np.asarray(result.x), ref.x, atol=1e-3)
+  assert float(result.value) < 1e-6
+
+
+def test_rosenbrock_adam():
+  result = _solve(rosenbrock, (-1.2, 1.0), method="adam", maxiter=3000,
+                  learning_rate=0.05, lower=-5.0, upper=5.0)
+  np.testing.assert_allclose(np.asarray(result.x), [1.0, 1.0], atol=1e-3)
+  assert int(result.iterations) == 3000
+  assert solvers.STATUS_NAMES[int(result.status)] == "max_iterations"
+
+
+# --- exact evaluation counts ----------------------------------------------------
+
+@pytest.mark.parametrize("method", [
+    "adam", "lbfgs", "optax_lbfgs",
+])
+def test_function_evaluations_are_exact(method):
+  """``function_evaluations`` is the number of value-and-gradient calls run.
+
+  jaxopt's 'lbfgs' (zoom line search, value_and_grad=True) only ever calls
+  value-and-gradient, so the counter equals its count exactly: 1 for the
+  1/‖g₀‖₁ scale + 1 for init_state + the line-search calls (two per iteration
+  on this quadratic). Adam: one per iteration. (maxiter=0 is checked in
+  test_maxiter_zero_returns_x0.)
+  """
+  counter = Counter(quadratic)
+  result = _solve(counter, np.zeros((8, 8)), method=method, maxiter=7,
+                  **ADAM_BOX)
+  assert int(result.iterations) == 7  # no early stop on this budget
+  assert counter.n == int(result.function_evaluations)
+  if method == "lbfgs":
+    assert counter.n == 2 + 2 * 7
+  if method == "adam":
+    assert counter.n == 7 + 1  # one per step, and the value at the result
+
+
+def test_hooks_do_not_count_as_evaluations():
+  counter = Counter(quadratic)
+  calls = []
+  hook = solvers.Hook(1, lambda x: quadratic(x)[0],
+                      lambda i, v: calls.append(int(i)))
+  result = _solve(counter, np.zeros((8, 8)), hooks=[hook], method="adam",
+                  maxiter=5, **ADAM_BOX)
+  assert calls == [0, 1, 2, 3, 4, 5]
+  assert counter.n == int(result.function_evaluations) == 5 + 1
+
+
+# --- status ---------------------------------------------------------------------
+
+
+def _nan_beyond(x):
+  """Finite on max(x) <= 1.5, NaN beyond; the minimum (3, ...) is beyond."""
+  value = jnp.sum((x - 3.0) ** 2)
+  return jnp.where(jnp.max(x) > 1.5, jnp.nan, value), ()
+
+
+def _neginf_beyond(x):
+  value = jnp.sum((x - 3.0) ** 2)
+  return jnp.where(jnp.max(x) > 1.5, -jnp.inf, value), ()
+
+
+def _nan_everywhere(x):
+  return jnp.sum(x) * jnp.nan, ()
+
+
+@pytest.mark.parametrize("method", solvers.METHODS)
+def test_status_non_finite_after_some_iterations(method):
+  fun = _nan_beyond if method == "adam" else _neginf_beyond
+  result = _solve(fun, np.zeros((4, 4)), method=method, maxiter=200,
+                  learning_rate=0.1, lower=-10.0, upper=10.0)
+  assert solvers.STATUS_NAMES[int(result.status)] == "non_finite"
+  assert 0 < int(result.iterations) < 200
+  assert not np.isfinite(float(result.value))
+
+
+@pytest.mark.parametrize("method", solvers.METHODS)
+def test_status_non_finite_from_the_start(method):
+  result = _solve(_nan_everywhere, np.zeros((4, 4)), method=method,
+                  maxiter=50, **ADAM_BOX)
+  assert solvers.STATUS_NAMES[int(result.status)] == "non_finite"
+  assert int(result.iterations) <= 1
+
+
+@pytest.mark.parametrize("method", ["optax_lbfgs", "lbfgs"])
+def test_lbfgs_line_search_rejects_nan_trial_points(method):
+  """A NaN trial value fails the sufficient-decrease test (comparisons with
+  NaN are false), so L-BFGS stays in the finite region — it either backtracks
+  into it or stops on failed line searches — and never returns a NaN iterate."""
+  result = _solve(_nan_beyond, np.zeros((4, 4)), method=method, maxiter=200)
+  assert solvers.STATUS_NAMES[int(result.status)] in ("linesearch_failed",
+                                                     "max_iterations")
+  assert np.all(np.isfinite(np.asarray(result.x)))
+  assert float(np.asarray(result.x).max()) <= 1.5
+  assert np.isfinite(float(result.value))
+
+
+# --- hooks ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", solvers.METHODS)
+def test_hooks_fire_at_multiples_of_every(method):
+  every, maxiter = 3, 10
+  seen, values, each = [], [], []
+  hooks = [
+      solvers.Hook(every, lambda x: x, lambda i, x: seen.append(
+          (int(i), np.asarray(x)))),
+      solvers.Hook(4, lambda x: quadratic(x)[1],
+                   lambda i, aux: values.append((int(i), float(aux["value"])))),
+      solvers.Hook(0, lambda x: x, lambda i, x: pytest.fail("every=0 fired")),
+      solvers.Hook(1, lambda x: x, lambda i, x: each.append(np.asarray(x))),
+  ]
+  result = _solve(quadratic, np.zeros((8, 8)), hooks=hooks, method=method,
+                  maxiter=maxiter, **ADAM_BOX)
+  assert int(result.iterations) == maxiter
+  assert [i for i, _ in seen] == [0, 3, 6, 9]
+  assert [i for i, _ in values] == [0, 4, 8]
+  assert len(each) == maxiter + 1
+  # Payloads: the iterate after i iterations.
+  np.testing.assert_array_equal(each[0], np.zeros((8, 8)))
+  np.testing.assert_array_equal(each[-1], np.asarray(result.x))
+  assert not np.allclose(each[3], each[6])
+  for i, x in seen:
+    assert x.shape == (8, 8)
+    np.testing.assert_array_equal(x, each[i])
+  for i, v in values:
+    np.testing.assert_allclose(v, float(quadratic(jnp.asarray(each[i]))[0]),
+                               rtol=1e-5, atol=1e-6)
+  assert values[0][1] == 0.0  # f(0) = 0
+  # ... and a run stopped at iteration 6 ends where this one was then.
+  stopped = _solve(quadratic, np.zeros((8, 8)), method=method, maxiter=6,
+                   **ADAM_BOX)
+  np.testing.assert_allclose(each[6], np.asarray(stopped.x), rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_hooks_stop_with_the_loop():
+  seen = []
+  hook = solvers.Hook(1, lambda x: x, lambda i, x: seen.append(int(i)))
+  result = _solve(_nan_beyond, np.zeros((4, 4)), hooks=[hook], method="adam",
+                  maxiter=200, learning_rate=0.1)
+  assert seen == list(range(int(result.iterations) + 1))
+
+
+# --- Adam's box, maxiter=0, value, errors ---------------------------------------
+
+
+@pytest.mark.parametrize("lower,upper", [(0.0, 1.0), (-0.5, 0.25)])
+def test_adam_respects_box(lower, upper):
+  """Minimum at 2 (outside the box): every iterate stays inside and the
+  result is the upper face."""
+  lows, highs = [], []
+  hook = solvers.Hook(1, lambda x: (x.min(), x.max()),
+                      lambda i, mm: (lows.append(float(mm[0])),
+                                     highs.append(float(mm[1]))))
+  fun = lambda x: (jnp.sum((x - 2.0) ** 2), ())
+  x0 = np.linspace(lower, upper, 16).reshape(4, 4)
+  result = _solve(fun, x0, hooks=[hook], method="adam", maxiter=300,
+                  learning_rate=0.05, lower=lower, upper=upper)
+  assert min(lows) >= lower and max(highs) <= upper
+  assert len(lows) == 301
+  np.testing.assert_allclose(np.asarray(result.x), upper, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", solvers.METHODS)
+def test_maxiter_zero_returns_x0(method):
+  x0 = np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32)
+  counter = Counter(quadratic)
+  result = _solve(counter, x0, method=method, maxiter=0, **ADAM_BOX)
+  np.testing.assert_array_equal(np.asarray(result.x), x0)
+  assert int(result.iterations) == 0
+  assert solvers.STATUS_NAMES[int(result.status)] == "max_iterations"
+  assert counter.n == int(result.function_evaluations)
+  np.testing.assert_allclose(float(result.value), float(quadratic(x0)[0]),
+                             rtol=1e-6)
+
+
+def test_adam_value_is_value_at_x():
+  x0 = np.random.default_rng(1).normal(size=(8, 8)).astype(np.float32)
+  result = _solve(quadratic, x0, method="adam", maxiter=5, **ADAM_BOX)
+  np.testing.assert_allclose(float(result.value),
+                             float(quadratic(result.x)[0]), rtol=1e-5)
+
+
+def test_bad_method_and_maxiter_raise():
+  with pytest.raises(ValueError, match="newton"):
+    solvers.minimize(quadratic, jnp.zeros((8, 8)),
+                     solvers.SolverConfig(method="newton"))
+  with pytest.raises(ValueError, match="maxiter"):
+    solvers.minimize(quadratic, jnp.zeros((8, 8)),
+                     solvers.SolverConfig(maxiter=-1))
+
+
+def test_methods_constant_matches_implementations():
+  assert set(solvers.METHODS) == {"optax_lbfgs", "lbfgs", "adam"}
+  assert solvers.SolverConfig().method in solvers.METHODS
+
+
+def test_second_call_does_not_recompile():
+  traces = []
+
+  def fun(x):
+    traces.append(1)  # runs only while tracing
+    return quadratic(x)
+
+  config = solvers.SolverConfig(method="adam", maxiter=3, **ADAM_BOX)
+  solvers.minimize(fun, jnp.zeros((8, 8)), config)
+  first = len(traces)
+  assert first > 0
+  solvers.minimize(fun, jnp.ones((8, 8)), config)
+  assert len(traces) == first

@@ -1,0 +1,166 @@
+"""End-to-end tests of nst_jax.transfer.stylize with the real VGG-16 weights.
+
+Tiny images (long edge 64 or less). The one run with the default
+configuration (all five style layers, relu4_2, optax L-BFGS) is marked slow;
+the others read only shallow layers so that they compile in seconds.
+"""
+
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nst_jax import io
+from nst_jax import objective
+from nst_jax import transfer
+from nst_jax.errors import NSTError
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+# Shallow layers only: fast to compile, enough to exercise the pipeline.
+LIGHT = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
+
+
+@pytest.fixture(scope="module")
+def content():
+  return io.resize_long_edge(io.load_image(EXAMPLES / "chelsea.png"), 64)
+
+
+@pytest.fixture(scope="module")
+def style():
+  return io.resize_long_edge(io.load_image(EXAMPLES / "style_brushwork.png"), 64)
+
+
+@pytest.fixture(scope="module")
+def small(content):
+  return io.resize_long_edge(content, 32)
+
+
+@pytest.mark.slow
+def test_default_stylize_lowers_the_loss(vgg16_params, content, style):
+  assert content.shape == (43, 64, 3) and style.shape == (48, 64, 3)
+  config = transfer.TransferConfig(iterations=30)
+  logged = []
+  result = transfer.stylize(vgg16_params, content, [style], config,
+                            log_every=10, on_log=logged.append)
+  assert result.image.shape == content.shape
+  assert result.image.dtype == np.float32
+  assert result.image.min() >= 0.0 and result.image.max() <= 1.0
+  assert result.iterations == 30
+  assert result.status == "max_iterations"
+  # The default optimizer takes its first trial step almost always.
+  assert 30 <= result.function_evaluations <= 1.3 * 30
+  history = result.loss_history
+  assert [h["iteration"] for h in history] == [0, 10, 20, 30]
+  assert logged == history
+  for h in history:
+    assert h["total"] == pytest.approx(h["content"] + h["style"] + h["tv"],
+                                       rel=1e-5)
+  first, last = history[0], history[-1]
+  assert first["content"] == pytest.approx(0.0, abs=1e-3)  # init = content
+  assert last["style"] < 0.2 * first["style"]
+  assert last["total"] < 0.5 * first["total"]
+  # The image moved away from the content image, towards the style.
+  assert np.abs(result.image - content).mean() > 0.01
+  assert result.wall_seconds > 0
+
+
+def _light(**kwargs):
+  return transfer.TransferConfig(**{**LIGHT, **kwargs})
+
+
+def test_light_stylize_loss_history(vgg16_params, small, style):
+  result = transfer.stylize(vgg16_params, small, [style],
+                            _light(iterations=7), log_every=3)
+  assert [h["iteration"] for h in result.loss_history] == [0, 3, 6, 7]
+  assert result.loss_history[-1]["total"] < result.loss_history[0]["total"]
+  assert result.image.shape == small.shape
+
+
+def test_noise_init_is_deterministic_per_seed(vgg16_params, small, style):
+  runs = {}
+  for key, seed in (("a", 3), ("b", 3), ("c", 4)):
+    runs[key] = transfer.stylize(vgg16_params, small, [style],
+                                 _light(init="noise", seed=seed, iterations=2))
+  np.testing.assert_array_equal(runs["a"].image, runs["b"].image)
+  assert runs["a"].loss_history == runs["b"].loss_history
+  assert np.abs(runs["a"].image - runs["c"].image).mean() > 0.05
+  # Noise, not the content image: the content term starts large.
+  assert runs["a"].loss_history[0]["content"] > 1.0
+
+
+def test_init_style_starts_at_resized_style(vgg16_params, small, style):
+  result = transfer.stylize(vgg16_params, small, [style],
+                            _light(init="style", iterations=0))
+  assert result.iterations == 0
+  want = io.resize_to(style, small.shape[:2])
+  assert want.shape == small.shape
+  np.testing.assert_allclose(result.image, want, atol=1e-6)
+  assert [h["iteration"] for h in result.loss_history] == [0]
+
+
+def test_init_content_with_zero_iterations_returns_content(vgg16_params, small,
+                                                            style):
+  result = transfer.stylize(vgg16_params, small, [style], _light(iterations=0))
+  np.testing.assert_allclose(result.image, small, atol=1e-7)
+  assert result.loss_history[0]["content"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_too_small_image_raises_mentioning_size(vgg16_params, style):
+  tiny = np.full((8, 8, 3), 0.5, np.float32)
+  with pytest.raises(NSTError, match="--size") as info:
+    transfer.stylize(vgg16_params, tiny, [style], transfer.TransferConfig())
+  assert "relu5_1" in str(info.value)
+
+
+@pytest.mark.parametrize("shape,ok", [((8, 8), False), ((15, 64), False),
+                                      ((16, 16), True), ((32, 48), True)])
+def test_check_image_size_boundary(shape, ok):
+  """relu5_1 comes after four poolings: 16 px is the smallest edge."""
+  config = transfer.TransferConfig()
+  if ok:
+    transfer.check_image_size(config, shape)
+  else:
+    with pytest.raises(NSTError, match="--size"):
+      transfer.check_image_size(config, shape)
+
+
+def test_huge_weights_raise_non_finite(vgg16_params, small, style):
+  config = _light(style_weight=1e38, iterations=5)
+  with pytest.raises(NSTError, match="NaN or infinite"):
+    transfer.stylize(vgg16_params, small, [style], config)
+
+
+def test_nan_objective_raises(vgg16_params, small, style, monkeypatch):
+  real = objective.objective_function
+
+  def nan_after_first_step(spec):
+    fun = real(spec)
+
+    def broken(image, *args):
+      total, terms = fun(image, *args)
+      moved = jnp.max(jnp.abs(image - jnp.asarray(small))) > 0
+      return jnp.where(moved, jnp.nan, total), terms
+
+    return broken
+
+  monkeypatch.setattr(objective, "objective_function", nan_after_first_step)
+  with pytest.raises(NSTError, match="NaN or infinite"):
+    transfer.stylize(vgg16_params, small, [style],
+                     _light(optimizer="adam", iterations=5))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(network="vgg11"), "vgg11"),
+    (dict(optimizer="sgd"), "sgd"),
+    (dict(init="zeros"), "zeros"),
+    (dict(iterations=-1), "iterations"),
+    (dict(learning_rate=0.0), "learning rate"),
+    (dict(style_layers=("relu9_1",)), "relu9_1"),
+    (dict(content_layers=(), style_layers=()), "nothing to optimise"),
+])
+def test_bad_config_raises(vgg16_params, small, style, kwargs, match):
+  with pytest.raises(NSTError, match=match):
+    transfer.stylize(vgg16_params, small, [style],
+                     transfer.TransferConfig(**kwargs))
