@@ -24,8 +24,8 @@ weights: $(STAMP)
 
 demo: weights
 	$(PY) scripts/stylize.py --content=examples/chelsea.png \
-	  --style=examples/style_brushwork.png --size=192 --iterations=200 \
-	  --print_every=25 --output=out/chelsea_brushwork.png
+	  --style=examples/style_brushwork.png --size=256 --iterations=300 \
+	  --print_every=50 --output=out/chelsea_brushwork.png
 	@echo "demo done: see out/chelsea_brushwork.png and out/chelsea_brushwork.json"
 
 test: weights

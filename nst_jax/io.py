@@ -559,3 +559,39 @@ def save_json(path, obj: Any, *, protect: Iterable = ()) -> None:
                     ensure_ascii=False) + "\n"
   data = text.encode("utf-8")
   _atomic_write(path, lambda f: f.write(data), ".json.tmp")
+
+
+# ---------------------------------------------------------------------------
+# Figures.
+
+
+def side_by_side(images, labels=None, *, height: int = 256, gap: int = 6,
+                 label_height: int = 22) -> np.ndarray:
+  """Images scaled to a common ``height`` and placed left to right on white,
+  each with an optional caption underneath; returns float32 (H, W, 3).
+
+  ``images`` are float (H, W, 3) in [0, 1]; ``labels`` a list of strings (or
+  None). Used for README figures and contact sheets.
+  """
+  from PIL import ImageDraw  # pylint: disable=g-import-not-at-top
+  arrays = [_check_image(im) for im in images]
+  if not arrays:
+    raise ValueError("side_by_side needs at least one image")
+  if labels is not None and len(labels) != len(arrays):
+    raise ValueError(f"{len(labels)} labels for {len(arrays)} images")
+  scaled = [resize_to(a, (height, max(1, round(a.shape[1] * height / a.shape[0]))))
+            for a in arrays]
+  caption = label_height if labels else 0
+  width = sum(a.shape[1] for a in scaled) + gap * (len(scaled) - 1)
+  sheet = Image.new("RGB", (width, height + caption), "white")
+  draw = ImageDraw.Draw(sheet)
+  x = 0
+  for i, a in enumerate(scaled):
+    sheet.paste(Image.fromarray(image_to_uint8(a)), (x, 0))
+    if labels:
+      text = str(labels[i])
+      tw = draw.textlength(text)
+      draw.text((x + max(0, (a.shape[1] - tw) / 2), height + 5), text,
+                fill=(40, 40, 40))
+    x += a.shape[1] + gap
+  return np.asarray(sheet, np.float32) / 255.0

@@ -333,3 +333,24 @@ def test_load_params_real_vgg16(vgg16_params):
     assert vgg16_params[name]["kernel"].shape == shapes["kernel"]
     assert vgg16_params[name]["kernel"].dtype == jnp.float32
     assert vgg16_params[name]["bias"].shape == shapes["bias"]
+
+
+@pytest.mark.parametrize("padding,ksize", [(1, 3), (0, 3), (2, 5)])
+def test_stride1_conv_gradients_match_autodiff(padding, ksize):
+  """The hand-written input and kernel gradients of the stride-1 conv (fast
+  inside while loops on XLA:CPU) equal those autodiff derives."""
+  rng = np.random.default_rng(padding + ksize)
+  x = jnp.asarray(rng.normal(size=(2, 9, 7, 3)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(ksize, ksize, 3, 4)), jnp.float32)
+  out_shape = vgg._conv_raw(x, k, 1, padding).shape
+  g = jnp.asarray(rng.normal(size=out_shape), jnp.float32)
+  loss_fast = lambda x, k: jnp.sum(vgg._stride1_conv(x, k, padding) * g)
+  loss_ref = lambda x, k: jnp.sum(vgg._conv_raw(x, k, 1, padding) * g)
+  fast = jax.jit(jax.grad(loss_fast, argnums=(0, 1)))(x, k)
+  ref = jax.jit(jax.grad(loss_ref, argnums=(0, 1)))(x, k)
+  for a, b in zip(fast, ref):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4,
+                               atol=1e-4)
+  np.testing.assert_allclose(
+      np.asarray(vgg._stride1_conv(x, k, padding)),
+      np.asarray(vgg._conv_raw(x, k, 1, padding)), rtol=1e-6, atol=1e-6)
