@@ -228,46 +228,90 @@ def _fire(hooks: Sequence[Hook], iteration, x, args):
     jax.lax.cond(iteration % hook.every == 0, call, lambda x: None, x)
 
 
-@functools.lru_cache(maxsize=32)
-def _compiled(fun: Callable, config: SolverConfig, hooks: tuple):
-  """The jit-compiled loop for one (objective, configuration, hooks)."""
+def _cell_functions(fun, config: SolverConfig, args, args_axes):
+  """The method's functions on one cell, or lifted with ``jax.vmap`` over a
+  leading batch axis of cells when ``args_axes`` is given (``args`` then holds
+  per-cell data on axis 0 where ``args_axes`` says 0, shared data where None).
+  """
   make_method = _METHODS[config.method]
+  method_for = lambda a: make_method(lambda x: fun(x, *a), config)
+  names = ("step", "x", "evaluations", "status", "failed")
 
-  @jax.jit
-  def run(x0, args):
-    f = lambda x: fun(x, *args)
-    method = make_method(f, config)
-    carry = method.init(x0)
-    _fire(hooks, jnp.int32(0), x0, args)
-
-    def status(carry, fails):
-      s = method.status(carry)
-      return jnp.where((s == RUNNING) &
-                       (fails >= config.max_failed_linesearches),
-                       LINESEARCH_FAILED, s)
-
-    def cond(state):
-      i, carry, fails = state
-      return (i < config.maxiter) & (status(carry, fails) == RUNNING)
-
-    def body(state):
-      i, carry, fails = state
-      carry = method.step(carry)
-      fails = jnp.where(method.failed(carry), fails + 1, 0)
-      _fire(hooks, i + 1, method.x(carry), args)
-      return i + 1, carry, fails
-
-    i, carry, fails = jax.lax.while_loop(
-        cond, body, (jnp.int32(0), carry, jnp.int32(0)))
-    x = method.x(carry)
-    evaluations = jnp.asarray(method.evaluations(carry), jnp.int32)
+  def value_of(c, a):
+    method = method_for(a)
     if method.value is None:  # Adam knows f only before its last step
-      value, evaluations = f(x)[0], evaluations + 1
-    else:
-      value = method.value(carry)
-    return SolveResult(x, value, i, evaluations, status(carry, fails))
+      return fun(method.x(c), *a)[0], method.evaluations(c) + 1
+    return method.value(c), method.evaluations(c)
 
-  return run
+  fns = {"init": lambda x0, a: method_for(a).init(x0), "result": value_of}
+  for name in names:
+    fns[name] = functools.partial(
+        lambda c, a, name: getattr(method_for(a), name)(c), name=name)
+  if args_axes is None:
+    return {k: functools.partial(lambda f, c: f(c, args), f)
+            for k, f in fns.items()}
+  return {k: functools.partial(
+      lambda f, c: f(c, args), jax.vmap(f, in_axes=(0, args_axes)))
+          for k, f in fns.items()}
+
+
+def _run(fun, config: SolverConfig, hooks: tuple, args_axes, x0, args):
+  """The solver loop, for one cell or a batch of cells.
+
+  The iteration counter stays a scalar shared by all cells (so hooks fire
+  through a real ``cond``, only every ``every`` iterations); a batch steps
+  every cell with ``vmap`` and freezes those that have stopped.
+  """
+  cell = _cell_functions(fun, config, args, args_axes)
+
+  def running(carry, fails):
+    return ((cell["status"](carry) == RUNNING) &
+            (fails < config.max_failed_linesearches))
+
+  def cond(state):
+    i, carry, fails, _ = state
+    return (i < config.maxiter) & jnp.any(running(carry, fails))
+
+  def body(state):
+    i, carry, fails, iters = state
+    active = running(carry, fails)
+    stepped = cell["step"](carry)
+    carry = jax.tree_util.tree_map(
+        lambda new, old: jnp.where(
+            active.reshape(active.shape + (1,) * (new.ndim - active.ndim)),
+            new, old), stepped, carry)
+    fails = jnp.where(active, jnp.where(cell["failed"](carry), fails + 1, 0),
+                      fails)
+    _fire(hooks, i + 1, cell["x"](carry), args)
+    return i + 1, carry, fails, iters + active.astype(jnp.int32)
+
+  carry = cell["init"](x0)
+  _fire(hooks, jnp.int32(0), x0, args)
+  zeros = jnp.zeros(jnp.shape(cell["status"](carry)), jnp.int32)
+  _, carry, fails, iters = jax.lax.while_loop(
+      cond, body, (jnp.int32(0), carry, zeros, zeros))
+  value, evaluations = cell["result"](carry)
+  status = cell["status"](carry)
+  status = jnp.where((status == RUNNING) &
+                     (fails >= config.max_failed_linesearches),
+                     LINESEARCH_FAILED, status)
+  return SolveResult(cell["x"](carry), value, iters,
+                     jnp.asarray(evaluations, jnp.int32), status)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(fun: Callable, config: SolverConfig, hooks: tuple, args_axes):
+  """The jit-compiled loop for one (objective, configuration, hooks, batch
+  layout); cached so that new data of the same shapes reuse it."""
+  return jax.jit(functools.partial(_run, fun, config, hooks, args_axes))
+
+
+def _check(config: SolverConfig, hooks):
+  if config.method not in _METHODS:
+    raise ValueError(f"method must be one of {METHODS}, got {config.method!r}")
+  if config.maxiter < 0:
+    raise ValueError(f"maxiter must be >= 0, got {config.maxiter}")
+  return tuple(h for h in hooks if h.every > 0)
 
 
 def minimize(fun: Callable, x0: jax.Array,
@@ -282,9 +326,28 @@ def minimize(fun: Callable, x0: jax.Array,
   For Adam, ``value`` costs one more evaluation of ``fun`` at the result
   (counted in ``function_evaluations``).
   """
-  if config.method not in _METHODS:
-    raise ValueError(f"method must be one of {METHODS}, got {config.method!r}")
-  if config.maxiter < 0:
-    raise ValueError(f"maxiter must be >= 0, got {config.maxiter}")
-  hooks = tuple(h for h in hooks if h.every > 0)
-  return _compiled(fun, config, hooks)(x0, tuple(args))
+  hooks = _check(config, hooks)
+  return _compiled(fun, config, hooks, None)(x0, tuple(args))
+
+
+def minimize_batched(fun: Callable, x0: jax.Array,
+                     config: SolverConfig = SolverConfig(),
+                     hooks: Sequence[Hook] = (), args: tuple = (),
+                     args_axes: tuple = ()) -> SolveResult:
+  """Minimises a batch of independent problems in ONE compiled loop.
+
+  ``x0`` has a leading axis of ``B`` cells; ``args_axes`` mirrors ``args``
+  like ``jax.vmap``'s ``in_axes`` (0: per-cell data on axis 0, None:
+  shared). Each cell has its own solver state, line searches, counts and stop
+  reason; a stopped cell is frozen while the others go on, and the loop ends
+  when every cell has stopped. Every field of the result has the leading
+  axis ``B``. Hooks receive the whole batch: ``device_fn(x (B, ...), *args)``.
+  Shard ``x0`` and the per-cell ``args`` over a device mesh and the loop runs
+  sharded (``nst_jax.grid``).
+  """
+  hooks = _check(config, hooks)
+  args_axes = tuple(args_axes)
+  if len(args_axes) != len(args):
+    raise ValueError(f"args_axes has {len(args_axes)} entries for "
+                     f"{len(args)} args")
+  return _compiled(fun, config, hooks, args_axes)(x0, tuple(args))

@@ -34,7 +34,7 @@ class TransferConfig:
   ``content_layers``/``style_layers`` of ``None`` take the network's defaults
   (Gatys et al. 2016: relu4_2; relu1_1 … relu5_1). Loss weights are α
   (``content_weight``), β (``style_weight``) and γ (``tv_weight``). The
-  default β/α = 1e6 is calibrated by eye at 128-256 px for the torchvision
+  default β/α = 1e7 is calibrated by eye at 256-512 px for the torchvision
   weights, whose normalised input is ~1/58 of Caffe's 0-255 scale (Gram losses
   shrink ~58⁴, content losses ~58²); the paper's α/β = 1e-3…1e-4 refers to
   Caffe's input.
@@ -46,7 +46,7 @@ class TransferConfig:
   style_layer_weights: Tuple[float, ...] | None = None
   style_blend_weights: Tuple[float, ...] | None = None
   content_weight: float = 1.0
-  style_weight: float = 1e6
+  style_weight: float = 1e7
   tv_weight: float = 1.0
   gram_normalization: str = "paper"
   optimizer: str = "optax_lbfgs"
