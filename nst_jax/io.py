@@ -595,3 +595,59 @@ def side_by_side(images, labels=None, *, height: int = 256, gap: int = 6,
                 fill=(40, 40, 40))
     x += a.shape[1] + gap
   return np.asarray(sheet, np.float32) / 255.0
+
+
+def contact_sheet(cells, row_labels, col_labels, *, margin_images=(),
+                  margin_labels=(), cell_height: int = 160, gap: int = 4,
+                  label_width: int = 150, label_height: int = 20,
+                  title: str | None = None) -> np.ndarray:
+  """A labelled grid of images; returns float32 (H, W, 3) in [0, 1].
+
+  ``cells`` is a list of rows, each a list of float (H, W, 3) images (all the
+  same shape). Row labels go left of each row, column labels above each
+  column; ``margin_images`` (e.g. the content and style images) are shown
+  with their ``margin_labels`` in a strip above the grid.
+  """
+  from PIL import ImageDraw  # pylint: disable=g-import-not-at-top
+  rows, cols = len(cells), len(cells[0]) if cells else 0
+  if rows == 0 or cols == 0 or any(len(r) != cols for r in cells):
+    raise ValueError("contact_sheet needs a non-empty, rectangular grid")
+  if len(row_labels) != rows or len(col_labels) != cols:
+    raise ValueError(f"{len(row_labels)} row and {len(col_labels)} column "
+                     f"labels for a {rows}x{cols} grid")
+  h0, w0 = _check_image(cells[0][0]).shape[:2]
+  cw = max(1, round(w0 * cell_height / h0))
+  thumb = max(16, (cell_height * 2) // 3)
+  margins = [_check_image(im) for im in margin_images]
+  margins = [resize_to(a, (thumb, max(1, round(a.shape[1] * thumb / a.shape[0]))))
+             for a in margins]
+  strip = thumb + label_height + gap if margins else 0
+  head = (label_height + gap if title else 0) + strip + label_height
+  width = max(label_width + cols * (cw + gap),
+              label_width + sum(a.shape[1] + gap for a in margins))
+  height = head + rows * (cell_height + gap)
+  sheet = Image.new("RGB", (width, height), "white")
+  draw = ImageDraw.Draw(sheet)
+  y = 0
+  if title:
+    draw.text((gap, y + 4), title, fill=(0, 0, 0))
+    y += label_height + gap
+  x = label_width
+  for a, text in zip(margins, margin_labels):
+    sheet.paste(Image.fromarray(image_to_uint8(a)), (x, y))
+    draw.text((x, y + thumb + 4), str(text), fill=(40, 40, 40))
+    x += a.shape[1] + gap
+  y += strip
+  for j, text in enumerate(col_labels):
+    draw.text((label_width + j * (cw + gap) + 2, y + 4), str(text),
+              fill=(0, 0, 0))
+  y += label_height
+  for i, row in enumerate(cells):
+    top = y + i * (cell_height + gap)
+    for k, line in enumerate(str(row_labels[i]).split("\n")):
+      draw.text((4, top + 4 + 14 * k), line, fill=(0, 0, 0))
+    for j, im in enumerate(row):
+      a = resize_to(_check_image(im), (cell_height, cw))
+      sheet.paste(Image.fromarray(image_to_uint8(a)),
+                  (label_width + j * (cw + gap), top))
+  return np.asarray(sheet, np.float32) / 255.0

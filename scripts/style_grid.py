@@ -1,0 +1,226 @@
+"""Runs a whole grid of style transfers as one batched, sharded program.
+
+  python scripts/style_grid.py --content=photo.jpg --style=a.jpg,b.jpg \
+      --style_weight=1e6,1e7 --seed=0,1 --init=noise --output_dir=out/grid
+
+Flags keep scripts/stylize.py's names; a flag given several values becomes an
+axis of the grid (the cells are the Cartesian product). Layer sets are
+separated by ';' (--style_layers="relu1_1;relu1_1,relu2_1"). --preset
+gatys_fig3 reproduces Gatys et al. (2016) Fig. 3 for any content/style pair:
+rows style from conv1_1 up to conv5_1, columns α/β = 1e-5 … 1e-2.
+
+Writes --output_dir/sheet.png (labelled contact sheet with the content and
+style images in the margin), cells/cell_NNN.png and manifest.json (each
+cell's parameters, final loss terms, iterations and evaluations). All cells run
+in one jit-compiled, vmap-batched loop sharded over every local device (and
+over several hosts with --coordinator_address/--num_processes/--process_id).
+"""
+
+import dataclasses
+import os
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags
+
+from nst_jax import cli
+from nst_jax import io
+from nst_jax import networks
+from nst_jax import solvers
+from nst_jax import transfer
+from nst_jax import vgg
+from nst_jax.errors import NSTError
+
+_DEFAULT = transfer.TransferConfig()
+
+flags.DEFINE_string("content", None, "Content image.")
+flags.DEFINE_list("style", None, "Style image(s): an axis of the grid.")
+flags.DEFINE_string("output_dir", "out/grid", "Receives sheet.png, cells/, "
+                    "manifest.json.")
+flags.DEFINE_integer("size", 256, "Long edge in pixels (content and styles).",
+                     lower_bound=1, upper_bound=io.MAX_RESIZE_EDGE)
+flags.DEFINE_enum("network", _DEFAULT.network, list(networks.NETWORKS),
+                  "Recognition network.")
+flags.DEFINE_string("weights", None, "Converted .npz instead of "
+                    "weights/<network>.npz.")
+flags.DEFINE_enum("pooling", _DEFAULT.pooling, ["max", "avg"], "Pooling.")
+flags.DEFINE_list("content_layers", None, "Content layers (fixed).")
+flags.DEFINE_string("style_layers", None, "Style layer set(s), sets separated "
+                    "by ';' (an axis), layers by ','.")
+flags.DEFINE_string("style_layer_weights", None, "Per-layer weights for each "
+                    "set, sets separated by ';' (an axis).")
+flags.DEFINE_list("content_weight", [str(_DEFAULT.content_weight)], "α (axis).")
+flags.DEFINE_list("style_weight", [str(_DEFAULT.style_weight)], "β (axis).")
+flags.DEFINE_list("tv_weight", [str(_DEFAULT.tv_weight)], "γ (axis).")
+flags.DEFINE_list("seed", ["0"], "Noise seeds (axis; used by --init=noise).")
+flags.DEFINE_enum("optimizer", _DEFAULT.optimizer, list(solvers.METHODS),
+                  "Solver; every cell has its own state.")
+flags.DEFINE_integer("iterations", 300, "Iterations per cell.", lower_bound=0)
+flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Adam step size.")
+flags.DEFINE_integer("history_size", _DEFAULT.history_size, "L-BFGS memory.",
+                     lower_bound=1)
+flags.DEFINE_enum("init", _DEFAULT.init, list(transfer.INITS), "Start image.")
+flags.DEFINE_integer("print_every", 50, "Print the range of the cells' losses "
+                     "every N iterations (0: never).", lower_bound=0)
+flags.DEFINE_enum("preset", None, ["gatys_fig3"], "A published grid.")
+flags.DEFINE_integer("chunk_size", None, "Cells per compiled run (default: "
+                     "as many as fit in 60% of memory).", lower_bound=1)
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0, to "
+                    "run over several hosts (jax.distributed.initialize).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
+flags.DEFINE_integer("process_id", None, "This process's index.")
+FLAGS = flags.FLAGS
+
+
+def _numbers(name, values, kind=float):
+  try:
+    return tuple(kind(v) for v in values)
+  except ValueError:
+    raise NSTError(f"--{name} must be comma-separated numbers, got "
+                   f"{','.join(values)}") from None
+
+
+def _sets(name, text, kind=str):
+  sets = [s for s in (text or "").split(";") if s.strip()]
+  out = []
+  for s in sets:
+    items = [i.strip() for i in s.split(",") if i.strip()]
+    out.append(_numbers(name, items) if kind is float else tuple(items))
+  return tuple(out)
+
+
+def _axes(network: str):
+  from nst_jax import grid  # pylint: disable=g-import-not-at-top
+  if FLAGS.preset == "gatys_fig3":
+    axes = grid.gatys_fig3_axes(network)
+  else:
+    layer_sets = (_sets("style_layers", FLAGS.style_layers)
+                  or (networks.DEFAULT_STYLE_LAYERS[network],))
+    layer_weights = _sets("style_layer_weights", FLAGS.style_layer_weights,
+                          float) or (None,)
+    axes = grid.GridAxes(
+        style_layer_sets=layer_sets, style_layer_weights=layer_weights,
+        content_weight=_numbers("content_weight", FLAGS.content_weight),
+        style_weight=_numbers("style_weight", FLAGS.style_weight),
+        tv_weight=_numbers("tv_weight", FLAGS.tv_weight))
+  return dataclasses.replace(axes, style=tuple(range(len(FLAGS.style))),
+                             seed=_numbers("seed", FLAGS.seed, int))
+
+
+def _label(name, value, styles):
+  if name == "style":
+    return pathlib.Path(styles[value]).stem
+  if name == "style_layer_sets":
+    return value[0] if len(value) == 1 else f"{value[0]}..{value[-1]}"
+  if name == "style_weight" and FLAGS.preset == "gatys_fig3":
+    from nst_jax import grid  # pylint: disable=g-import-not-at-top
+    return f"a/b={grid.GATYS_SCALE / value:.0e} (beta {value:.0e})"
+  if isinstance(value, float):
+    return f"{name.replace('_weight', '')} {value:.0e}"
+  if isinstance(value, tuple):
+    return ",".join(f"{v:g}" for v in value)
+  return f"{name} {value}"
+
+
+def _sheet(axes, result, content, styles, style_paths, title):
+  varying = axes.varying()
+  cells = result.cells
+  col_axis = varying[-1] if varying else None
+  cols = len(getattr(axes, col_axis)) if col_axis else 1
+  rows = len(cells) // cols
+  images = [[result.images[r * cols + c] for c in range(cols)]
+            for r in range(rows)]
+  col_labels = ([_label(col_axis, cells[c][col_axis], style_paths)
+                 for c in range(cols)] if col_axis else [""])
+  row_labels = ["\n".join(_label(a, cells[r * cols][a], style_paths)
+                          for a in varying[:-1]) for r in range(rows)]
+  return io.contact_sheet(
+      images, row_labels, col_labels, title=title,
+      margin_images=[content, *styles],
+      margin_labels=["content", *(pathlib.Path(p).stem for p in style_paths)])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise NSTError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.coordinator_address:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                               FLAGS.process_id)
+  if not FLAGS.content or not FLAGS.style:
+    raise NSTError("--content and --style are required")
+  from nst_jax import grid  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  init = FLAGS.init
+  if FLAGS.preset == "gatys_fig3" and not FLAGS["init"].present:
+    init = "noise"  # the paper's figure starts from white noise
+  config = transfer.TransferConfig(
+      network=FLAGS.network, pooling=FLAGS.pooling,
+      content_layers=None if FLAGS.content_layers is None
+      else tuple(FLAGS.content_layers),
+      optimizer=FLAGS.optimizer, iterations=FLAGS.iterations,
+      learning_rate=FLAGS.learning_rate, history_size=FLAGS.history_size,
+      init=init)
+  axes = _axes(FLAGS.network)
+  cells = axes.cells()
+  out = pathlib.Path(FLAGS.output_dir)
+  inputs = [FLAGS.content, *FLAGS.style]
+  content = io.load_image(FLAGS.content)
+  shape = io.long_edge_shape(content.shape[:2], FLAGS.size)
+  content = io.resize_to(content, shape)
+  styles = [io.resize_long_edge(io.load_image(p), FLAGS.size)
+            for p in FLAGS.style]
+  params = vgg.load_params(FLAGS.weights or FLAGS.network)
+  print(f"nst_jax grid: {len(cells)} cells ({' x '.join(axes.varying()) or 'one'}"
+        f"), {shape[1]}x{shape[0]}, {FLAGS.iterations} iterations, "
+        f"{FLAGS.optimizer}, on {len(jax.devices())} device(s): "
+        f"{cli.device_description()}", flush=True)
+
+  def on_log(iteration, totals):
+    if FLAGS.print_every:
+      print(f"iteration {iteration:5d}  loss per cell {totals.min():.4g} .. "
+            f"{totals.max():.4g}", flush=True)
+
+  def on_chunk(done, total):
+    if done < total:
+      print(f"{done}/{total} cells done", flush=True)
+
+  result = grid.style_grid(params, content, styles, axes, config,
+                           chunk_size=FLAGS.chunk_size,
+                           log_every=FLAGS.print_every, on_log=on_log,
+                           on_chunk=on_chunk)
+  if jax.process_index() != 0:
+    return
+  manifest = {
+      "params": cli.module_flag_values(sys.modules[__name__].__name__),
+      "config": dataclasses.asdict(config),
+      "cells": [], "wall_seconds": result.wall_seconds,
+      "devices": result.devices, "chunks": result.chunks,
+      "device": cli.device_description(),
+      "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+  }
+  for k, cell in enumerate(result.cells):
+    path = out / "cells" / f"cell_{k:03d}.png"
+    io.save_image(path, result.images[k], protect=inputs)
+    manifest["cells"].append({
+        "file": str(path.relative_to(out)),
+        "style_image": FLAGS.style[cell["style"]], **cell,
+        "final": result.terms[k], "iterations": int(result.iterations[k]),
+        "function_evaluations": int(result.function_evaluations[k]),
+        "stop_reason": result.status[k]})
+  title = ("Gatys et al. (2016) Fig. 3: rows style layers, columns a/b"
+           if FLAGS.preset == "gatys_fig3" else None)
+  io.save_image(out / "sheet.png",
+                _sheet(axes, result, content, styles, FLAGS.style, title),
+                protect=inputs)
+  io.save_json(out / "manifest.json", manifest, protect=inputs)
+  print(f"wrote {out}/sheet.png, {len(cells)} cells and manifest.json in "
+        f"{result.wall_seconds:.1f} s ({result.devices} device(s), "
+        f"{result.chunks} chunk(s))")
+
+
+if __name__ == "__main__":
+  cli.run(main)
