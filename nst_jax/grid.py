@@ -258,11 +258,12 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
   per_style = [objective.make_targets(params, jnp.asarray(content),
                                       [jnp.asarray(s)], spec) for s in styles]
   index = np.asarray([c["style"] for c in cells])
+  stack = lambda *leaves: np.stack([np.asarray(l) for l in leaves])
   targets = objective.Targets(
-      {l: np.broadcast_to(np.asarray(v), (len(cells),) + v.shape)
-       for l, v in per_style[0].content.items()},
-      {l: np.stack([np.asarray(per_style[i].style[l]) for i in index])
-       for l in union},
+      jax.tree_util.tree_map(
+          lambda v: np.broadcast_to(np.asarray(v), (len(cells),) + v.shape),
+          per_style[0].content),
+      jax.tree_util.tree_map(stack, *[per_style[i].style for i in index]),
       np.ones((len(cells), 1), np.float32))
   weights = objective.Weights(
       np.asarray([c["content_weight"] for c in cells], np.float32),
