@@ -12,6 +12,7 @@ from nst_jax import networks
 from nst_jax import objective
 from nst_jax import solvers
 from nst_jax import statistics
+from nst_jax import synthetic
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax import weights
@@ -21,7 +22,10 @@ from nst_jax.losses import content_loss, gram_loss, total_variation_loss
 from nst_jax.objective import (Spec, Targets, Weights, loss_terms,
                                make_objective, make_targets, make_weights)
 from nst_jax.solvers import Hook, SolveResult, SolverConfig, minimize
-from nst_jax.statistics import gram_matrix
+from nst_jax.statistics import (channel_mean_covariance, channel_moments,
+                                gram_eigen, gram_matrix, gram_spectrum,
+                                local_gram, low_rank_gram, project_features,
+                                spatial_autocorrelation, sqrtm_psd)
 from nst_jax.transfer import TransferConfig, TransferResult, stylize
 from nst_jax.vgg import features, load_params
 
@@ -32,6 +36,9 @@ __all__ = [
     "losses", "make_objective", "make_targets", "make_weights", "minimize",
     "networks", "objective", "resize_long_edge", "resize_to", "save_image",
     "solvers", "statistics", "stylize", "total_variation_loss", "transfer",
-    "vgg", "weights",
+    "vgg", "weights", "synthetic", "channel_mean_covariance",
+    "channel_moments", "gram_eigen", "gram_spectrum", "local_gram",
+    "low_rank_gram", "project_features", "spatial_autocorrelation",
+    "sqrtm_psd",
 ]
 __version__ = "0.1.0"

@@ -7,6 +7,7 @@ Scripts stay thin: they parse flags, call library functions and use
 
 import json
 import logging
+import os
 import sys
 from typing import Callable
 
@@ -29,6 +30,42 @@ def device_description() -> str:
   kind = getattr(d, "device_kind", d.platform)
   extra = f" ({len(devices)} devices)" if len(devices) > 1 else ""
   return f"{d.platform}: {kind}{extra}"
+
+
+CACHE_DIR_ENV = "NST_JAX_CACHE_DIR"
+
+
+def compilation_cache_dir() -> str | None:
+  """``$NST_JAX_CACHE_DIR``, else ``~/.cache/nst_jax``; ``None`` when the
+  variable is set to ``""`` or ``"off"`` (caching disabled)."""
+  path = os.environ.get(CACHE_DIR_ENV)
+  if path is None:
+    return os.path.join(os.path.expanduser("~"), ".cache", "nst_jax")
+  return None if path.strip().lower() in ("", "off") else path
+
+
+def enable_compilation_cache(path: str | None = None) -> str | None:
+  """Turns on JAX's persistent compilation cache; returns its directory.
+
+  ``path`` defaults to ``compilation_cache_dir()``. Every program is cached
+  whatever its compile time, so a second run of a command with the same
+  shapes and flags loads its programs from disk instead of compiling them.
+  JAX does not write programs that contain host callbacks to the cache
+  (``jax.debug.callback``: the solver's progress hooks), so such programs are
+  compiled again in every process. A directory that cannot be created leaves
+  the cache off (returns ``None``) rather than failing the run.
+  """
+  path = compilation_cache_dir() if path is None else path
+  if path is None:
+    return None
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError:
+    return None
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return path
 
 
 def run_main(main: Callable[[list], None]) -> Callable[[list], None]:

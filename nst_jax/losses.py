@@ -16,6 +16,7 @@ style and content images may differ in size):
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 GRAM_NORMALIZATIONS = ("paper", "notes")
 
@@ -59,3 +60,191 @@ def total_variation_loss(images: jax.Array) -> jax.Array:
   dx = images[..., :, 1:, :] - images[..., :, :-1, :]
   return (jnp.sum(jnp.square(dy), axis=(-3, -2, -1))
           + jnp.sum(jnp.square(dx), axis=(-3, -2, -1)))
+
+
+# ---------------------------------------------------------------------------
+# Losses of the other style representations (issue 3). Each compares the
+# statistic of the generated image with a target of the same shape and keeps
+# the leading axes. Scales differ from the Gram loss: each representation
+# needs its own style weight (README, "Style representations").
+
+
+def _factor(normalization: str) -> float:
+  if normalization not in GRAM_NORMALIZATIONS:
+    raise ValueError(
+        f"normalization must be one of {GRAM_NORMALIZATIONS}, got "
+        f"{normalization!r}")
+  return 4.0 if normalization == "paper" else 1.0
+
+
+def _same_shape(what, a, b, axes):
+  if a.shape[-axes:] != b.shape[-axes:]:
+    raise ValueError(f"{what} {a.shape} and target {b.shape} differ")
+
+
+def spatial_loss(autocorrelation: jax.Array, target: jax.Array, *,
+                 normalization: str = "paper") -> jax.Array:
+  """``‖G − A‖² / (4 C²)`` between spatial autocorrelations ``(..., C, 2H−1,
+  2W−1)`` (``statistics.spatial_autocorrelation``).
+
+  Nikulin & Novak §7 (seed 001) keep eq. 4's constant — their gradient is
+  ``1/(N²M²) [(G−A)_i ∘ F_i]`` on raw correlations, i.e. ``E = 1/(4N²M²)
+  ‖G−A‖²`` — which on correlations divided by ``M = H·W`` is ``‖Ĝ−Â‖²/(4N²)``;
+  ``"notes"`` drops the 4. Both maps must come from images of the same size.
+  """
+  factor = _factor(normalization)
+  _same_shape("autocorrelation", autocorrelation, target, 3)
+  c = autocorrelation.shape[-3]
+  return (jnp.sum(jnp.square(autocorrelation - target), axis=(-3, -2, -1))
+          / (factor * c * c))
+
+
+def _shift(padded, dy, dx, h, w, pad):
+  """``x[y + dy, x + dx]`` of a map zero-padded by ``pad`` (traced dy, dx)."""
+  return jax.lax.dynamic_slice_in_dim(
+      jax.lax.dynamic_slice_in_dim(padded, pad + dy, h, axis=-3),
+      pad + dx, w, axis=-2)
+
+
+def local_gram_loss(features: jax.Array, target_features: jax.Array, *,
+                    window: int, normalization: str = "paper") -> jax.Array:
+  """Windowed-Gram loss ``1/(4C²M) Σ_{x,y} Σ_ij (G_ij(x,y) − A_ij(x,y))²``
+  without building the ``H·W·C²`` tensors.
+
+  ``G`` is ``statistics.local_gram(features, window=s)`` and ``A`` the same
+  of ``target_features`` (the style's features at the same size; Nikulin &
+  Novak §9, seed 001). The paper writes only ``E ∼ ‖G − A‖²``; dividing by
+  ``4C²M`` makes it the position average of eq. 4's per-layer loss.
+
+  How: with ``D_ij(p) = F_i F_j(p) − P_i P_j(p)`` (``P`` the target),
+  ``G − A = Σ_d w_d D(x + d)``, so ``‖G − A‖² = Σ_p Σ_e c_e(p) K(p, p + e)``
+  with ``K(p, q) = Σ_ij D_ij(p) D_ij(q) = (F_p·F_q)² − (F_p·P_q)² −
+  (P_p·F_q)² + (P_p·P_q)²`` and ``c_e(p) = Σ_d [p − d inside] w_d w_{d+e}``
+  (a constant map per offset ``e``, ``|e| ≤ 2s``). A ``lax.scan`` over the
+  ``(4s+1)²`` offsets computes four channel dot products per position each.
+  Memory: the two feature maps zero-padded by ``2s`` plus ``(4s+1)²`` maps of
+  ``H·W`` floats (the ``c_e``) plus ``O(H·W)`` per step — for relu1_1 of a
+  256×192 image with ``s = 2``: 2·64·52k + 81·49k floats ≈ 42 MB, against
+  256·192·64² floats = 805 MB for one materialised windowed Gram. Time:
+  ``4·(4s+1)²·C·H·W`` multiply-adds. ``features`` and ``target_features`` are
+  ``(..., H, W, C)``; returns ``(...)``.
+  """
+  factor = _factor(normalization)
+  _same_shape("features", features, target_features, 3)
+  h, w, c = features.shape[-3:]
+  s = int(window)
+  if s < 0:
+    raise ValueError(f"local window must be >= 0, got {window}")
+  d = np.arange(-s, s + 1)
+  wk = 1.0 / (1.0 + d[:, None] ** 2 + d[None, :] ** 2)      # w_d, (2s+1)²
+  inside = np.ones((h, w))
+  offsets, maps = [], []
+  for ey in range(-2 * s, 2 * s + 1):
+    for ex in range(-2 * s, 2 * s + 1):
+      cmap = np.zeros((h, w))
+      for dy in range(-s, s + 1):
+        for dx in range(-s, s + 1):
+          if abs(dy + ey) > s or abs(dx + ex) > s:
+            continue
+          weight = wk[dy + s, dx + s] * wk[dy + ey + s, dx + ex + s]
+          # c_e(p) += w_d w_{d+e} [p − d inside the map]
+          shifted = np.zeros((h, w))
+          y0, y1 = max(0, dy), min(h, h + dy)
+          x0, x1 = max(0, dx), min(w, w + dx)
+          if y0 < y1 and x0 < x1:
+            shifted[y0:y1, x0:x1] = inside[y0 - dy:y1 - dy, x0 - dx:x1 - dx]
+          cmap += weight * shifted
+      if cmap.any():
+        offsets.append((ey, ex))
+        maps.append(cmap)
+  offsets = jnp.asarray(np.array(offsets, np.int32))
+  maps = jnp.asarray(np.stack(maps), features.dtype)       # (E, H, W)
+  pad = 2 * s
+  lead = features.ndim - 3
+  widths = [(0, 0)] * lead + [(pad, pad), (pad, pad), (0, 0)]
+  f_pad = jnp.pad(features, widths)
+  p_pad = jnp.pad(target_features, widths)
+  dot = lambda a, b: jnp.sum(a * b, axis=-1)                # (..., H, W)
+
+  def step(total, inputs):
+    (ey, ex), cmap = inputs
+    fq = _shift(f_pad, ey, ex, h, w, pad)
+    pq = _shift(p_pad, ey, ex, h, w, pad)
+    k = (jnp.square(dot(features, fq)) - jnp.square(dot(features, pq))
+         - jnp.square(dot(target_features, fq))
+         + jnp.square(dot(target_features, pq)))
+    return total + jnp.sum(jnp.broadcast_to(cmap, k.shape) * k,
+                           axis=(-2, -1)), None
+
+  total, _ = jax.lax.scan(step, jnp.zeros(features.shape[:-3], features.dtype),
+                          ((offsets[:, 0], offsets[:, 1]), maps))
+  return total / (factor * c * c * h * w)
+
+
+def spectrum_loss(values: jax.Array, target: jax.Array, *,
+                  normalization: str = "paper") -> jax.Array:
+  """``Σ_k (λ_k − μ_k)² / (4 r²)`` between the ``r`` largest eigenvalues
+  ``(..., r)`` of two Grams, largest first (``statistics.gram_spectrum``):
+  eq. 4 applied to ``diag(λ)``. Matches the spectrum and ignores the
+  eigenvectors (seed 002, thesis)."""
+  factor = _factor(normalization)
+  _same_shape("spectrum", values, target, 1)
+  r = values.shape[-1]
+  return jnp.sum(jnp.square(values - target), axis=-1) / (factor * r * r)
+
+
+def moments_loss(moments: jax.Array, target: jax.Array) -> jax.Array:
+  """``1/C Σ_i (μ_i − μ'_i)² + (σ_i − σ'_i)²`` between per-channel moments
+  ``(..., 2, C)`` (``statistics.channel_moments``; seed 002, thesis)."""
+  _same_shape("moments", moments, target, 2)
+  c = moments.shape[-1]
+  return jnp.sum(jnp.square(moments - target), axis=(-2, -1)) / c
+
+
+@jax.custom_jvp
+def _trace_sqrt(matrix, floor):
+  """``Σ_k sqrt(max(λ_k, floor))`` of a symmetric ``(..., C, C)``; ``floor``
+  ``(..., 1)`` is treated as a constant."""
+  values = jnp.linalg.eigvalsh(matrix)
+  return jnp.sum(jnp.sqrt(jnp.maximum(values, floor)), axis=-1)
+
+
+@_trace_sqrt.defjvp
+def _trace_sqrt_jvp(primals, tangents):
+  (matrix, floor), (dmatrix, _) = primals, tangents
+  values, vectors = jnp.linalg.eigh(matrix)
+  clamped = jnp.maximum(values, floor)
+  # d tr f(M) = tr(f'(M) dM), f'(λ) = 1/(2√λ) above the floor, 0 below.
+  slope = jnp.where(values > floor, 0.5 / jnp.sqrt(clamped), 0.0)
+  vdv = jnp.einsum("...ir,...ij,...jr->...r", vectors, dmatrix, vectors)
+  return jnp.sum(jnp.sqrt(clamped), axis=-1), jnp.sum(slope * vdv, axis=-1)
+
+
+def gaussian_w2_loss(mean: jax.Array, cov: jax.Array, target_mean: jax.Array,
+                     target_cov_sqrt: jax.Array, *,
+                     eps: float = 1e-6) -> jax.Array:
+  """Squared 2-Wasserstein distance between Gaussians, divided by ``C``.
+
+  ``W² = ‖μ − μ'‖² + tr Σ + tr Σ' − 2 tr (Σ'^½ Σ Σ'^½)^½`` (Dowson & Landau
+  1982) with ``(μ, Σ)`` from ``statistics.channel_mean_covariance`` of the
+  generated features ``(..., C)``, ``(..., C, C)`` and the target given by its
+  mean and the square root of its covariance (``statistics.sqrtm_psd``,
+  computed once per style). The matrix square root inside the trace is
+  taken through ``eigh``: eigenvalues are clamped at ``eps·(tr Σ'/C)²`` (a
+  constant of the target, in the units of ``Σ'^½ Σ Σ'^½``) and the gradient
+  is ``d tr √M = tr(½ M^{-½} dM)`` on the eigen-basis with a zero slope for
+  clamped eigenvalues, so it stays finite when ``Σ`` is singular (dead ReLU
+  channels) and never divides by eigenvalue gaps.
+  """
+  _same_shape("mean", mean, target_mean, 1)
+  _same_shape("covariance", cov, target_cov_sqrt, 2)
+  c = mean.shape[-1]
+  cross = jnp.einsum("...ij,...jk,...kl->...il", target_cov_sqrt, cov,
+                     target_cov_sqrt, precision=jax.lax.Precision.HIGHEST)
+  cross = 0.5 * (cross + jnp.swapaxes(cross, -1, -2))
+  target_trace = jnp.sum(jnp.square(target_cov_sqrt), axis=(-2, -1))
+  floor = eps * jnp.square(target_trace / c)[..., None] + 1e-30
+  w2 = (jnp.sum(jnp.square(mean - target_mean), axis=-1)
+        + jnp.trace(cov, axis1=-2, axis2=-1) + target_trace
+        - 2.0 * _trace_sqrt(cross, floor))
+  return w2 / c

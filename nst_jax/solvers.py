@@ -50,7 +50,6 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import jaxopt
 import optax
 
 METHODS = ("optax_lbfgs", "lbfgs", "adam")
@@ -128,6 +127,7 @@ def _jaxopt_lbfgs(fun, cfg: SolverConfig) -> _Method:
     def scaled(x):
       (v, aux), g = value_and_grad(x)
       return (v * scale, aux), g * scale
+    import jaxopt  # only for this method (jaxopt is in maintenance mode)
     return jaxopt.LBFGS(
         fun=scaled, value_and_grad=True, has_aux=True, maxiter=cfg.maxiter,
         tol=cfg.tol, history_size=cfg.history_size, linesearch="zoom",
@@ -300,10 +300,13 @@ def _run(fun, config: SolverConfig, hooks: tuple, args_axes, x0, args):
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(fun: Callable, config: SolverConfig, hooks: tuple, args_axes):
+def _compiled(fun: Callable, config: SolverConfig, hooks: tuple, args_axes,
+              donate: bool = False):
   """The jit-compiled loop for one (objective, configuration, hooks, batch
-  layout); cached so that new data of the same shapes reuse it."""
-  return jax.jit(functools.partial(_run, fun, config, hooks, args_axes))
+  layout); cached so that new data of the same shapes reuse it. With
+  ``donate`` the buffer of ``x0`` is donated (XLA may reuse it for ``x``)."""
+  return jax.jit(functools.partial(_run, fun, config, hooks, args_axes),
+                 donate_argnums=(0,) if donate else ())
 
 
 def _check(config: SolverConfig, hooks):
@@ -316,7 +319,8 @@ def _check(config: SolverConfig, hooks):
 
 def minimize(fun: Callable, x0: jax.Array,
              config: SolverConfig = SolverConfig(),
-             hooks: Sequence[Hook] = (), args: tuple = ()) -> SolveResult:
+             hooks: Sequence[Hook] = (), args: tuple = (), *,
+             donate: bool = False) -> SolveResult:
   """Minimises ``fun(x, *args) -> (value, aux)`` from ``x0`` in one compiled
   loop.
 
@@ -325,9 +329,13 @@ def minimize(fun: Callable, x0: jax.Array,
   decrease, or ``config.tol`` is met. ``status`` indexes ``STATUS_NAMES``.
   For Adam, ``value`` costs one more evaluation of ``fun`` at the result
   (counted in ``function_evaluations``).
+
+  With ``donate`` the device buffer of ``x0`` is donated to the compiled loop
+  and ``x0`` must not be used afterwards: pass it for an ``x0`` the caller
+  owns (``nst_jax.transfer`` does).
   """
   hooks = _check(config, hooks)
-  return _compiled(fun, config, hooks, None)(x0, tuple(args))
+  return _compiled(fun, config, hooks, None, donate)(x0, tuple(args))
 
 
 def minimize_batched(fun: Callable, x0: jax.Array,

@@ -26,3 +26,148 @@ def gram_matrix(features: jax.Array, *, normalize: bool = True) -> jax.Array:
   gram = jnp.einsum("...mi,...mj->...ij", flat, flat,
                     precision=jax.lax.Precision.HIGHEST)
   return gram / (h * w) if normalize else gram
+
+
+# ---------------------------------------------------------------------------
+# Other style representations (issue 3). Each takes features (..., H, W, C)
+# and keeps the leading axes; the matching losses are in ``nst_jax.losses``.
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def spatial_autocorrelation(features: jax.Array) -> jax.Array:
+  """Per-channel full 2-D autocorrelation, ``(..., H, W, C) -> (..., C, 2H−1, 2W−1)``.
+
+  ``G_i(dy, dx) = 1/(H·W) Σ_{y,x} F_i(y, x) F_i(y + dy, x + dx)`` for every
+  lag ``|dy| < H``, ``|dx| < W`` (zero outside the map), lag 0 at index
+  ``(H−1, W−1)`` — the layout of ``scipy.signal.correlate2d(F_i, F_i,
+  "full")``. Nikulin & Novak §7 (seed 001) write ``F_i * F_i`` ("full 2D
+  convolution"); the autocorrelation is what keeps the spatial configuration
+  (``G_i(0, 0)`` is the Gram diagonal), and it is point-symmetric, so both
+  index conventions agree. Computed by FFT on maps zero-padded to
+  ``(2H−1, 2W−1)``, so no lag wraps around: ``O(C·HW·log HW)`` time and
+  ``~4·C·HW`` floats of memory. Normalised by the spatial size ``H·W`` like
+  ``gram_matrix``.
+  """
+  h, w = features.shape[-3:-1]
+  maps = jnp.moveaxis(features, -1, -3)                  # (..., C, H, W)
+  size = (2 * h - 1, 2 * w - 1)
+  spectrum = jnp.fft.rfft2(maps, s=size)
+  power = spectrum.real ** 2 + spectrum.imag ** 2        # |F̂|²
+  corr = jnp.fft.irfft2(power, s=size)                   # lag 0 at (0, 0)
+  corr = jnp.roll(corr, (h - 1, w - 1), axis=(-2, -1))   # lag 0 at (H−1, W−1)
+  return corr / (h * w)
+
+
+def local_weights(window: int) -> jax.Array:
+  """``w(dy, dx) = 1/(1 + dx² + dy²)`` on ``|dx|, |dy| ≤ s``, shape
+  ``(2s+1, 2s+1)`` (Nikulin & Novak §9, seed 001)."""
+  if window < 0:
+    raise ValueError(f"local window must be >= 0, got {window}")
+  d = jnp.arange(-window, window + 1, dtype=jnp.float32)
+  return 1.0 / (1.0 + d[:, None] ** 2 + d[None, :] ** 2)
+
+
+def local_gram(features: jax.Array, *, window: int) -> jax.Array:
+  """Windowed Gram, ``(..., H, W, C) -> (..., H, W, C, C)``.
+
+  ``G_ij(x, y) = Σ_{|dx|,|dy| ≤ s} w(dx, dy) F_i(x+dx, y+dy) F_j(x+dx, y+dy)``
+  with ``w = 1/(1 + dx² + dy²)`` (Nikulin & Novak §9, seed 001), zero
+  padding outside the map; ``s = 0`` is the pointwise ``F_i ⊙ F_j`` of the
+  paper's experiment. Raw products, not divided by anything.
+
+  This materialises ``H·W·C²`` floats (relu1_1 of a 256×256 image: 1 GiB), so
+  it is for inspection and tests at small sizes; the loss
+  ``losses.local_gram_loss`` never builds it.
+  """
+  *lead, h, w, _ = features.shape
+  s = window
+  kernel = local_weights(s)
+  outer = jnp.einsum("...i,...j->...ij", features, features,
+                     precision=_HIGHEST)                 # (..., H, W, C, C)
+  pad = [(0, 0)] * len(lead) + [(s, s), (s, s), (0, 0), (0, 0)]
+  padded = jnp.pad(outer, pad)
+  out = jnp.zeros_like(outer)
+  for dy in range(-s, s + 1):
+    for dx in range(-s, s + 1):
+      out = out + kernel[dy + s, dx + s] * padded[
+          ..., s + dy:s + dy + h, s + dx:s + dx + w, :, :]
+  return out
+
+
+def gram_eigen(gram: jax.Array, *, rank: int | None = None):
+  """Eigen-decomposition of a symmetric Gram ``(..., C, C)``, largest first.
+
+  Returns ``(values (..., r), vectors (..., C, r))`` with ``G ≈ V diag(λ) Vᵀ``
+  and ``r = rank`` (``None`` or 0: all ``C``; larger values are clipped to
+  ``C``). ``numpy.linalg.eigh`` convention (columns are eigenvectors); the
+  spectral study of the Gram in the thesis (seed 002, "Eigen
+  decomposition").
+  """
+  c = gram.shape[-1]
+  r = c if not rank else min(int(rank), c)
+  values, vectors = jnp.linalg.eigh(gram)                # ascending
+  values = values[..., ::-1][..., :r]
+  vectors = vectors[..., :, ::-1][..., :, :r]
+  return values, vectors
+
+
+def low_rank_gram(gram: jax.Array, *, rank: int | None = None) -> jax.Array:
+  """Reconstruction ``V_r diag(λ_r) V_rᵀ`` from the top-``rank`` eigenpairs,
+  ``(..., C, C) -> (..., C, C)``; full rank gives the Gram back (up to
+  rounding), the thesis's sanity check (seed 002)."""
+  values, vectors = gram_eigen(gram, rank=rank)
+  return jnp.einsum("...ir,...r,...jr->...ij", vectors, values, vectors,
+                    precision=_HIGHEST)
+
+
+def gram_spectrum(gram: jax.Array, *, rank: int | None = None) -> jax.Array:
+  """The ``rank`` largest eigenvalues of a symmetric Gram, ``(..., C, C) ->
+  (..., r)``, largest first (seed 002)."""
+  c = gram.shape[-1]
+  r = c if not rank else min(int(rank), c)
+  return jnp.linalg.eigvalsh(gram)[..., ::-1][..., :r]
+
+
+def project_features(features: jax.Array, basis: jax.Array) -> jax.Array:
+  """Features in a reduced basis, ``(..., H, W, C), (..., C, r) ->
+  (..., H, W, r)``: ``F V_r``, the reduced-dimension representation of the
+  thesis (seed 002). ``gram_matrix(project_features(F, V))`` is ``VᵀGV``."""
+  return jnp.einsum("...hwc,...cr->...hwr", features, basis, precision=_HIGHEST)
+
+
+def channel_moments(features: jax.Array, *, eps: float = 1e-8) -> jax.Array:
+  """Per-channel mean and standard deviation, ``(..., H, W, C) -> (..., 2, C)``.
+
+  ``μ_i = 1/M Σ F_i``, ``σ_i = sqrt(1/M Σ F_i² − μ_i² + eps)`` over the ``M``
+  positions (population variance; ``eps`` keeps the gradient finite for a
+  dead channel). The descriptive statistics of the thesis (seed 002).
+  """
+  mean = jnp.mean(features, axis=(-3, -2))
+  square = jnp.mean(jnp.square(features), axis=(-3, -2))
+  std = jnp.sqrt(jnp.maximum(square - jnp.square(mean), 0.0) + eps)
+  return jnp.stack([mean, std], axis=-2)
+
+
+def channel_mean_covariance(features: jax.Array):
+  """Mean ``(..., C)`` and covariance ``(..., C, C)`` of the channel vectors
+  over the positions: ``Σ = 1/M Σ_m (f_m − μ)(f_m − μ)ᵀ`` (population
+  covariance; the Gram of the centred features). A Gaussian description of
+  the style (seed 002, "Descriptive statistics")."""
+  mean = jnp.mean(features, axis=(-3, -2))
+  return mean, gram_matrix(features) - mean[..., :, None] * mean[..., None, :]
+
+
+def sqrtm_psd(matrix: jax.Array, *, eps: float = 1e-6) -> jax.Array:
+  """Square root of a symmetric positive semi-definite ``(..., C, C)``.
+
+  ``V diag(sqrt(max(λ, eps·λ_max))) Vᵀ`` from ``eigh``: eigenvalues below
+  ``eps`` times the largest (rounding makes them slightly negative) are
+  clamped. Used on style targets only (no gradient needed); the loss
+  ``losses.gaussian_w2_loss`` differentiates ``tr sqrt(·)`` its own way.
+  """
+  values, vectors = jnp.linalg.eigh(matrix)
+  floor = eps * jnp.maximum(values[..., -1:], 1e-30)
+  root = jnp.sqrt(jnp.maximum(values, floor))
+  return jnp.einsum("...ir,...r,...jr->...ij", vectors, root, vectors,
+                    precision=_HIGHEST)

@@ -55,13 +55,29 @@ class TransferConfig:
   history_size: int = 10
   init: str = "content"
   seed: int = 0
+  precision: str = "float32"  # vgg.PRECISIONS: "float32", "tf32", "bf16"
+  remat: bool = False         # gradient checkpointing per VGG block
+  # Style representation (objective.STYLE_STATS) and its parameters, and
+  # style patches (0: the whole style image); see ``style_targets``.
+  style_stat: str = "gram"
+  style_rank: int = 0
+  eigen_loss: str = "reconstruction"
+  local_window: Tuple[int, ...] = (0,)
+  style_patches: int = 0
+  patch_size: int = 128
+  patch_mode: str = "mean"
 
   def spec(self) -> objective.Spec:
     content = (networks.DEFAULT_CONTENT_LAYERS[self.network]
                if self.content_layers is None else tuple(self.content_layers))
     style = (networks.DEFAULT_STYLE_LAYERS[self.network]
              if self.style_layers is None else tuple(self.style_layers))
-    return objective.Spec(content, style, self.pooling, self.gram_normalization)
+    return objective.Spec(content, style, self.pooling, self.gram_normalization,
+                          precision=self.precision, remat=self.remat,
+                          style_stat=self.style_stat,
+                          style_rank=self.style_rank,
+                          eigen_loss=self.eigen_loss,
+                          local_window=tuple(self.local_window))
 
   def solver(self) -> solvers.SolverConfig:
     return solvers.SolverConfig(
@@ -97,10 +113,20 @@ def check_config(config: TransferConfig) -> None:
     raise NSTError(f"learning rate must be > 0, got {config.learning_rate}")
   if config.history_size < 1:
     raise NSTError(f"history size must be >= 1, got {config.history_size}")
+  if config.precision not in vgg.PRECISIONS:
+    raise NSTError(f"unknown precision {config.precision!r}: use one of "
+                   f"{', '.join(vgg.PRECISIONS)}")
   spec = config.spec()
   vgg.check_layers(config.network, spec.layers)
   if not spec.style_layers and not spec.content_layers:
     raise NSTError("no content and no style layers: nothing to optimise")
+  objective.check_style_spec(spec)
+  if config.style_patches < 0 or config.patch_size < 1:
+    raise NSTError(f"style patches must be >= 0 and patch size >= 1, got "
+                   f"{config.style_patches} and {config.patch_size}")
+  if config.patch_mode not in objective.PATCH_MODES:
+    raise NSTError(f"unknown patch mode {config.patch_mode!r}: use one of "
+                   f"{', '.join(objective.PATCH_MODES)}")
 
 
 def _layer_shapes(config: TransferConfig, shape: Tuple[int, int], layers):
@@ -130,17 +156,25 @@ def check_image_size(config: TransferConfig, shape: Tuple[int, int]) -> None:
 def estimate_memory(config: TransferConfig, shape: Tuple[int, int]) -> int:
   """Bytes one run needs, estimated from shapes alone (nothing is allocated).
 
-  Reverse-mode differentiation keeps every activation up to the deepest layer
-  (plus a ReLU mask and a gradient of each: 3 float32 copies), and L-BFGS
-  keeps ``2·history_size`` image-sized vectors besides a few working copies.
+  Two float32 copies of every activation up to the deepest layer (what the
+  backward pass keeps, and the cotangents), and L-BFGS's ``2·history_size``
+  image-sized vectors besides a few working copies. Calibrated on XLA:CPU's
+  buffer assignment of the whole solver loop (VGG-16, 2026-11-21): 0.90 GiB
+  at 512x384 and 3.34 GiB at 1024x768, against 0.89 and 3.54 GiB here.
+  ``config.remat`` costs memory instead of saving it on XLA:CPU: the
+  checkpointed loop measured 1.20 and 4.59 GiB at the same sizes (2.7 copies
+  here; docs/benchmarks.md). The peak is the backward pass of the
+  full-resolution first block, which must be held (or recomputed) either way.
   """
   spec = config.spec()
   names = networks.layer_names(config.network)
-  deepest = max(names.index(l) for l in spec.layers)
-  shapes = _layer_shapes(config, shape, names[:deepest + 1])
+  deepest = max(spec.layers, key=names.index)
+  shapes = _layer_shapes(config, shape, names[:names.index(deepest) + 1])
   activations = sum(int(np.prod(s.shape)) for s in shapes.values())
   image = shape[0] * shape[1] * 3
-  return 4 * (3 * activations + (2 * config.history_size + 8) * image)
+  copies = 2.7 if config.remat else 2
+  return int(4 * (copies * activations
+                  + (2 * config.history_size + 8) * image))
 
 
 def available_memory() -> int | None:
@@ -197,6 +231,36 @@ def _terms_on_device(spec: objective.Spec):
   return lambda x, *args: fun(x, *args)[1]
 
 
+def style_targets(params, content: np.ndarray, styles: Sequence[np.ndarray],
+                  config: TransferConfig) -> objective.Targets:
+  """The objective's targets for one run, style images prepared for the
+  representation.
+
+  ``spatial`` and ``local`` compare maps position by position, so each style
+  image (or each patch) is first resized to the content's shape
+  (``io.resize_to``; this changes its aspect ratio when the shapes differ).
+  With ``config.style_patches = N > 0`` the targets come from ``N`` random
+  ``patch_size`` crops of each style image (``objective.random_crops``, seeded
+  by ``config.seed``), averaged or kept as ``N`` instances
+  (``config.patch_mode``; the thesis's style patches, seed 002).
+  """
+  from nst_jax import io  # resizing is the I/O module's job
+  styles = [np.asarray(s) for s in styles]
+  n = config.style_patches
+  if n > 0:
+    styles = [np.asarray(c) for i, s in enumerate(styles)
+              for c in objective.random_crops(s, count=n,
+                                              size=config.patch_size,
+                                              seed=config.seed + i)]
+  if config.style_stat in objective.SAME_SIZE_STATS:
+    styles = [io.resize_to(s, content.shape[:2])
+              if s.shape[:2] != content.shape[:2] else s for s in styles]
+  return objective.make_targets(
+      params, jnp.asarray(content), [jnp.asarray(s) for s in styles],
+      config.spec(), config.style_blend_weights, patches_per_style=max(n, 1),
+      patch_mode=config.patch_mode)
+
+
 def _clip_on_device(x, *args):
   del args
   return jnp.clip(x, 0.0, 1.0)
@@ -208,8 +272,13 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
             on_log: Callable[[Dict[str, float]], None] | None = None,
             snapshot_every: int = 0,
             on_snapshot: Callable[[int, np.ndarray], None] | None = None,
+            init_image: np.ndarray | None = None,
             ) -> TransferResult:
   """Paints ``content`` ``(H, W, 3)`` in the style of ``styles``.
+
+  ``init_image`` ``(H, W, 3)``, when given, is the starting point instead of
+  ``config.init`` (``stylize_multiscale`` passes the upsampled result of the
+  coarser level).
 
   Every ``log_every`` iterations the loss terms are recorded (and passed to
   ``on_log``); every ``snapshot_every`` iterations ``on_snapshot(iteration,
@@ -223,9 +292,7 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   check_memory(config, content.shape[:2])
   spec = config.spec()
   start = time.perf_counter()
-  targets = objective.make_targets(
-      params, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec,
-      config.style_blend_weights)
+  targets = style_targets(params, content, styles, config)
   weights = objective.make_weights(
       spec, content_weight=config.content_weight,
       style_weight=config.style_weight, tv_weight=config.tv_weight,
@@ -244,9 +311,18 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
     hooks.append(solvers.Hook(
         snapshot_every, _clip_on_device,
         lambda i, x: int(i) > 0 and on_snapshot(int(i), np.asarray(x))))
-  x0 = initial_image(config.init, content, styles[0] if styles else None,
-                     config.seed)
-  result = solvers.minimize(fun, x0, config.solver(), hooks, args)
+  if init_image is None:
+    x0 = initial_image(config.init, content, styles[0] if styles else None,
+                       config.seed)
+  elif np.shape(init_image) != content.shape:
+    raise NSTError(f"init image has shape {np.shape(init_image)}, the content "
+                   f"image {content.shape}")
+  else:
+    x0 = init_image
+  # A fresh buffer that this function owns, donated to the compiled loop.
+  x0 = jnp.array(x0, jnp.float32, copy=True)
+  result = solvers.minimize(fun, x0, config.solver(), hooks, args,
+                            donate=True)
   image = np.asarray(jnp.clip(result.x, 0.0, 1.0))
   iterations = int(result.iterations)
   status = solvers.STATUS_NAMES[int(result.status)]
@@ -259,3 +335,68 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   return TransferResult(image, history, iterations,
                         int(result.function_evaluations), status,
                         time.perf_counter() - start)
+
+
+def stylize_multiscale(params, content: np.ndarray,
+                       styles: Sequence[np.ndarray], scales: Sequence[int],
+                       config: TransferConfig = TransferConfig(), *,
+                       scale_iterations: Sequence[int] | None = None,
+                       on_level: Callable[[int, TransferResult], None] | None
+                       = None, **kwargs) -> TransferResult:
+  """Coarse-to-fine transfer: one ``stylize`` per long edge in ``scales``.
+
+  ``content`` and ``styles`` are given at any resolution (ideally at least the
+  last scale) and resized here, every image to the level's long edge. The
+  first level starts from ``config.init``; each later one from the previous
+  level's result, upsampled to the new size — the image pyramid of the peers
+  (jcjohnson/neural-style's multires recipe, pystiche's ``ImagePyramid``):
+  the coarse levels fix the large-scale structure cheaply, the fine ones
+  only add detail. ``scale_iterations`` gives the iterations of each level
+  (default: ``config.iterations`` at every level); ``on_level(size,
+  result)`` is called after each level; other keyword arguments go to
+  ``stylize``.
+
+  Returns the last level's result, its ``loss_history`` the records of every
+  level in order (each with a ``size`` key), ``iterations``,
+  ``function_evaluations`` and ``wall_seconds`` summed over the levels.
+  """
+  from nst_jax import io  # resizing is the I/O module's job
+  scales = [int(s) for s in scales]
+  if not scales or min(scales) < 1:
+    raise NSTError(f"scales must be positive long edges, got {scales}")
+  if scales != sorted(scales):
+    raise NSTError(f"scales must increase (coarse to fine), got {scales}")
+  if scale_iterations is None:
+    scale_iterations = [config.iterations] * len(scales)
+  scale_iterations = [int(n) for n in scale_iterations]
+  if len(scale_iterations) != len(scales):
+    raise NSTError(f"got {len(scale_iterations)} iteration counts for "
+                   f"{len(scales)} scales")
+  content = np.asarray(content, np.float32)
+  for size in scales:   # refuse before any work, as stylize would per level
+    shape = io.long_edge_shape(content.shape[:2], size)
+    check_image_size(config, shape)
+    check_memory(config, shape)
+  history: List[Dict[str, float]] = []
+  result, image = None, None
+  iterations = evaluations = 0
+  seconds = 0.0
+  for size, n in zip(scales, scale_iterations):
+    shape = io.long_edge_shape(content.shape[:2], size)
+    level_content = io.resize_to(content, shape)
+    level_styles = [io.resize_long_edge(np.asarray(s, np.float32), size)
+                    for s in styles]
+    init = None if image is None else io.resize_to(image, shape)
+    result = stylize(params, level_content, level_styles,
+                     dataclasses.replace(config, iterations=n),
+                     init_image=init, **kwargs)
+    image = result.image
+    history += [{**r, "size": size} for r in result.loss_history]
+    iterations += result.iterations
+    evaluations += result.function_evaluations
+    seconds += result.wall_seconds
+    if on_level is not None:
+      on_level(size, result)
+  return result._replace(loss_history=history, iterations=iterations,
+                         function_evaluations=evaluations,
+                         wall_seconds=seconds)

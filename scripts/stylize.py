@@ -20,6 +20,7 @@ from absl import flags
 from nst_jax import cli
 from nst_jax import io
 from nst_jax import networks
+from nst_jax import objective
 from nst_jax import solvers
 from nst_jax import transfer
 from nst_jax import vgg
@@ -65,10 +66,48 @@ flags.DEFINE_integer("history_size", _DEFAULT.history_size, "L-BFGS memory.",
 flags.DEFINE_enum("init", _DEFAULT.init, list(transfer.INITS),
                   "Starting image (Nikulin & Novak §4).")
 flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed of the noise init.")
+flags.DEFINE_enum("style_stat", _DEFAULT.style_stat,
+                  list(objective.STYLE_STATS),
+                  "Style representation: gram (Gatys), spatial (per-channel "
+                  "autocorrelation, Nikulin & Novak §7), local (windowed Gram, "
+                  "§9), eigen (Gram spectrum, thesis), moments (mean and std) "
+                  "or covariance (mean + covariance, Wasserstein-2).")
+flags.DEFINE_integer("style_rank", _DEFAULT.style_rank, "eigen: keep the top-r "
+                     "eigenpairs of each style Gram (0: full rank).",
+                     lower_bound=0)
+flags.DEFINE_enum("eigen_loss", _DEFAULT.eigen_loss,
+                  list(objective.EIGEN_LOSSES), "eigen: 'reconstruction' "
+                  "(Gram loss to the rank-r reconstruction), 'spectrum' (the r "
+                  "largest eigenvalues) or 'projected' (Grams of the features "
+                  "projected onto the style's top-r eigenvectors).")
+flags.DEFINE_list("local_window", [str(s) for s in _DEFAULT.local_window],
+                  "local: window s (0: pointwise), one for all style layers or "
+                  "one per style layer.")
+flags.DEFINE_integer("style_patches", _DEFAULT.style_patches, "Style targets "
+                     "from N seeded random crops of each style image (0: the "
+                     "whole image).", lower_bound=0)
+flags.DEFINE_integer("patch_size", _DEFAULT.patch_size, "Side of the style "
+                     "patches in pixels (after resizing to --size).",
+                     lower_bound=1)
+flags.DEFINE_enum("patch_mode", _DEFAULT.patch_mode,
+                  list(objective.PATCH_MODES), "mean: one target averaged "
+                  "over the patches; instances: N styles of weight 1/N.")
 flags.DEFINE_integer("print_every", 50, "Print and record the loss terms every "
                      "N iterations (0: only first and last).", lower_bound=0)
 flags.DEFINE_integer("save_every", 0, "Write an intermediate image every N "
                      "iterations (out_0100.png, ...; 0: never).", lower_bound=0)
+flags.DEFINE_enum("precision", _DEFAULT.precision, list(vgg.PRECISIONS),
+                  "Convolution precision: float32, tf32 (TF32 tensor cores on "
+                  "GPUs) or bf16 (bfloat16 operands, float32 accumulation).")
+flags.DEFINE_bool("checkpoint", _DEFAULT.remat, "Gradient checkpointing per "
+                  "VGG block (one more forward pass; on the CPU it measured "
+                  "more memory, not less: see docs/benchmarks.md).")
+flags.DEFINE_list("scales", None, "Coarse-to-fine long edges, e.g. "
+                  "256,512,1024: each level starts from the upsampled result "
+                  "of the previous one; the last is the output size "
+                  "(overrides --size).")
+flags.DEFINE_list("scale_iterations", None, "Iterations of each --scales "
+                  "level (default: --iterations at every level).")
 
 FLAGS = flags.FLAGS
 
@@ -97,7 +136,21 @@ def _config() -> transfer.TransferConfig:
       tv_weight=FLAGS.tv_weight, gram_normalization=FLAGS.gram_normalization,
       optimizer=FLAGS.optimizer, iterations=FLAGS.iterations,
       learning_rate=FLAGS.learning_rate, history_size=FLAGS.history_size,
-      init=FLAGS.init, seed=FLAGS.seed)
+      init=FLAGS.init, seed=FLAGS.seed, precision=FLAGS.precision,
+      remat=FLAGS.checkpoint, **_style_config())
+
+
+def _style_config() -> dict:
+  windows = FLAGS.local_window or ["0"]
+  try:
+    windows = tuple(int(v) for v in windows)
+  except ValueError:
+    raise NSTError("--local_window must be comma-separated integers, got "
+                   f"{','.join(FLAGS.local_window)}") from None
+  return dict(style_stat=FLAGS.style_stat, style_rank=FLAGS.style_rank,
+              eigen_loss=FLAGS.eigen_loss, local_window=windows,
+              style_patches=FLAGS.style_patches, patch_size=FLAGS.patch_size,
+              patch_mode=FLAGS.patch_mode)
 
 
 def _check_output(output: str, inputs) -> str:
@@ -116,9 +169,25 @@ def _check_output(output: str, inputs) -> str:
   return output[:-4] + ".json"
 
 
+def _ints(name, values):
+  if values is None:
+    return None
+  try:
+    return [int(v) for v in values]
+  except ValueError:
+    raise NSTError(f"--{name} must be comma-separated integers, got "
+                   f"{','.join(values)}") from None
+
+
 def main(argv):
   if len(argv) > 1:
     raise NSTError(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.enable_compilation_cache()
+  scales = _ints("scales", FLAGS.scales)
+  scale_iterations = _ints("scale_iterations", FLAGS.scale_iterations)
+  if scale_iterations is not None and scales is None:
+    raise NSTError("--scale_iterations needs --scales")
+  size = scales[-1] if scales else FLAGS.size
   if not FLAGS.content or not FLAGS.style:
     raise NSTError("--content and --style are required")
   inputs = [FLAGS.content, *FLAGS.style]
@@ -131,11 +200,11 @@ def main(argv):
                    f"for {len(FLAGS.style)} style images")
 
   content = io.load_image(FLAGS.content)
-  shape = io.long_edge_shape(content.shape[:2], FLAGS.size)
+  shape = io.long_edge_shape(content.shape[:2], size)
   transfer.check_image_size(config, shape)   # both before any large array
   transfer.check_memory(config, shape)
   content = io.resize_to(content, shape)
-  styles = [io.resize_long_edge(io.load_image(p), FLAGS.size)
+  styles = [io.resize_long_edge(io.load_image(p), size)
             for p in FLAGS.style]
   params = vgg.load_params(FLAGS.weights or FLAGS.network)
   if vgg.network_of(params) != FLAGS.network:
@@ -145,6 +214,10 @@ def main(argv):
   print(f"nst_jax: {w}x{h}, {FLAGS.network}, {FLAGS.optimizer}, "
         f"{FLAGS.iterations} iterations on {cli.device_description()}",
         flush=True)
+  if FLAGS.style_stat in objective.SAME_SIZE_STATS:
+    print(f"nst_jax: --style_stat={FLAGS.style_stat} compares feature maps "
+          f"position by position: style images (or patches) resized to the "
+          f"content's {w}x{h}", flush=True)
 
   def on_log(record):
     if FLAGS.print_every:
@@ -156,9 +229,17 @@ def main(argv):
   def on_snapshot(iteration, image):
     io.save_image(f"{stem}_{iteration:04d}.png", image, protect=inputs)
 
-  result = transfer.stylize(
-      params, content, styles, config, log_every=FLAGS.print_every,
-      on_log=on_log, snapshot_every=FLAGS.save_every, on_snapshot=on_snapshot)
+  logging = dict(log_every=FLAGS.print_every, on_log=on_log,
+                 snapshot_every=FLAGS.save_every, on_snapshot=on_snapshot)
+  if scales:
+    result = transfer.stylize_multiscale(
+        params, content, styles, scales, config,
+        scale_iterations=scale_iterations,
+        on_level=lambda s, r: print(f"level {s} px done: {r.iterations} "
+                                    f"iterations, {r.wall_seconds:.1f} s",
+                                    flush=True), **logging)
+  else:
+    result = transfer.stylize(params, content, styles, config, **logging)
   values = cli.module_flag_values(sys.modules[__name__].__name__)
   record = {
       "params": values,

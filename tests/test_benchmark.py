@@ -1,0 +1,85 @@
+"""nst_jax.benchmark: the analytic conv FLOP count, the device peak table,
+the memory probes, and (only where torch is installed) the PyTorch objective
+against ours."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nst_jax import benchmark as bm
+from nst_jax import objective
+
+
+def test_conv_flops_against_a_hand_count():
+  # conv1_1 on a 4x6 image: 3x3 kernel, 3 -> 64 channels, padding 1.
+  conv1_1 = 2 * 4 * 6 * 3 * 3 * 3 * 64
+  assert bm.conv_flops("vgg16", (4, 6), ["conv1_1"]) == conv1_1
+  assert bm.conv_flops("vgg16", (4, 6), ["relu1_1"]) == conv1_1
+  conv1_2 = 2 * 4 * 6 * 3 * 3 * 64 * 64
+  # conv2_1 runs after pool1, on 2x3.
+  conv2_1 = 2 * 2 * 3 * 3 * 3 * 64 * 128
+  assert bm.conv_flops("vgg16", (4, 6), ["relu1_1", "conv2_1"]) == (
+      conv1_1 + conv1_2 + conv2_1)
+  assert bm.evaluation_flops("vgg16", (4, 6), ["conv1_1"]) == 2 * conv1_1
+
+
+def test_conv_flops_of_the_issue():
+  # Issue 5: "one evaluation (VGG-16 to conv5_1, forward and input-gradient)
+  # at 512 px is about 0.3 TFLOP".
+  flops = bm.evaluation_flops("vgg16", (512, 512), ["relu5_1"])
+  assert 0.25e12 < flops < 0.35e12
+
+
+def test_alexnet_strided_conv_is_counted():
+  # conv1: 11x11, stride 4, padding 2: (64 + 4 - 11) // 4 + 1 = 15.
+  assert bm.conv_flops("alexnet", (64, 64), ["conv1"]) == (
+      2 * 15 * 15 * 11 * 11 * 3 * 64)
+
+
+def test_peak_table():
+  assert bm.peak_tflops("gpu", "NVIDIA H100 80GB HBM3", "tf32")[0] == 494.7
+  assert bm.peak_tflops("gpu", "NVIDIA H100 PCIe", "bf16")[0] == 756.0
+  assert bm.peak_tflops("gpu", "NVIDIA H200", "float32")[0] == 67.0
+  assert bm.peak_tflops("gpu", "Tesla T4", "float32")[0] is None
+
+
+def test_time_to_reach_and_errors():
+  trace = [(0.1, 5.0), (0.2, 3.0), (0.3, 4.0), (0.4, 1.0)]
+  assert bm.time_to_reach(trace, 3.0) == 0.2
+  assert bm.time_to_reach(trace, 0.5) is None
+  errors = bm.compare_with_torch(1.0, np.ones(3), 1.0, np.ones(3))
+  assert errors == {"value": 0.0, "grad": 0.0, "grad_max": 0.0}
+
+
+def test_peak_rss_probe():
+  with bm.PeakRSS() as peak:
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    block += 1
+  if peak.ok:
+    assert peak.delta >= 48 * 2**20
+  del block
+
+
+def test_torch_objective_equals_ours(vgg16_params):
+  pytest.importorskip("torch")
+  rng = np.random.default_rng(0)
+  content = rng.uniform(0, 1, (32, 40, 3)).astype(np.float32)
+  style = rng.uniform(0, 1, (36, 36, 3)).astype(np.float32)
+  x = np.clip(content + rng.uniform(-0.1, 0.1, content.shape), 0, 1).astype(
+      np.float32)
+  spec = objective.Spec()
+  targets = objective.make_targets(vgg16_params, content, [style], spec)
+  weights = objective.make_weights(spec, content_weight=1.0, style_weight=1e7,
+                                   tv_weight=1.0)
+  f = objective.objective_function(spec)
+  (value, _), grad = jax.jit(jax.value_and_grad(f, has_aux=True))(
+      jnp.asarray(x), vgg16_params, targets, weights)
+  tobj = bm.torch_objective(
+      vgg16_params, content, [style], content_layers=spec.content_layers,
+      style_layers=spec.style_layers, style_layer_weights=[0.2] * 5,
+      content_weight=1.0, style_weight=1e7, tv_weight=1.0)
+  torch_value, torch_grad = bm.torch_value_and_grad(tobj, x)
+  errors = bm.compare_with_torch(float(value), np.asarray(grad), torch_value,
+                                 torch_grad)
+  assert errors["value"] < 1e-4 and errors["grad"] < 1e-4, errors

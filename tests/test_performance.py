@@ -1,0 +1,233 @@
+"""Performance options: precision policies, gradient checkpointing, buffer
+donation, the persistent compilation cache helper and coarse-to-fine
+multi-scale transfer."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nst_jax import cli
+from nst_jax import io
+from nst_jax import networks
+from nst_jax import objective
+from nst_jax import solvers
+from nst_jax import transfer
+from nst_jax import vgg
+from nst_jax.errors import NSTError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1")
+
+
+def _image(shape=(1, 32, 48, 3), seed=0):
+  return jax.random.uniform(jax.random.key(seed), shape, jnp.float32)
+
+
+def _plain_features(params, images, layers):
+  """The network written out with no precision argument, no custom VJP and
+  no checkpointing: the results ``features`` gave before the policies."""
+  x = vgg.normalize(images)
+  out = {}
+  for layer in networks.VGG16:
+    if isinstance(layer, networks.Conv):
+      p = params[layer.name]
+      x = jax.lax.conv_general_dilated(
+          x, p["kernel"], (1, 1), ((1, 1), (1, 1)),
+          dimension_numbers=("NHWC", "HWIO", "NHWC")) + p["bias"].reshape(
+              1, 1, 1, -1)
+    elif isinstance(layer, networks.ReLU):
+      x = jax.nn.relu(x)
+    else:
+      x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1),
+                                (1, 2, 2, 1), "VALID")
+    out[layer.name] = x
+    if layer.name == layers[-1]:
+      break
+  return {l: out[l] for l in layers}
+
+
+def _loss(features_fn, params):
+  return lambda x: sum(jnp.sum(v ** 2) for v in
+                       features_fn(params, x, LAYERS).values())
+
+
+@pytest.mark.parametrize("precision", vgg.PRECISIONS)
+def test_precision_policy_shapes_and_dtypes(vgg16_params, precision):
+  x = _image()
+  got = jax.jit(lambda x: vgg.features(vgg16_params, x, LAYERS,
+                                       precision=precision))(x)
+  ref = jax.jit(lambda x: vgg.features(vgg16_params, x, LAYERS))(x)
+  for layer in LAYERS:
+    assert got[layer].shape == ref[layer].shape
+    assert got[layer].dtype == jnp.float32, (layer, got[layer].dtype)
+    tol = 0.05 if precision == "bf16" else 1e-6
+    scale = float(jnp.max(jnp.abs(ref[layer])))
+    np.testing.assert_allclose(got[layer], ref[layer], atol=tol * scale)
+  if precision == "bf16":  # float32's gradient: the exactness test below
+    grad = jax.grad(_loss(lambda p, x, l: vgg.features(
+        p, x, l, precision=precision), vgg16_params))(x)
+    assert grad.dtype == jnp.float32 and grad.shape == x.shape
+
+
+def test_float32_policy_equals_the_plain_network_exactly(vgg16_params):
+  x = _image()
+  new = jax.jit(lambda x: vgg.features(vgg16_params, x, LAYERS,
+                                       precision="float32"))(x)
+  old = jax.jit(lambda x: _plain_features(vgg16_params, x, LAYERS))(x)
+  for layer in LAYERS:
+    np.testing.assert_array_equal(new[layer], old[layer])
+  g_new = jax.jit(jax.grad(_loss(vgg.features, vgg16_params)))(x)
+  g_old = jax.jit(jax.grad(_loss(_plain_features, vgg16_params)))(x)
+  np.testing.assert_allclose(g_new, g_old, rtol=1e-5,
+                             atol=1e-6 * float(jnp.max(jnp.abs(g_old))))
+
+
+def test_unknown_precision_is_refused(vgg16_params):
+  with pytest.raises(NSTError, match="precision"):
+    vgg.features(vgg16_params, _image(), LAYERS, precision="fp8")
+  with pytest.raises(NSTError, match="precision"):
+    transfer.check_config(transfer.TransferConfig(precision="half"))
+
+
+def test_remat_gives_the_same_value_and_gradient(vgg16_params):
+  x = _image(seed=1)
+  plain = jax.jit(jax.value_and_grad(_loss(vgg.features, vgg16_params)))
+  remat = jax.jit(jax.value_and_grad(_loss(
+      lambda p, x, l: vgg.features(p, x, l, remat=True), vgg16_params)))
+  (v0, g0), (v1, g1) = plain(x), remat(x)
+  np.testing.assert_allclose(v1, v0, rtol=1e-6)
+  np.testing.assert_allclose(g1, g0, rtol=1e-5,
+                             atol=1e-6 * float(jnp.max(jnp.abs(g0))))
+
+
+def test_blocks_group_layers_by_vgg_block():
+  groups = vgg.blocks("vgg16", "relu2_1")
+  assert [[l.name for l in g] for g in groups] == [
+      ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1"],
+      ["conv2_1", "relu2_1"]]
+  assert [len(g) for g in vgg.blocks("alexnet", "relu5")] == [3, 3, 2, 2, 2]
+
+
+def test_spec_and_config_thread_precision_and_remat(vgg16_params):
+  config = transfer.TransferConfig(precision="bf16", remat=True)
+  spec = config.spec()
+  assert (spec.precision, spec.remat) == ("bf16", True)
+  assert hash(spec) != hash(transfer.TransferConfig().spec())
+  assert objective.Spec().precision == "float32" and not objective.Spec().remat
+  content = np.asarray(_image((32, 32, 3), 2))
+  style = np.asarray(_image((32, 32, 3), 3))
+  targets = objective.make_targets(vgg16_params, content, [style], spec)
+  weights = objective.make_weights(spec, content_weight=1.0, style_weight=1e7)
+  f32 = objective.objective_function(transfer.TransferConfig().spec())
+  bf16 = objective.objective_function(spec)
+  v32 = jax.jit(f32)(content, vgg16_params, targets, weights)[0]
+  v16 = jax.jit(bf16)(content, vgg16_params, targets, weights)[0]
+  assert np.isfinite(float(v16))
+  np.testing.assert_allclose(v16, v32, rtol=0.05)
+
+
+def test_estimate_memory_matches_xla_buffer_assignment(vgg16_params):
+  # The estimate against XLA's buffer assignment of the compiled solver loop
+  # (temporaries; the weights are arguments and not part of the estimate).
+  shape = (192, 256)
+  config = transfer.TransferConfig(iterations=1)
+  spec = config.spec()
+  image = jnp.zeros((*shape, 3), jnp.float32)
+  targets = objective.make_targets(vgg16_params, image, [image], spec)
+  weights = objective.make_weights(spec, content_weight=1.0, style_weight=1.0)
+  fun = objective.objective_function(spec)
+  run = jax.jit(lambda x, a: solvers.minimize(fun, x, config.solver(), (), a))
+  memory = run.lower(image, (vgg16_params, targets, weights)).compile(
+      ).memory_analysis()
+  if memory is None:
+    pytest.skip("this backend reports no memory analysis")
+  ratio = transfer.estimate_memory(config, shape) / memory.temp_size_in_bytes
+  assert 0.8 < ratio < 1.5, ratio
+
+
+def test_donated_minimize_gives_the_same_result():
+  fun = lambda x: (jnp.sum((x - 0.25) ** 2), None)
+  config = solvers.SolverConfig(maxiter=5)
+  kept = jnp.full((4, 4, 3), 0.9)
+  ref = solvers.minimize(fun, kept, config)
+  donated = solvers.minimize(fun, jnp.full((4, 4, 3), 0.9), config,
+                             donate=True)
+  np.testing.assert_array_equal(donated.x, ref.x)
+  assert float(kept.sum()) > 0  # an undonated x0 stays usable
+
+
+def test_compilation_cache_helper_sets_the_config(tmp_path, monkeypatch):
+  from jax._src import compilation_cache  # pylint: disable=g-import-not-at-top
+  names = ("jax_compilation_cache_dir",
+           "jax_persistent_cache_min_compile_time_secs",
+           "jax_persistent_cache_min_entry_size_bytes")
+  saved = {n: getattr(jax.config, n) for n in names}
+  try:
+    path = str(tmp_path / "cache")
+    assert cli.enable_compilation_cache(path) == path
+    assert os.path.isdir(path)
+    assert jax.config.jax_compilation_cache_dir == path
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0
+    monkeypatch.setenv(cli.CACHE_DIR_ENV, str(tmp_path / "env"))
+    assert cli.compilation_cache_dir() == str(tmp_path / "env")
+    monkeypatch.setenv(cli.CACHE_DIR_ENV, "off")
+    assert cli.compilation_cache_dir() is None
+    assert cli.enable_compilation_cache() is None
+    monkeypatch.delenv(cli.CACHE_DIR_ENV)
+    assert cli.compilation_cache_dir().endswith(os.path.join(".cache",
+                                                             "nst_jax"))
+  finally:
+    for n, v in saved.items():
+      jax.config.update(n, v)
+    compilation_cache.reset_cache()
+
+
+def test_multiscale_runs_coarse_to_fine(vgg16_params):
+  content = np.asarray(_image((45, 60, 3), 4))
+  style = np.asarray(_image((40, 40, 3), 5))
+  config = transfer.TransferConfig(iterations=2)
+  levels = []
+  result = transfer.stylize_multiscale(
+      vgg16_params, content, [style], (32, 48), config,
+      scale_iterations=(3, 2), log_every=0,
+      on_level=lambda size, r: levels.append((size, r.image.shape)))
+  assert result.image.shape == (36, 48, 3)
+  assert levels == [(32, (24, 32, 3)), (48, (36, 48, 3))]
+  assert result.iterations == 5
+  # log_every=0: the final record of each level only.
+  assert [(r["size"], r["iteration"]) for r in result.loss_history] == [
+      (32, 3), (48, 2)]
+  assert np.all((result.image >= 0) & (result.image <= 1))
+
+
+def test_multiscale_refuses_bad_scales(vgg16_params):
+  content = np.zeros((32, 32, 3), np.float32)
+  with pytest.raises(NSTError, match="increase"):
+    transfer.stylize_multiscale(vgg16_params, content, [content], (64, 32))
+  with pytest.raises(NSTError, match="iteration counts"):
+    transfer.stylize_multiscale(vgg16_params, content, [content], (32, 48),
+                                scale_iterations=(1,))
+  with pytest.raises(NSTError, match="too small"):
+    transfer.stylize_multiscale(vgg16_params, content, [content], (8, 32))
+
+
+def test_stylize_command_with_scales(tmp_path, vgg16_params):
+  del vgg16_params  # only to skip when the weights are missing
+  out = tmp_path / "ms.png"
+  env = dict(os.environ, NST_JAX_CACHE_DIR="off")
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / "scripts" / "stylize.py"),
+       f"--content={ROOT / 'examples' / 'chelsea.png'}",
+       f"--style={ROOT / 'examples' / 'style_brushwork.png'}",
+       "--scales=32,48", "--scale_iterations=2,1", "--checkpoint",
+       "--print_every=0", f"--output={out}"],
+      capture_output=True, text=True, env=env, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert max(io.load_image(out).shape[:2]) == 48
+  assert "level 32 px done" in proc.stdout
