@@ -27,7 +27,6 @@ Stored (float32 unless noted), for pooling ``p`` in {max, avg}:
 The library and the tests never import torch; the output file is committed.
 """
 
-import hashlib
 import json
 import os
 import sys
@@ -37,6 +36,8 @@ import torch
 from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from nst_jax import weights  # noqa: E402  (only for sha256_file)
 WEIGHTS = os.path.join(REPO, "weights", "vgg16.npz")
 MANIFEST = os.path.join(REPO, "weights", "MANIFEST.json")
 IMAGE = os.path.join(REPO, "examples", "chelsea.png")
@@ -129,16 +130,8 @@ def activations(pool_cls, image: np.ndarray) -> dict[str, np.ndarray]:
   return out
 
 
-def sha256_file(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
-
-
 def main() -> int:
-  sha = sha256_file(WEIGHTS)
+  sha = weights.sha256_file(WEIGHTS)
   with open(MANIFEST) as f:
     expected = json.load(f)["vgg16"]["converted_sha256"]
   if sha != expected:

@@ -10,6 +10,8 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -31,3 +33,20 @@ def shared_images():
   if not path.is_dir():
     pytest.skip("../shared/images is not present")
   return path
+
+
+def tiny_vgg16_params(seed=0):
+  """Random VGG-16-shaped weights (He-scaled), for tests that need the
+  architecture but not the trained weights."""
+  from nst_jax import networks
+  rng = np.random.default_rng(seed)
+  params = {}
+  for name, shapes in networks.param_shapes("vgg16").items():
+    kh, kw, cin, _ = shapes["kernel"]
+    params[name] = {
+        "kernel": jnp.asarray(
+            rng.normal(size=shapes["kernel"]) * np.sqrt(2.0 / (kh * kw * cin)),
+            jnp.float32),
+        "bias": jnp.asarray(rng.normal(size=shapes["bias"]) * 0.1, jnp.float32),
+    }
+  return params

@@ -24,6 +24,7 @@ from nst_jax import objective
 from nst_jax import solvers
 from nst_jax import statistics
 from nst_jax.errors import NSTError
+from conftest import tiny_vgg16_params
 
 
 def _rng(seed=0):
@@ -277,23 +278,9 @@ def test_losses_vmap_equal_loop(name):
 # --- the objective with each representation (tiny random VGG-16) -------------
 
 
-def _tiny_params(seed=0):
-  rng = np.random.default_rng(seed)
-  params = {}
-  for name, shapes in networks.param_shapes("vgg16").items():
-    kh, kw, cin, _ = shapes["kernel"]
-    params[name] = {
-        "kernel": jnp.asarray(
-            rng.normal(size=shapes["kernel"]) * np.sqrt(2.0 / (kh * kw * cin)),
-            jnp.float32),
-        "bias": jnp.asarray(rng.normal(size=shapes["bias"]) * 0.1, jnp.float32),
-    }
-  return params
-
-
 @pytest.fixture(scope="module")
 def params():
-  return _tiny_params()
+  return tiny_vgg16_params()
 
 
 def _img(h, w, seed):
