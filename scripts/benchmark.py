@@ -167,23 +167,30 @@ def _device_memory_peak():
   return stats.get("peak_bytes_in_use")
 
 
-def bench_size(size, params, content_full, style_full, torch_mod, peak,
-               platform):
-  """Every figure at one long edge; returns them as a dict."""
-  iterations = FLAGS.iterations
+def _problem(size, params, content_full, style_full, config):
+  """Images at ``size`` and the objective's targets and weights."""
   shape = io.long_edge_shape(content_full.shape[:2], size)
   content = io.resize_to(content_full, shape)
   style = io.resize_long_edge(style_full, size)
-  config = transfer.TransferConfig(
-      content_weight=FLAGS.content_weight, style_weight=FLAGS.style_weight,
-      tv_weight=FLAGS.tv_weight, precision=FLAGS.precision,
-      remat=FLAGS.checkpoint)
   spec = config.spec()
   targets = objective.make_targets(params, jnp.asarray(content),
                                    [jnp.asarray(style)], spec)
   weights = objective.make_weights(
       spec, content_weight=config.content_weight,
       style_weight=config.style_weight, tv_weight=config.tv_weight)
+  return shape, content, style, spec, targets, weights
+
+
+def bench_size(size, params, content_full, style_full, torch_mod, peak,
+               platform):
+  """Every figure at one long edge; returns them as a dict."""
+  iterations = FLAGS.iterations
+  config = transfer.TransferConfig(
+      content_weight=FLAGS.content_weight, style_weight=FLAGS.style_weight,
+      tv_weight=FLAGS.tv_weight, precision=FLAGS.precision,
+      remat=FLAGS.checkpoint)
+  shape, content, style, spec, targets, weights = _problem(
+      size, params, content_full, style_full, config)
   fun = objective.objective_function(spec)
   args = (params, targets, weights)
   x0 = jnp.asarray(content)
@@ -421,19 +428,12 @@ def memory_size(size, params, content_full, style_full, platform):
 
 def precision_size(size, params, content_full, style_full):
   """One transfer per precision policy; every result scored in float32."""
-  shape = io.long_edge_shape(content_full.shape[:2], size)
-  content = io.resize_to(content_full, shape)
-  style = io.resize_long_edge(style_full, size)
   base = transfer.TransferConfig(
       content_weight=FLAGS.content_weight, style_weight=FLAGS.style_weight,
       tv_weight=FLAGS.tv_weight, remat=FLAGS.checkpoint,
       iterations=FLAGS.iterations)
-  spec32 = base.spec()
-  targets = objective.make_targets(params, jnp.asarray(content),
-                                   [jnp.asarray(style)], spec32)
-  weights = objective.make_weights(
-      spec32, content_weight=base.content_weight,
-      style_weight=base.style_weight, tv_weight=base.tv_weight)
+  shape, content, style, spec32, targets, weights = _problem(
+      size, params, content_full, style_full, base)
   score = jax.jit(objective.objective_function(spec32))
   h, w = shape
   print(f"\n== {size} px ({w}x{h}), {FLAGS.iterations} iterations ==",
