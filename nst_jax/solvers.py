@@ -1,13 +1,19 @@
-"""Minimisers whose whole loop runs as one compiled program.
+"""Minimisers whose iterations run as compiled programs.
 
 ``minimize(fun, x0, config, hooks, args)`` runs up to ``maxiter`` iterations of
-the chosen method in a single ``jax.lax.while_loop``; the host is touched only
-by ``Hook``s, which fire every ``every`` iterations through
-``jax.debug.callback`` (progress lines, loss history, snapshots).
-``fun(x, *args) -> (value, aux)`` must be jit-able. The data (weights,
-targets) travel in ``args`` as traced arguments, never as constants baked into
-the program, and the compiled program is cached per ``(fun, config, hooks)``:
-a second call with new data but the same shapes does not recompile.
+the chosen method in a ``jax.lax.while_loop``. ``fun(x, *args) -> (value,
+aux)`` must be jit-able. The data (weights, targets) travel in ``args`` as
+traced arguments, never as constants baked into the program, and the compiled
+programs are cached per ``(fun, config, batch layout)``: a second call with
+new data but the same shapes does not recompile.
+
+Without hooks the whole loop is one program. With ``Hook``s (progress lines,
+loss history, snapshots), ``on_chunk`` (a progress bar) or ``should_stop``
+(Ctrl-C) the host drives the same compiled iterations in chunks and acts
+between them: no host callback sits inside a program, so JAX's persistent
+compilation cache stores them all, and a run can stop cleanly between two
+iterations. The state passes unchanged from chunk to chunk, so the iterates
+are identical however the run is chunked.
 
 Methods:
 
@@ -46,6 +52,8 @@ gradient of ``fun`` (hooks' own evaluations are not counted).
 
 import dataclasses
 import functools
+import time
+import warnings
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -55,9 +63,10 @@ import optax
 METHODS = ("optax_lbfgs", "lbfgs", "adam")
 
 # Why a run stopped.
-RUNNING, CONVERGED, NON_FINITE, LINESEARCH_FAILED = 0, 1, 2, 3
+RUNNING, CONVERGED, NON_FINITE, LINESEARCH_FAILED, INTERRUPTED = 0, 1, 2, 3, 4
 STATUS_NAMES = {RUNNING: "max_iterations", CONVERGED: "converged",
-                NON_FINITE: "non_finite", LINESEARCH_FAILED: "linesearch_failed"}
+                NON_FINITE: "non_finite", LINESEARCH_FAILED: "linesearch_failed",
+                INTERRUPTED: "interrupted"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +93,8 @@ class SolverConfig:
 class Hook(NamedTuple):
   """At iteration 0 and every ``every`` iterations, calls on the host
   ``host_fn(iteration, device_fn(x, *args))``; ``device_fn`` runs on the
-  device. Keep hook objects alive across calls to reuse the compiled loop."""
+  device (compiled once per function object) and its output reaches
+  ``host_fn`` as numpy arrays."""
   every: int
   device_fn: Callable[..., Any]
   host_fn: Callable[[Any, Any], None]
@@ -108,6 +118,7 @@ class _Method(NamedTuple):
   evaluations: Callable  # carry -> int
   status: Callable       # carry -> RUNNING, CONVERGED or NON_FINITE
   failed: Callable       # carry -> whether the last line search failed
+  last_value: Callable   # carry -> the latest value known without evaluating
 
 
 def _finite_status(value, status):
@@ -151,7 +162,8 @@ def _jaxopt_lbfgs(fun, cfg: SolverConfig) -> _Method:
   return _Method(init, step, x=lambda c: c[0],
                  value=lambda c: c[1].value / c[2],
                  evaluations=lambda c: c[1].num_fun_eval + 1, status=status,
-                 failed=lambda c: c[1].failed_linesearch)
+                 failed=lambda c: c[1].failed_linesearch,
+                 last_value=lambda c: c[1].value / c[2])
 
 
 def _optax_lbfgs(fun, cfg: SolverConfig) -> _Method:
@@ -194,7 +206,8 @@ def _optax_lbfgs(fun, cfg: SolverConfig) -> _Method:
   return _Method(init, step, x=lambda c: c[0],
                  value=lambda c: get(c[1], "value") / c[4],
                  evaluations=lambda c: c[2], status=status,
-                 failed=lambda c: get(c[1], "info").decrease_error > 0)
+                 failed=lambda c: get(c[1], "info").decrease_error > 0,
+                 last_value=lambda c: get(c[1], "value") / c[4])
 
 
 def _adam(fun, cfg: SolverConfig) -> _Method:
@@ -214,18 +227,11 @@ def _adam(fun, cfg: SolverConfig) -> _Method:
   return _Method(init, step, x=lambda c: c[0], value=None,
                  evaluations=lambda c: c[3],
                  status=lambda c: _finite_status(c[2], RUNNING),
-                 failed=lambda c: jnp.asarray(False))
+                 failed=lambda c: jnp.asarray(False),
+                 last_value=lambda c: c[2])  # the value before the last step
 
 
 _METHODS = {"lbfgs": _jaxopt_lbfgs, "optax_lbfgs": _optax_lbfgs, "adam": _adam}
-
-
-def _fire(hooks: Sequence[Hook], iteration, x, args):
-  for hook in hooks:
-    def call(x, hook=hook):
-      jax.debug.callback(hook.host_fn, iteration, hook.device_fn(x, *args),
-                         ordered=True)
-    jax.lax.cond(iteration % hook.every == 0, call, lambda x: None, x)
 
 
 def _cell_functions(fun, config: SolverConfig, args, args_axes):
@@ -237,13 +243,18 @@ def _cell_functions(fun, config: SolverConfig, args, args_axes):
   method_for = lambda a: make_method(lambda x: fun(x, *a), config)
   names = ("step", "x", "evaluations", "status", "failed")
 
+  def progress_of(c, a):
+    method = method_for(a)
+    return method.last_value(c), method.evaluations(c)
+
   def value_of(c, a):
     method = method_for(a)
     if method.value is None:  # Adam knows f only before its last step
       return fun(method.x(c), *a)[0], method.evaluations(c) + 1
     return method.value(c), method.evaluations(c)
 
-  fns = {"init": lambda x0, a: method_for(a).init(x0), "result": value_of}
+  fns = {"init": lambda x0, a: method_for(a).init(x0), "result": value_of,
+         "progress": progress_of}
   for name in names:
     fns[name] = functools.partial(
         lambda c, a, name: getattr(method_for(a), name)(c), name=name)
@@ -255,12 +266,44 @@ def _cell_functions(fun, config: SolverConfig, args, args_axes):
           for k, f in fns.items()}
 
 
-def _run(fun, config: SolverConfig, hooks: tuple, args_axes, x0, args):
-  """The solver loop, for one cell or a batch of cells.
+class _LoopState(NamedTuple):
+  """The solver loop's state between chunks: the (scalar) iteration counter,
+  the method's carry, consecutive failed line searches and iterations done
+  (per cell when batched)."""
+  i: jax.Array
+  carry: Any
+  fails: jax.Array
+  iters: jax.Array
 
-  The iteration counter stays a scalar shared by all cells (so hooks fire
-  through a real ``cond``, only every ``every`` iterations); a batch steps
-  every cell with ``vmap`` and freezes those that have stopped.
+
+class Progress(NamedTuple):
+  """What the host learns after each chunk of iterations (``on_chunk``):
+  iterations done, ``fun``'s value at the current iterate (per cell when
+  batched; for Adam the value before its last step), function evaluations so
+  far, whether any cell is still running, and ``x()``, which returns (a copy
+  of) the current iterate — valid during the callback only."""
+  iteration: int
+  value: Any
+  evaluations: Any
+  running: bool
+  x: Callable[[], jax.Array]
+
+
+def _start(fun, config: SolverConfig, args_axes, x0, args) -> _LoopState:
+  cell = _cell_functions(fun, config, args, args_axes)
+  carry = cell["init"](x0)
+  zeros = jnp.zeros(jnp.shape(cell["status"](carry)), jnp.int32)
+  return _LoopState(jnp.int32(0), carry, zeros, zeros)
+
+
+def _advance(fun, config: SolverConfig, args_axes, state: _LoopState, stop,
+             args):
+  """Iterates until the counter reaches ``stop`` (a traced scalar, so one
+  program serves every chunk length) or every cell has stopped.
+
+  The counter is a scalar shared by all cells; a batch steps every cell with
+  ``vmap`` and freezes those that have stopped. Returns the new state and the
+  ``Progress`` arrays (value, evaluations, any running).
   """
   cell = _cell_functions(fun, config, args, args_axes)
 
@@ -269,8 +312,8 @@ def _run(fun, config: SolverConfig, hooks: tuple, args_axes, x0, args):
             (fails < config.max_failed_linesearches))
 
   def cond(state):
-    i, carry, fails, _ = state
-    return (i < config.maxiter) & jnp.any(running(carry, fails))
+    return (state.i < jnp.minimum(stop, config.maxiter)) & jnp.any(
+        running(state.carry, state.fails))
 
   def body(state):
     i, carry, fails, iters = state
@@ -282,31 +325,134 @@ def _run(fun, config: SolverConfig, hooks: tuple, args_axes, x0, args):
             new, old), stepped, carry)
     fails = jnp.where(active, jnp.where(cell["failed"](carry), fails + 1, 0),
                       fails)
-    _fire(hooks, i + 1, cell["x"](carry), args)
-    return i + 1, carry, fails, iters + active.astype(jnp.int32)
+    return _LoopState(i + 1, carry, fails, iters + active.astype(jnp.int32))
 
-  carry = cell["init"](x0)
-  _fire(hooks, jnp.int32(0), x0, args)
-  zeros = jnp.zeros(jnp.shape(cell["status"](carry)), jnp.int32)
-  _, carry, fails, iters = jax.lax.while_loop(
-      cond, body, (jnp.int32(0), carry, zeros, zeros))
-  value, evaluations = cell["result"](carry)
-  status = cell["status"](carry)
+  state = jax.lax.while_loop(cond, body, state)
+  value, evaluations = cell["progress"](state.carry)
+  any_running = (state.i < config.maxiter) & jnp.any(
+      running(state.carry, state.fails))
+  return state, (value, evaluations, any_running)
+
+
+def _finish(fun, config: SolverConfig, args_axes, state: _LoopState,
+            args) -> SolveResult:
+  cell = _cell_functions(fun, config, args, args_axes)
+  value, evaluations = cell["result"](state.carry)
+  status = cell["status"](state.carry)
   status = jnp.where((status == RUNNING) &
-                     (fails >= config.max_failed_linesearches),
+                     (state.fails >= config.max_failed_linesearches),
                      LINESEARCH_FAILED, status)
-  return SolveResult(cell["x"](carry), value, iters,
+  return SolveResult(cell["x"](state.carry), value, state.iters,
                      jnp.asarray(evaluations, jnp.int32), status)
 
 
+def _run(fun, config: SolverConfig, args_axes, x0, args) -> SolveResult:
+  """The whole loop as one traceable function (no host round trips)."""
+  state = _start(fun, config, args_axes, x0, args)
+  state, _ = _advance(fun, config, args_axes, state, config.maxiter, args)
+  return _finish(fun, config, args_axes, state, args)
+
+
+class _Programs(NamedTuple):
+  run: Callable      # (x0, args) -> SolveResult: the whole loop at once
+  start: Callable    # (x0, args) -> state
+  advance: Callable  # (state, stop, args) -> (state, progress arrays)
+  finish: Callable   # (state, args) -> SolveResult
+  x: Callable        # state -> the current iterate
+
+
 @functools.lru_cache(maxsize=32)
-def _compiled(fun: Callable, config: SolverConfig, hooks: tuple, args_axes,
-              donate: bool = False):
-  """The jit-compiled loop for one (objective, configuration, hooks, batch
-  layout); cached so that new data of the same shapes reuse it. With
-  ``donate`` the buffer of ``x0`` is donated (XLA may reuse it for ``x``)."""
-  return jax.jit(functools.partial(_run, fun, config, hooks, args_axes),
-                 donate_argnums=(0,) if donate else ())
+def _compiled(fun: Callable, config: SolverConfig, args_axes,
+              donate: bool = False) -> _Programs:
+  """The jit-compiled programs for one (objective, configuration, batch
+  layout); cached so that new data of the same shapes reuse them. With
+  ``donate`` the buffer of ``x0`` is donated (XLA may reuse it for ``x``);
+  the loop state is always donated from chunk to chunk. None of them holds a
+  host callback, so JAX's persistent compilation cache can store them."""
+  part = lambda f: functools.partial(f, fun, config, args_axes)
+  x_of = lambda state: state.carry[0]  # every method's carry starts with x
+  return _Programs(
+      run=jax.jit(part(_run), donate_argnums=(0,) if donate else ()),
+      start=jax.jit(part(_start), donate_argnums=(0,) if donate else ()),
+      advance=jax.jit(part(_advance), donate_argnums=(0,)),
+      finish=jax.jit(part(_finish)),
+      x=jax.jit(x_of))
+
+
+@functools.lru_cache(maxsize=64)
+def _hook_program(device_fn: Callable, x_of: Callable):
+  return jax.jit(lambda state, args: device_fn(x_of(state), *args))
+
+
+def _host_scalar(a):
+  """A replicated scalar's value, also when it spans several hosts."""
+  if getattr(a, "is_fully_addressable", True):
+    return a.item() if hasattr(a, "item") else a
+  return a.addressable_shards[0].data.item()
+
+
+def _to_host(tree):
+  """Numpy copies of a hook's output (the state buffers are donated to the
+  next chunk); arrays spread over several hosts stay as they are."""
+  return jax.tree_util.tree_map(
+      lambda a: jax.device_get(a)
+      if getattr(a, "is_fully_addressable", True) else a, tree)
+
+
+def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
+           should_stop, on_chunk, chunk_seconds) -> SolveResult:
+  """Runs the loop from the host in chunks of iterations.
+
+  A chunk ends at the next multiple of a hook's ``every`` (hooks fire there
+  with the iterate), after about ``chunk_seconds`` of work (chunk lengths
+  adapt to the measured speed; ``None``: no time limit) or when every cell
+  stops. Between chunks ``on_chunk(Progress)`` is called and
+  ``should_stop()`` asked; a run told to stop keeps its iterate and reports
+  status ``interrupted``. The iterations themselves are the same whatever the
+  chunking: the state passes unchanged from chunk to chunk.
+  """
+  state = programs.start(x0, args)
+
+  def fire(i):
+    for hook in hooks:
+      if i % hook.every == 0:
+        out = _hook_program(hook.device_fn, programs.x)(state, args)
+        hook.host_fn(i, _to_host(out))
+
+  fire(0)
+  i, length, interrupted = 0, 1, False
+  while i < config.maxiter:
+    stop = min([config.maxiter, i + length if chunk_seconds else
+                config.maxiter] +
+               [(i // h.every + 1) * h.every for h in hooks])
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+      # Leaves the loop never changes are forwarded, not written: XLA then
+      # reports their donated buffers as unused, which is harmless.
+      warnings.filterwarnings("ignore", "Some donated buffers were not usable")
+      state, (value, evaluations, running) = programs.advance(
+          state, jnp.int32(stop), args)
+    running = bool(_host_scalar(running))
+    elapsed = time.perf_counter() - began
+    done, i = i, int(_host_scalar(state.i))
+    if i > done:
+      fire(i)
+    if on_chunk is not None:
+      on_chunk(Progress(i, value, evaluations, running,
+                        functools.partial(programs.x, state)))
+    if not running:
+      break
+    if should_stop is not None and should_stop():
+      interrupted = True
+      break
+    if chunk_seconds:   # aim the next chunk at chunk_seconds, growing slowly
+      rate = max(i - done, 1) / max(elapsed, 1e-6)
+      length = int(min(max(1, rate * chunk_seconds), 2 * length))
+  result = programs.finish(state, args)
+  if interrupted:
+    result = result._replace(status=jnp.where(
+        result.status == RUNNING, INTERRUPTED, result.status))
+  return result
 
 
 def _check(config: SolverConfig, hooks):
@@ -317,12 +463,32 @@ def _check(config: SolverConfig, hooks):
   return tuple(h for h in hooks if h.every > 0)
 
 
+def _solve(fun, x0, config, hooks, args, args_axes, donate, should_stop,
+           on_chunk, chunk_seconds) -> SolveResult:
+  hooks = _check(config, hooks)
+  host_driven = bool(hooks) or should_stop is not None or on_chunk is not None
+  if isinstance(x0, jax.core.Tracer) or any(
+      isinstance(leaf, jax.core.Tracer)
+      for leaf in jax.tree_util.tree_leaves(args)):
+    if host_driven:
+      raise ValueError("hooks, should_stop and on_chunk run on the host: "
+                       "call minimize outside jax.jit to use them")
+    return _run(fun, config, args_axes, x0, tuple(args))
+  programs = _compiled(fun, config, args_axes, donate)
+  if not host_driven:
+    return programs.run(x0, tuple(args))
+  return _drive(programs, config, hooks, x0, tuple(args), should_stop,
+                on_chunk, chunk_seconds)
+
+
 def minimize(fun: Callable, x0: jax.Array,
              config: SolverConfig = SolverConfig(),
              hooks: Sequence[Hook] = (), args: tuple = (), *,
-             donate: bool = False) -> SolveResult:
-  """Minimises ``fun(x, *args) -> (value, aux)`` from ``x0`` in one compiled
-  loop.
+             donate: bool = False,
+             should_stop: Callable[[], bool] | None = None,
+             on_chunk: Callable[[Progress], None] | None = None,
+             chunk_seconds: float | None = None) -> SolveResult:
+  """Minimises ``fun(x, *args) -> (value, aux)`` from ``x0``.
 
   Stops after ``config.maxiter`` iterations, or earlier when the value is not
   finite, ``config.max_failed_linesearches`` line searches in a row find no
@@ -330,18 +496,29 @@ def minimize(fun: Callable, x0: jax.Array,
   For Adam, ``value`` costs one more evaluation of ``fun`` at the result
   (counted in ``function_evaluations``).
 
+  Without hooks, ``should_stop`` and ``on_chunk`` the whole loop is one
+  compiled program (also when ``minimize`` is called inside ``jax.jit``).
+  With them the same compiled iterations run in chunks driven from the host
+  (``_drive``): hooks fire every ``every`` iterations, ``on_chunk`` receives a
+  ``Progress`` after each chunk, ``should_stop()`` (e.g. set by Ctrl-C) ends
+  the run between chunks with status ``interrupted``, and ``chunk_seconds``
+  bounds a chunk's length in time. The result is identical either way.
+
   With ``donate`` the device buffer of ``x0`` is donated to the compiled loop
   and ``x0`` must not be used afterwards: pass it for an ``x0`` the caller
   owns (``nst_jax.transfer`` does).
   """
-  hooks = _check(config, hooks)
-  return _compiled(fun, config, hooks, None, donate)(x0, tuple(args))
+  return _solve(fun, x0, config, hooks, args, None, donate, should_stop,
+                on_chunk, chunk_seconds)
 
 
 def minimize_batched(fun: Callable, x0: jax.Array,
                      config: SolverConfig = SolverConfig(),
                      hooks: Sequence[Hook] = (), args: tuple = (),
-                     args_axes: tuple = ()) -> SolveResult:
+                     args_axes: tuple = (), *,
+                     should_stop: Callable[[], bool] | None = None,
+                     on_chunk: Callable[[Progress], None] | None = None,
+                     chunk_seconds: float | None = None) -> SolveResult:
   """Minimises a batch of independent problems in ONE compiled loop.
 
   ``x0`` has a leading axis of ``B`` cells; ``args_axes`` mirrors ``args``
@@ -349,13 +526,14 @@ def minimize_batched(fun: Callable, x0: jax.Array,
   shared). Each cell has its own solver state, line searches, counts and stop
   reason; a stopped cell is frozen while the others go on, and the loop ends
   when every cell has stopped. Every field of the result has the leading
-  axis ``B``. Hooks receive the whole batch: ``device_fn(x (B, ...), *args)``.
-  Shard ``x0`` and the per-cell ``args`` over a device mesh and the loop runs
-  sharded (``nst_jax.grid``).
+  axis ``B``. Hooks receive the whole batch: ``device_fn(x (B, ...), *args)``;
+  ``should_stop``, ``on_chunk`` and ``chunk_seconds`` work as in
+  ``minimize``. Shard ``x0`` and the per-cell ``args`` over a device mesh and
+  the loop runs sharded (``nst_jax.grid``).
   """
-  hooks = _check(config, hooks)
   args_axes = tuple(args_axes)
   if len(args_axes) != len(args):
     raise ValueError(f"args_axes has {len(args_axes)} entries for "
                      f"{len(args)} args")
-  return _compiled(fun, config, hooks, args_axes)(x0, tuple(args))
+  return _solve(fun, x0, config, hooks, args, args_axes, False, should_stop,
+                on_chunk, chunk_seconds)

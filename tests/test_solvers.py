@@ -334,3 +334,96 @@ def test_second_call_does_not_recompile():
   assert first > 0
   solvers.minimize(fun, jnp.ones((8, 8)), config)
   assert len(traces) == first
+
+
+# --- host-driven chunks: progress, interruption ----------------------------------
+
+
+def _always_chunked(fun, x0, method, maxiter, **kw):
+  """The same run cut into chunks of one iteration (chunk_seconds tiny)."""
+  seen = []
+  result = solvers.minimize(
+      fun, jnp.asarray(x0, jnp.float32),
+      solvers.SolverConfig(method=method, maxiter=maxiter, **ADAM_BOX),
+      on_chunk=seen.append, chunk_seconds=1e-9, **kw)
+  return result, seen
+
+
+@pytest.mark.parametrize("method", solvers.METHODS)
+def test_chunked_run_is_identical_to_one_program(method):
+  x0 = np.random.default_rng(2).normal(size=(8, 8)).astype(np.float32)
+  whole = _solve(quadratic, x0, method=method, maxiter=12, **ADAM_BOX)
+  chunked, seen = _always_chunked(quadratic, x0, method, 12)
+  np.testing.assert_array_equal(np.asarray(chunked.x), np.asarray(whole.x))
+  for field in ("iterations", "function_evaluations", "status"):
+    assert int(getattr(chunked, field)) == int(getattr(whole, field))
+  assert float(chunked.value) == float(whole.value)
+  # One chunk per iteration: Progress after each, values decreasing.
+  assert [p.iteration for p in seen] == list(range(1, 13))
+  assert [bool(p.running) for p in seen] == [True] * 11 + [False]
+  values = [float(p.value) for p in seen]
+  assert values[-1] < values[0]
+  evaluations = [int(p.evaluations) for p in seen]
+  assert evaluations == sorted(evaluations)
+  assert evaluations[-1] <= int(whole.function_evaluations)
+  np.testing.assert_array_equal(np.asarray(seen[-1].x()), np.asarray(whole.x))
+
+
+@pytest.mark.parametrize("method", solvers.METHODS)
+def test_should_stop_ends_the_run_as_interrupted(method):
+  x0 = np.random.default_rng(3).normal(size=(8, 8)).astype(np.float32)
+  asked = []
+
+  def should_stop():
+    asked.append(1)
+    return len(asked) >= 4   # after the fourth chunk
+
+  result, seen = _always_chunked(quadratic, x0, method, 50,
+                                 should_stop=should_stop)
+  assert solvers.STATUS_NAMES[int(result.status)] == "interrupted"
+  assert int(result.iterations) == 4 == seen[-1].iteration
+  # The iterate reached is the one of a run that stops there by itself.
+  short = _solve(quadratic, x0, method=method, maxiter=4, **ADAM_BOX)
+  np.testing.assert_array_equal(np.asarray(result.x), np.asarray(short.x))
+
+
+def test_chunks_adapt_to_time_and_respect_hooks():
+  """With a generous time budget the chunks grow (doubling), yet every hook
+  still fires exactly at its multiples."""
+  fired, seen = [], []
+  hook = solvers.Hook(7, lambda x: x.sum(), lambda i, v: fired.append(int(i)))
+  solvers.minimize(quadratic, jnp.zeros((8, 8)),
+                   solvers.SolverConfig(method="adam", maxiter=40, **ADAM_BOX),
+                   [hook], on_chunk=seen.append, chunk_seconds=60.0)
+  assert fired == [0, 7, 14, 21, 28, 35]
+  stops = [p.iteration for p in seen]
+  assert stops == [1, 3, 7, 14, 21, 28, 35, 40]  # lengths 1, 2, 4, 8 (hook)
+
+
+def test_host_features_inside_jit_raise():
+  hook = solvers.Hook(1, lambda x: x, lambda i, x: None)
+  run = jax.jit(lambda x: solvers.minimize(
+      quadratic, x, solvers.SolverConfig(maxiter=2), [hook]).x)
+  with pytest.raises(ValueError, match="outside jax.jit"):
+    run(jnp.zeros((8, 8)))
+  # Without them the whole loop traces inside a caller's jit.
+  inner = jax.jit(lambda x: solvers.minimize(
+      quadratic, x, solvers.SolverConfig(maxiter=3)).x)
+  whole = _solve(quadratic, np.zeros((8, 8)), maxiter=3)
+  np.testing.assert_allclose(np.asarray(inner(jnp.zeros((8, 8)))),
+                             np.asarray(whole.x), rtol=1e-6, atol=1e-7)
+
+
+def test_batched_progress_and_interruption():
+  x0 = jnp.stack([jnp.zeros((8, 8)), jnp.ones((8, 8))])
+  seen = []
+  result = solvers.minimize_batched(
+      lambda x, s: quadratic(x * s), x0,
+      solvers.SolverConfig(method="adam", maxiter=30, **ADAM_BOX),
+      args=(jnp.asarray([1.0, 2.0]),), args_axes=(0,), on_chunk=seen.append,
+      should_stop=lambda: len(seen) >= 3, chunk_seconds=1e-9)
+  assert [p.iteration for p in seen] == [1, 2, 3]
+  assert np.shape(seen[-1].value) == (2,)
+  assert [solvers.STATUS_NAMES[int(s)] for s in result.status] == [
+      "interrupted"] * 2
+  np.testing.assert_array_equal(np.asarray(result.iterations), [3, 3])
