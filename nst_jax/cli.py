@@ -8,8 +8,12 @@ Scripts stay thin: they parse flags, call library functions and use
 import json
 import logging
 import os
+import shutil
+import signal
 import sys
-from typing import Callable
+import threading
+import time
+from typing import Any, Callable, Dict, IO, Sequence
 
 import jax
 from absl import flags
@@ -102,3 +106,220 @@ def run(main: Callable[[list], None]) -> None:
 def params_json(values: dict) -> str:
   """The flag values as compact JSON (for PNG text chunks)."""
   return json.dumps(values, sort_keys=True, default=str)
+
+
+# ---------------------------------------------------------------------------
+# Live progress and clean interruption.
+
+
+def _duration(seconds: float) -> str:
+  """``75 -> "1:15"``, ``3725 -> "1:02:05"``."""
+  seconds = int(round(max(seconds, 0)))
+  h, rest = divmod(seconds, 3600)
+  m, s = divmod(rest, 60)
+  return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _terms_text(record: Dict[str, Any] | None, value=None) -> str:
+  """``total 1.2e+05  content …  style …  tv …``; ``value`` (the solver's
+  current objective) replaces the record's total when given."""
+  shown = dict(record or {})
+  if value is not None and value == value:  # not NaN
+    shown["total"] = value
+  return "  ".join(f"{k} {shown[k]:.3g}" for k in ("total", "content",
+                                                     "style", "tv")
+                   if k in shown)
+
+
+class ProgressBar:
+  """One live line: ``[####......] 120/500 24% 3.2 it/s ETA 1:58 total …``.
+
+  On a terminal the line is redrawn in place (at most ``redraw_seconds``
+  apart); elsewhere (a log file, a pipe) a full line is written at every
+  tenth of the run and at least every ``line_seconds``, never one per
+  iteration. The rate counts from the first
+  update, so compilation does not distort it. ``quiet`` prints nothing.
+  """
+
+  def __init__(self, total: int, *, label: str = "", stream: IO | None = None,
+               quiet: bool = False, is_tty: bool | None = None,
+               redraw_seconds: float = 0.1, line_seconds: float = 30.0,
+               width: int | None = None):
+    self.total, self.label, self.quiet = max(int(total), 0), label, quiet
+    self.stream = sys.stderr if stream is None else stream
+    self.tty = (self.stream.isatty() if is_tty is None and
+                hasattr(self.stream, "isatty") else bool(is_tty))
+    self.redraw_seconds = redraw_seconds
+    self.line_seconds = line_seconds
+    self.width = width
+    self._first = None      # (iteration, time) of the first update
+    self._drawn = 0.0
+    self._tenth = -1
+    self._open = False
+
+  def line(self, iteration: int, now: float, record=None, value=None) -> str:
+    """The text of the bar at ``iteration`` (no terminal codes)."""
+    total = max(self.total, 1)
+    frac = min(max(iteration / total, 0.0), 1.0)
+    cells = 20
+    bar = "#" * int(frac * cells) + "." * (cells - int(frac * cells))
+    parts = [f"{self.label} " if self.label else "",
+             f"[{bar}] {iteration}/{self.total} {100 * frac:3.0f}%"]
+    if self._first is not None and iteration > self._first[0]:
+      rate = (iteration - self._first[0]) / max(now - self._first[1], 1e-9)
+      speed = (f"{rate:.2f} it/s" if rate >= 1 else f"{1 / rate:.2f} s/it")
+      eta = _duration((self.total - iteration) / rate)
+      parts.append(f"  {speed}  ETA {eta}")
+    else:
+      parts.append("  compiling…" if iteration == 0 else "")
+    terms = _terms_text(record, value)
+    if terms:
+      parts.append(f"  {terms}")
+    return "".join(parts)
+
+  def update(self, iteration: int, record=None, value=None, *,
+             now: float | None = None):
+    """Shows the bar at ``iteration`` with the loss terms of ``record`` and
+    the current total ``value`` (both optional)."""
+    if self.quiet:
+      return
+    now = time.perf_counter() if now is None else now
+    if self._first is None and iteration > 0:  # after compilation
+      self._first = (iteration, now)
+    if self.tty:
+      if now - self._drawn < self.redraw_seconds and iteration < self.total:
+        return
+      self._drawn = now
+      width = self.width or shutil.get_terminal_size((100, 20)).columns
+      text = self.line(iteration, now, record, value)[:max(width - 1, 10)]
+      self.stream.write("\r\x1b[2K" + text)
+      self._open = True
+    else:
+      tenth = (10 * iteration) // max(self.total, 1)
+      if tenth <= self._tenth and now - self._drawn < self.line_seconds:
+        return
+      self._tenth, self._drawn = tenth, now
+      self.stream.write(self.line(iteration, now, record, value) + "\n")
+    self.stream.flush()
+
+  def close(self):
+    """Ends the live line (a newline on a terminal)."""
+    if self._open and not self.quiet:
+      self.stream.write("\n")
+      self.stream.flush()
+    self._open = False
+
+
+class StopOnInterrupt:
+  """Context manager: the first Ctrl-C (SIGINT) asks the run to stop — the
+  solver finishes its current chunk and the script writes what it has —
+  and a second one aborts at once (``KeyboardInterrupt``).
+
+  ``stop_requested()`` is the ``should_stop`` to give ``transfer.stylize``.
+  Outside the main thread (where signals cannot be caught) it does nothing.
+  """
+
+  def __init__(self, message: str = "stopping after the current step; "
+               "Ctrl-C again to abort", stream: IO | None = None):
+    self.message = message
+    self.stream = sys.stderr if stream is None else stream
+    self._event = threading.Event()
+    self._previous = None
+
+  def stop_requested(self) -> bool:
+    return self._event.is_set()
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    if self._event.is_set():
+      raise KeyboardInterrupt
+    self._event.set()
+    self.stream.write(f"\n{self.message}\n")
+    self.stream.flush()
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGINT, self._previous)
+      self._previous = None
+    return False
+
+
+# ---------------------------------------------------------------------------
+# Defaults per device and reproducible runs.
+
+# (long edge, iterations) when the user gives none: a GPU makes a 512 px,
+# 500-iteration transfer in seconds; on a CPU (0.3 s per iteration at 256 px
+# on 2 cores, docs/benchmarks.md) 256 px and 300 iterations take ~1.5 min.
+DEVICE_DEFAULTS = {"gpu": (512, 500), "tpu": (512, 500), "cpu": (256, 300)}
+
+
+def device_defaults(platform: str | None = None) -> tuple[int, int]:
+  """``(size, iterations)`` for ``platform`` (default: JAX's default
+  backend); an unknown accelerator is treated like a GPU."""
+  platform = jax.default_backend() if platform is None else platform
+  return DEVICE_DEFAULTS.get(platform, DEVICE_DEFAULTS["gpu"])
+
+
+def load_run_params(path: str) -> dict:
+  """The flag values a run recorded: ``params`` of its JSON record, or the
+  ``nst_jax`` text chunk of a PNG it wrote. Raises ``NSTError`` otherwise."""
+  from nst_jax import io  # pylint: disable=g-import-not-at-top
+  try:
+    with open(path, "rb") as f:
+      head = f.read(8)
+  except OSError as e:
+    raise NSTError(f"cannot read run record {path}: "
+                   f"{e.strerror or e}") from None
+  if head == b"\x89PNG\r\n\x1a\n":
+    text = io.read_png_metadata(path).get("nst_jax")
+    if text is None:
+      raise NSTError(f"{path} holds no nst_jax parameters (not written by "
+                     "scripts/stylize.py?)")
+    what = "PNG text chunk"
+  else:
+    try:
+      with open(path, encoding="utf-8") as f:
+        text = json.dumps(json.load(f).get("params"))
+    except (ValueError, UnicodeDecodeError, AttributeError) as e:
+      raise NSTError(f"{path} is not a JSON run record: "
+                     f"{' '.join(str(e).split())}") from None
+    what = "JSON record"
+  try:
+    values = json.loads(text)
+  except ValueError:
+    values = None
+  if not isinstance(values, dict):
+    raise NSTError(f"{path}: the {what} has no parameters")
+  return values
+
+
+def apply_params(values: dict, *, skip: Sequence[str] = ()) -> list[str]:
+  """Sets every flag named in ``values`` that the command line did not give
+  (command-line flags win) and is not in ``skip``; returns the names of
+  recorded parameters this script does not know (left alone). Values are
+  parsed like command-line text, so a bad one is an ``NSTError``."""
+  unknown = []
+  for name, value in values.items():
+    if name in skip:
+      continue
+    if name not in flags.FLAGS:
+      unknown.append(name)
+      continue
+    flag = flags.FLAGS[name]
+    if flag.present:
+      continue
+    try:
+      if value is None:
+        flag.value = None
+      else:
+        flag.parse(value if isinstance(value, (list, tuple, bool))
+                   else str(value))
+    except (flags.Error, ValueError) as e:
+      raise NSTError(f"recorded --{name}={value!r} is not valid: "
+                     f"{' '.join(str(e).split())}") from None
+  return unknown

@@ -11,12 +11,13 @@ returns the image with its loss history and counts. Images are float32
 import dataclasses
 import functools
 import time
-from typing import Callable, Dict, List, NamedTuple, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nst_jax import color
 from nst_jax import networks
 from nst_jax import objective
 from nst_jax import solvers
@@ -66,6 +67,13 @@ class TransferConfig:
   style_patches: int = 0
   patch_size: int = 128
   patch_mode: str = "mean"
+  # Colour control (Gatys, Bethge, Hertzmann & Shechtman 2016; nst_jax.color):
+  # recolour the styles to the content's colour statistics before the
+  # transfer ("histogram": mean and covariance, §2.1; "cdf": per channel),
+  # and/or transfer luminance only and keep the content's chrominance (§2.2).
+  color_transfer: str = "none"
+  original_colors: bool = False
+  color_space: str = "yiq"
 
   def spec(self) -> objective.Spec:
     content = (networks.DEFAULT_CONTENT_LAYERS[self.network]
@@ -127,6 +135,12 @@ def check_config(config: TransferConfig) -> None:
   if config.patch_mode not in objective.PATCH_MODES:
     raise NSTError(f"unknown patch mode {config.patch_mode!r}: use one of "
                    f"{', '.join(objective.PATCH_MODES)}")
+  if config.color_transfer not in color.COLOR_TRANSFERS:
+    raise NSTError(f"unknown colour transfer {config.color_transfer!r}: use "
+                   f"one of {', '.join(color.COLOR_TRANSFERS)}")
+  if config.color_space not in color.COLOR_SPACES:
+    raise NSTError(f"unknown colour space {config.color_space!r}: use one of "
+                   f"{', '.join(color.COLOR_SPACES)}")
 
 
 def _layer_shapes(config: TransferConfig, shape: Tuple[int, int], layers):
@@ -220,15 +234,39 @@ def initial_image(init: str, content: np.ndarray, style: np.ndarray | None,
   raise NSTError(f"unknown init {init!r}: use one of {', '.join(INITS)}")
 
 
-def _record(iteration, terms) -> Dict[str, float]:
-  return {"iteration": int(iteration),
-          **{k: float(np.asarray(terms[k])) for k in TERMS}}
+def _record(iteration, terms, seconds: float,
+            style_layers: Sequence[str]) -> Dict[str, Any]:
+  per_layer = np.asarray(terms["style_layers"]).reshape(-1)
+  return {"iteration": int(iteration), "seconds": round(float(seconds), 3),
+          **{k: float(np.asarray(terms[k])) for k in TERMS},
+          "style_layers": {l: float(v) for l, v in zip(style_layers,
+                                                       per_layer)}}
+
+
+class Progress(NamedTuple):
+  """What ``stylize`` tells ``on_progress`` after each chunk of iterations:
+  iterations done of ``iterations``, seconds since the start (compilation
+  included), the objective's current value, function evaluations so far,
+  and the latest loss record (``loss_history``'s format, at most
+  ``terms_seconds`` old, or ``None`` before the first)."""
+  iteration: int
+  iterations: int
+  seconds: float
+  value: float
+  evaluations: int
+  record: Dict[str, Any] | None
 
 
 @functools.lru_cache(maxsize=None)
 def _terms_on_device(spec: objective.Spec):
   fun = objective.objective_function(spec)
   return lambda x, *args: fun(x, *args)[1]
+
+
+@functools.lru_cache(maxsize=None)
+def _terms_program(spec: objective.Spec):
+  """The loss terms at an image, compiled (one forward pass, no gradient)."""
+  return jax.jit(_terms_on_device(spec))
 
 
 def style_targets(params, content: np.ndarray, styles: Sequence[np.ndarray],
@@ -266,24 +304,67 @@ def _clip_on_device(x, *args):
   return jnp.clip(x, 0.0, 1.0)
 
 
+def prepare_colors(content: np.ndarray, styles: Sequence[np.ndarray],
+                   config: TransferConfig):
+  """The images a transfer optimises with, after colour control.
+
+  ``config.color_transfer`` recolours each style to the content's colour
+  statistics (``color.match_color``, paper §2.1); ``config.original_colors``
+  replaces content and styles by their luma (styles' luma matched to the
+  content's mean and spread, §2.2), replicated to three channels. Returns
+  ``(content, styles)`` as float32 ``(H, W, 3)`` arrays; unchanged without
+  colour control.
+  """
+  content = np.asarray(content, np.float32)
+  styles = [np.asarray(s, np.float32) for s in styles]
+  if config.color_transfer != "none":
+    styles = [color.match_color(s, content, mode=config.color_transfer)
+              for s in styles]
+  if config.original_colors:
+    content, styles = color.luminance_images(content, styles,
+                                             config.color_space)
+  return content, styles
+
+
+def _finish_colors(image: np.ndarray, content: np.ndarray,
+                   config: TransferConfig) -> np.ndarray:
+  """The content's chrominance put back under the result's luma (§2.2)."""
+  if not config.original_colors:
+    return image
+  return color.combine_luminance(image, content, config.color_space)
+
+
 def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
             config: TransferConfig = TransferConfig(), *,
             log_every: int = 50,
-            on_log: Callable[[Dict[str, float]], None] | None = None,
+            on_log: Callable[[Dict[str, Any]], None] | None = None,
             snapshot_every: int = 0,
             on_snapshot: Callable[[int, np.ndarray], None] | None = None,
+            on_progress: Callable[[Progress], None] | None = None,
+            should_stop: Callable[[], bool] | None = None,
+            progress_seconds: float = 0.5,
+            terms_seconds: float = 3.0,
             init_image: np.ndarray | None = None,
             ) -> TransferResult:
   """Paints ``content`` ``(H, W, 3)`` in the style of ``styles``.
 
   ``init_image`` ``(H, W, 3)``, when given, is the starting point instead of
   ``config.init`` (``stylize_multiscale`` passes the upsampled result of the
-  coarser level).
+  coarser level). Colour control (``config.color_transfer``,
+  ``config.original_colors``) happens here: see ``prepare_colors``.
 
-  Every ``log_every`` iterations the loss terms are recorded (and passed to
-  ``on_log``); every ``snapshot_every`` iterations ``on_snapshot(iteration,
-  image)`` receives the current image clipped to [0, 1]. Both run on the host
-  through the solver's hooks; the loop itself stays compiled.
+  Every ``log_every`` iterations the loss terms are recorded — ``{iteration,
+  seconds, total, content, style, tv, style_layers: {layer: term}}``, terms
+  weighted, seconds since the start — and passed to ``on_log``; every
+  ``snapshot_every`` iterations ``on_snapshot(iteration, image)`` receives the
+  current image clipped to [0, 1] (in the content's colours under
+  ``original_colors``). With ``on_progress`` or ``should_stop`` the compiled
+  loop runs in chunks of about ``progress_seconds``: after each,
+  ``on_progress(Progress)`` is called (its ``record`` refreshed, by one more
+  forward pass, when the latest is older than ``terms_seconds``) and
+  ``should_stop()`` asked; when it says yes the run ends there with status
+  ``interrupted`` and the result is the image reached. None of this changes
+  the iterates.
 
   Raises ``NSTError`` if the loss becomes NaN or infinite.
   """
@@ -292,6 +373,8 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   check_memory(config, content.shape[:2])
   spec = config.spec()
   start = time.perf_counter()
+  original = np.asarray(content, np.float32)
+  content, styles = prepare_colors(original, styles, config)
   targets = style_targets(params, content, styles, config)
   weights = objective.make_weights(
       spec, content_weight=config.content_weight,
@@ -299,10 +382,11 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
       style_layer_weights=config.style_layer_weights)
   fun = objective.objective_function(spec)
   args = (params, targets, weights)
-  history: List[Dict[str, float]] = []
+  history: List[Dict[str, Any]] = []
+  clock = lambda: time.perf_counter() - start
 
   def log(iteration, terms):
-    history.append(_record(iteration, terms))
+    history.append(_record(iteration, terms, clock(), spec.style_layers))
     if on_log is not None:
       on_log(history[-1])
 
@@ -310,7 +394,23 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   if snapshot_every > 0 and on_snapshot is not None:
     hooks.append(solvers.Hook(
         snapshot_every, _clip_on_device,
-        lambda i, x: int(i) > 0 and on_snapshot(int(i), np.asarray(x))))
+        lambda i, x: int(i) > 0 and on_snapshot(
+            int(i), _finish_colors(np.asarray(x), original, config))))
+  on_chunk = None
+  if on_progress is not None:
+    latest = []  # a record refreshed between log hooks for a live display
+
+    def on_chunk(p: solvers.Progress):
+      newest = max(latest + history[-1:], key=lambda r: r["seconds"],
+                   default=None)
+      if p.running and (newest is None or
+                        clock() - newest["seconds"] > terms_seconds):
+        terms = _terms_program(spec)(p.x(), *args)
+        latest[:] = [_record(p.iteration, terms, clock(), spec.style_layers)]
+        newest = latest[0]
+      on_progress(Progress(p.iteration, config.iterations, clock(),
+                           float(np.asarray(p.value)),
+                           int(np.asarray(p.evaluations)), newest))
   if init_image is None:
     x0 = initial_image(config.init, content, styles[0] if styles else None,
                        config.seed)
@@ -319,10 +419,18 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
                    f"image {content.shape}")
   else:
     x0 = init_image
+    if config.original_colors:   # continue in luma, like the content
+      x0 = color.luminance_images(np.asarray(x0, np.float32), [],
+                                  config.color_space)[0]
   # A fresh buffer that this function owns, donated to the compiled loop.
   x0 = jnp.array(x0, jnp.float32, copy=True)
-  result = solvers.minimize(fun, x0, config.solver(), hooks, args,
-                            donate=True)
+  if on_progress is not None:   # before compiling: the display can say so
+    on_progress(Progress(0, config.iterations, clock(), float("nan"), 0, None))
+  chunked = on_chunk is not None or should_stop is not None
+  result = solvers.minimize(
+      fun, x0, config.solver(), hooks, args, donate=True,
+      should_stop=should_stop, on_chunk=on_chunk,
+      chunk_seconds=progress_seconds if chunked else None)
   image = np.asarray(jnp.clip(result.x, 0.0, 1.0))
   iterations = int(result.iterations)
   status = solvers.STATUS_NAMES[int(result.status)]
@@ -331,16 +439,27 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
         f"the loss became NaN or infinite by iteration {iterations}: lower "
         "--learning_rate or the loss weights")
   if not history or history[-1]["iteration"] != iterations:
-    log(iterations, jax.jit(fun)(result.x, *args)[1])
-  return TransferResult(image, history, iterations,
-                        int(result.function_evaluations), status,
+    log(iterations, _terms_program(spec)(result.x, *args))
+  return TransferResult(_finish_colors(image, original, config), history,
+                        iterations, int(result.function_evaluations), status,
                         time.perf_counter() - start)
+
+
+def style_size(size: int, style_scale: float) -> int:
+  """The long edge of the style images for a ``size`` px output: ``size ·
+  style_scale`` (jcjohnson/neural-style's ``-style_scale``: below 1 the
+  style's brush strokes and motifs come out larger relative to the picture,
+  above 1 smaller)."""
+  if not (style_scale > 0 and np.isfinite(style_scale)):
+    raise NSTError(f"style scale must be a positive number, got {style_scale}")
+  return max(1, int(round(size * style_scale)))
 
 
 def stylize_multiscale(params, content: np.ndarray,
                        styles: Sequence[np.ndarray], scales: Sequence[int],
                        config: TransferConfig = TransferConfig(), *,
                        scale_iterations: Sequence[int] | None = None,
+                       style_scale: float = 1.0,
                        on_level: Callable[[int, TransferResult], None] | None
                        = None, **kwargs) -> TransferResult:
   """Coarse-to-fine transfer: one ``stylize`` per long edge in ``scales``.
@@ -353,8 +472,10 @@ def stylize_multiscale(params, content: np.ndarray,
   the coarse levels fix the large-scale structure cheaply, the fine ones
   only add detail. ``scale_iterations`` gives the iterations of each level
   (default: ``config.iterations`` at every level); ``on_level(size,
-  result)`` is called after each level; other keyword arguments go to
-  ``stylize``.
+  result)`` is called after each level; styles are resized to
+  ``style_scale`` times the level's long edge (``style_size``); other keyword
+  arguments go to ``stylize``. A level that ends ``interrupted`` (its
+  ``should_stop``) ends the pyramid there.
 
   Returns the last level's result, its ``loss_history`` the records of every
   level in order (each with a ``size`` key), ``iterations``,
@@ -384,7 +505,8 @@ def stylize_multiscale(params, content: np.ndarray,
   for size, n in zip(scales, scale_iterations):
     shape = io.long_edge_shape(content.shape[:2], size)
     level_content = io.resize_to(content, shape)
-    level_styles = [io.resize_long_edge(np.asarray(s, np.float32), size)
+    level_styles = [io.resize_long_edge(np.asarray(s, np.float32),
+                                        style_size(size, style_scale))
                     for s in styles]
     init = None if image is None else io.resize_to(image, shape)
     result = stylize(params, level_content, level_styles,
@@ -397,6 +519,8 @@ def stylize_multiscale(params, content: np.ndarray,
     seconds += result.wall_seconds
     if on_level is not None:
       on_level(size, result)
+    if result.status == "interrupted":
+      break
   return result._replace(loss_history=history, iterations=iterations,
                          function_evaluations=evaluations,
                          wall_seconds=seconds)

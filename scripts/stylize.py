@@ -5,20 +5,31 @@
 
 Writes the PNG and beside it a JSON record with the same name (out.png →
 out.json): every flag value, the loss history, iterations, function
-evaluations, seconds and device. The method is Gatys, Ecker & Bethge (2016);
-see nst_jax.transfer for the library call this script wraps.
+evaluations, seconds and device; the PNG carries the flag values too, in a
+text chunk. ``--from_json=out.json`` (or ``=out.png``) runs the same transfer
+again. A live progress bar shows the rate, ETA and loss terms (``--quiet``:
+none); Ctrl-C stops cleanly and writes the image reached. ``--plot`` and
+``--sheet`` write the loss curves and content | style | result. Without
+``--size``/``--iterations`` the defaults suit the device (printed at start).
+The method is Gatys, Ecker & Bethge (2016); see nst_jax.transfer for the
+library call this script wraps.
 """
 
+import hashlib
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import jax
 from absl import flags
+from absl import logging
 
 from nst_jax import cli
+from nst_jax import color
 from nst_jax import io
+from nst_jax import plot
 from nst_jax import networks
 from nst_jax import objective
 from nst_jax import solvers
@@ -34,9 +45,13 @@ flags.DEFINE_list("style_blend_weights", None,
                   "One weight per style image (default: equal).")
 flags.DEFINE_string("output", "out/stylized.png", "Output PNG; a JSON record "
                     "with the same name is written beside it.")
-flags.DEFINE_integer("size", 512, "Long edge of the output in pixels; style "
-                     "images are resized to the same long edge.", lower_bound=1,
+flags.DEFINE_integer("size", None, "Long edge of the output in pixels; style "
+                     "images are resized to --style_scale times it (default: "
+                     "512 on a GPU/TPU, 256 on a CPU).", lower_bound=1,
                      upper_bound=io.MAX_RESIZE_EDGE)
+flags.DEFINE_float("style_scale", 1.0, "Long edge of the style images relative "
+                   "to --size: below 1 the style's strokes and motifs come out "
+                   "larger, above 1 smaller.", lower_bound=1e-3)
 flags.DEFINE_enum("network", _DEFAULT.network, list(networks.NETWORKS),
                   "Recognition network (weights from scripts/fetch_weights.py), "
                   "or see --weights.")
@@ -58,8 +73,8 @@ flags.DEFINE_enum("gram_normalization", _DEFAULT.gram_normalization,
 flags.DEFINE_enum("optimizer", _DEFAULT.optimizer, list(solvers.METHODS),
                   "optax_lbfgs (default, ~1 evaluation per iteration), lbfgs "
                   "(jaxopt, zoom line search) or adam.")
-flags.DEFINE_integer("iterations", _DEFAULT.iterations, "Iterations.",
-                     lower_bound=0)
+flags.DEFINE_integer("iterations", None, "Iterations (default: 500 on a "
+                     "GPU/TPU, 300 on a CPU).", lower_bound=0)
 flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Adam step size.")
 flags.DEFINE_integer("history_size", _DEFAULT.history_size, "L-BFGS memory.",
                      lower_bound=1)
@@ -92,10 +107,35 @@ flags.DEFINE_integer("patch_size", _DEFAULT.patch_size, "Side of the style "
 flags.DEFINE_enum("patch_mode", _DEFAULT.patch_mode,
                   list(objective.PATCH_MODES), "mean: one target averaged "
                   "over the patches; instances: N styles of weight 1/N.")
-flags.DEFINE_integer("print_every", 50, "Print and record the loss terms every "
-                     "N iterations (0: only first and last).", lower_bound=0)
+flags.DEFINE_integer("log_every", 20, "Record the loss terms every N "
+                     "iterations in the JSON history and --plot (0: only first "
+                     "and last; each record costs one forward pass).",
+                     lower_bound=0)
+flags.DEFINE_alias("print_every", "log_every")
 flags.DEFINE_integer("save_every", 0, "Write an intermediate image every N "
                      "iterations (out_0100.png, ...; 0: never).", lower_bound=0)
+flags.DEFINE_bool("quiet", False, "No progress bar or messages; errors only.")
+flags.DEFINE_bool("original_colors", _DEFAULT.original_colors, "Keep the "
+                  "content's colours: transfer on luminance only and put the "
+                  "content's chrominance back (Gatys et al. 2016, 'Preserving "
+                  "Color', §2.2).")
+flags.DEFINE_enum("color_space", _DEFAULT.color_space, list(color.COLOR_SPACES),
+                  "Luma/chroma space of --original_colors.")
+flags.DEFINE_enum("color_transfer", _DEFAULT.color_transfer,
+                  list(color.COLOR_TRANSFERS), "Recolour the style images to "
+                  "the content's colours before the transfer: histogram "
+                  "(mean and covariance, 'Preserving Color' §2.1) or cdf "
+                  "(exact per-channel histograms).")
+flags.DEFINE_bool("plot", False, "Also write <output>_loss.png: loss curves "
+                  "(total, content, each style layer, tv) against iterations "
+                  "and seconds.")
+flags.DEFINE_bool("sheet", False, "Also write <output>_sheet.png: content | "
+                  "style(s) | result side by side.")
+flags.DEFINE_string("from_json", None, "Run again the transfer recorded in "
+                    "this JSON record or PNG written by this script (flags on "
+                    "the command line override it; the output defaults to "
+                    "<recorded output>_rerun.png).")
+flags.DEFINE_alias("from_png", "from_json")
 flags.DEFINE_enum("precision", _DEFAULT.precision, list(vgg.PRECISIONS),
                   "Convolution precision: float32, tf32 (TF32 tensor cores on "
                   "GPUs) or bf16 (bfloat16 operands, float32 accumulation).")
@@ -110,6 +150,7 @@ flags.DEFINE_list("scale_iterations", None, "Iterations of each --scales "
                   "level (default: --iterations at every level).")
 
 FLAGS = flags.FLAGS
+_ALIASES = ("print_every", "from_png")  # other names of log_every, from_json
 
 
 def _floats(name, values):
@@ -137,7 +178,9 @@ def _config() -> transfer.TransferConfig:
       optimizer=FLAGS.optimizer, iterations=FLAGS.iterations,
       learning_rate=FLAGS.learning_rate, history_size=FLAGS.history_size,
       init=FLAGS.init, seed=FLAGS.seed, precision=FLAGS.precision,
-      remat=FLAGS.checkpoint, **_style_config())
+      remat=FLAGS.checkpoint, color_transfer=FLAGS.color_transfer,
+      original_colors=FLAGS.original_colors, color_space=FLAGS.color_space,
+      **_style_config())
 
 
 def _style_config() -> dict:
@@ -179,10 +222,61 @@ def _ints(name, values):
                    f"{','.join(values)}") from None
 
 
+def _reproduce() -> None:
+  """Applies the parameters recorded by an earlier run (--from_json)."""
+  values = cli.load_run_params(FLAGS.from_json)
+  unknown = cli.apply_params(values, skip=("from_json", "output", "quiet"))
+  if unknown:
+    logging.warning("ignored recorded parameters this version does not "
+                    "know: %s", ", ".join(sorted(unknown)))
+  if not FLAGS["output"].present:
+    recorded = values.get("output") or FLAGS.output
+    FLAGS.output = recorded[:-4] + "_rerun.png" if recorded.lower().endswith(
+        ".png") else recorded
+
+
+def _resolve_device_defaults() -> str | None:
+  """Fills --size/--iterations the user left out; returns the message."""
+  size, iterations = cli.device_defaults()
+  chosen = []
+  if FLAGS.size is None and not FLAGS.scales:
+    FLAGS.size = size
+    chosen.append(f"--size={size}")
+  if FLAGS.iterations is None:
+    FLAGS.iterations = iterations
+    chosen.append(f"--iterations={iterations}")
+  if not chosen:
+    return None
+  where = "a GPU/TPU" if jax.default_backend() != "cpu" else "no GPU: CPU"
+  return (f"nst_jax: {where}, so {' '.join(chosen)} (give them to choose "
+          "yourself)")
+
+
+def _sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _side_paths(output: str) -> dict:
+  stem = output[:-4]
+  return {"json": stem + ".json", "plot": stem + "_loss.png",
+          "sheet": stem + "_sheet.png"}
+
+
 def main(argv):
   if len(argv) > 1:
     raise NSTError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.quiet:
+    logging.set_verbosity(logging.WARNING)
+  say = (lambda *a: None) if FLAGS.quiet else (
+      lambda text: print(text, flush=True))
+  if FLAGS.from_json:
+    _reproduce()
   cli.enable_compilation_cache()
+  defaults_message = _resolve_device_defaults()
   scales = _ints("scales", FLAGS.scales)
   scale_iterations = _ints("scale_iterations", FLAGS.scale_iterations)
   if scale_iterations is not None and scales is None:
@@ -198,51 +292,79 @@ def main(argv):
       len(config.style_blend_weights) != len(FLAGS.style)):
     raise NSTError(f"got {len(config.style_blend_weights)} style blend weights "
                    f"for {len(FLAGS.style)} style images")
+  style_size = transfer.style_size(size, FLAGS.style_scale)
 
-  content = io.load_image(FLAGS.content)
+  original = content = io.load_image(FLAGS.content)
   shape = io.long_edge_shape(content.shape[:2], size)
   transfer.check_image_size(config, shape)   # both before any large array
   transfer.check_memory(config, shape)
+  originals = [io.load_image(p) for p in FLAGS.style]
+  for path, style in zip(FLAGS.style, originals):
+    style_shape = io.long_edge_shape(style.shape[:2], style_size)
+    try:
+      transfer.check_image_size(config, style_shape)
+    except NSTError:
+      raise NSTError(f"style image {path} at {style_shape[1]}x"
+                     f"{style_shape[0]} (--style_scale={FLAGS.style_scale}) is "
+                     "too small for the style layers: raise --style_scale or "
+                     "--size") from None
   content = io.resize_to(content, shape)
-  styles = [io.resize_long_edge(io.load_image(p), size)
-            for p in FLAGS.style]
+  styles = [io.resize_long_edge(s, style_size) for s in originals]
   params = vgg.load_params(FLAGS.weights or FLAGS.network)
   if vgg.network_of(params) != FLAGS.network:
     raise NSTError(f"--weights {FLAGS.weights} hold {vgg.network_of(params)}, "
                    f"not --network={FLAGS.network}")
   h, w = content.shape[:2]
-  print(f"nst_jax: {w}x{h}, {FLAGS.network}, {FLAGS.optimizer}, "
-        f"{FLAGS.iterations} iterations on {cli.device_description()}",
-        flush=True)
+  if defaults_message:
+    say(defaults_message)
+  say(f"nst_jax: {w}x{h}, {FLAGS.network}, {FLAGS.optimizer}, "
+      f"{FLAGS.iterations} iterations on {cli.device_description()}")
   if FLAGS.style_stat in objective.SAME_SIZE_STATS:
-    print(f"nst_jax: --style_stat={FLAGS.style_stat} compares feature maps "
-          f"position by position: style images (or patches) resized to the "
-          f"content's {w}x{h}", flush=True)
-
-  def on_log(record):
-    if FLAGS.print_every:
-      print(f"iteration {record['iteration']:5d}  total {record['total']:.4g}  "
-            f"content {record['content']:.4g}  style {record['style']:.4g}  "
-            f"tv {record['tv']:.4g}", flush=True)
+    logging.info("--style_stat=%s compares feature maps position by position: "
+                 "style images (or patches) resized to the content's %dx%d",
+                 FLAGS.style_stat, w, h)
 
   stem = FLAGS.output[:-4]
   def on_snapshot(iteration, image):
     io.save_image(f"{stem}_{iteration:04d}.png", image, protect=inputs)
+    logging.info("wrote snapshot %s_%04d.png", stem, iteration)
 
-  logging = dict(log_every=FLAGS.print_every, on_log=on_log,
-                 snapshot_every=FLAGS.save_every, on_snapshot=on_snapshot)
-  if scales:
-    result = transfer.stylize_multiscale(
-        params, content, styles, scales, config,
-        scale_iterations=scale_iterations,
-        on_level=lambda s, r: print(f"level {s} px done: {r.iterations} "
-                                    f"iterations, {r.wall_seconds:.1f} s",
-                                    flush=True), **logging)
-  else:
-    result = transfer.stylize(params, content, styles, config, **logging)
-  values = cli.module_flag_values(sys.modules[__name__].__name__)
+  bars, levels_done = [], []
+  def on_progress(p):
+    if not bars:
+      label = f"{scales[len(levels_done)]} px" if scales else ""
+      bars.append(cli.ProgressBar(p.iterations, quiet=FLAGS.quiet,
+                                  label=label))
+    bars[-1].update(p.iteration, p.record, p.value)
+
+  stopper = cli.StopOnInterrupt()
+  run = dict(log_every=FLAGS.log_every, snapshot_every=FLAGS.save_every,
+             on_snapshot=on_snapshot, on_progress=on_progress,
+             should_stop=stopper.stop_requested)
+  with stopper:
+    try:
+      if scales:
+        def on_level(s, r):
+          for bar in bars:
+            bar.close()
+          bars.clear()
+          levels_done.append(s)
+          say(f"level {s} px done: {r.iterations} iterations, "
+              f"{r.wall_seconds:.1f} s")
+        result = transfer.stylize_multiscale(
+            params, content, originals, scales, config,
+            scale_iterations=scale_iterations, style_scale=FLAGS.style_scale,
+            on_level=on_level, **run)
+      else:
+        result = transfer.stylize(params, content, styles, config, **run)
+    finally:
+      for bar in bars:
+        bar.close()
+  values = {k: v for k, v in cli.module_flag_values(
+      sys.modules[__name__].__name__).items() if k not in _ALIASES}
   record = {
       "params": values,
+      "inputs": {p: _sha256(p) for p in dict.fromkeys(inputs)},
       "loss_history": result.loss_history,
       "iterations": result.iterations,
       "function_evaluations": result.function_evaluations,
@@ -256,11 +378,28 @@ def main(argv):
   io.save_image(FLAGS.output, result.image,
                 metadata={"nst_jax": cli.params_json(values)}, protect=inputs)
   io.save_json(record_path, record, protect=inputs)
+  written = [FLAGS.output, record_path]
+  side = _side_paths(FLAGS.output)
+  if FLAGS.plot:
+    io.save_image(side["plot"], plot.loss_curves(
+        result.loss_history, title=os.path.basename(FLAGS.output)),
+        protect=inputs)
+    written.append(side["plot"])
+  if FLAGS.sheet:
+    names = [os.path.basename(p) for p in inputs]
+    io.save_image(side["sheet"], io.side_by_side(
+        [original, *originals, result.image],
+        [f"content: {names[0]}", *(f"style: {n}" for n in names[1:]),
+         "result"]), protect=inputs)
+    written.append(side["sheet"])
   last = result.loss_history[-1]
-  print(f"wrote {FLAGS.output} and {record_path}: {result.iterations} "
-        f"iterations, {result.function_evaluations} evaluations "
-        f"({record['evaluations_per_iteration']:.2f}/iteration), "
-        f"{result.wall_seconds:.1f} s, final loss {last['total']:.4g}")
+  interrupted = result.status == "interrupted"
+  say(f"{'interrupted: ' if interrupted else ''}wrote {', '.join(written)}: "
+      f"{result.iterations} iterations, {result.function_evaluations} "
+      f"evaluations ({record['evaluations_per_iteration']:.2f}/iteration), "
+      f"{result.wall_seconds:.1f} s, final loss {last['total']:.4g}")
+  if interrupted:
+    sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ that must end in one line on stderr, a non-zero exit and no output file."""
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -40,7 +41,8 @@ def smoke(tmp_path_factory, vgg16_params):
   out = tmp_path_factory.mktemp("smoke") / "result.png"
   proc = run(f"--content={CONTENT}", f"--style={STYLE},{STYLE}",
              "--style_blend_weights=1,3", "--size=48", "--iterations=12",
-             "--print_every=4", "--save_every=6", f"--output={out}")
+             "--print_every=4", "--save_every=6", "--plot", "--sheet",
+             f"--output={out}")
   assert proc.returncode == 0, proc.stderr
   return out, proc
 
@@ -58,15 +60,117 @@ def test_smoke_run_writes_png_and_record(smoke):
   history = record["loss_history"]
   assert [h["iteration"] for h in history] == [0, 4, 8, 12]
   for h in history:
-    assert set(h) == {"iteration", "total", "content", "style", "tv"}
+    assert set(h) == {"iteration", "seconds", "total", "content", "style",
+                      "tv", "style_layers"}
     assert h["total"] == pytest.approx(h["content"] + h["style"] + h["tv"],
                                        rel=1e-5)
+    assert list(h["style_layers"]) == ["relu1_1", "relu2_1", "relu3_1",
+                                       "relu4_1", "relu5_1"]
   assert history[-1]["style"] < history[0]["style"]
   assert record["function_evaluations"] / record["iterations"] <= 1.3
-  assert "iteration     4" in proc.stdout
+  assert record["stop_reason"] == "max_iterations"
+  assert set(record["inputs"]) == {str(CONTENT), str(STYLE)}
+  # Progress: a bar (not a terminal: one line per tenth), not per iteration.
+  bars = [l for l in proc.stderr.splitlines() if l.startswith("[")]
+  assert 2 <= len(bars) <= 12, proc.stderr
+  assert bars[-1].startswith("[####################] 12/12 100%")
+  assert "it/s" in bars[-1] or "s/it" in bars[-1]
+  assert "style " in bars[-1] and "content " in bars[-1]
   # Snapshots at 6 and 12, and the parameters in the PNG's text chunk.
   assert (out.parent / "result_0006.png").exists()
   assert json.loads(io.read_png_metadata(out)["nst_jax"])["iterations"] == 12
+  # --plot and --sheet: valid PNGs of the expected layout.
+  plot = io.load_image(out.parent / "result_loss.png")
+  assert plot.shape[1] > plot.shape[0] > 200
+  sheet = io.load_image(out.parent / "result_sheet.png")
+  assert sheet.shape[1] > 3 * sheet.shape[0] > 600  # content | 2 styles | result
+  assert "result_loss.png" in proc.stdout and "result_sheet.png" in proc.stdout
+
+
+def test_quiet_prints_nothing(tmp_path, vgg16_params):
+  del vgg16_params
+  out = tmp_path / "q.png"
+  proc = run(f"--content={CONTENT}", f"--style={STYLE}", "--size=32",
+             "--iterations=3", "--content_layers=relu2_1",
+             "--style_layers=relu1_1", "--quiet", f"--output={out}")
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout == "" and proc.stderr == ""
+  assert io.load_image(out).shape[:2] == (21, 32)
+
+
+def test_defaults_follow_the_device(tmp_path, vgg16_params):
+  del vgg16_params
+  out = tmp_path / "d.png"
+  proc = run(f"--content={CONTENT}", f"--style={STYLE}", "--iterations=1",
+             "--content_layers=relu2_1", "--style_layers=relu1_1",
+             f"--output={out}")
+  assert proc.returncode == 0, proc.stderr
+  import jax  # the test process sees the same devices as the child
+  size = 256 if jax.default_backend() == "cpu" else 512
+  assert f"--size={size}" in proc.stdout and "--iterations" not in proc.stdout
+  assert max(io.load_image(out).shape[:2]) == size
+  record = json.loads(out.with_suffix(".json").read_text())
+  assert record["params"]["size"] == size   # the value used, recorded
+
+
+def test_ctrl_c_writes_the_latest_image_and_record(tmp_path, vgg16_params):
+  del vgg16_params
+  out = tmp_path / "c.png"
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  child = subprocess.Popen(
+      [sys.executable, str(SCRIPT), f"--content={CONTENT}", f"--style={STYLE}",
+       "--size=48", "--iterations=100000", "--content_layers=relu2_1",
+       "--style_layers=relu1_1,relu2_1", f"--output={out}"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+  try:
+    for line in child.stderr:     # wait until the loop is running
+      if "/100000" in line and not line.startswith("[....................] 0/"):
+        break
+    child.send_signal(signal.SIGINT)
+    stdout, stderr = child.communicate(timeout=120)
+  finally:
+    child.kill()
+  assert child.returncode == 130, stderr
+  assert "Traceback" not in stderr
+  assert "interrupted: wrote" in stdout
+  image = io.load_image(out)
+  assert max(image.shape[:2]) == 48
+  record = json.loads(out.with_suffix(".json").read_text())
+  assert record["stop_reason"] == "interrupted"
+  assert 0 < record["iterations"] < 100000
+  assert record["loss_history"][-1]["iteration"] == record["iterations"]
+  assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_rerun_from_json_or_png_gives_the_identical_image(tmp_path,
+                                                          vgg16_params):
+  del vgg16_params
+  out = tmp_path / "first.png"
+  proc = run(f"--content={CONTENT}", f"--style={STYLE}", "--size=40",
+             "--iterations=6", "--init=noise", "--seed=7",
+             "--original_colors", "--color_transfer=histogram",
+             "--style_scale=0.8", "--content_layers=relu2_1",
+             "--style_layers=relu1_1,relu2_1", f"--output={out}")
+  assert proc.returncode == 0, proc.stderr
+  proc = run(f"--from_json={out.with_suffix('.json')}", "--quiet")
+  assert proc.returncode == 0, proc.stderr
+  again = tmp_path / "first_rerun.png"
+  np.testing.assert_array_equal(io.load_image(again), io.load_image(out))
+  # From the PNG's text chunk, to a chosen output; a flag given wins.
+  proc = run(f"--from_png={out}", f"--output={tmp_path / 'third.png'}",
+             "--quiet")
+  assert proc.returncode == 0, proc.stderr
+  np.testing.assert_array_equal(io.load_image(tmp_path / "third.png"),
+                                io.load_image(out))
+  first = json.loads(out.with_suffix(".json").read_text())["params"]
+  third = json.loads((tmp_path / "third.json").read_text())["params"]
+  differ = {k for k in first if first[k] != third.get(k)}
+  assert differ == {"output", "from_json", "quiet"}
+  proc = run(f"--from_json={out.with_suffix('.json')}", "--seed=8",
+             f"--output={tmp_path / 'fourth.png'}", "--quiet")
+  assert proc.returncode == 0, proc.stderr
+  assert np.abs(io.load_image(tmp_path / "fourth.png") -
+                io.load_image(out)).mean() > 0.01
 
 
 @pytest.mark.parametrize("args, fragments", [
@@ -78,6 +182,9 @@ def test_smoke_run_writes_png_and_record(smoke):
     (["--size=8"], ["too small", "--size"]),
     (["--size=16000", "--iterations=1"], ["GiB", "--size"]),
     (["--weights=/nonexistent.npz"], ["/nonexistent.npz"]),
+    (["--from_json=/nonexistent.json"], ["/nonexistent.json"]),
+    (["--style_scale=0.05", "--size=64"], ["too small", "--style_scale"]),
+    (["--color_transfer=lab"], ["color_transfer"]),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, fragments,
                                                   vgg16_params):

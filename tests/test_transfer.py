@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from nst_jax import color
 from nst_jax import io
 from nst_jax import objective
 from nst_jax import transfer
@@ -84,7 +85,9 @@ def test_noise_init_is_deterministic_per_seed(vgg16_params, small, style):
     runs[key] = transfer.stylize(vgg16_params, small, [style],
                                  _light(init="noise", seed=seed, iterations=2))
   np.testing.assert_array_equal(runs["a"].image, runs["b"].image)
-  assert runs["a"].loss_history == runs["b"].loss_history
+  untimed = lambda r: [{k: v for k, v in h.items() if k != "seconds"}
+                       for h in r.loss_history]
+  assert untimed(runs["a"]) == untimed(runs["b"])
   assert np.abs(runs["a"].image - runs["c"].image).mean() > 0.05
   # Noise, not the content image: the content term starts large.
   assert runs["a"].loss_history[0]["content"] > 1.0
@@ -159,8 +162,110 @@ def test_nan_objective_raises(vgg16_params, small, style, monkeypatch):
     (dict(learning_rate=0.0), "learning rate"),
     (dict(style_layers=("relu9_1",)), "relu9_1"),
     (dict(content_layers=(), style_layers=()), "nothing to optimise"),
+    (dict(color_transfer="lab"), "colour transfer"),
+    (dict(color_space="hsv"), "colour space"),
 ])
 def test_bad_config_raises(vgg16_params, small, style, kwargs, match):
   with pytest.raises(NSTError, match=match):
     transfer.stylize(vgg16_params, small, [style],
                      transfer.TransferConfig(**kwargs))
+
+
+# --- history records, progress, interruption --------------------------------------
+
+
+def test_history_records_seconds_and_style_layers(vgg16_params, small, style):
+  result = transfer.stylize(vgg16_params, small, [style], _light(iterations=4),
+                            log_every=2)
+  seconds = [h["seconds"] for h in result.loss_history]
+  assert seconds == sorted(seconds) and seconds[-1] <= result.wall_seconds
+  for h in result.loss_history:
+    assert list(h["style_layers"]) == ["relu1_1", "relu2_1"]
+    assert sum(h["style_layers"].values()) == pytest.approx(h["style"],
+                                                            rel=1e-5)
+
+
+def test_progress_and_stop(vgg16_params, small, style):
+  seen = []
+  result = transfer.stylize(
+      vgg16_params, small, [style], _light(iterations=50),
+      on_progress=seen.append, should_stop=lambda: len(seen) > 3,
+      progress_seconds=1e-9, terms_seconds=0.0)
+  assert result.status == "interrupted"
+  assert result.iterations == 3 == seen[-1].iteration
+  assert seen[0].iteration == 0 and seen[0].record is None  # before compiling
+  assert [p.iteration for p in seen] == [0, 1, 2, 3]
+  assert all(p.iterations == 50 for p in seen)
+  # Records refreshed at each chunk (terms_seconds=0) and the current value.
+  assert [p.record["iteration"] for p in seen[1:]] == [1, 2, 3]
+  assert seen[-1].value == pytest.approx(seen[-1].record["total"], rel=1e-4)
+  assert result.loss_history[-1]["iteration"] == 3
+  # Interrupted at 3 is where an uninterrupted 3-iteration run ends.
+  short = transfer.stylize(vgg16_params, small, [style], _light(iterations=3))
+  np.testing.assert_array_equal(result.image, short.image)
+
+
+def test_multiscale_stops_at_the_interrupted_level(vgg16_params, content,
+                                                   style):
+  levels = []
+  result = transfer.stylize_multiscale(
+      vgg16_params, content, [style], [32, 48, 64], _light(iterations=4),
+      on_level=lambda s, r: levels.append(s),
+      should_stop=lambda: len(levels) == 1, progress_seconds=1e-9)
+  assert levels == [32, 48]
+  assert result.status == "interrupted"
+  assert max(result.image.shape[:2]) == 48
+
+
+@pytest.mark.parametrize("size, scale, want", [(256, 1.0, 256),
+                                               (256, 0.5, 128),
+                                               (300, 1.5, 450), (3, 0.1, 1)])
+def test_style_size(size, scale, want):
+  assert transfer.style_size(size, scale) == want
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf")])
+def test_style_size_rejects_bad_scales(scale):
+  with pytest.raises(NSTError, match="style scale"):
+    transfer.style_size(256, scale)
+
+
+# --- colour control -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", color.COLOR_SPACES)
+def test_original_colors_keep_the_contents_chrominance(vgg16_params, content,
+                                                       style, space):
+  config = _light(iterations=15, original_colors=True, color_space=space)
+  result = transfer.stylize(vgg16_params, content, [style], config)
+  got = color.rgb_to_luma_chroma(result.image, space)
+  want = color.rgb_to_luma_chroma(content, space)
+  # Chrominance: the content's, up to clipping to [0, 1].
+  chroma_diff = np.abs(got[..., 1:] - want[..., 1:]).mean()
+  assert chroma_diff < 0.01
+  # Luma: moved by the transfer.
+  assert np.abs(got[..., 0] - want[..., 0]).mean() > 0.01
+  plain = transfer.stylize(vgg16_params, content, [style],
+                           _light(iterations=15))
+  plain_chroma = color.rgb_to_luma_chroma(plain.image, space)[..., 1:]
+  assert np.abs(plain_chroma - want[..., 1:]).mean() > 5 * chroma_diff
+
+
+def test_prepare_colors(content, style):
+  same_c, same_s = transfer.prepare_colors(content, [style], _light())
+  np.testing.assert_array_equal(same_c, content)
+  np.testing.assert_array_equal(same_s[0], style)
+  c, (s,) = transfer.prepare_colors(content, [style],
+                                    _light(color_transfer="histogram"))
+  np.testing.assert_array_equal(c, content)
+  # The recoloured style has (up to clipping) the content's mean colour.
+  np.testing.assert_allclose(s.reshape(-1, 3).mean(0),
+                             content.reshape(-1, 3).mean(0), atol=0.02)
+  assert np.abs(style.reshape(-1, 3).mean(0) -
+                content.reshape(-1, 3).mean(0)).max() > 0.1
+  c, (s,) = transfer.prepare_colors(content, [style],
+                                    _light(original_colors=True))
+  for image in (c, s):   # grey: three equal channels
+    np.testing.assert_array_equal(image[..., 0], image[..., 1])
+    np.testing.assert_array_equal(image[..., 0], image[..., 2])
+  assert s[..., 0].mean() == pytest.approx(c[..., 0].mean(), abs=0.01)

@@ -1,0 +1,288 @@
+"""Loss-curve figures drawn with Pillow alone (the project avoids matplotlib).
+
+Array contract: :func:`loss_curves` takes a loss history, a list of dict
+records, one per logged iteration, each with ``"iteration"`` and ``"total"``
+and optionally ``"content"``, ``"style"``, ``"tv"``, ``"style_layers"`` (layer
+name -> value), ``"seconds"`` (cumulative wall time) and ``"size"`` (the level
+of a coarse-to-fine run, whose iterations restart at 0 per level). It returns a
+float32 image of shape ``(H, W, 3)``, RGB, in ``[0, 1]``, like the figures of
+:mod:`nst_jax.io`. The same history always gives the same pixels.
+"""
+
+import math
+from typing import Mapping
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+# (name, colour, line width) of the summed terms; style layers are dashed.
+_TERMS = (("total", (0, 0, 0), 3), ("content", (31, 119, 180), 2),
+          ("style", (214, 39, 40), 2), ("tv", (44, 160, 44), 2))
+_LAYER_COLOURS = ((255, 127, 14), (148, 103, 189), (140, 86, 75),
+                  (227, 119, 194), (23, 190, 207), (188, 189, 34),
+                  (0, 128, 128), (128, 0, 128))
+_TEXT, _FRAME, _GRID = (40, 40, 40), (120, 120, 120), (232, 232, 232)
+_BOUNDARY, _BOUNDARY_TEXT = (160, 160, 215), (90, 90, 160)
+_FONT_SIZE, _PAD = 13, 8
+
+
+def _font(size: int):
+  """Pillow's scalable default font (>= 10.1 with FreeType), else its bitmap
+  font."""
+  try:
+    return ImageFont.load_default(size=size)
+  except (TypeError, OSError, ImportError):
+    return ImageFont.load_default()
+
+
+def _text(draw, xy, text, font, anchor, fill=_TEXT):
+  """``text`` placed by a two-letter anchor (l/m/r then t/m), measured by hand
+  because Pillow's bitmap fallback font refuses ``anchor``."""
+  left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+  x = xy[0] - {"l": left, "m": (left + right) / 2, "r": right}[anchor[0]]
+  y = xy[1] - {"t": top, "m": (top + bottom) / 2}[anchor[1]]
+  draw.text((x, y), text, fill=fill, font=font)
+
+
+def _number(value):
+  """``value`` as a float, or None if it is missing or not finite."""
+  try:
+    value = float(value)
+  except (TypeError, ValueError):
+    return None
+  return value if math.isfinite(value) else None
+
+
+def _ticks_linear(lo: float, hi: float, n: int = 5) -> list:
+  """The round-number ticks (steps 1, 2, 2.5 or 5 x 10^k) in [lo, hi] whose
+  count is nearest ``n``."""
+  if not hi > lo:
+    return [lo]
+  base = 10.0 ** math.floor(math.log10((hi - lo) / n))
+  span = lambda s: range(math.ceil(lo / s - 1e-9), math.floor(hi / s + 1e-9) + 1)
+  step = min((m * base for m in (1, 2, 2.5, 5, 10)),
+             key=lambda s: (abs(len(span(s)) - n), s))
+  return [float(f"{k * step:.12g}") for k in span(step)]
+
+
+def _ticks_log(lo: float, hi: float) -> list:
+  """Ticks for a log axis over positive [lo, hi]: decades (at most about
+  seven), else 1-2-5 or 1..9 times decades, else round linear values, so that
+  at least two ticks appear whenever the range allows."""
+  e0, e1 = math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1
+  decades = [10.0 ** e for e in range(e0, e1 + 1) if lo <= 10.0 ** e <= hi]
+  if len(decades) >= 2:
+    return decades[::math.ceil(len(decades) / 7)]
+  for mantissas in ((1, 2, 5), range(1, 10)):
+    ticks = [float(f"{m * 10.0 ** e:.12g}") for e in range(e0, e1 + 1)
+             for m in mantissas]
+    ticks = [t for t in ticks if lo <= t <= hi]
+    if len(ticks) >= 2:
+      return ticks
+  return _ticks_linear(lo, hi, 4)
+
+
+def _format_log(value: float) -> str:
+  """A log-axis label: 1e3, 2e4, 1.5e-2."""
+  exponent = math.floor(math.log10(value) + 1e-9)
+  mantissa = f"{value / 10.0 ** exponent:.3g}"
+  if mantissa == "10":
+    mantissa, exponent = "1", exponent + 1
+  return f"{mantissa}e{exponent}"
+
+
+def _curves(history) -> list:
+  """(name, colour, width, dashed, values) per term, ``values[i]`` None where
+  record i has no positive finite value; terms never positive are omitted."""
+  def layers_of(record):
+    layers = record.get("style_layers")
+    return layers if isinstance(layers, Mapping) else {}
+  names = list(dict.fromkeys(k for r in history for k in layers_of(r)))
+  specs = [(n, c, w, False, [r.get(n) for r in history]) for n, c, w in _TERMS]
+  specs += [(n, _LAYER_COLOURS[i % len(_LAYER_COLOURS)], 2, True,
+             [layers_of(r).get(n) for r in history]) for i, n in enumerate(names)]
+  positive = lambda raw: [v if v and v > 0 else None for v in map(_number, raw)]
+  curves = [(n, c, w, d, positive(raw)) for n, c, w, d, raw in specs]
+  return [c for c in curves if any(v is not None for v in c[-1])]
+
+
+def _levels(history):
+  """(xs, levels, starts): each record's iteration, offset in a multi-scale
+  run by the previous level's last x when iterations restart; each record's
+  level index; and (record index, size) where each level starts."""
+  xs, levels, starts = [], [], []
+  multi = any("size" in r for r in history)
+  offset, last_x, last_it = 0.0, None, None
+  for i, record in enumerate(history):
+    it = _number(record["iteration"])
+    restarts = None not in (it, last_it) and it <= last_it
+    new_size = i > 0 and record.get("size") != history[i - 1].get("size")
+    if i == 0 or multi and (restarts or new_size):
+      offset = last_x if restarts else offset
+      starts.append((i, record.get("size")))
+    xs.append(None if it is None else offset + it)
+    levels.append(len(starts) - 1)
+    last_x, last_it = (xs[-1], it) if it is not None else (last_x, last_it)
+  return xs, levels, starts
+
+
+def _polyline(draw, points, colour, width, dashed):
+  """A solid or dashed polyline through ``points`` (pixel coordinates)."""
+  if len(points) == 1:  # an isolated value: a dot
+    (x, y), r = points[0], max(1, width - 1)
+    draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+  elif not dashed:
+    draw.line(points, fill=colour, width=width, joint="curve")
+  else:
+    _dashes(draw, points, colour, width)
+
+
+def _dashes(draw, points, colour, width, on=7, off=5):
+  """A dashed polyline whose pattern runs on across the vertices."""
+  phase = 0.0
+  for (x0, y0), (x1, y1) in zip(points, points[1:]):
+    length, t = math.hypot(x1 - x0, y1 - y0), 0.0
+    while t < length:
+      step = min((on + off) - phase if phase >= on else on - phase, length - t)
+      if phase < on:
+        a, b = t / length, (t + step) / length
+        draw.line([(x0 + a * (x1 - x0), y0 + a * (y1 - y0)),
+                   (x0 + b * (x1 - x0), y0 + b * (y1 - y0))],
+                  fill=colour, width=width)
+      t, phase = t + step, (phase + step) % (on + off)
+
+
+def _runs(xs, values, levels):
+  """The unbroken stretches of (x, value) pairs: a missing x or value, or the
+  start of a new multi-scale level, ends one."""
+  runs, level = [[]], None
+  for x, v, lv in zip(xs, values, levels):
+    if x is None or v is None or lv != level:
+      runs.append([])
+    if x is not None and v is not None:
+      runs[-1].append((x, v))
+      level = lv
+  return [r for r in runs if r]
+
+
+def _panel(image, box, xs, levels, starts, curves, log_range, xlabel, font):
+  """One framed plot of ``curves`` against ``xs`` (log10 y over ``log_range``)
+  in pixel ``box`` = (left, top, right, bottom), with grid, tick labels, axis
+  labels and a faint labelled line where each multi-scale level starts."""
+  draw = ImageDraw.Draw(image)
+  left, top, right, bottom = box
+  valid = [x for x in xs if x is not None] or [0.0]
+  x0, x1 = min(0.0, min(valid)), max(valid)
+  x0, x1 = (x0 - 1, x1 + 1) if x1 == x0 else (x0, x1)
+  y0, y1 = log_range
+  px = lambda x: left + (x - x0) / (x1 - x0) * (right - left)
+  py = lambda v: bottom - (min(max(math.log10(v), y0), y1) - y0) / (
+      y1 - y0) * (bottom - top)   # values below the floor sit on the frame
+  for t in _ticks_linear(x0, x1):
+    draw.line([(px(t), top), (px(t), bottom)], fill=_GRID)
+    _text(draw, (px(t), bottom + 4), f"{t:g}", font, "mt")
+  for t in _ticks_log(10.0 ** y0, 10.0 ** y1):
+    draw.line([(left, py(t)), (right, py(t))], fill=_GRID)
+    _text(draw, (left - 5, py(t)), _format_log(t), font, "rm")
+  for i, size in starts if len(starts) > 1 else ():
+    if xs[i] is not None and i > 0:
+      draw.line([(px(xs[i]), top), (px(xs[i]), bottom)], fill=_BOUNDARY)
+    if xs[i] is not None and size is not None:
+      _text(draw, (px(xs[i]) + 4, top + 4), f"{size} px", font, "lt",
+            _BOUNDARY_TEXT)
+  for _, colour, width, dashed, values in reversed(curves):  # total on top
+    for run in _runs(xs, values, levels):
+      _polyline(draw, [(px(x), py(v)) for x, v in run], colour, width, dashed)
+  draw.rectangle(box, outline=_FRAME)
+  _text(draw, ((left + right) / 2, bottom + 23), xlabel, font, "mt")
+  ylabel = "loss (weighted)"
+  label = Image.new("RGB", (round(draw.textlength(ylabel, font=font)) + 4,
+                            _FONT_SIZE + 6), "white")
+  ImageDraw.Draw(label).text((2, 2), ylabel, fill=_TEXT, font=font)
+  label = label.transpose(Image.Transpose.ROTATE_90)
+  image.paste(label, (left - 62, (top + bottom - label.height) // 2))
+
+
+def _legend(draw, curves, left, top, right, font) -> int:
+  """Each curve's swatch and name, in rows from (left, top) wrapped at
+  ``right``; returns the bottom of the last row."""
+  x, y, row = left, top, _FONT_SIZE + 7
+  for name, colour, width, dashed, _ in curves:
+    entry = 30 + draw.textlength(name, font=font) + 16
+    if x + entry > right and x > left:
+      x, y = left, y + row
+    _polyline(draw, [(x, y + row / 2), (x + 24, y + row / 2)], colour, width,
+              dashed)
+    _text(draw, (x + 30, y + row / 2), name, font, "lm")
+    x += entry
+  return y + row
+
+
+MAX_DECADES = 8  # a term starting near 0 (content at a content init) would
+                 # otherwise squeeze every other curve into a thin band
+
+
+def _log_range(curves):
+  """(lo, hi) in log10 units: the values' span plus 5% each side, at least
+  0.2 and at most ``MAX_DECADES`` decades below the largest value; one decade
+  from 1 when there is nothing to plot."""
+  values = [v for c in curves for v in c[-1] if v is not None] or [1.0, 10.0]
+  lo, hi = math.log10(min(values)), math.log10(max(values))
+  lo = max(lo, hi - MAX_DECADES)
+  lo, hi = lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)
+  mid = (lo + hi) / 2
+  return (lo, hi) if hi - lo >= 0.2 else (mid - 0.1, mid + 0.1)
+
+
+def _check_history(history) -> None:
+  """ValueError unless ``history`` is a non-empty list of records with
+  ``"iteration"`` and ``"total"``."""
+  if history is None or len(history) == 0:
+    raise ValueError("loss_curves needs a non-empty loss history "
+                     "(a list of dict records, one per logged iteration)")
+  for i, record in enumerate(history):
+    if not (isinstance(record, Mapping) and "iteration" in record
+            and "total" in record):
+      raise ValueError(f"loss history record {i} needs 'iteration' and 'total' "
+                       f"keys, got {record!r:.80}")
+
+
+def loss_curves(history, *, title: str | None = None, width: int = 900,
+                height: int = 420) -> np.ndarray:
+  """Loss curves of one run; returns float32 (height, width, 3) in [0, 1].
+
+  Two panels side by side, loss against iteration and against seconds (the
+  second only if a record has ``"seconds"``), each with a log10 loss axis:
+  total in thick black, content, style and tv in colour, each style layer
+  dashed. Multi-scale histories are plotted against a cumulative iteration,
+  with a faint labelled line where each level starts. Values that are not
+  finite and positive are skipped; a term never positive is omitted.
+  Raises ValueError for an empty or malformed history or a figure too small
+  for its legend.
+  """
+  _check_history(history)
+  font = _font(_FONT_SIZE)
+  curves = _curves(history)
+  iterations, levels, starts = _levels(history)
+  seconds = [_number(r.get("seconds")) for r in history]
+  panels = [(iterations, "iteration")] + (
+      [(seconds, "seconds")] if any(s is not None for s in seconds) else [])
+  image = Image.new("RGB", (width, height), "white")
+  draw = ImageDraw.Draw(image)
+  top = _PAD + 2
+  if title:
+    _text(draw, (width / 2, _PAD), title, _font(_FONT_SIZE + 3), "mt")
+    top += _FONT_SIZE + 12
+  scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))  # measures the legend
+  bottom = height - _PAD - 48 - _legend(scratch, curves, 0, 0,
+                                        width - 72 - _PAD, font)
+  slot = width / len(panels)
+  if bottom - top < 60 or slot < 160:
+    raise ValueError(f"a {width}x{height} figure is too small for "
+                     f"{len(panels)} panels and {len(curves)} curves")
+  for k, (xs, xlabel) in enumerate(panels):
+    box = (round(k * slot) + 72, top, round((k + 1) * slot) - 16, bottom)
+    _panel(image, box, xs, levels, starts, curves, _log_range(curves), xlabel,
+           font)
+  _legend(draw, curves, 72, bottom + 48, width - _PAD, font)
+  return np.asarray(image, np.float32) / 255.0
