@@ -1,32 +1,40 @@
 """nst_jax: neural style transfer as pure, jit-compiled JAX functions.
 
-Data flows one way: image I/O (``io``) → VGG features (``vgg``) → statistics
+Data flows one way: image I/O (``io``) and colour control (``color``) → VGG
+features (``vgg``) → statistics
 (``statistics``) → losses (``losses``) → objective (``objective``) → solvers
 (``solvers``) → one transfer (``transfer``). The public names are re-exported
 here; ``weights`` (the converter) and ``io`` touch the disk, nothing else does.
 """
 
+from nst_jax import color
 from nst_jax import io
 from nst_jax import losses
 from nst_jax import networks
 from nst_jax import objective
+from nst_jax import plot
 from nst_jax import solvers
 from nst_jax import statistics
 from nst_jax import synthetic
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax import weights
+from nst_jax.color import (combine_luminance, luminance_images, match_color,
+                           match_luminance)
 from nst_jax.errors import NSTError
 from nst_jax.io import load_image, resize_long_edge, resize_to, save_image
 from nst_jax.losses import content_loss, gram_loss, total_variation_loss
 from nst_jax.objective import (Spec, Targets, Weights, loss_terms,
                                make_objective, make_targets, make_weights)
-from nst_jax.solvers import Hook, SolveResult, SolverConfig, minimize
+from nst_jax.plot import loss_curves
+from nst_jax.solvers import (Hook, SolveResult, SolverConfig, minimize,
+                             minimize_batched)
 from nst_jax.statistics import (channel_mean_covariance, channel_moments,
                                 gram_eigen, gram_matrix, gram_spectrum,
                                 local_gram, low_rank_gram, project_features,
                                 spatial_autocorrelation, sqrtm_psd)
-from nst_jax.transfer import TransferConfig, TransferResult, stylize
+from nst_jax.transfer import (TransferConfig, TransferResult, stylize,
+                              stylize_multiscale)
 from nst_jax.vgg import features, load_params
 
 __all__ = [
@@ -39,6 +47,8 @@ __all__ = [
     "vgg", "weights", "synthetic", "channel_mean_covariance",
     "channel_moments", "gram_eigen", "gram_spectrum", "local_gram",
     "low_rank_gram", "project_features", "spatial_autocorrelation",
-    "sqrtm_psd",
+    "sqrtm_psd", "color", "plot", "combine_luminance", "luminance_images",
+    "match_color", "match_luminance", "loss_curves", "minimize_batched",
+    "stylize_multiscale",
 ]
 __version__ = "0.1.0"

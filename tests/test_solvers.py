@@ -427,3 +427,29 @@ def test_batched_progress_and_interruption():
   assert [solvers.STATUS_NAMES[int(s)] for s in result.status] == [
       "interrupted"] * 2
   np.testing.assert_array_equal(np.asarray(result.iterations), [3, 3])
+
+
+def test_batched_lbfgs_keeps_shared_weights_unbatched():
+  """Regression test: optax's store_grad line search transposes inside a
+  ``lax.cond``; under vmap that cond became a select that broadcast the
+  shared convolution kernel to every cell (grouped convolutions, ~4x slower
+  on XLA:CPU). The compiled batched loop must not contain any."""
+  kernel = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3, 2, 4)),
+                       jnp.float32)
+
+  def fun(x, k):
+    y = jax.lax.conv_general_dilated(x[None], k, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.sum(y ** 2) + jnp.sum((x - 0.5) ** 2), ()
+
+  x0 = jnp.zeros((3, 8, 8, 2))
+  config = solvers.SolverConfig(maxiter=3)
+  program = solvers._compiled(fun, config, (None,)).run
+  text = program.lower(x0, (kernel,)).compile().as_text()
+  assert "convolution(" in text
+  assert "feature_group_count" not in text
+  result = solvers.minimize_batched(fun, x0, config, args=(kernel,),
+                                    args_axes=(None,))
+  single = solvers.minimize(fun, x0[0], config, args=(kernel,))
+  np.testing.assert_allclose(np.asarray(result.x[1]), np.asarray(single.x),
+                             rtol=1e-5, atol=1e-6)
