@@ -342,8 +342,8 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
             on_snapshot: Callable[[int, np.ndarray], None] | None = None,
             on_progress: Callable[[Progress], None] | None = None,
             should_stop: Callable[[], bool] | None = None,
-            progress_seconds: float = 0.5,
-            terms_seconds: float = 3.0,
+            progress_seconds: float = 2.0,
+            terms_seconds: float = 10.0,
             init_image: np.ndarray | None = None,
             ) -> TransferResult:
   """Paints ``content`` ``(H, W, 3)`` in the style of ``styles``.

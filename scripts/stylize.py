@@ -339,7 +339,8 @@ def main(argv):
 
   stopper = cli.StopOnInterrupt()
   run = dict(log_every=FLAGS.log_every, snapshot_every=FLAGS.save_every,
-             on_snapshot=on_snapshot, on_progress=on_progress,
+             on_snapshot=on_snapshot,
+             on_progress=None if FLAGS.quiet else on_progress,
              should_stop=stopper.stop_requested)
   with stopper:
     try:
