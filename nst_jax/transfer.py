@@ -105,25 +105,23 @@ class TransferResult(NamedTuple):
   wall_seconds: float
 
 
+def _check_choice(value, choices, what: str) -> None:
+  if value not in choices:
+    raise NSTError(f"unknown {what} {value!r}: use one of {', '.join(choices)}")
+
+
 def check_config(config: TransferConfig) -> None:
   """Raises ``NSTError`` for a configuration no run could use."""
-  if config.network not in networks.NETWORKS:
-    raise NSTError(f"unknown network {config.network!r}: use one of "
-                   f"{', '.join(networks.NETWORKS)}")
-  if config.optimizer not in solvers.METHODS:
-    raise NSTError(f"unknown optimizer {config.optimizer!r}: use one of "
-                   f"{', '.join(solvers.METHODS)}")
-  if config.init not in INITS:
-    raise NSTError(f"unknown init {config.init!r}: use one of {', '.join(INITS)}")
+  _check_choice(config.network, networks.NETWORKS, "network")
+  _check_choice(config.optimizer, solvers.METHODS, "optimizer")
+  _check_choice(config.init, INITS, "init")
   if config.iterations < 0:
     raise NSTError(f"iterations must be >= 0, got {config.iterations}")
   if not config.learning_rate > 0:
     raise NSTError(f"learning rate must be > 0, got {config.learning_rate}")
   if config.history_size < 1:
     raise NSTError(f"history size must be >= 1, got {config.history_size}")
-  if config.precision not in vgg.PRECISIONS:
-    raise NSTError(f"unknown precision {config.precision!r}: use one of "
-                   f"{', '.join(vgg.PRECISIONS)}")
+  _check_choice(config.precision, vgg.PRECISIONS, "precision")
   spec = config.spec()
   vgg.check_layers(config.network, spec.layers)
   if not spec.style_layers and not spec.content_layers:
@@ -132,15 +130,10 @@ def check_config(config: TransferConfig) -> None:
   if config.style_patches < 0 or config.patch_size < 1:
     raise NSTError(f"style patches must be >= 0 and patch size >= 1, got "
                    f"{config.style_patches} and {config.patch_size}")
-  if config.patch_mode not in objective.PATCH_MODES:
-    raise NSTError(f"unknown patch mode {config.patch_mode!r}: use one of "
-                   f"{', '.join(objective.PATCH_MODES)}")
-  if config.color_transfer not in color.COLOR_TRANSFERS:
-    raise NSTError(f"unknown colour transfer {config.color_transfer!r}: use "
-                   f"one of {', '.join(color.COLOR_TRANSFERS)}")
-  if config.color_space not in color.COLOR_SPACES:
-    raise NSTError(f"unknown colour space {config.color_space!r}: use one of "
-                   f"{', '.join(color.COLOR_SPACES)}")
+  _check_choice(config.patch_mode, objective.PATCH_MODES, "patch mode")
+  _check_choice(config.color_transfer, color.COLOR_TRANSFERS,
+                "colour transfer")
+  _check_choice(config.color_space, color.COLOR_SPACES, "colour space")
 
 
 def _layer_shapes(config: TransferConfig, shape: Tuple[int, int], layers):

@@ -15,7 +15,6 @@ The method is Gatys, Ecker & Bethge (2016); see nst_jax.transfer for the
 library call this script wraps.
 """
 
-import hashlib
 import os
 import sys
 import time
@@ -35,6 +34,7 @@ from nst_jax import objective
 from nst_jax import solvers
 from nst_jax import transfer
 from nst_jax import vgg
+from nst_jax import weights
 from nst_jax.errors import NSTError
 
 _DEFAULT = transfer.TransferConfig()
@@ -252,14 +252,6 @@ def _resolve_device_defaults() -> str | None:
           "yourself)")
 
 
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def _side_paths(output: str) -> dict:
   stem = output[:-4]
   return {"json": stem + ".json", "plot": stem + "_loss.png",
@@ -365,7 +357,7 @@ def main(argv):
       sys.modules[__name__].__name__).items() if k not in _ALIASES}
   record = {
       "params": values,
-      "inputs": {p: _sha256(p) for p in dict.fromkeys(inputs)},
+      "inputs": {p: weights.sha256_file(p) for p in dict.fromkeys(inputs)},
       "loss_history": result.loss_history,
       "iterations": result.iterations,
       "function_evaluations": result.function_evaluations,
