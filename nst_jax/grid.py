@@ -23,6 +23,7 @@ one program serves every cell.
 """
 
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -98,6 +99,10 @@ def minimize_cells(fun: Callable, x0, args: tuple, args_axes: tuple,
                    chunk_size: int | None = None,
                    hooks: Sequence[solvers.Hook] = (),
                    on_chunk: Callable[[int, int], None] | None = None,
+                   on_progress: Callable[[int, solvers.Progress], None]
+                   | None = None,
+                   should_stop: Callable[[], bool] | None = None,
+                   progress_seconds: float = 2.0,
                    ) -> solvers.SolveResult:
   """Minimises ``B`` independent cells, sharded over ``mesh``, in chunks.
 
@@ -113,6 +118,11 @@ def minimize_cells(fun: Callable, x0, args: tuple, args_axes: tuple,
       one compiled program serves all chunks.
     hooks: passed to ``solvers.minimize_batched`` (they see each padded chunk).
     on_chunk: called as ``on_chunk(done, total)`` after each chunk.
+    on_progress: ``on_progress(first_cell, solvers.Progress)`` between
+      compiled stretches of about ``progress_seconds`` of iterations.
+    should_stop: asked between those stretches; when it says yes the current
+      chunk stops (status ``interrupted``) and later chunks do not start:
+      their cells keep ``x0``, 0 iterations, status ``interrupted``.
 
   Returns:
     A ``SolveResult`` of numpy arrays with leading axis ``B`` (padding
@@ -130,19 +140,35 @@ def minimize_cells(fun: Callable, x0, args: tuple, args_axes: tuple,
   results = []
   for start in range(0, cells, chunk):
     stop = min(start + chunk, cells)
+    if should_stop is not None and should_stop():
+      results.append(_not_started(x0[start:stop]))
+      continue
     batch_x0 = _put(_pad(x0[start:stop], chunk), mesh, batched=True)
     it = iter(shared)
     batch_args = tuple(
         next(it) if ax is None
         else _put(_pad(_take(a, start, stop), chunk), mesh, batched=True)
         for a, ax in zip(args, args_axes))
-    result = solvers.minimize_batched(fun, batch_x0, config, hooks,
-                                      batch_args, args_axes)
+    host = on_progress is not None or should_stop is not None
+    result = solvers.minimize_batched(
+        fun, batch_x0, config, hooks, batch_args, args_axes,
+        should_stop=should_stop,
+        on_chunk=None if on_progress is None else functools.partial(
+            on_progress, start),
+        chunk_seconds=progress_seconds if host else None)
     results.append(_take(_fetch(result), 0, stop - start))
     if on_chunk is not None:
       on_chunk(stop, cells)
   return solvers.SolveResult(*(np.concatenate([getattr(r, f) for r in results])
                                for f in solvers.SolveResult._fields))
+
+
+def _not_started(x0: np.ndarray) -> solvers.SolveResult:
+  """The result of cells whose chunk never ran (the run was stopped)."""
+  n = x0.shape[0]
+  zeros = np.zeros(n, np.int32)
+  return solvers.SolveResult(x0, np.full(n, np.nan, np.float32), zeros, zeros,
+                             np.full(n, solvers.INTERRUPTED, np.int32))
 
 
 def chunk_size_for(per_cell_bytes: int, devices: int,
@@ -233,6 +259,9 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
                log_every: int = 0,
                on_log: Callable[[int, np.ndarray], None] | None = None,
                on_chunk: Callable[[int, int], None] | None = None,
+               on_progress: Callable[[int, solvers.Progress], None]
+               | None = None,
+               should_stop: Callable[[], bool] | None = None,
                ) -> GridResult:
   """Runs every cell of ``axes`` as one batched, sharded optimisation.
 
@@ -240,7 +269,9 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
   ``config`` supplies everything the axes do not vary (network, pooling,
   content layers, optimizer, iterations, init, ...). ``chunk_size`` defaults
   to what fits in 60% of the devices' memory by ``transfer.estimate_memory``.
-  ``on_log(iteration, totals (B,))`` is called every ``log_every`` iterations.
+  ``on_log(iteration, totals (B,))`` is called every ``log_every`` iterations;
+  ``on_progress`` and ``should_stop`` (a progress bar, Ctrl-C) work as in
+  ``minimize_cells``.
   """
   cells = axes.cells()
   for c in cells:
@@ -293,7 +324,8 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
                           lambda i, t: on_log(int(i), np.asarray(t))),)
   result = minimize_cells(
       fun, x0, (params, targets, weights), (None, 0, 0), config.solver(),
-      mesh=mesh, chunk_size=chunk, hooks=hooks, on_chunk=on_chunk)
+      mesh=mesh, chunk_size=chunk, hooks=hooks, on_chunk=on_chunk,
+      on_progress=on_progress, should_stop=should_stop)
   terms = _final_terms(spec, result.x, params, targets, weights)
   return GridResult(
       cells=cells, images=np.clip(result.x, 0.0, 1.0), terms=terms,

@@ -24,7 +24,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import numpy as np
 from absl import flags
+from absl import logging
 
 from nst_jax import cli
 from nst_jax import io
@@ -63,8 +65,10 @@ flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Adam step size.")
 flags.DEFINE_integer("history_size", _DEFAULT.history_size, "L-BFGS memory.",
                      lower_bound=1)
 flags.DEFINE_enum("init", _DEFAULT.init, list(transfer.INITS), "Start image.")
-flags.DEFINE_integer("print_every", 50, "Print the range of the cells' losses "
-                     "every N iterations (0: never).", lower_bound=0)
+flags.DEFINE_integer("print_every", 0, "Also log (absl, stderr) the range of "
+                     "the cells' losses every N iterations (0: never; the "
+                     "progress bar shows the lowest live).", lower_bound=0)
+flags.DEFINE_bool("quiet", False, "No progress bar or messages; errors only.")
 flags.DEFINE_enum("preset", None, ["gatys_fig3"], "A published grid.")
 flags.DEFINE_integer("chunk_size", None, "Cells per compiled run (default: "
                      "as many as fit in 60% of memory).", lower_bound=1)
@@ -174,24 +178,46 @@ def main(argv):
   styles = [io.resize_long_edge(io.load_image(p), FLAGS.size)
             for p in FLAGS.style]
   params = vgg.load_params(FLAGS.weights or FLAGS.network)
-  print(f"nst_jax grid: {len(cells)} cells ({' x '.join(axes.varying()) or 'one'}"
+  say = (lambda *a, **k: None) if FLAGS.quiet else print
+  if FLAGS.quiet:
+    logging.set_verbosity(logging.WARNING)
+  say(f"nst_jax grid: {len(cells)} cells ({' x '.join(axes.varying()) or 'one'}"
         f"), {shape[1]}x{shape[0]}, {FLAGS.iterations} iterations, "
         f"{FLAGS.optimizer}, on {len(jax.devices())} device(s): "
         f"{cli.device_description()}", flush=True)
 
   def on_log(iteration, totals):
-    if FLAGS.print_every:
-      print(f"iteration {iteration:5d}  loss per cell {totals.min():.4g} .. "
-            f"{totals.max():.4g}", flush=True)
+    logging.info("iteration %5d  loss per cell %.4g .. %.4g", iteration,
+                 totals.min(), totals.max())
 
   def on_chunk(done, total):
     if done < total:
-      print(f"{done}/{total} cells done", flush=True)
+      logging.info("%d/%d cells done", done, total)
 
-  result = grid.style_grid(params, content, styles, axes, config,
-                           chunk_size=FLAGS.chunk_size,
-                           log_every=FLAGS.print_every, on_log=on_log,
-                           on_chunk=on_chunk)
+  bars = {}
+  def on_progress(first, p):
+    if first not in bars:
+      for bar in bars.values():
+        bar.close()
+      label = (f"{len(cells)} cells" if first == 0 else
+               f"cells {first + 1}…/{len(cells)}")
+      bars[first] = cli.ProgressBar(FLAGS.iterations, label=label,
+                                    quiet=FLAGS.quiet)
+    values = np.asarray(p.value)
+    bars[first].update(p.iteration, value=float(np.nanmin(values)))
+
+  stopper = cli.StopOnInterrupt()
+  with stopper:
+    try:
+      result = grid.style_grid(params, content, styles, axes, config,
+                               chunk_size=FLAGS.chunk_size,
+                               log_every=FLAGS.print_every, on_log=on_log,
+                               on_chunk=on_chunk,
+                               on_progress=None if FLAGS.quiet else on_progress,
+                               should_stop=stopper.stop_requested)
+    finally:
+      for bar in bars.values():
+        bar.close()
   if jax.process_index() != 0:
     return
   manifest = {
@@ -217,9 +243,15 @@ def main(argv):
                 _sheet(axes, result, content, styles, FLAGS.style, title),
                 protect=inputs)
   io.save_json(out / "manifest.json", manifest, protect=inputs)
-  print(f"wrote {out}/sheet.png, {len(cells)} cells and manifest.json in "
+  stopped = sum(s == "interrupted" for s in result.status)
+  if stopped:
+    say(f"interrupted: {stopped} of {len(cells)} cells stopped early "
+        "(see stop_reason in manifest.json)")
+  say(f"wrote {out}/sheet.png, {len(cells)} cells and manifest.json in "
         f"{result.wall_seconds:.1f} s ({result.devices} device(s), "
         f"{result.chunks} chunk(s))")
+  if stopped:
+    sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,34 @@ def test_sharded_over_four_devices_equals_unsharded(vgg16_params):
 
 
 @pytest.mark.slow
+def test_minimize_cells_progress_and_stop():
+  """A stop request ends the running chunk (interrupted, iterate kept) and
+  leaves later chunks unstarted (x0, 0 iterations, interrupted)."""
+  targets = np.arange(1, 13, dtype=np.float32).reshape(4, 3)
+  fun = lambda x, t: (0.5 * ((x - t) ** 2).sum(), ())
+  seen = []
+  result = grid.minimize_cells(
+      fun, np.zeros((4, 3), np.float32), (targets,), (0,),
+      solvers.SolverConfig(method="adam", maxiter=50, learning_rate=0.1,
+                           lower=-100.0, upper=100.0),
+      chunk_size=2, on_progress=lambda first, p: seen.append(
+          (first, p.iteration)),
+      should_stop=lambda: len(seen) >= 2, progress_seconds=1e-9)
+  assert seen == [(0, 1), (0, 2)]
+  assert [solvers.STATUS_NAMES[int(s)] for s in result.status] == [
+      "interrupted"] * 4
+  np.testing.assert_array_equal(result.iterations, [2, 2, 0, 0])
+  np.testing.assert_array_equal(result.x[2:], 0.0)
+  assert np.all(result.x[:2] != 0.0)
+  # Without a stop request the same call runs to the end.
+  full = grid.minimize_cells(
+      fun, np.zeros((4, 3), np.float32), (targets,), (0,),
+      solvers.SolverConfig(method="adam", maxiter=50, learning_rate=0.1,
+                           lower=-100.0, upper=100.0),
+      chunk_size=2, on_progress=lambda first, p: None)
+  np.testing.assert_array_equal(full.iterations, [50] * 4)
+
+
 def test_script_writes_sheet_cells_and_manifest(tmp_path, vgg16_params):
   del vgg16_params
   out = tmp_path / "grid"
@@ -141,6 +169,8 @@ def test_script_writes_sheet_cells_and_manifest(tmp_path, vgg16_params):
        f"--output_dir={out}"],
       capture_output=True, text=True, timeout=600, env=_env())
   assert proc.returncode == 0, proc.stderr[-3000:]
+  bars = [l for l in proc.stderr.splitlines() if l.startswith("8 cells [")]
+  assert bars and "4/4 100%" in bars[-1], proc.stderr[-3000:]
   manifest = json.loads((out / "manifest.json").read_text())
   assert len(manifest["cells"]) == 8
   for cell in manifest["cells"]:
