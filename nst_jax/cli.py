@@ -298,6 +298,17 @@ def load_run_params(path: str) -> dict:
   return values
 
 
+def load_run_inputs(path: str) -> dict:
+  """``{path: sha256}`` of the input images a JSON run record lists (``{}``
+  for a PNG or an older record)."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      inputs = json.load(f).get("inputs")
+  except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+    return {}
+  return inputs if isinstance(inputs, dict) else {}
+
+
 def apply_params(values: dict, *, skip: Sequence[str] = ()) -> list[str]:
   """Sets every flag named in ``values`` that the command line did not give
   (command-line flags win) and is not in ``skip``; returns the names of

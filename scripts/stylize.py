@@ -233,6 +233,11 @@ def _reproduce() -> None:
     recorded = values.get("output") or FLAGS.output
     FLAGS.output = recorded[:-4] + "_rerun.png" if recorded.lower().endswith(
         ".png") else recorded
+  for path, digest in cli.load_run_inputs(FLAGS.from_json).items():
+    if path in [FLAGS.content, *(FLAGS.style or [])] and os.path.isfile(
+        path) and weights.sha256_file(path) != digest:
+      logging.warning("%s has changed since the recorded run: the result "
+                      "will differ", path)
 
 
 def _resolve_device_defaults() -> str | None:

@@ -166,6 +166,17 @@ def test_rerun_from_json_or_png_gives_the_identical_image(tmp_path,
   third = json.loads((tmp_path / "third.json").read_text())["params"]
   differ = {k for k in first if first[k] != third.get(k)}
   assert differ == {"output", "from_json", "quiet"}
+  # A changed input is reported (the re-run cannot match).
+  changed = tmp_path / "style_copy.png"
+  changed.write_bytes(STYLE.read_bytes())
+  record = json.loads(out.with_suffix(".json").read_text())
+  record["params"]["style"] = [str(changed)]
+  record["inputs"][str(changed)] = "0" * 64
+  io.save_json(tmp_path / "edited.json", record)
+  proc = run(f"--from_json={tmp_path / 'edited.json'}", "--iterations=0",
+             f"--output={tmp_path / 'fifth.png'}")
+  assert proc.returncode == 0, proc.stderr
+  assert "style_copy.png has changed since the recorded run" in proc.stderr
   proc = run(f"--from_json={out.with_suffix('.json')}", "--seed=8",
              f"--output={tmp_path / 'fourth.png'}", "--quiet")
   assert proc.returncode == 0, proc.stderr
