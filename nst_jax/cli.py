@@ -55,9 +55,10 @@ def enable_compilation_cache(path: str | None = None) -> str | None:
   whatever its compile time, so a second run of a command with the same
   shapes and flags loads its programs from disk instead of compiling them.
   JAX does not write programs that contain host callbacks to the cache
-  (``jax.debug.callback``: the solver's progress hooks), so such programs are
-  compiled again in every process. A directory that cannot be created leaves
-  the cache off (returns ``None``) rather than failing the run.
+  (``jax.debug.callback``); the solver keeps its progress, hooks and Ctrl-C
+  on the host between compiled chunks so that its programs have none. A
+  directory that cannot be created leaves the cache off (returns ``None``)
+  rather than failing the run.
   """
   path = compilation_cache_dir() if path is None else path
   if path is None:
