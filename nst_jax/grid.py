@@ -37,6 +37,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from nst_jax import networks
 from nst_jax import objective
 from nst_jax import solvers
+from nst_jax import vgg
 from nst_jax import transfer
 from nst_jax.errors import NSTError
 
@@ -284,6 +285,7 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
   transfer.check_image_size(config, content.shape[:2])
   spec = config.spec()
   start = time.perf_counter()
+  params = vgg.prepare_params(params, config.conv, spec.layers)
 
   # Targets: the content once, each style's Grams once, then one row per cell.
   per_style = [objective.make_targets(params, jnp.asarray(content),
@@ -314,8 +316,9 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
     budget = transfer.available_memory()
     budget = None if budget is None else budget * (
         devices if jax.devices()[0].platform != "cpu" else 1)
+    per_cell = dataclasses.replace(config, conv="direct")  # kernels shared
     chunk_size = chunk_size_for(
-        transfer.estimate_memory(config, content.shape[:2]), devices, budget)
+        transfer.estimate_memory(per_cell, content.shape[:2]), devices, budget)
   chunk = padded_size(min(chunk_size or len(cells), len(cells)), devices)
   fun = objective.objective_function(spec)
   hooks = ()

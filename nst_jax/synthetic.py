@@ -97,7 +97,7 @@ def synthesize(params, shape: Tuple[int, int], layers: Sequence[str],
                draw: Callable[[jax.Array], Dict[str, jax.Array]], *,
                iterations: int = 100, redraw_every: int = 0, seed: int = 0,
                style_weight: float = 1.0, tv_weight: float = 0.0,
-               pooling: str = "max",
+               pooling: str = "max", conv: str = "auto",
                solver: solvers.SolverConfig | None = None) -> SynthesisResult:
   """Descends from uniform noise toward the Grams ``draw(key)`` gives
   (``{layer: (C, C)}`` for every layer in ``layers``), with no content term.
@@ -105,7 +105,7 @@ def synthesize(params, shape: Tuple[int, int], layers: Sequence[str],
   ``shape`` is ``(H, W)``; the noise and the draws come from
   ``jax.random.key(seed)``. ``redraw_every = K > 0`` draws new targets every
   ``K`` iterations (module docstring); the image is clipped to [0, 1] between
-  rounds.
+  rounds. ``conv`` picks the convolution algorithm (``vgg.prepare_params``).
   """
   if iterations < 1 or redraw_every < 0:
     raise NSTError(f"iterations must be >= 1 and redraw_every >= 0, got "
@@ -115,6 +115,7 @@ def synthesize(params, shape: Tuple[int, int], layers: Sequence[str],
   weights = objective.make_weights(spec, content_weight=0.0,
                                    style_weight=style_weight,
                                    tv_weight=tv_weight)
+  params = vgg.prepare_params(params, conv, spec.layers)
   fun = objective.objective_function(spec)
   key_noise, key_draw = jax.random.split(jax.random.key(seed))
   x = jax.random.uniform(key_noise, (*shape, 3), jnp.float32)

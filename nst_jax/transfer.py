@@ -58,6 +58,7 @@ class TransferConfig:
   seed: int = 0
   precision: str = "float32"  # vgg.PRECISIONS: "float32", "tf32", "bf16"
   remat: bool = False         # gradient checkpointing per VGG block
+  conv: str = "auto"          # vgg.CONV_ALGORITHMS: "auto", "direct", "winograd"
   # Style representation (objective.STYLE_STATS) and its parameters, and
   # style patches (0: the whole style image); see ``style_targets``.
   style_stat: str = "gram"
@@ -122,6 +123,7 @@ def check_config(config: TransferConfig) -> None:
   if config.history_size < 1:
     raise NSTError(f"history size must be >= 1, got {config.history_size}")
   _check_choice(config.precision, vgg.PRECISIONS, "precision")
+  _check_choice(config.conv, vgg.CONV_ALGORITHMS, "conv")
   spec = config.spec()
   vgg.check_layers(config.network, spec.layers)
   if not spec.style_layers and not spec.content_layers:
@@ -163,15 +165,18 @@ def check_image_size(config: TransferConfig, shape: Tuple[int, int]) -> None:
 def estimate_memory(config: TransferConfig, shape: Tuple[int, int]) -> int:
   """Bytes one run needs, estimated from shapes alone (nothing is allocated).
 
-  Two float32 copies of every activation up to the deepest layer (what the
-  backward pass keeps, and the cotangents), and L-BFGS's ``2·history_size``
-  image-sized vectors besides a few working copies. Calibrated on XLA:CPU's
-  buffer assignment of the whole solver loop (VGG-16, 2026-11-21): 0.90 GiB
-  at 512x384 and 3.34 GiB at 1024x768, against 0.89 and 3.54 GiB here.
-  ``config.remat`` costs memory instead of saving it on XLA:CPU: the
-  checkpointed loop measured 1.20 and 4.59 GiB at the same sizes (2.7 copies
-  here; docs/benchmarks.md). The peak is the backward pass of the
-  full-resolution first block, which must be held (or recomputed) either way.
+  1.2 float32 copies of every activation up to the deepest layer (what the
+  backward pass keeps, and the cotangents as they are freed), and L-BFGS's
+  ``2·history_size`` image-sized vectors besides a few working copies.
+  Calibrated on XLA:CPU's buffer assignment of the whole solver loop (VGG-16,
+  2026-11-22, since the 2×2 max pool has its own gradient): 1.02–1.36
+  copies at 256x192, 1.01–1.08 at 512x384 and 1.01–1.06 at 1024x768 (1.90
+  GiB; the estimate says 2.2), with direct or Winograd convolutions, with or
+  without ``config.remat``, which saves nothing on XLA:CPU: the peak is the
+  backward pass of the full-resolution first block, which must be held (or
+  recomputed) either way. Winograd convolutions (``config.conv``) add their
+  transformed kernels, 8× the weights of the layers they cover
+  (``vgg.prepare_params``).
   """
   spec = config.spec()
   names = networks.layer_names(config.network)
@@ -179,8 +184,14 @@ def estimate_memory(config: TransferConfig, shape: Tuple[int, int]) -> int:
   shapes = _layer_shapes(config, shape, names[:names.index(deepest) + 1])
   activations = sum(int(np.prod(s.shape)) for s in shapes.values())
   image = shape[0] * shape[1] * 3
-  copies = 2.7 if config.remat else 2
-  return int(4 * (copies * activations
+  copies = 1.2
+  kernels = 0
+  if vgg.resolve_conv(config.conv) == "winograd":
+    shapes = networks.param_shapes(config.network)
+    kernels = sum(8 * int(np.prod(shapes[l]["kernel"]))
+                  for l in vgg.winograd_layers(config.network)
+                  if names.index(l) <= names.index(deepest))
+  return int(4 * (copies * activations + kernels
                   + (2 * config.history_size + 8) * image))
 
 
@@ -366,6 +377,7 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   check_memory(config, content.shape[:2])
   spec = config.spec()
   start = time.perf_counter()
+  params = vgg.prepare_params(params, config.conv, spec.layers)
   original = np.asarray(content, np.float32)
   content, styles = prepare_colors(original, styles, config)
   targets = style_targets(params, content, styles, config)

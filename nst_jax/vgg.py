@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import networks
+from nst_jax import networks, winograd
 from nst_jax.errors import NSTError
 
 POOLING = ("max", "avg")
@@ -30,6 +30,18 @@ POOLING = ("max", "avg")
 # "bf16": operands rounded to bfloat16, float32 accumulation and outputs.
 # Activations between layers, Grams and losses stay float32 in every policy.
 PRECISIONS = ("float32", "tf32", "bf16")
+# Convolution algorithms (``prepare_params(params, conv=)``): "direct" is
+# XLA's convolution; "winograd" runs the 3×3 stride-1 convolutions with at
+# least ``WINOGRAD_MIN_CHANNELS`` output channels as F(4×4, 3×3)
+# (``nst_jax.winograd``); "auto" is "winograd" on the CPU, where it measured
+# faster (docs/benchmarks.md), and "direct" elsewhere (cuDNN picks its own
+# algorithms).
+CONV_ALGORITHMS = ("auto", "direct", "winograd")
+# Below this many output channels the 36 matrix products are too narrow to
+# beat XLA:CPU's direct convolution (measured per VGG-16 layer at 256×192:
+# conv2_2, 128 channels, 31 ms Winograd vs 28 ms direct; conv3_1, 256
+# channels, 10 ms vs 14 ms; docs/benchmarks.md).
+WINOGRAD_MIN_CHANNELS = 256
 
 
 def load_params(network: str | os.PathLike = "vgg16") -> Dict[str, Dict[str, jax.Array]]:
@@ -125,18 +137,156 @@ def _stride1_conv_bwd(padding, precision, residuals, g):
 _stride1_conv.defvjp(_stride1_conv_fwd, _stride1_conv_bwd)
 
 
-def _conv(x, kernel, bias, stride, padding, precision="float32"):
-  kernel = kernel.astype(x.dtype)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _winograd_conv(x, forward, backward, precision="float32"):
+  """``winograd.conv3x3(x, forward)`` whose input gradient is the same
+  algorithm on the output cotangent with ``backward``, the transform of the
+  flipped, channel-swapped kernel (as ``_stride1_conv``). The cotangent of
+  ``forward`` is exact (removed by XLA unless the caller differentiates the
+  weights); ``backward`` does not enter the value, so its cotangent is 0."""
+  return winograd.conv3x3(x, forward, precision)
+
+
+def _winograd_conv_fwd(x, forward, backward, precision):
+  return winograd.conv3x3(x, forward, precision), (x, forward, backward)
+
+
+def _winograd_conv_bwd(precision, residuals, g):
+  x, forward, backward = residuals
+  grad_x = winograd.conv3x3(g, backward, precision)
+  grad_forward = jax.vjp(lambda u: winograd.conv3x3(x, u, precision),
+                         forward)[1](g)[0]
+  return grad_x, grad_forward, jnp.zeros_like(backward)
+
+
+_winograd_conv.defvjp(_winograd_conv_fwd, _winograd_conv_bwd)
+
+
+def _winograd_eligible(conv: networks.Conv) -> bool:
+  return (conv.kernel_size == 3 and conv.stride == 1 and conv.padding == 1
+          and conv.out_channels >= WINOGRAD_MIN_CHANNELS)
+
+
+def winograd_layers(network: str) -> tuple:
+  """The convolutions of ``network`` that ``conv="winograd"`` transforms."""
+  return tuple(l.name for l in networks.NETWORKS[network]
+               if isinstance(l, networks.Conv) and _winograd_eligible(l))
+
+
+def resolve_conv(conv: str) -> str:
+  """``"auto"`` → ``"winograd"`` on the CPU, ``"direct"`` elsewhere; other
+  names are checked and returned."""
+  if conv not in CONV_ALGORITHMS:
+    raise NSTError(f"conv must be one of {CONV_ALGORITHMS}, got {conv!r}")
+  if conv == "auto":
+    return "winograd" if jax.default_backend() == "cpu" else "direct"
+  return conv
+
+
+@jax.jit
+def _winograd_kernels(kernel):
+  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+  return winograd.transform_kernel(kernel), winograd.transform_kernel(flipped)
+
+
+def prepare_params(params, conv: str = "auto",
+                   layers: Sequence[str] | None = None):
+  """Params for the chosen convolution algorithm (``CONV_ALGORITHMS``).
+
+  ``"winograd"`` (``"auto"`` on the CPU) adds to each of
+  ``winograd_layers(network)`` (only those up to the deepest of ``layers``
+  when given) the transformed kernels ``"winograd_forward"``
+  ``(6, 6, C_in, C_out)`` and ``"winograd_backward"`` ``(6, 6, C_out, C_in)``
+  (for the input gradient), computed once here rather than in every
+  evaluation; ``features`` then uses them for those layers. ``"direct"``
+  returns params without them. The result is a new pytree: the input is not
+  changed, and preparing prepared params again is cheap (the transforms are
+  kept). The transforms hold 4× the weights of their layers, twice: for
+  VGG-16 up to ``relu5_1``, conv3_1 … conv5_1, 0.32 GB of float32.
+
+  Values and input gradients agree with the direct convolution to a relative
+  ~5e-6. Gradients with respect to the weights flow to ``"kernel"`` only when
+  ``prepare_params`` runs inside the differentiated function; with prepared
+  params passed in, they flow to ``"winograd_forward"``.
+  """
+  algorithm = resolve_conv(conv)
+  network = network_of(params)
+  eligible = set(winograd_layers(network)) if algorithm == "winograd" else set()
+  if layers is not None:
+    check_layers(network, layers)
+    names = networks.layer_names(network)
+    deepest = max((names.index(l) for l in layers), default=-1)
+    eligible = {l for l in eligible if names.index(l) <= deepest}
+  out = {}
+  for name, p in params.items():
+    p = {k: v for k, v in p.items() if k in ("kernel", "bias")
+         or (name in eligible and k.startswith("winograd_"))}
+    if name in eligible and "winograd_forward" not in p:
+      p["winograd_forward"], p["winograd_backward"] = _winograd_kernels(
+          jnp.asarray(p["kernel"], jnp.float32))
+    out[name] = p
+  return out
+
+
+def _conv(x, p, stride, padding, precision="float32"):
+  """One convolution layer with its bias: Winograd where ``p`` carries the
+  transforms (``prepare_params``) and the policy is not bf16, else direct."""
+  if "winograd_forward" in p and precision != "bf16":
+    y = _winograd_conv(x, p["winograd_forward"].astype(x.dtype),
+                       p["winograd_backward"].astype(x.dtype), precision)
+    return y + p["bias"].astype(x.dtype).reshape(1, 1, 1, -1)
+  kernel = p["kernel"].astype(x.dtype)
   if stride == 1 and kernel.shape[0] == kernel.shape[1]:
     y = _stride1_conv(x, kernel, padding, precision)
   else:
     y = _conv_raw(x, kernel, stride, padding, precision)
-  return y + bias.astype(x.dtype).reshape(1, 1, 1, -1)
+  return y + p["bias"].astype(x.dtype).reshape(1, 1, 1, -1)
+
+
+@jax.custom_vjp
+def _max_pool_2x2(x):
+  """2×2, stride-2 max pooling of ``(N, H, W, C)`` (odd edges dropped, as
+  ``VALID``), whose gradient goes to the first maximum of each window in
+  row-major order, PyTorch's ``max_pool2d`` convention. Written as element-
+  wise selects: XLA:CPU's ``select_and_scatter``, the gradient of
+  ``reduce_window``, took 45 ms of a 290 ms VGG-16 evaluation at 256×192."""
+  n, h, w, c = x.shape
+  x = x[:, :h // 2 * 2, :w // 2 * 2]
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def _max_pool_2x2_fwd(x):
+  y = _max_pool_2x2(x)
+  return y, (x, y)
+
+
+def _max_pool_2x2_bwd(residuals, g):
+  x, y = residuals
+  n, h, w, c = x.shape
+  h2, w2 = h // 2, w // 2
+  tiles = x[:, :h2 * 2, :w2 * 2].reshape(n, h2, 2, w2, 2, c)
+  taken = jnp.zeros(y.shape, bool)
+  parts = []
+  for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):
+    first = (tiles[:, :, i, :, j] == y) & ~taken
+    if (i, j) == (1, 1):  # the last one takes what is left (NaN windows)
+      first = ~taken
+    taken = taken | first
+    parts.append(jnp.where(first, g, jnp.zeros_like(g)))
+  top = jnp.stack(parts[:2], axis=3)
+  bottom = jnp.stack(parts[2:], axis=3)                 # (N, h2, w2, 2, C)
+  grad = jnp.stack([top, bottom], axis=2).reshape(n, h2 * 2, w2 * 2, c)
+  return (jnp.pad(grad, ((0, 0), (0, h - h2 * 2), (0, w - w2 * 2), (0, 0))),)
+
+
+_max_pool_2x2.defvjp(_max_pool_2x2_fwd, _max_pool_2x2_bwd)
 
 
 def _pool(x, window, stride, pooling):
   dims, strides = (1, window, window, 1), (1, stride, stride, 1)
   if pooling == "max":
+    if window == 2 and stride == 2:
+      return _max_pool_2x2(x)
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, strides, "VALID")
   summed = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, strides, "VALID")
   return summed / (window * window)
@@ -177,8 +327,7 @@ def _run_block(x, params, block, wanted, pooling, precision):
   for layer in block:
     if isinstance(layer, networks.Conv):
       p = params[layer.name]
-      x = _conv(x, p["kernel"], p["bias"], layer.stride, layer.padding,
-                precision)
+      x = _conv(x, p, layer.stride, layer.padding, precision)
     elif isinstance(layer, networks.ReLU):
       x = jax.nn.relu(x)
     else:
@@ -207,8 +356,9 @@ def features(params, images: jax.Array, layers: Sequence[str],
       inputs and the requested outputs and recomputes the rest (one more
       forward pass). Values and gradients are unchanged. It cannot lower the
       peak much for VGG, whose peak is the backward pass of the full-
-      resolution first block; on XLA:CPU it measured 34 % more memory and
-      1.8x the time per iteration (docs/benchmarks.md).
+      resolution first block; on XLA:CPU it measured no saving (XLA's
+      buffer assignment, 2026-11-22) and 1.8x the time per iteration
+      (docs/benchmarks.md).
 
   Returns:
     ``{layer: (N, H_l, W_l, C_l)}``, computed only up to the deepest layer

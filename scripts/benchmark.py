@@ -62,6 +62,10 @@ flags.DEFINE_enum("precision", "float32", list(vgg.PRECISIONS),
                   "TF32 (cudnn/matmul allow_tf32) when this is not float32 "
                   "on a GPU.")
 flags.DEFINE_bool("checkpoint", False, "nst_jax with gradient checkpointing.")
+flags.DEFINE_enum("conv", _DEFAULT.conv, list(vgg.CONV_ALGORITHMS),
+                  "nst_jax convolution algorithm (auto: winograd on the CPU, "
+                  "direct on GPUs). FLOP/s are counted as direct "
+                  "convolutions' FLOPs either way.")
 flags.DEFINE_bool("torch", True, "Run the PyTorch side (--notorch: only "
                   "nst_jax; no ratios, no time-to-reference-loss).")
 flags.DEFINE_float("peak_tflops", None, "Device peak for the policy in "
@@ -188,7 +192,7 @@ def bench_size(size, params, content_full, style_full, torch_mod, peak,
   config = transfer.TransferConfig(
       content_weight=FLAGS.content_weight, style_weight=FLAGS.style_weight,
       tv_weight=FLAGS.tv_weight, precision=FLAGS.precision,
-      remat=FLAGS.checkpoint)
+      remat=FLAGS.checkpoint, conv=FLAGS.conv)
   shape, content, style, spec, targets, weights = _problem(
       size, params, content_full, style_full, config)
   fun = objective.objective_function(spec)
@@ -375,7 +379,7 @@ def memory_size(size, params, content_full, style_full, platform):
   config = transfer.TransferConfig(
       content_weight=FLAGS.content_weight, style_weight=FLAGS.style_weight,
       tv_weight=FLAGS.tv_weight, precision=FLAGS.precision,
-      remat=FLAGS.checkpoint, iterations=FLAGS.iterations)
+      remat=FLAGS.checkpoint, conv=FLAGS.conv, iterations=FLAGS.iterations)
   spec = config.spec()
   estimate = transfer.estimate_memory(config, shape)
   with bm.PeakRSS() as total:
@@ -430,7 +434,7 @@ def precision_size(size, params, content_full, style_full):
   """One transfer per precision policy; every result scored in float32."""
   base = transfer.TransferConfig(
       content_weight=FLAGS.content_weight, style_weight=FLAGS.style_weight,
-      tv_weight=FLAGS.tv_weight, remat=FLAGS.checkpoint,
+      tv_weight=FLAGS.tv_weight, remat=FLAGS.checkpoint, conv=FLAGS.conv,
       iterations=FLAGS.iterations)
   shape, content, style, spec32, targets, weights = _problem(
       size, params, content_full, style_full, base)
@@ -508,7 +512,9 @@ def main(argv):
   peak, peak_source = ((FLAGS.peak_tflops, "--peak_tflops")
                        if FLAGS.peak_tflops else
                        bm.peak_tflops(platform, kind, FLAGS.precision))
-  params = vgg.load_params("vgg16")
+  conv = vgg.resolve_conv(FLAGS.conv)
+  params = vgg.prepare_params(vgg.load_params("vgg16"), conv,
+                              _DEFAULT.spec().layers)
   content_full = io.load_image(FLAGS.content)
   style_full = io.load_image(FLAGS.style)
   described = (f"{bm.cpu_model()}, {len(os.sched_getaffinity(0))} cores"
@@ -517,7 +523,7 @@ def main(argv):
         f"{described}; jax {jax.__version__}"
         + (f", torch {torch_mod.__version__} "
            f"({torch_mod.get_num_threads()} threads)" if torch_mod else "")
-        + f"; precision {FLAGS.precision}"
+        + f"; precision {FLAGS.precision}; conv {conv}"
         + (", checkpointing" if FLAGS.checkpoint else ""), flush=True)
   print(f"peak: {_fmt(peak)} TFLOP/s ({peak_source}); memory: "
         + ("peak RSS rise of this process during each run (VmHWM reset "
@@ -540,6 +546,7 @@ def main(argv):
               "device": described, "jax": jax.__version__,
               "torch": torch_mod.__version__ if torch_mod else None,
               "precision": FLAGS.precision, "checkpoint": FLAGS.checkpoint,
+              "conv": conv,
               "peak_tflops": peak, "peak_source": peak_source,
               "argv": sys.argv, "sizes": results}
     io.save_json(FLAGS.json, record)

@@ -64,6 +64,10 @@ flags.DEFINE_integer("iterations", 300, "Iterations per cell.", lower_bound=0)
 flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Adam step size.")
 flags.DEFINE_integer("history_size", _DEFAULT.history_size, "L-BFGS memory.",
                      lower_bound=1)
+flags.DEFINE_enum("conv", _DEFAULT.conv, list(vgg.CONV_ALGORITHMS),
+                  "Convolution algorithm: winograd (F(4x4,3x3) for the 3x3 "
+                  "layers with >= 256 channels), direct, or auto (winograd on "
+                  "the CPU, where it is faster; direct on GPUs).")
 flags.DEFINE_enum("init", _DEFAULT.init, list(transfer.INITS), "Start image.")
 flags.DEFINE_integer("print_every", 0, "Also log (absl, stderr) the range of "
                      "the cells' losses every N iterations (0: never; the "
@@ -167,7 +171,7 @@ def main(argv):
       else tuple(FLAGS.content_layers),
       optimizer=FLAGS.optimizer, iterations=FLAGS.iterations,
       learning_rate=FLAGS.learning_rate, history_size=FLAGS.history_size,
-      init=init)
+      init=init, conv=FLAGS.conv)
   axes = _axes(FLAGS.network)
   cells = axes.cells()
   out = pathlib.Path(FLAGS.output_dir)

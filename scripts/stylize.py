@@ -139,9 +139,13 @@ flags.DEFINE_alias("from_png", "from_json")
 flags.DEFINE_enum("precision", _DEFAULT.precision, list(vgg.PRECISIONS),
                   "Convolution precision: float32, tf32 (TF32 tensor cores on "
                   "GPUs) or bf16 (bfloat16 operands, float32 accumulation).")
+flags.DEFINE_enum("conv", _DEFAULT.conv, list(vgg.CONV_ALGORITHMS),
+                  "Convolution algorithm: winograd (F(4x4,3x3) for the 3x3 "
+                  "layers with >= 256 channels), direct, or auto (winograd on "
+                  "the CPU, where it is faster; direct on GPUs).")
 flags.DEFINE_bool("checkpoint", _DEFAULT.remat, "Gradient checkpointing per "
                   "VGG block (one more forward pass; on the CPU it measured "
-                  "more memory, not less: see docs/benchmarks.md).")
+                  "no memory saving: see docs/benchmarks.md).")
 flags.DEFINE_list("scales", None, "Coarse-to-fine long edges, e.g. "
                   "256,512,1024: each level starts from the upsampled result "
                   "of the previous one; the last is the output size "
@@ -178,7 +182,8 @@ def _config() -> transfer.TransferConfig:
       optimizer=FLAGS.optimizer, iterations=FLAGS.iterations,
       learning_rate=FLAGS.learning_rate, history_size=FLAGS.history_size,
       init=FLAGS.init, seed=FLAGS.seed, precision=FLAGS.precision,
-      remat=FLAGS.checkpoint, color_transfer=FLAGS.color_transfer,
+      remat=FLAGS.checkpoint, conv=FLAGS.conv,
+      color_transfer=FLAGS.color_transfer,
       original_colors=FLAGS.original_colors, color_space=FLAGS.color_space,
       **_style_config())
 

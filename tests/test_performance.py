@@ -2,6 +2,7 @@
 donation, the persistent compilation cache helper and coarse-to-fine
 multi-scale transfer."""
 
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -132,22 +133,30 @@ def test_spec_and_config_thread_precision_and_remat(vgg16_params):
   np.testing.assert_allclose(v16, v32, rtol=0.05)
 
 
-def test_estimate_memory_matches_xla_buffer_assignment(vgg16_params):
+@pytest.mark.parametrize("conv", ["direct", "winograd"])
+def test_estimate_memory_matches_xla_buffer_assignment(vgg16_params, conv):
   # The estimate against XLA's buffer assignment of the compiled solver loop
-  # (temporaries; the weights are arguments and not part of the estimate).
+  # (temporaries; the weights, transformed ones included, are arguments).
   shape = (192, 256)
-  config = transfer.TransferConfig(iterations=1)
+  config = transfer.TransferConfig(iterations=1, conv=conv)
   spec = config.spec()
+  params = vgg.prepare_params(vgg16_params, conv, spec.layers)
   image = jnp.zeros((*shape, 3), jnp.float32)
-  targets = objective.make_targets(vgg16_params, image, [image], spec)
+  targets = objective.make_targets(params, image, [image], spec)
   weights = objective.make_weights(spec, content_weight=1.0, style_weight=1.0)
   fun = objective.objective_function(spec)
   run = jax.jit(lambda x, a: solvers.minimize(fun, x, config.solver(), (), a))
-  memory = run.lower(image, (vgg16_params, targets, weights)).compile(
+  memory = run.lower(image, (params, targets, weights)).compile(
       ).memory_analysis()
   if memory is None:
     pytest.skip("this backend reports no memory analysis")
-  ratio = transfer.estimate_memory(config, shape) / memory.temp_size_in_bytes
+  transforms = sum(int(np.prod(v.shape)) * 4 for p in params.values()
+                   for k, v in p.items() if k.startswith("winograd_"))
+  assert (transforms > 0) == (conv == "winograd")
+  estimate = transfer.estimate_memory(config, shape)
+  assert abs(estimate - transforms - transfer.estimate_memory(
+      dataclasses.replace(config, conv="direct"), shape)) <= 8
+  ratio = (estimate - transforms) / memory.temp_size_in_bytes
   assert 0.8 < ratio < 1.5, ratio
 
 

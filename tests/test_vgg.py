@@ -143,7 +143,9 @@ def test_computes_only_up_to_deepest_layer(params, layers, convs, pools, pooling
       lambda p, x: vgg.features(p, x, layers, pooling))(params["vgg16"],
                                                          _image(32, 32))
   assert _count_primitives(jaxpr.jaxpr, "conv_general_dilated") == convs
-  assert _count_primitives(jaxpr.jaxpr, "reduce_window") == pools
+  # 2×2 max pools are reshaped maxima (vgg._max_pool_2x2), avg pools windows.
+  pool_op = "reduce_max" if pooling == "max" else "reduce_window"
+  assert _count_primitives(jaxpr.jaxpr, pool_op) == pools
 
 
 def test_unknown_layer_raises_naming_it(params):
@@ -218,15 +220,18 @@ def golden():
   return data
 
 
+@pytest.mark.parametrize("conv", ["direct", "winograd"])
 @pytest.mark.parametrize("pooling", ["max", "avg"])
-def test_golden_activations(vgg16_params, golden, pooling):
+def test_golden_activations(vgg16_params, golden, pooling, conv):
   layers = tuple(str(l) for l in golden["layers"])
   assert layers == ("relu1_1", "relu2_2", "relu3_1", "relu4_2", "relu5_1",
                     "pool5")
   image = jnp.asarray(golden["image"])[None]
   assert image.shape == (1, 48, 64, 3)
+  prepared = vgg.prepare_params(vgg16_params, conv)
+  assert ("winograd_forward" in prepared["conv4_2"]) == (conv == "winograd")
   fn = jax.jit(lambda p, x: vgg.features(p, x, layers, pooling))
-  out = fn(vgg16_params, image)
+  out = fn(prepared, image)
   for layer in layers:
     got = np.asarray(out[layer])[0][..., golden[f"channels/{layer}"]]
     want = golden[f"{pooling}/{layer}"]
@@ -236,7 +241,7 @@ def test_golden_activations(vgg16_params, golden, pooling):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale,
                                err_msg=f"{pooling} {layer}")
   # A second image of the same shape reuses the compiled program.
-  fn(vgg16_params, image[:, ::-1])
+  fn(prepared, image[:, ::-1])
   assert fn._cache_size() == 1
 
 
