@@ -1,7 +1,7 @@
 """nst_jax: neural style transfer as pure, jit-compiled JAX functions.
 
 Data flows one way: image I/O (``io``) and colour control (``color``) → VGG
-features (``vgg``) → statistics
+features (``vgg``, fast 3×3 convolutions in ``winograd``) → statistics
 (``statistics``) → losses (``losses``) → objective (``objective``) → solvers
 (``solvers``) → one transfer (``transfer``). The public names are re-exported
 here; ``weights`` (the converter) and ``io`` touch the disk, nothing else does.
@@ -19,6 +19,7 @@ from nst_jax import synthetic
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax import weights
+from nst_jax import winograd
 from nst_jax.color import (combine_luminance, luminance_images, match_color,
                            match_luminance)
 from nst_jax.errors import NSTError
@@ -35,7 +36,7 @@ from nst_jax.statistics import (channel_mean_covariance, channel_moments,
                                 spatial_autocorrelation, sqrtm_psd)
 from nst_jax.transfer import (TransferConfig, TransferResult, stylize,
                               stylize_multiscale)
-from nst_jax.vgg import features, load_params
+from nst_jax.vgg import features, load_params, prepare_params
 
 __all__ = [
     "NSTError", "Hook", "SolveResult", "SolverConfig", "Spec", "Targets",
@@ -49,6 +50,6 @@ __all__ = [
     "low_rank_gram", "project_features", "spatial_autocorrelation",
     "sqrtm_psd", "color", "plot", "combine_luminance", "luminance_images",
     "match_color", "match_luminance", "loss_curves", "minimize_batched",
-    "stylize_multiscale",
+    "stylize_multiscale", "winograd", "prepare_params",
 ]
 __version__ = "0.1.0"

@@ -380,3 +380,74 @@ def compare_with_torch(value: float, grad: np.ndarray, torch_value: float,
       "grad_max": float(np.max(np.abs(g - t)) / max(np.max(np.abs(t)),
                                                      1e-300)),
   }
+
+
+class LayerTiming(NamedTuple):
+  """One convolution layer at one input size: its input ``(H, W, C_in)``,
+  output channels, forward FLOPs, and the median ms of forward plus input
+  gradient with the direct and (where the layer has them) Winograd
+  kernels."""
+  layer: str
+  shape: Tuple[int, int, int]
+  out_channels: int
+  gflop: float
+  direct_ms: float
+  winograd_ms: float | None
+
+
+def conv_layer_timings(params, prepared, shape: Tuple[int, int],
+                       deepest: str, repeats: int = 5, seed: int = 0
+                       ) -> List[LayerTiming]:
+  """Times each convolution of the network up to ``deepest`` alone at the
+  size it sees for an ``(H, W)`` image: forward and input gradient (what an
+  evaluation costs), direct (``params``) and Winograd (``prepared``, from
+  ``vgg.prepare_params(params, "winograd")``) interleaved, after one warm-up
+  call each; random inputs and cotangents."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from nst_jax import vgg  # pylint: disable=g-import-not-at-top
+
+  def program(p, stride, padding):
+    def fwd_bwd(x, g):
+      y, vjp = jax.vjp(lambda x: vgg._conv(x, p, stride, padding), x)  # pylint: disable=protected-access
+      return y, vjp(g)[0]
+    return jax.jit(fwd_bwd)
+
+  def timed(fn, *args):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return 1e3 * (time.perf_counter() - t)
+
+  network = vgg.network_of(params)
+  names = networks.layer_names(network)
+  rng = np.random.default_rng(seed)
+  h, w = shape
+  rows = []
+  for layer in networks.NETWORKS[network][:names.index(deepest) + 1]:
+    if isinstance(layer, networks.Pool):
+      h = (h - layer.window) // layer.stride + 1
+      w = (w - layer.window) // layer.stride + 1
+    if not isinstance(layer, networks.Conv):
+      continue
+    k, p, s = layer.kernel_size, layer.padding, layer.stride
+    ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    x = jnp.asarray(rng.standard_normal((1, h, w, layer.in_channels)),
+                    jnp.float32)
+    g = jnp.asarray(rng.standard_normal((1, ho, wo, layer.out_channels)),
+                    jnp.float32)
+    sides = [program(params[layer.name], s, p)]
+    if "winograd_forward" in prepared[layer.name]:
+      sides.append(program(prepared[layer.name], s, p))
+    times = [[] for _ in sides]
+    for fn in sides:
+      timed(fn, x, g)
+    for _ in range(repeats):
+      for fn, out in zip(sides, times):
+        out.append(timed(fn, x, g))
+    flops = 2 * ho * wo * k * k * layer.in_channels * layer.out_channels
+    rows.append(LayerTiming(layer.name, (h, w, layer.in_channels),
+                            layer.out_channels, flops / 1e9,
+                            median(times[0]),
+                            median(times[1]) if len(times) > 1 else None))
+    h, w = ho, wo
+  return rows

@@ -7,7 +7,11 @@ callers never see the network's input convention. Feature maps come back NHWC.
 
 Params are ``{conv_name: {"kernel": (kh, kw, in, out), "bias": (out,)}}``,
 float32, as made by ``scripts/fetch_weights.py``; the network is recognised
-from the keys, so ``features`` needs nothing but the pytree.
+from the keys, so ``features`` needs nothing but the pytree. ``prepare_params``
+adds Winograd-transformed kernels to the wide 3×3 layers
+(``"winograd_forward"``, ``"winograd_backward"``); ``features`` uses them
+where present (``nst_jax.winograd``; 1.5× faster VGG-16 evaluations on the
+CPU, docs/benchmarks.md).
 """
 
 import functools
@@ -162,15 +166,14 @@ def _winograd_conv_bwd(precision, residuals, g):
 _winograd_conv.defvjp(_winograd_conv_fwd, _winograd_conv_bwd)
 
 
-def _winograd_eligible(conv: networks.Conv) -> bool:
-  return (conv.kernel_size == 3 and conv.stride == 1 and conv.padding == 1
-          and conv.out_channels >= WINOGRAD_MIN_CHANNELS)
-
-
-def winograd_layers(network: str) -> tuple:
-  """The convolutions of ``network`` that ``conv="winograd"`` transforms."""
+def winograd_layers(network: str,
+                    min_channels: int = WINOGRAD_MIN_CHANNELS) -> tuple:
+  """The convolutions of ``network`` that ``conv="winograd"`` transforms:
+  3×3, stride 1, padding 1, at least ``min_channels`` output channels."""
   return tuple(l.name for l in networks.NETWORKS[network]
-               if isinstance(l, networks.Conv) and _winograd_eligible(l))
+               if isinstance(l, networks.Conv) and l.kernel_size == 3
+               and l.stride == 1 and l.padding == 1
+               and l.out_channels >= min_channels)
 
 
 def resolve_conv(conv: str) -> str:
@@ -190,12 +193,13 @@ def _winograd_kernels(kernel):
 
 
 def prepare_params(params, conv: str = "auto",
-                   layers: Sequence[str] | None = None):
+                   layers: Sequence[str] | None = None, *,
+                   min_channels: int = WINOGRAD_MIN_CHANNELS):
   """Params for the chosen convolution algorithm (``CONV_ALGORITHMS``).
 
   ``"winograd"`` (``"auto"`` on the CPU) adds to each of
-  ``winograd_layers(network)`` (only those up to the deepest of ``layers``
-  when given) the transformed kernels ``"winograd_forward"``
+  ``winograd_layers(network, min_channels)`` (only those up to the deepest of
+  ``layers`` when given) the transformed kernels ``"winograd_forward"``
   ``(6, 6, C_in, C_out)`` and ``"winograd_backward"`` ``(6, 6, C_out, C_in)``
   (for the input gradient), computed once here rather than in every
   evaluation; ``features`` then uses them for those layers. ``"direct"``
@@ -211,7 +215,8 @@ def prepare_params(params, conv: str = "auto",
   """
   algorithm = resolve_conv(conv)
   network = network_of(params)
-  eligible = set(winograd_layers(network)) if algorithm == "winograd" else set()
+  eligible = (set(winograd_layers(network, min_channels))
+              if algorithm == "winograd" else set())
   if layers is not None:
     check_layers(network, layers)
     names = networks.layer_names(network)

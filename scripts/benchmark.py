@@ -37,6 +37,7 @@ import numpy as np
 from nst_jax import benchmark as bm
 from nst_jax import cli
 from nst_jax import io
+from nst_jax import networks
 from nst_jax import objective
 from nst_jax import solvers
 from nst_jax import transfer
@@ -82,14 +83,16 @@ flags.DEFINE_float("check_grad_rtol", 1e-3, "Largest relative difference "
 flags.DEFINE_float("content_weight", _DEFAULT.content_weight, "α.")
 flags.DEFINE_float("style_weight", _DEFAULT.style_weight, "β.")
 flags.DEFINE_float("tv_weight", _DEFAULT.tv_weight, "γ.")
-flags.DEFINE_enum("mode", "compare", ["compare", "memory", "precision"],
+flags.DEFINE_enum("mode", "compare", ["compare", "memory", "precision",
+                                      "layers"],
                   "compare: nst_jax against PyTorch; memory: nst_jax only, "
                   "per size the estimate (transfer.estimate_memory), XLA's "
                   "buffer assignment and the measured peak of a short run "
                   "(one size per process for a clean process peak); "
                   "precision: one transfer per --precisions policy, each "
                   "result scored with the float32 objective, images side by "
-                  "side in --save_images.")
+                  "side in --save_images; layers: each convolution alone, "
+                  "forward and input gradient, direct against Winograd.")
 flags.DEFINE_list("precisions", list(vgg.PRECISIONS), "Policies compared by "
                   "--mode=precision.")
 flags.DEFINE_string("json", None, "Also write every figure to this JSON file.")
@@ -430,6 +433,46 @@ def memory_size(size, params, content_full, style_full, platform):
   return out
 
 
+def layers_size(size, params, content_full):
+  """Each convolution up to relu5_1 alone: direct against Winograd (every
+  3×3 layer, also those below ``vgg.WINOGRAD_MIN_CHANNELS``)."""
+  shape = io.long_edge_shape(content_full.shape[:2], size)
+  prepared = vgg.prepare_params(params, "winograd", min_channels=1)
+  deepest = max(_DEFAULT.spec().layers,
+                key=networks.layer_names("vgg16").index)
+  rows = bm.conv_layer_timings(params, prepared, shape, deepest,
+                               FLAGS.eval_repeats)
+  h, w = shape
+  print(f"\n== {size} px ({w}x{h}): forward + input gradient of each "
+        f"convolution, median of {FLAGS.eval_repeats}, interleaved ==",
+        flush=True)
+  print(f"  {'layer':8s} {'input HxWxC':>14s} {'out':>5s} {'GFLOP':>7s} "
+        f"{'direct ms':>10s} {'winograd ms':>12s} {'ratio':>7s} "
+        f"{'direct TFLOP/s':>15s}", flush=True)
+  for r in rows:
+    ratio = None if r.winograd_ms is None else r.winograd_ms / r.direct_ms
+    print(f"  {r.layer:8s} {'x'.join(map(str, r.shape)):>14s} "
+          f"{r.out_channels:5d} {r.gflop:7.2f} {r.direct_ms:10.1f} "
+          f"{_fmt(r.winograd_ms):>12s} {_fmt(ratio):>7s} "
+          f"{2 * r.gflop / r.direct_ms:15.3f}", flush=True)
+  direct = sum(r.direct_ms for r in rows)
+  best = sum(min(r.direct_ms, r.winograd_ms or r.direct_ms) for r in rows)
+  used = sum(r.winograd_ms if r.winograd_ms is not None else r.direct_ms
+             for r in rows)
+  auto = set(vgg.winograd_layers("vgg16"))
+  chosen = sum(r.winograd_ms if r.layer in auto else r.direct_ms
+               for r in rows)
+  print(f"  all layers: direct {direct:.1f} ms; Winograd on every 3x3 layer "
+        f"{used:.1f} ms ({used / direct:.3f}x); Winograd on the layers with "
+        f">= {vgg.WINOGRAD_MIN_CHANNELS} output channels (conv=winograd) "
+        f"{chosen:.1f} ms ({chosen / direct:.3f}x); the faster of the two per "
+        f"layer {best:.1f} ms ({best / direct:.3f}x)", flush=True)
+  return {"size": size, "shape": [h, w],
+          "layers": [r._asdict() for r in rows],
+          "direct_ms": direct, "all_winograd_ms": used,
+          "winograd_ms": chosen, "best_ms": best}
+
+
 def precision_size(size, params, content_full, style_full):
   """One transfer per precision policy; every result scored in float32."""
   base = transfer.TransferConfig(
@@ -513,8 +556,8 @@ def main(argv):
                        if FLAGS.peak_tflops else
                        bm.peak_tflops(platform, kind, FLAGS.precision))
   conv = vgg.resolve_conv(FLAGS.conv)
-  params = vgg.prepare_params(vgg.load_params("vgg16"), conv,
-                              _DEFAULT.spec().layers)
+  raw_params = vgg.load_params("vgg16")
+  params = vgg.prepare_params(raw_params, conv, _DEFAULT.spec().layers)
   content_full = io.load_image(FLAGS.content)
   style_full = io.load_image(FLAGS.style)
   described = (f"{bm.cpu_model()}, {len(os.sched_getaffinity(0))} cores"
@@ -535,6 +578,8 @@ def main(argv):
   for size in sizes:
     if FLAGS.mode == "precision":
       results.append(precision_size(size, params, content_full, style_full))
+    elif FLAGS.mode == "layers":
+      results.append(layers_size(size, raw_params, content_full))
     elif FLAGS.mode == "memory":
       results.append(memory_size(size, params, content_full, style_full,
                                  platform))

@@ -83,3 +83,20 @@ def test_torch_objective_equals_ours(vgg16_params):
   errors = bm.compare_with_torch(float(value), np.asarray(grad), torch_value,
                                  torch_grad)
   assert errors["value"] < 1e-4 and errors["grad"] < 1e-4, errors
+
+
+def test_conv_layer_timings_walks_the_network():
+  from nst_jax import vgg
+  from test_vgg import random_params
+  params = random_params("vgg16")
+  prepared = vgg.prepare_params(params, "winograd")
+  rows = bm.conv_layer_timings(params, prepared, (20, 18), "relu3_1",
+                               repeats=1)
+  assert [r.layer for r in rows] == ["conv1_1", "conv1_2", "conv2_1",
+                                     "conv2_2", "conv3_1"]
+  assert [r.shape for r in rows] == [(20, 18, 3), (20, 18, 64), (10, 9, 64),
+                                     (10, 9, 128), (5, 4, 128)]
+  # Only conv3_1 (256 output channels) has Winograd kernels.
+  assert [r.winograd_ms is not None for r in rows] == [False] * 4 + [True]
+  assert all(r.direct_ms > 0 for r in rows)
+  assert rows[-1].gflop == pytest.approx(2 * 5 * 4 * 9 * 128 * 256 / 1e9)

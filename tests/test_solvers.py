@@ -369,6 +369,26 @@ def test_chunked_run_is_identical_to_one_program(method):
   np.testing.assert_array_equal(np.asarray(seen[-1].x()), np.asarray(whole.x))
 
 
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize("method", solvers.METHODS)
+def test_chunks_compile_the_advance_program_once(method, batched):
+  """Regression test: optax_lbfgs's initial state had a weakly typed leaf
+  that its update made strong, so the state after the first chunk had
+  another type and every run compiled the chunk program twice (2 s at
+  512 px)."""
+  fun = lambda x, s: quadratic(x * s)
+  config = solvers.SolverConfig(method=method, maxiter=5, **ADAM_BOX)
+  x0, args, axes = jnp.ones((8, 8)), (jnp.float32(1.5),), None
+  if batched:
+    x0, args, axes = jnp.stack([x0, 2 * x0]), (jnp.asarray([1.5, 2.0]),), (0,)
+  run = solvers.minimize_batched if batched else solvers.minimize
+  kw = {"args_axes": axes} if batched else {}
+  run(fun, x0, config, args=args, on_chunk=lambda p: None,
+      chunk_seconds=1e-9, **kw)
+  advance = solvers._compiled(fun, config, axes, False).advance  # pylint: disable=protected-access
+  assert advance._cache_size() == 1  # pylint: disable=protected-access
+
+
 @pytest.mark.parametrize("method", solvers.METHODS)
 def test_should_stop_ends_the_run_as_interrupted(method):
   x0 = np.random.default_rng(3).normal(size=(8, 8)).astype(np.float32)
