@@ -187,9 +187,14 @@ def resolve_conv(conv: str) -> str:
 
 
 @jax.jit
-def _winograd_kernels(kernel):
-  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-  return winograd.transform_kernel(kernel), winograd.transform_kernel(flipped)
+def _winograd_kernels(kernels):
+  """``{layer: kernel}`` → ``{layer: (forward, backward)}`` transforms, all
+  layers in one program (one compilation, one compilation-cache entry)."""
+  def both(kernel):
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+    return (winograd.transform_kernel(kernel),
+            winograd.transform_kernel(flipped))
+  return {name: both(k) for name, k in kernels.items()}
 
 
 def prepare_params(params, conv: str = "auto",
@@ -222,14 +227,15 @@ def prepare_params(params, conv: str = "auto",
     names = networks.layer_names(network)
     deepest = max((names.index(l) for l in layers), default=-1)
     eligible = {l for l in eligible if names.index(l) <= deepest}
-  out = {}
-  for name, p in params.items():
-    p = {k: v for k, v in p.items() if k in ("kernel", "bias")
-         or (name in eligible and k.startswith("winograd_"))}
-    if name in eligible and "winograd_forward" not in p:
-      p["winograd_forward"], p["winograd_backward"] = _winograd_kernels(
-          jnp.asarray(p["kernel"], jnp.float32))
-    out[name] = p
+  out = {name: {k: v for k, v in p.items() if k in ("kernel", "bias")
+                or (name in eligible and k.startswith("winograd_"))}
+         for name, p in params.items()}
+  missing = {name: jnp.asarray(out[name]["kernel"], jnp.float32)
+             for name in sorted(eligible) if "winograd_forward" not in out[name]}
+  for name, (forward, backward) in (
+      _winograd_kernels(missing).items() if missing else ()):
+    out[name]["winograd_forward"] = forward
+    out[name]["winograd_backward"] = backward
   return out
 
 
