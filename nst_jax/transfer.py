@@ -503,6 +503,9 @@ def stylize_multiscale(params, content: np.ndarray,
     shape = io.long_edge_shape(content.shape[:2], size)
     check_image_size(config, shape)
     check_memory(config, shape)
+  check_config(config)
+  # Once for every level (each stylize would transform the kernels again).
+  params = vgg.prepare_params(params, config.conv, config.spec().layers)
   history: List[Dict[str, float]] = []
   result, image = None, None
   iterations = evaluations = 0

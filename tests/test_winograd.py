@@ -265,3 +265,24 @@ def test_stylize_gives_the_same_result_with_either_algorithm(params):
   assert np.abs(a.image - b.image).max() < 1e-3
   last = lambda r: r.loss_history[-1]["total"]
   assert abs(last(a) - last(b)) <= 1e-4 * abs(last(a))
+
+
+def test_multiscale_transforms_the_kernels_once(params, monkeypatch):
+  calls = []
+  real = vgg._winograd_kernels  # pylint: disable=protected-access
+
+  def counting(kernels):
+    calls.append(sorted(kernels))
+    return real(kernels)
+
+  monkeypatch.setattr(vgg, "_winograd_kernels", counting)
+  rng = np.random.default_rng(10)
+  content = rng.uniform(size=(36, 48, 3)).astype(np.float32)
+  result = transfer.stylize_multiscale(
+      params, content, [content[::-1]], (32, 48),
+      transfer.TransferConfig(conv="winograd"), scale_iterations=(2, 2),
+      log_every=0)
+  assert result.image.shape == (36, 48, 3)
+  assert len(calls) == 1
+  assert calls[0] == sorted(("conv3_1", "conv3_2", "conv3_3", "conv4_1",
+                             "conv4_2", "conv4_3", "conv5_1"))
