@@ -187,8 +187,8 @@ def estimate_memory(config: TransferConfig, shape: Tuple[int, int]) -> int:
   copies = 1.2
   kernels = 0
   if vgg.resolve_conv(config.conv) == "winograd":
-    shapes = networks.param_shapes(config.network)
-    kernels = sum(8 * int(np.prod(shapes[l]["kernel"]))
+    param_shapes = networks.param_shapes(config.network)
+    kernels = sum(8 * int(np.prod(param_shapes[l]["kernel"]))
                   for l in vgg.winograd_layers(config.network)
                   if names.index(l) <= names.index(deepest))
   return int(4 * (copies * activations + kernels

@@ -10,7 +10,7 @@ float32, as made by ``scripts/fetch_weights.py``; the network is recognised
 from the keys, so ``features`` needs nothing but the pytree. ``prepare_params``
 adds Winograd-transformed kernels to the wide 3×3 layers
 (``"winograd_forward"``, ``"winograd_backward"``); ``features`` uses them
-where present (``nst_jax.winograd``; 1.5× faster VGG-16 evaluations on the
+where present (``nst_jax.winograd``; VGG-16 evaluations ~1.4× faster on the
 CPU, docs/benchmarks.md).
 """
 
@@ -42,9 +42,10 @@ PRECISIONS = ("float32", "tf32", "bf16")
 # algorithms).
 CONV_ALGORITHMS = ("auto", "direct", "winograd")
 # Below this many output channels the 36 matrix products are too narrow to
-# beat XLA:CPU's direct convolution (measured per VGG-16 layer at 256×192:
-# conv2_2, 128 channels, 31 ms Winograd vs 28 ms direct; conv3_1, 256
-# channels, 10 ms vs 14 ms; docs/benchmarks.md).
+# beat XLA:CPU's direct convolution (``scripts/benchmark.py --mode=layers``,
+# forward and input gradient at 256×192: conv2_2, 128 channels, 28.4 ms
+# Winograd vs 27.9 ms direct; conv3_1, 256 channels, 12.0 vs 13.2 ms; the
+# same split at 512 px; docs/benchmarks.md).
 WINOGRAD_MIN_CHANNELS = 256
 
 
@@ -242,12 +243,11 @@ def prepare_params(params, conv: str = "auto",
 def _conv(x, p, stride, padding, precision="float32"):
   """One convolution layer with its bias: Winograd where ``p`` carries the
   transforms (``prepare_params``) and the policy is not bf16, else direct."""
+  kernel = p["kernel"].astype(x.dtype)
   if "winograd_forward" in p and precision != "bf16":
     y = _winograd_conv(x, p["winograd_forward"].astype(x.dtype),
                        p["winograd_backward"].astype(x.dtype), precision)
-    return y + p["bias"].astype(x.dtype).reshape(1, 1, 1, -1)
-  kernel = p["kernel"].astype(x.dtype)
-  if stride == 1 and kernel.shape[0] == kernel.shape[1]:
+  elif stride == 1 and kernel.shape[0] == kernel.shape[1]:
     y = _stride1_conv(x, kernel, padding, precision)
   else:
     y = _conv_raw(x, kernel, stride, padding, precision)
@@ -277,13 +277,12 @@ def _max_pool_2x2_bwd(residuals, g):
   h2, w2 = h // 2, w // 2
   tiles = x[:, :h2 * 2, :w2 * 2].reshape(n, h2, 2, w2, 2, c)
   taken = jnp.zeros(y.shape, bool)
-  parts = []
-  for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):
-    first = (tiles[:, :, i, :, j] == y) & ~taken
-    if (i, j) == (1, 1):  # the last one takes what is left (NaN windows)
-      first = ~taken
-    taken = taken | first
-    parts.append(jnp.where(first, g, jnp.zeros_like(g)))
+  firsts = []
+  for i, j in ((0, 0), (0, 1), (1, 0)):
+    firsts.append((tiles[:, :, i, :, j] == y) & ~taken)
+    taken = taken | firsts[-1]
+  firsts.append(~taken)  # the last element takes what is left (NaN windows)
+  parts = [jnp.where(first, g, jnp.zeros_like(g)) for first in firsts]
   top = jnp.stack(parts[:2], axis=3)
   bottom = jnp.stack(parts[2:], axis=3)                 # (N, h2, w2, 2, C)
   grad = jnp.stack([top, bottom], axis=2).reshape(n, h2 * 2, w2 * 2, c)
