@@ -8,11 +8,11 @@ here; ``weights`` (the converter) and ``io`` touch the disk, nothing else does.
 """
 
 from nst_jax import color
+from nst_jax import figures
 from nst_jax import io
 from nst_jax import losses
 from nst_jax import networks
 from nst_jax import objective
-from nst_jax import plot
 from nst_jax import solvers
 from nst_jax import statistics
 from nst_jax import synthetic
@@ -23,11 +23,11 @@ from nst_jax import winograd
 from nst_jax.color import (combine_luminance, luminance_images, match_color,
                            match_luminance)
 from nst_jax.errors import NSTError
+from nst_jax.figures import loss_curves
 from nst_jax.io import load_image, resize_long_edge, resize_to, save_image
 from nst_jax.losses import content_loss, gram_loss, total_variation_loss
 from nst_jax.objective import (Spec, Targets, Weights, loss_terms,
                                make_objective, make_targets, make_weights)
-from nst_jax.plot import loss_curves
 from nst_jax.solvers import (Hook, SolveResult, SolverConfig, minimize,
                              minimize_batched)
 from nst_jax.statistics import (channel_mean_covariance, channel_moments,
@@ -48,7 +48,7 @@ __all__ = [
     "vgg", "weights", "synthetic", "channel_mean_covariance",
     "channel_moments", "gram_eigen", "gram_spectrum", "local_gram",
     "low_rank_gram", "project_features", "spatial_autocorrelation",
-    "sqrtm_psd", "color", "plot", "combine_luminance", "luminance_images",
+    "sqrtm_psd", "color", "figures", "combine_luminance", "luminance_images",
     "match_color", "match_luminance", "loss_curves", "minimize_batched",
     "stylize_multiscale", "winograd", "prepare_params",
 ]

@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags
 
 from nst_jax import cli
+from nst_jax import figures
 from nst_jax import io
 from nst_jax.errors import NSTError
 
@@ -31,8 +32,8 @@ def main(argv):
   if FLAGS.labels is not None and len(FLAGS.labels) != len(FLAGS.images):
     raise NSTError(f"got {len(FLAGS.labels)} labels for "
                    f"{len(FLAGS.images)} images")
-  sheet = io.side_by_side([io.load_image(p) for p in FLAGS.images],
-                          FLAGS.labels, height=FLAGS.height)
+  sheet = figures.side_by_side([io.load_image(p) for p in FLAGS.images],
+                               FLAGS.labels, height=FLAGS.height)
   io.save_image(FLAGS.output, sheet, protect=FLAGS.images)
   print(f"wrote {FLAGS.output}")
 

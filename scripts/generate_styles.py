@@ -20,9 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags
 import jax
-import numpy as np
 
 from nst_jax import cli
+from nst_jax import figures
 from nst_jax import io
 from nst_jax import solvers
 from nst_jax import synthetic
@@ -60,18 +60,6 @@ def _floats(name):
     return [float(v) for v in getattr(FLAGS, name)]
   except ValueError:
     raise NSTError(f"--{name} must be comma-separated numbers") from None
-
-
-def grid(rows, labels, height):
-  """Rows of images (io.side_by_side each) stacked on white, left-aligned."""
-  sheets = [io.side_by_side(r, l, height=height) for r, l in zip(rows, labels)]
-  width = max(s.shape[1] for s in sheets)
-  gap = np.ones((6, width, 3), np.float32)
-  out = []
-  for s in sheets:
-    pad = np.ones((s.shape[0], width - s.shape[1], 3), np.float32)
-    out += [np.concatenate([s, pad], axis=1), gap]
-  return np.concatenate(out[:-1], axis=0)
 
 
 def generate(params, layers, scales, magnitudes, sigmas, densities,
@@ -144,7 +132,8 @@ def main(argv):
                           _floats("single_magnitudes"), _floats("sigmas"),
                           _floats("densities"), FLAGS.redraw_every, FLAGS.size,
                           FLAGS.iterations, FLAGS.seed)
-  io.save_image(FLAGS.output, grid(rows, labels, FLAGS.cell_height))
+  io.save_image(FLAGS.output, figures.stacked_rows(rows, labels,
+                                                   height=FLAGS.cell_height))
   print(f"wrote {FLAGS.output}: {sum(len(r) for r in rows)} textures in "
         f"{time.perf_counter() - start:.0f} s on {cli.device_description()}")
 

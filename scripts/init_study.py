@@ -5,7 +5,7 @@
 
 Runs the same transfer three times, starting from the style image, the
 content image and white noise, and writes [content, style, from style, from
-content, from noise] side by side (``io.side_by_side``) with a JSON record
+content, from noise] side by side (``figures.side_by_side``) with a JSON record
 beside the PNG (each run's final loss terms, iterations and seconds). Every
 other setting is ``stylize.py``'s default (``transfer.TransferConfig``).
 """
@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags
 
 from nst_jax import cli
+from nst_jax import figures
 from nst_jax import io
 from nst_jax import transfer
 from nst_jax import vgg
@@ -71,7 +72,7 @@ def main(argv):
     print(f"from {init:7s}: total {last['total']:.4g}  content "
           f"{last['content']:.4g}  style {last['style']:.4g}  "
           f"({r.iterations} iterations, {r.wall_seconds:.1f} s)", flush=True)
-  sheet = io.side_by_side(
+  sheet = figures.side_by_side(
       [content, style] + [r.image for r in results.values()],
       ["content", "style"] + [f"from {k}" for k in results], height=FLAGS.height)
   inputs = [FLAGS.content, FLAGS.style]

@@ -29,6 +29,7 @@ from absl import flags
 from absl import logging
 
 from nst_jax import cli
+from nst_jax import figures
 from nst_jax import io
 from nst_jax import networks
 from nst_jax import solvers
@@ -121,33 +122,17 @@ def _axes(network: str):
 def _label(name, value, styles):
   if name == "style":
     return pathlib.Path(styles[value]).stem
-  if name == "style_layer_sets":
-    return value[0] if len(value) == 1 else f"{value[0]}..{value[-1]}"
   if name == "style_weight" and FLAGS.preset == "gatys_fig3":
     from nst_jax import grid  # pylint: disable=g-import-not-at-top
     return f"a/b={grid.GATYS_SCALE / value:.0e} (beta {value:.0e})"
-  if isinstance(value, float):
-    return f"{name.replace('_weight', '')} {value:.0e}"
-  if isinstance(value, tuple):
-    return ",".join(f"{v:g}" for v in value)
-  return f"{name} {value}"
+  return figures.cell_label(name, value)
 
 
 def _sheet(axes, result, content, styles, style_paths, title):
-  varying = axes.varying()
-  cells = result.cells
-  col_axis = varying[-1] if varying else None
-  cols = len(getattr(axes, col_axis)) if col_axis else 1
-  rows = len(cells) // cols
-  images = [[result.images[r * cols + c] for c in range(cols)]
-            for r in range(rows)]
-  col_labels = ([_label(col_axis, cells[c][col_axis], style_paths)
-                 for c in range(cols)] if col_axis else [""])
-  row_labels = ["\n".join(_label(a, cells[r * cols][a], style_paths)
-                          for a in varying[:-1]) for r in range(rows)]
-  return io.contact_sheet(
-      images, row_labels, col_labels, title=title,
-      margin_images=[content, *styles],
+  return figures.grid_sheet(
+      result.images, dataclasses.asdict(axes),
+      label=lambda name, value: _label(name, value, style_paths),
+      title=title, margin_images=[content, *styles],
       margin_labels=["content", *(pathlib.Path(p).stem for p in style_paths)])
 
 

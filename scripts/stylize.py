@@ -27,8 +27,8 @@ from absl import logging
 
 from nst_jax import cli
 from nst_jax import color
+from nst_jax import figures
 from nst_jax import io
-from nst_jax import plot
 from nst_jax import networks
 from nst_jax import objective
 from nst_jax import solvers
@@ -384,13 +384,13 @@ def main(argv):
   written = [FLAGS.output, record_path]
   side = _side_paths(FLAGS.output)
   if FLAGS.plot:
-    io.save_image(side["plot"], plot.loss_curves(
+    io.save_image(side["plot"], figures.loss_curves(
         result.loss_history, title=os.path.basename(FLAGS.output)),
         protect=inputs)
     written.append(side["plot"])
   if FLAGS.sheet:
     names = [os.path.basename(p) for p in inputs]
-    io.save_image(side["sheet"], io.side_by_side(
+    io.save_image(side["sheet"], figures.side_by_side(
         [original, *originals, result.image],
         [f"content: {names[0]}", *(f"style: {n}" for n in names[1:]),
          "result"]), protect=inputs)

@@ -607,16 +607,3 @@ def test_save_json_atomic_and_protected(tmp_path, monkeypatch):
     nio.save_json(path, {"new": 1})
   assert path.read_text() == '{"old": true}\n'
   assert _entries(tmp_path) == ["record.json"]
-
-
-def test_side_by_side_layout_and_labels():
-  a = np.zeros((20, 40, 3), np.float32)
-  b = np.ones((10, 10, 3), np.float32)
-  sheet = nio.side_by_side([a, b], ["a", "b"], height=30, gap=4, label_height=12)
-  assert sheet.shape == (42, 60 + 4 + 30, 3)
-  assert sheet.dtype == np.float32
-  np.testing.assert_allclose(sheet[:30, :60], 0.0)          # a, scaled
-  np.testing.assert_allclose(sheet[:30, 64:], 1.0)          # b, scaled
-  assert sheet[30:, :60].min() < 0.5                        # a caption drawn
-  with pytest.raises(ValueError):
-    nio.side_by_side([a], ["x", "y"])

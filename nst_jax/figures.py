@@ -1,19 +1,237 @@
-"""Loss-curve figures drawn with Pillow alone (the project avoids matplotlib).
+"""Every figure the project draws, as pure functions: arrays in, an image out.
 
-Array contract: :func:`loss_curves` takes a loss history, a list of dict
-records, one per logged iteration, each with ``"iteration"`` and ``"total"``
-and optionally ``"content"``, ``"style"``, ``"tv"``, ``"style_layers"`` (layer
-name -> value), ``"seconds"`` (cumulative wall time) and ``"size"`` (the level
-of a coarse-to-fine run, whose iterations restart at 0 per level). It returns a
-float32 image of shape ``(H, W, 3)``, RGB, in ``[0, 1]``, like the figures of
-:mod:`nst_jax.io`. The same history always gives the same pixels.
+Array contract: images going in are float ``(H, W, 3)`` RGB in ``[0, 1]``
+(:mod:`nst_jax.io`'s contract), and every function returns a new float32
+``(H, W, 3)`` RGB image in ``[0, 1]``, drawn with Pillow alone (the project
+avoids matplotlib). The same inputs always give the same pixels. Nothing here
+touches the disk: :func:`nst_jax.io.save_image` or a script writes the result.
+
+* :func:`side_by_side`: images in a row with captions (README figures).
+* :func:`stacked_rows`: several such rows, one under another.
+* :func:`contact_sheet`: a labelled grid of images with a margin strip.
+* :func:`grid_sheet`: the contact sheet of a style grid, laid out from its
+  axes (``nst_jax.grid``), one row per combination of the other axes.
+* :func:`loss_curves`: the loss terms of one run against iterations and
+  seconds.
+
+Bad arguments (an empty list, a label count that does not match, a malformed
+history) raise ``ValueError`` naming the parameter.
 """
 
+import itertools
 import math
-from typing import Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from nst_jax import io
+from nst_jax.errors import param
+
+
+# ---------------------------------------------------------------------------
+# Images in rows and grids.
+
+
+def _image(image, name: str) -> np.ndarray:
+  """``image`` as a float array (H, W, 3) with pixels, or ValueError naming
+  parameter ``name``."""
+  array = np.asarray(image)
+  if (array.ndim != 3 or array.shape[-1] != 3 or 0 in array.shape
+      or not np.issubdtype(array.dtype, np.floating)):
+    raise ValueError(f"{param(name)} must hold float images of shape "
+                     f"(H, W, 3), got {array.dtype} {array.shape}")
+  return array
+
+
+def _to_height(image: np.ndarray, height: int) -> np.ndarray:
+  """``image`` resized to ``height`` rows, its aspect ratio kept."""
+  width = max(1, round(image.shape[1] * height / image.shape[0]))
+  return io.resize_to(image, (height, width))
+
+
+def _paste(sheet: Image.Image, image: np.ndarray, xy) -> None:
+  sheet.paste(Image.fromarray(io.image_to_uint8(image)), xy)
+
+
+def _as_float(sheet: Image.Image) -> np.ndarray:
+  return np.asarray(sheet, np.float32) / 255.0
+
+
+def side_by_side(images, labels=None, *, height: int = 256, gap: int = 6,
+                 label_height: int = 22) -> np.ndarray:
+  """Images scaled to a common ``height`` and placed left to right on white,
+  each with an optional caption underneath; returns float32 (H, W, 3).
+
+  ``images`` are float (H, W, 3) in [0, 1]; ``labels`` one string per image
+  (or None: no caption row). The result is ``height + label_height`` pixels
+  high (``height`` without labels) and as wide as the scaled images plus
+  ``gap`` between each two.
+  """
+  arrays = [_image(im, "images") for im in images]
+  if not arrays:
+    raise ValueError(f"{param('images')} must hold at least one image")
+  if labels is not None and len(labels) != len(arrays):
+    raise ValueError(f"{len(labels)} {param('labels')} for {len(arrays)} "
+                     "images")
+  scaled = [_to_height(a, height) for a in arrays]
+  caption = label_height if labels else 0
+  width = sum(a.shape[1] for a in scaled) + gap * (len(scaled) - 1)
+  sheet = Image.new("RGB", (width, height + caption), "white")
+  draw = ImageDraw.Draw(sheet)
+  x = 0
+  for i, a in enumerate(scaled):
+    _paste(sheet, a, (x, 0))
+    if labels:
+      text = str(labels[i])
+      tw = draw.textlength(text)
+      draw.text((x + max(0, (a.shape[1] - tw) / 2), height + 5), text,
+                fill=(40, 40, 40))
+    x += a.shape[1] + gap
+  return _as_float(sheet)
+
+
+def stacked_rows(rows, labels, *, height: int = 64, gap: int = 6
+                 ) -> np.ndarray:
+  """Rows of images, one under another on white, left-aligned; returns
+  float32 (H, W, 3).
+
+  ``rows[i]`` is a list of float (H, W, 3) images drawn as
+  ``side_by_side(rows[i], labels[i], height=height)``; the rows are ``gap``
+  pixels apart and the narrower ones are padded with white on the right.
+  """
+  if not len(rows):
+    raise ValueError(f"{param('rows')} must hold at least one row")
+  if len(labels) != len(rows):
+    raise ValueError(f"{len(labels)} {param('labels')} rows for {len(rows)} "
+                     "rows of images")
+  sheets = [side_by_side(r, l, height=height) for r, l in zip(rows, labels)]
+  width = max(s.shape[1] for s in sheets)
+  space = np.ones((gap, width, 3), np.float32)
+  out = []
+  for s in sheets:
+    pad = np.ones((s.shape[0], width - s.shape[1], 3), np.float32)
+    out += [np.concatenate([s, pad], axis=1), space]
+  return np.concatenate(out[:-1], axis=0)
+
+
+def contact_sheet(cells, row_labels, col_labels, *, margin_images=(),
+                  margin_labels=(), cell_height: int = 160, gap: int = 4,
+                  label_width: int = 150, label_height: int = 20,
+                  title: str | None = None) -> np.ndarray:
+  """A labelled grid of images; returns float32 (H, W, 3) in [0, 1].
+
+  ``cells`` is a list of rows, each a list of float (H, W, 3) images; every
+  cell is drawn ``cell_height`` pixels high with the aspect ratio of the
+  first. Row labels (a newline starts another line) go left of each row,
+  column labels above each column; ``margin_images`` (e.g. the content and
+  style images) are shown with their ``margin_labels`` in a strip above the
+  grid, under an optional ``title``.
+  """
+  rows, cols = len(cells), len(cells[0]) if len(cells) else 0
+  if rows == 0 or cols == 0 or any(len(r) != cols for r in cells):
+    raise ValueError(f"{param('cells')} must be a non-empty, rectangular "
+                     "grid of images")
+  if len(row_labels) != rows or len(col_labels) != cols:
+    raise ValueError(f"{len(row_labels)} {param('row_labels')} and "
+                     f"{len(col_labels)} {param('col_labels')} for a "
+                     f"{rows}x{cols} grid")
+  h0, w0 = _image(cells[0][0], "cells").shape[:2]
+  cw = max(1, round(w0 * cell_height / h0))
+  thumb = max(16, (cell_height * 2) // 3)
+  margins = [_to_height(_image(im, "margin_images"), thumb)
+             for im in margin_images]
+  strip = thumb + label_height + gap if margins else 0
+  head = (label_height + gap if title else 0) + strip + label_height
+  width = max(label_width + cols * (cw + gap),
+              label_width + sum(a.shape[1] + gap for a in margins))
+  height = head + rows * (cell_height + gap)
+  sheet = Image.new("RGB", (width, height), "white")
+  draw = ImageDraw.Draw(sheet)
+  y = 0
+  if title:
+    draw.text((gap, y + 4), title, fill=(0, 0, 0))
+    y += label_height + gap
+  x = label_width
+  for a, text in zip(margins, margin_labels):
+    _paste(sheet, a, (x, y))
+    draw.text((x, y + thumb + 4), str(text), fill=(40, 40, 40))
+    x += a.shape[1] + gap
+  y += strip
+  for j, text in enumerate(col_labels):
+    draw.text((label_width + j * (cw + gap) + 2, y + 4), str(text),
+              fill=(0, 0, 0))
+  y += label_height
+  for i, row in enumerate(cells):
+    top = y + i * (cell_height + gap)
+    for k, line in enumerate(str(row_labels[i]).split("\n")):
+      draw.text((4, top + 4 + 14 * k), line, fill=(0, 0, 0))
+    for j, im in enumerate(row):
+      a = io.resize_to(_image(im, "cells"), (cell_height, cw))
+      _paste(sheet, a, (label_width + j * (cw + gap), top))
+  return _as_float(sheet)
+
+
+# ---------------------------------------------------------------------------
+# Style grids.
+
+
+def cell_label(name: str, value: Any) -> str:
+  """The default caption of one value of grid axis ``name``: ``"style 1e+07"``
+  for a weight, ``"relu1_1..relu5_1"`` for a layer set, ``"0.2,0.8"`` for
+  per-layer weights, ``"seed 3"`` otherwise."""
+  if name == "style_layer_sets" and value:
+    return value[0] if len(value) == 1 else f"{value[0]}..{value[-1]}"
+  if isinstance(value, float):
+    return f"{name.replace('_weight', '')} {value:.0e}"
+  if isinstance(value, tuple):
+    return ",".join(f"{v:g}" for v in value)
+  return f"{name} {value}"
+
+
+def grid_sheet(images, axes: Mapping[str, Sequence[Any]], *,
+               label: Callable[[str, Any], str] = cell_label,
+               margin_images=(), margin_labels=(), title: str | None = None,
+               cell_height: int = 160) -> np.ndarray:
+  """The contact sheet of a style grid; returns float32 (H, W, 3) in [0, 1].
+
+  ``axes`` maps each axis name to its values in the grid's order (e.g.
+  ``dataclasses.asdict(grid.GridAxes(...))``); ``images`` holds one float
+  (H, W, 3) image per cell of their Cartesian product, the last axis varying
+  fastest (``grid.GridResult.images``). The last axis with more than one
+  value gives the columns; every combination of the other varying axes is a
+  row, captioned one line per axis. ``label(name, value)`` writes each
+  caption (default :func:`cell_label`). ``margin_images`` and their
+  ``margin_labels`` (e.g. the content and style images) go in a strip above
+  the grid, as in :func:`contact_sheet`.
+  """
+  names = list(axes)
+  cells = [dict(zip(names, combo))
+           for combo in itertools.product(*(axes[n] for n in names))]
+  if len(images) != len(cells):
+    raise ValueError(f"{param('images')} holds {len(images)} images for a "
+                     f"grid of {len(cells)} cells")
+  varying = [n for n in names if len(axes[n]) > 1]
+  cols = len(axes[varying[-1]]) if varying else 1
+  rows = len(cells) // cols
+  grid = [[images[r * cols + c] for c in range(cols)] for r in range(rows)]
+  col_labels = ([label(varying[-1], v) for v in axes[varying[-1]]]
+                if varying else [""])
+  row_labels = ["\n".join(label(a, cells[r * cols][a]) for a in varying[:-1])
+                for r in range(rows)]
+  return contact_sheet(grid, row_labels, col_labels, title=title,
+                       margin_images=margin_images,
+                       margin_labels=margin_labels, cell_height=cell_height)
+
+
+# ---------------------------------------------------------------------------
+# Loss curves.
+#
+# ``loss_curves`` takes a loss history, a list of dict records, one per logged
+# iteration, each with ``"iteration"`` and ``"total"`` and optionally
+# ``"content"``, ``"style"``, ``"tv"``, ``"style_layers"`` (layer name ->
+# value), ``"seconds"`` (cumulative wall time) and ``"size"`` (the level of a
+# coarse-to-fine run, whose iterations restart at 0 per level).
 
 # (name, colour, line width) of the summed terms; style layers are dashed.
 _TERMS = (("total", (0, 0, 0), 3), ("content", (31, 119, 180), 2),
@@ -238,13 +456,13 @@ def _check_history(history) -> None:
   """ValueError unless ``history`` is a non-empty list of records with
   ``"iteration"`` and ``"total"``."""
   if history is None or len(history) == 0:
-    raise ValueError("loss_curves needs a non-empty loss history "
+    raise ValueError(f"{param('history')} must be a non-empty loss history "
                      "(a list of dict records, one per logged iteration)")
   for i, record in enumerate(history):
     if not (isinstance(record, Mapping) and "iteration" in record
             and "total" in record):
-      raise ValueError(f"loss history record {i} needs 'iteration' and 'total' "
-                       f"keys, got {record!r:.80}")
+      raise ValueError(f"{param('history')} record {i} needs 'iteration' and "
+                       f"'total' keys, got {record!r:.80}")
 
 
 def loss_curves(history, *, title: str | None = None, width: int = 900,
@@ -278,8 +496,9 @@ def loss_curves(history, *, title: str | None = None, width: int = 900,
                                         width - 72 - _PAD, font)
   slot = width / len(panels)
   if bottom - top < 60 or slot < 160:
-    raise ValueError(f"a {width}x{height} figure is too small for "
-                     f"{len(panels)} panels and {len(curves)} curves")
+    raise ValueError(f"{param('width')} {width} and {param('height')} "
+                     f"{height} are too small for {len(panels)} panels and "
+                     f"{len(curves)} curves")
   for k, (xs, xlabel) in enumerate(panels):
     box = (round(k * slot) + 72, top, round((k + 1) * slot) - 16, bottom)
     _panel(image, box, xs, levels, starts, curves, _log_range(curves), xlabel,
