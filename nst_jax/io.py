@@ -1,5 +1,8 @@
 """Image and record I/O: the only library module that reads or writes images.
 
+It reads and writes; the figures it writes are drawn by
+:mod:`nst_jax.figures`.
+
 Array contract: an image is a float32 numpy array of shape ``(H, W, 3)``, RGB,
 with values in ``[0, 1]``. :func:`load_image` returns that and
 :func:`save_image` accepts it (anything outside ``[0, 1]`` is clipped).
@@ -8,7 +11,8 @@ Every problem a person can cause (a missing, corrupt or absurdly large input
 file, an output that would overwrite an input, an unwritable directory) is
 raised as :class:`~nst_jax.errors.NSTError` with a one-line message naming the
 file. Programming errors (an array of the wrong shape or dtype) raise
-``ValueError`` / ``TypeError``.
+``ValueError`` / ``TypeError``. Messages name parameters as ```name```
+(:func:`nst_jax.errors.param`), never command-line flags.
 
 Writes are atomic: the data goes to a temporary file in the destination
 directory, is fsync'ed and then moved over the destination with
@@ -27,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from nst_jax.errors import NSTError
+from nst_jax.errors import NSTError, param
 
 # Largest image load_image accepts by default: 100 megapixels.
 DEFAULT_MAX_PIXELS = 10_000 * 10_000
@@ -229,7 +233,8 @@ def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
   """
   if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) \
       or max_pixels <= 0:
-    raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
+    raise ValueError(f"{param('max_pixels')} must be a positive int, got "
+                     f"{max_pixels!r}")
   _open_checks(path)
   try:
     with warnings.catch_warnings():
@@ -276,16 +281,19 @@ def read_png_metadata(path) -> dict[str, str]:
 # Array helpers and resizing.
 
 
-def _check_image(image) -> np.ndarray:
-  """``image`` as a float numpy array of shape (H, W, 3), or ValueError."""
+def _check_image(image, name: str = "image") -> np.ndarray:
+  """``image`` as a float numpy array of shape (H, W, 3), or ValueError /
+  TypeError naming parameter ``name``."""
   array = np.asarray(image)
   if array.ndim != 3 or array.shape[-1] != 3:
-    raise ValueError(f"expected an image of shape (H, W, 3), got {array.shape}")
+    raise ValueError(f"{param(name)} must have shape (H, W, 3), got "
+                     f"{array.shape}")
   if not np.issubdtype(array.dtype, np.floating):
-    raise TypeError(f"expected a float image with values in [0, 1], got dtype "
-                    f"{array.dtype}")
+    raise TypeError(f"{param(name)} must be a float image with values in "
+                    f"[0, 1], got dtype {array.dtype}")
   if array.shape[0] == 0 or array.shape[1] == 0:
-    raise ValueError(f"expected a non-empty image, got shape {array.shape}")
+    raise ValueError(f"{param(name)} must have pixels, got shape "
+                     f"{array.shape}")
   return array
 
 
@@ -297,16 +305,18 @@ def image_to_uint8(image) -> np.ndarray:
   """
   array = _check_image(image)
   if not np.all(np.isfinite(array)):
-    raise ValueError("image contains non-finite values (NaN or infinity)")
+    raise ValueError(f"{param('image')} contains non-finite values (NaN or "
+                     "infinity)")
   return np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _check_edge(value, name: str) -> int:
-  """``value`` if it is an int in [1, MAX_RESIZE_EDGE], else NSTError."""
+def _check_edge(value, what: str) -> int:
+  """``value`` if it is an int in [1, MAX_RESIZE_EDGE], else NSTError whose
+  message calls it ``what`` (e.g. ```size``` or ```shape`` height``)."""
   if isinstance(value, (bool, np.bool_)) or not isinstance(
       value, (int, np.integer)) or not 1 <= value <= MAX_RESIZE_EDGE:
-    raise NSTError(f"invalid image {name} {value!r}: expected a whole number "
-                   f"of pixels from 1 to {MAX_RESIZE_EDGE}")
+    raise NSTError(f"invalid {what} {value!r}: expected a whole number of "
+                   f"pixels from 1 to {MAX_RESIZE_EDGE}")
   return int(value)
 
 
@@ -334,10 +344,10 @@ def resize_to(image, shape: tuple[int, int]) -> np.ndarray:
   try:
     height, width = shape
   except (TypeError, ValueError) as e:
-    raise NSTError(f"invalid image size {shape!r}: expected (height, width)") \
-        from e
-  height = _check_edge(height, "height")
-  width = _check_edge(width, "width")
+    raise NSTError(f"invalid {param('shape')} {shape!r}: expected (height, "
+                   "width)") from e
+  height = _check_edge(height, f"{param('shape')} height")
+  width = _check_edge(width, f"{param('shape')} width")
   if (height, width) == array.shape[:2]:
     return np.clip(array, 0.0, 1.0).astype(np.float32)
   return _resample(array, height, width)
@@ -359,7 +369,7 @@ def resize_long_edge(image, size: int) -> np.ndarray:
 def long_edge_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
   """``(height, width)`` after scaling ``shape`` so its long edge is ``size``
   (the short edge rounded, at least 1 px); nothing is allocated."""
-  size = _check_edge(size, "size")
+  size = _check_edge(size, param("size"))
   height, width = shape
   scale = size / max(height, width)
   new_height = size if height >= width else max(1, round(height * scale))
@@ -464,15 +474,16 @@ def _png_info(metadata: Mapping[str, str] | None) -> PngImagePlugin.PngInfo:
   info = PngImagePlugin.PngInfo()
   for key, value in (metadata or {}).items():
     if not isinstance(key, str) or not isinstance(value, str):
-      raise TypeError(f"PNG metadata must map str to str, got {key!r}: "
-                      f"{type(value).__name__}")
+      raise TypeError(f"{param('metadata')} must map str to str, got "
+                      f"{key!r}: {type(value).__name__}")
     try:
       key_bytes = key.encode("latin-1")
     except UnicodeEncodeError as e:
-      raise ValueError(f"PNG metadata key {key!r} is not Latin-1") from e
+      raise ValueError(f"{param('metadata')} key {key!r} is not Latin-1 "
+                       "(PNG text keys are)") from e
     if not 1 <= len(key_bytes) <= 79 or b"\0" in key_bytes:
-      raise ValueError(f"PNG metadata key {key!r} must be 1 to 79 characters "
-                       "without NUL")
+      raise ValueError(f"{param('metadata')} key {key!r} must be 1 to 79 "
+                       "characters without NUL (a PNG text key)")
     info.add_text(key, value, zip=len(value) > 1024)
   return info
 

@@ -408,12 +408,13 @@ def test_resize_invalid_size(size):
   with pytest.raises(NSTError) as info:
     nio.resize_long_edge(image, size)
   assert "\n" not in str(info.value)
+  assert str(info.value).startswith("invalid `size` ")  # a parameter, no flag
 
 
 def test_resize_to_invalid_shape():
   image = np.zeros((4, 4, 3), np.float32)
   for shape in [(0, 4), (4, 20000), (4,), "4x4"]:
-    with pytest.raises(NSTError):
+    with pytest.raises(NSTError, match="^invalid `shape` "):
       nio.resize_to(image, shape)
 
 
@@ -489,10 +490,15 @@ def test_save_refuses_non_png_name(tmp_path):
 
 
 def test_save_rejects_wrong_arrays(tmp_path):
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match="`image` must have shape"):
     nio.save_image(tmp_path / "a.png", np.zeros((4, 4), np.float32))
-  with pytest.raises(TypeError):
+  with pytest.raises(TypeError, match="`image` must be a float image"):
     nio.save_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+  with pytest.raises(TypeError, match="`metadata` must map str to str"):
+    nio.save_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.float32),
+                   metadata={"k": 1})
+  with pytest.raises(ValueError, match="`max_pixels`"):
+    nio.load_image(tmp_path / "a.png", max_pixels=0)
 
 
 def _write_previous(path):
