@@ -5,7 +5,7 @@
 
 In ONE process and on the same device it runs this project (the compiled
 solver loop: optax L-BFGS, the default, and jaxopt's L-BFGS) and a PyTorch
-implementation of the same objective (``nst_jax.benchmark``: same weights,
+implementation of the same objective (``torch_reference.py``: same weights,
 images, layers, loss formulas, α/β/γ, content init; neural-style-pt's
 ``torch.optim.LBFGS(lr=1, history_size=10, line_search_fn=None)``). Before
 timing it checks that both objectives give the same value and gradient at the
@@ -34,8 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import benchmark as bm
 from nst_jax import cli
+from nst_jax import figures
 from nst_jax import io
 from nst_jax import networks
 from nst_jax import objective
@@ -43,6 +43,9 @@ from nst_jax import solvers
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax.errors import NSTError
+
+import bench_common as bm  # siblings in scripts/
+import torch_reference as tr
 
 _SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))), os.pardir, "shared", "images")
@@ -216,7 +219,7 @@ def bench_size(size, params, content_full, style_full, torch_mod, peak,
   tobj = None
   if torch_mod is not None:
     device = "cuda" if platform == "gpu" else "cpu"
-    tobj = bm.torch_objective(
+    tobj = tr.torch_objective(
         params, content, [style], content_layers=spec.content_layers,
         style_layers=spec.style_layers,
         style_layer_weights=[float(v) for v in weights.style_layers],
@@ -236,8 +239,8 @@ def bench_size(size, params, content_full, style_full, torch_mod, peak,
         -1e-3, 1e-3, content.shape)).astype(np.float32)  # inside (0, 1)
     for name, image in (("init", content), ("init+noise", noisy)):
       (v32, _), g32 = vg32(jnp.asarray(image), *args)
-      tv, tg = bm.torch_value_and_grad(tobj, image)
-      check = bm.compare_with_torch(float(v32), np.asarray(g32), tv, tg)
+      tv, tg = tr.torch_value_and_grad(tobj, image)
+      check = tr.compare_with_torch(float(v32), np.asarray(g32), tv, tg)
       out[f"check_{name}"] = check
       print(f"  check at the {name}: value {float(v32):.6g} (torch "
             f"{tv:.6g}), relative differences: value {check['value']:.1e}, "
@@ -255,7 +258,7 @@ def bench_size(size, params, content_full, style_full, torch_mod, peak,
   for _ in range(2):
     jax.block_until_ready(vg(x0, *args))
     if tobj is not None:
-      bm.torch_value_and_grad(tobj, content)
+      tr.torch_value_and_grad(tobj, content)
   jax_ms, torch_ms = [], []
   for _ in range(FLAGS.eval_repeats):
     t = time.perf_counter()
@@ -263,7 +266,7 @@ def bench_size(size, params, content_full, style_full, torch_mod, peak,
     jax_ms.append(1e3 * (time.perf_counter() - t))
     if tobj is not None:
       t = time.perf_counter()
-      x = bm.torch_image(content, tobj.device).requires_grad_(True)
+      x = tr.torch_image(content, tobj.device).requires_grad_(True)
       tobj.loss(x).backward()
       float(x.grad.sum())  # synchronises
       torch_ms.append(1e3 * (time.perf_counter() - t))
@@ -276,7 +279,7 @@ def bench_size(size, params, content_full, style_full, torch_mod, peak,
     with bm.PeakRSS() as peak_rss:
       if platform == "gpu":
         torch_mod.cuda.reset_peak_memory_stats()
-      torch_run = bm.torch_lbfgs(tobj, content, iterations)
+      torch_run = tr.torch_lbfgs(tobj, content, iterations)
     torch_mem = (torch_mod.cuda.max_memory_allocated() if platform == "gpu"
                  else peak_rss.delta)
   for method in FLAGS.solvers:
@@ -513,8 +516,8 @@ def precision_size(size, params, content_full, style_full):
     labels = [f"{p}: loss {out['policies'][p]['float32_loss']:.4g}"
               for p in images]
     io.save_image(os.path.join(FLAGS.save_images, f"precision_{size}.png"),
-                  io.side_by_side(list(images.values()), labels,
-                                  height=min(h, 384)))
+                  figures.side_by_side(list(images.values()), labels,
+                                       height=min(h, 384)))
   return out
 
 
@@ -542,7 +545,7 @@ def main(argv):
       FLAGS.solvers = [m for m in FLAGS.solvers if m != "lbfgs"]
   torch_mod = None
   if FLAGS.torch and FLAGS.mode == "compare":
-    torch_mod = bm.import_torch()
+    torch_mod = tr.import_torch()
     if on_gpu:
       if not torch_mod.cuda.is_available():
         raise NSTError("JAX runs on a GPU but this torch has no CUDA: the "

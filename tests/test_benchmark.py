@@ -1,14 +1,36 @@
-"""nst_jax.benchmark: the analytic conv FLOP count, the device peak table,
-the memory probes, and (only where torch is installed) the PyTorch objective
-against ours."""
+"""The benchmark tooling beside the scripts (scripts/bench_common.py,
+scripts/torch_reference.py): the analytic conv FLOP count, the device peak
+table, the memory probes, per-layer timings, and (only where torch is
+installed) the PyTorch objective against ours. Also: the library itself never
+imports torch."""
+
+import importlib.util
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import benchmark as bm
 from nst_jax import objective
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_script_module(name: str):
+  """``scripts/<name>.py`` as a module: the scripts directory is no package,
+  and its modules import each other as siblings when a script runs."""
+  spec = importlib.util.spec_from_file_location(
+      name, ROOT / "scripts" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+bm = load_script_module("bench_common")
+tr = load_script_module("torch_reference")
 
 
 def test_conv_flops_against_a_hand_count():
@@ -48,7 +70,7 @@ def test_time_to_reach_and_errors():
   trace = [(0.1, 5.0), (0.2, 3.0), (0.3, 4.0), (0.4, 1.0)]
   assert bm.time_to_reach(trace, 3.0) == 0.2
   assert bm.time_to_reach(trace, 0.5) is None
-  errors = bm.compare_with_torch(1.0, np.ones(3), 1.0, np.ones(3))
+  errors = tr.compare_with_torch(1.0, np.ones(3), 1.0, np.ones(3))
   assert errors == {"value": 0.0, "grad": 0.0, "grad_max": 0.0}
 
 
@@ -75,12 +97,12 @@ def test_torch_objective_equals_ours(vgg16_params):
   f = objective.objective_function(spec)
   (value, _), grad = jax.jit(jax.value_and_grad(f, has_aux=True))(
       jnp.asarray(x), vgg16_params, targets, weights)
-  tobj = bm.torch_objective(
+  tobj = tr.torch_objective(
       vgg16_params, content, [style], content_layers=spec.content_layers,
       style_layers=spec.style_layers, style_layer_weights=[0.2] * 5,
       content_weight=1.0, style_weight=1e7, tv_weight=1.0)
-  torch_value, torch_grad = bm.torch_value_and_grad(tobj, x)
-  errors = bm.compare_with_torch(float(value), np.asarray(grad), torch_value,
+  torch_value, torch_grad = tr.torch_value_and_grad(tobj, x)
+  errors = tr.compare_with_torch(float(value), np.asarray(grad), torch_value,
                                  torch_grad)
   assert errors["value"] < 1e-4 and errors["grad"] < 1e-4, errors
 
@@ -100,3 +122,17 @@ def test_conv_layer_timings_walks_the_network():
   assert [r.winograd_ms is not None for r in rows] == [False] * 4 + [True]
   assert all(r.direct_ms > 0 for r in rows)
   assert rows[-1].gflop == pytest.approx(2 * 5 * 4 * 9 * 128 * 256 / 1e9)
+
+
+def test_library_never_imports_torch():
+  # The package and the modules it does not re-export, imported with torch
+  # made unimportable.
+  code = ("import sys; sys.modules['torch'] = None; "
+          "import nst_jax, nst_jax.cli, nst_jax.grid, nst_jax.figures")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  # And no module imports it anywhere, at import time or in a function.
+  for path in (ROOT / "nst_jax").rglob("*.py"):
+    text = path.read_text(encoding="utf-8")
+    assert "import torch" not in text and "from torch" not in text, path
