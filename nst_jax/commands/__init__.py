@@ -1,0 +1,1 @@
+"""Console commands (``[project.scripts]`` in ``pyproject.toml``)."""
