@@ -6,77 +6,153 @@ jcjohnson/neural-style's ``-style_blend_weights``; ``γ`` weighs total variation
 
 Three pieces of data, split by how they vary:
 
-* ``Spec`` — static, hashable structure (layer names, pooling, Gram
-  normalisation). Changing it recompiles.
+* ``Spec`` — static, hashable structure: layer names, pooling, the style
+  representation of each style layer (``nst_jax.representations``: values
+  with pure ``statistic``/``target``/``loss``; the objective only calls
+  them), precision. Changing it recompiles.
 * ``Weights`` — α, β, γ and the per-layer weights as arrays: a pytree that can
   be traced and ``vmap``-ed (style grids over α/β need no recompilation).
-* ``Targets`` — content features and style Grams, computed once per run.
+* ``Targets`` — content features and each style layer's target, computed once
+  per run.
 
 Array contract: the optimised ``image`` is ``(H, W, 3)`` float32 in [0, 1].
 """
 
 import dataclasses
 import functools
-from typing import Dict, NamedTuple, Sequence, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nst_jax import losses
 from nst_jax import networks
-from nst_jax import statistics
+from nst_jax import representations
 from nst_jax import vgg
-from nst_jax.errors import NSTError
+from nst_jax.errors import NSTError, check_choice, param
 
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
-  """Static structure of the objective (hashable; a jit static argument)."""
+  """Static structure of the objective (hashable; a jit static argument).
+
+  ``style`` is the style representation (``nst_jax.representations``): one
+  value for every style layer, or a mapping ``{layer: representation}``
+  naming exactly the style layers (stored as a tuple of pairs so that the
+  spec stays hashable). ``precision`` is the convolution precision policy of
+  the optimised image's features (``vgg.PRECISIONS``) and ``remat`` gradient
+  checkpointing per VGG block (``vgg.features(remat=True)``); targets are
+  always computed in float32.
+  """
   content_layers: Tuple[str, ...] = networks.DEFAULT_CONTENT_LAYERS["vgg16"]
   style_layers: Tuple[str, ...] = networks.DEFAULT_STYLE_LAYERS["vgg16"]
   pooling: str = "max"
-  gram_normalization: str = "paper"
-  # Convolution precision policy of the optimised image's features
-  # (``vgg.PRECISIONS``) and gradient checkpointing per VGG block
-  # (``vgg.features(remat=True)``). Targets are always computed in float32.
+  style: Any = representations.Gram()
   precision: str = "float32"
   remat: bool = False
-  # The style representation (``STYLE_STATS``; issue 3) and its static
-  # parameters: the eigen-decomposition's rank (0: full) and loss
-  # (``EIGEN_LOSSES``), and the local window ``s`` — one value for every
-  # style layer or one per style layer.
-  style_stat: str = "gram"
-  style_rank: int = 0
-  eigen_loss: str = "reconstruction"
-  local_window: Tuple[int, ...] = (0,)
+
+  def __post_init__(self):
+    object.__setattr__(self, "content_layers", tuple(self.content_layers))
+    object.__setattr__(self, "style_layers", tuple(self.style_layers))
+    if isinstance(self.style, Mapping):
+      object.__setattr__(self, "style", tuple(self.style.items()))
 
   @property
   def layers(self) -> Tuple[str, ...]:
     """Every layer the objective reads, without repeats."""
     return tuple(dict.fromkeys(self.content_layers + self.style_layers))
 
+  def style_by_layer(self) -> Tuple[Tuple[str, Any], ...]:
+    """``((layer, representation), …)`` in the order of ``style_layers``."""
+    style = self.style
+    if isinstance(style, tuple):
+      style = dict(style)
+    return representations.per_layer(style, self.style_layers)
 
-class Weights(NamedTuple):
-  """Loss weights as arrays: α (content), β (style), γ (tv), w_l per layer."""
+  def representations(self) -> Tuple[Any, ...]:
+    """The distinct representations the spec uses."""
+    return tuple(dict.fromkeys(r for _, r in self.style_by_layer()))
+
+  @property
+  def same_size(self) -> bool:
+    """Whether any style layer compares maps position by position."""
+    return any(r.same_size for r in self.representations())
+
+
+def check_spec(spec: Spec, network: str | None = None) -> None:
+  """Raises ``NSTError`` for a spec no objective could use (unknown pooling
+  or precision, layers the network lacks, a value that is not a style
+  representation, representations naming other layers)."""
+  check_choice("pooling", spec.pooling, vgg.POOLING)
+  check_choice("precision", spec.precision, vgg.PRECISIONS)
+  if network is not None:
+    vgg.check_layers(network, spec.layers)
+  if not spec.style_layers and not spec.content_layers:
+    raise NSTError("no content and no style layers: nothing to optimise")
+  for layer, rep in spec.style_by_layer():
+    representations.check(rep, where=f"style representation of {layer}")
+
+
+class _WeightArrays(NamedTuple):
   content: jax.Array
   style: jax.Array
   tv: jax.Array
   style_layers: jax.Array  # (L,)
 
 
-class Targets(NamedTuple):
-  """Content features ``{layer: (H_l, W_l, C_l)}``; style Grams
-  ``{layer: (S, C_l, C_l)}`` for ``S`` styles; blend weights ``(S,)``.
+def _strong_float(value):
+  """Python and numpy floats (and float sequences) as float32 arrays; other
+  leaves (arrays, tracers, ``None``/ints of ``in_axes`` trees) unchanged."""
+  if isinstance(value, (float, np.floating)) or (
+      isinstance(value, (list, tuple)) and value and all(
+          isinstance(v, (int, float, np.number)) for v in value)):
+    return jnp.asarray(value, jnp.float32)
+  if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+    return jnp.asarray(value, jnp.float32)
+  return value
 
-  With another ``Spec.style_stat`` each style layer holds that
-  representation's target, stacked over the ``S`` styles: spatial ``(S, C,
-  2H−1, 2W−1)``; local the style's features ``(S, H, W, C)``; eigen ``(S, C,
-  C)`` (reconstruction), ``(S, r)`` (spectrum) or ``{"basis": (S, C, r),
-  "gram": (S, r, r)}`` (projected); moments ``(S, 2, C)``; covariance
-  ``{"mean": (S, C), "cov_sqrt": (S, C, C)}``."""
+
+class Weights(_WeightArrays):
+  """Loss weights as arrays: α (content), β (style), γ (tv), ``w_l`` per
+  layer ``(L,)``. A pytree: traced, ``vmap``-ed over (grids), never a cause
+  of recompilation. Python floats (and float lists) are stored as float32
+  arrays, so ``Weights(1.0, 1e7, 0.0, [0.2] * 5)`` and ``make_weights`` give
+  the same compiled program (a weakly typed Python float would not).
+  """
+  __slots__ = ()
+
+  def __new__(cls, content, style, tv, style_layers):
+    return super().__new__(cls, _strong_float(content), _strong_float(style),
+                           _strong_float(tv), _strong_float(style_layers))
+
+
+class Targets(NamedTuple):
+  """Content features ``{layer: (H_l, W_l, C_l)}``; each style layer's
+  target ``{layer: pytree}`` — ``representation.target`` of the ``S``
+  styles' statistics (``(S, C, C)`` for ``Gram``); blend weights ``(S,)``.
+  The style axis is also the blend axis: ``Σ_s b_s loss_s``."""
   content: Dict[str, jax.Array]
-  style: Dict[str, jax.Array]
+  style: Dict[str, Any]
   style_blend: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+  """The loss weights as plain data (a part of ``TransferConfig``): α
+  (``content``), β (``style``), γ (``tv``), one weight per style layer
+  (``style_layers``; default ``1/L``) and one blend weight per style image
+  (``style_blend``; default equal). ``arrays(spec)`` makes ``Weights``."""
+  content: float = 1.0
+  style: float = 1e7
+  tv: float = 1.0
+  style_layers: Tuple[float, ...] | None = None
+  style_blend: Tuple[float, ...] | None = None
+
+  def arrays(self, spec: "Spec") -> Weights:
+    return make_weights(spec, content_weight=self.content,
+                        style_weight=self.style, tv_weight=self.tv,
+                        style_layer_weights=self.style_layers)
 
 
 def make_weights(spec: Spec, *, content_weight: float, style_weight: float,
@@ -94,7 +170,8 @@ def make_weights(spec: Spec, *, content_weight: float, style_weight: float,
                       ("style_weight", style_weight), ("tv_weight", tv_weight),
                       *(("style_layer_weights", w) for w in style_layer_weights)):
     if not (value >= 0 and value < float("inf")):
-      raise NSTError(f"{name} must be a finite number >= 0, got {value}")
+      raise NSTError(f"{param(name)} must be a finite number >= 0, got "
+                     f"{value}")
   f32 = lambda v: jnp.asarray(v, jnp.float32)
   return Weights(f32(content_weight), f32(style_weight), f32(tv_weight),
                  f32(style_layer_weights))
@@ -109,131 +186,31 @@ def _content_targets(params, image, layers, pooling):
   return {k: v[0] for k, v in _features(params, image, layers, pooling).items()}
 
 
-@jax.jit(static_argnums=(2, 3))
-def _style_grams(params, image, layers, pooling):
-  feats = _features(params, image, layers, pooling)
-  return {k: statistics.gram_matrix(v[0]) for k, v in feats.items()}
-
-
-# --- style representations (issue 3) ----------------------------------------
-#
-# A style target is made in two steps: a *base* statistic of one style
-# image's features, linear in the image's positions where it can be (so the
-# bases of several patches average into the statistic of their union), then a
-# *derived* target (eigen-decomposition, matrix square root) of the stacked
-# bases. ``_style_losses`` compares the generated image's features with it.
-
-STYLE_STATS = ("gram", "spatial", "local", "eigen", "moments", "covariance")
-EIGEN_LOSSES = ("reconstruction", "spectrum", "projected")
-PATCH_MODES = ("mean", "instances")
-# Representations that compare maps position by position: the style image
-# must have the content image's size.
-SAME_SIZE_STATS = ("spatial", "local")
-
-
-def check_style_spec(spec: Spec) -> None:
-  """Raises ``NSTError`` for an unknown representation or bad parameters."""
-  if spec.style_stat not in STYLE_STATS:
-    raise NSTError(f"style statistic must be one of {', '.join(STYLE_STATS)}, "
-                   f"got {spec.style_stat!r}")
-  if spec.eigen_loss not in EIGEN_LOSSES:
-    raise NSTError(f"eigen loss must be one of {', '.join(EIGEN_LOSSES)}, got "
-                   f"{spec.eigen_loss!r}")
-  if int(spec.style_rank) < 0:
-    raise NSTError(f"style rank must be >= 0 (0: full), got {spec.style_rank}")
-  windows = tuple(spec.local_window)
-  if len(windows) not in (1, len(spec.style_layers)) or any(
-      int(s) < 0 for s in windows):
-    raise NSTError(
-        f"local window must be one integer >= 0 or one per style layer "
-        f"({len(spec.style_layers)}), got {','.join(map(str, windows))}")
-
-
-def _local_window(spec: Spec, index: int) -> int:
-  windows = tuple(spec.local_window)
-  return int(windows[0] if len(windows) == 1 else windows[index])
-
-
-def _base_statistic(spec: Spec, f: jax.Array):
-  """The averageable statistic of one style image's features (H, W, C)."""
-  stat = spec.style_stat
-  if stat in ("gram", "eigen"):
-    return statistics.gram_matrix(f)
-  if stat == "spatial":
-    return statistics.spatial_autocorrelation(f)
-  if stat == "local":
-    return f
-  if stat == "moments":
-    return {"mean": jnp.mean(f, axis=(0, 1)),
-            "square": jnp.mean(jnp.square(f), axis=(0, 1))}
-  return {"mean": jnp.mean(f, axis=(0, 1)),              # covariance
-          "gram": statistics.gram_matrix(f)}
-
-
 @jax.jit(static_argnums=2)
-def _style_bases(params, image, spec):
+def style_statistics(params, image: jax.Array, spec: Spec) -> Dict[str, Any]:
+  """``{layer: representation.statistic(features)}`` of one style image
+  ``(H, W, 3)`` at every style layer, compiled once per spec and shape."""
   feats = _features(params, image, spec.style_layers, spec.pooling)
-  return {k: _base_statistic(spec, v[0]) for k, v in feats.items()}
+  return {l: rep.statistic(feats[l][0]) for l, rep in spec.style_by_layer()}
 
 
 @jax.jit(static_argnums=1)
-def _derive_targets(bases, spec):
-  """Targets of stacked bases (leading axis: styles)."""
-  stat, rank = spec.style_stat, spec.style_rank
-  out = {}
-  for layer, base in bases.items():
-    if stat == "eigen" and spec.eigen_loss == "reconstruction":
-      base = statistics.low_rank_gram(base, rank=rank)
-    elif stat == "eigen" and spec.eigen_loss == "spectrum":
-      base = statistics.gram_spectrum(base, rank=rank)
-    elif stat == "eigen":                                # projected
-      _, basis = statistics.gram_eigen(base, rank=rank)
-      base = {"basis": basis, "gram": jnp.einsum(
-          "...ci,...cd,...dj->...ij", basis, base, basis,
-          precision=jax.lax.Precision.HIGHEST)}
-    elif stat == "moments":
-      mean, square = base["mean"], base["square"]
-      std = jnp.sqrt(jnp.maximum(square - jnp.square(mean), 0.0) + 1e-8)
-      base = jnp.stack([mean, std], axis=-2)             # channel_moments
-    elif stat == "covariance":
-      mean = base["mean"]
-      cov = base["gram"] - mean[..., :, None] * mean[..., None, :]
-      base = {"mean": mean, "cov_sqrt": statistics.sqrtm_psd(cov)}
-    out[layer] = base
-  return out
+def style_targets_of(stacked: Dict[str, Any], spec: Spec) -> Dict[str, Any]:
+  """``{layer: representation.target(statistics stacked over styles)}``."""
+  return {l: rep.target(stacked[l]) for l, rep in spec.style_by_layer()}
 
 
-def _style_losses(spec: Spec, index: int, f: jax.Array, target) -> jax.Array:
-  """The style loss of one layer against each style's target: ``(S,)``."""
-  stat, norm = spec.style_stat, spec.gram_normalization
-  if stat == "gram" or (stat == "eigen" and spec.eigen_loss == "reconstruction"):
-    gram = jnp.broadcast_to(statistics.gram_matrix(f), target.shape)
-    return losses.gram_loss(gram, target, normalization=norm)
-  if stat == "eigen" and spec.eigen_loss == "spectrum":
-    values = statistics.gram_spectrum(statistics.gram_matrix(f),
-                                      rank=spec.style_rank)
-    return losses.spectrum_loss(jnp.broadcast_to(values, target.shape), target,
-                                normalization=norm)
-  if stat == "eigen":                                    # projected
-    basis = target["basis"]                              # (S, C, r)
-    reduced = jnp.einsum("sci,cd,sdj->sij", basis, statistics.gram_matrix(f),
-                         basis, precision=jax.lax.Precision.HIGHEST)
-    return losses.gram_loss(reduced, target["gram"], normalization=norm)
-  if stat == "spatial":
-    corr = statistics.spatial_autocorrelation(f)
-    return losses.spatial_loss(jnp.broadcast_to(corr, target.shape), target,
-                               normalization=norm)
-  if stat == "local":
-    return losses.local_gram_loss(
-        jnp.broadcast_to(f, target.shape), target,
-        window=_local_window(spec, index), normalization=norm)
-  if stat == "moments":
-    moments = statistics.channel_moments(f)
-    return losses.moments_loss(jnp.broadcast_to(moments, target.shape), target)
-  mean, cov = statistics.channel_mean_covariance(f)     # covariance
-  tm, tc = target["mean"], target["cov_sqrt"]
-  return losses.gaussian_w2_loss(jnp.broadcast_to(mean, tm.shape),
-                                 jnp.broadcast_to(cov, tc.shape), tm, tc)
+def stack(trees: Sequence[Any]) -> Any:
+  """Stacks pytrees of equal structure on a new leading axis."""
+  return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *trees)
+
+
+def stack_targets(targets: Sequence["Targets"]) -> "Targets":
+  """Several ``Targets`` (e.g. one per style image, for the same content)
+  stacked on a new leading axis, for ``jax.vmap`` over runs: map the
+  objective with ``in_axes=(0, None, 0, None)`` (image, params, targets,
+  weights) to optimise one image per target at once."""
+  return stack(list(targets))
 
 
 def random_crops(image, *, count: int, size: int, seed: int) -> list:
@@ -252,38 +229,32 @@ def random_crops(image, *, count: int, size: int, seed: int) -> list:
   return [image[y:y + ch, x:x + cw] for y, x in zip(ys, xs)]
 
 
+PATCH_MODES = ("mean", "instances")
+
+
 def make_targets(params, content: jax.Array | None,
                  styles: Sequence[jax.Array], spec: Spec,
                  style_blend_weights: Sequence[float] | None = None, *,
                  patches_per_style: int = 1,
                  patch_mode: str = "instances") -> Targets:
-  """Computes content features and the Grams of each style image once.
+  """Computes the content features and each style layer's target once.
 
   ``content`` is ``(H, W, 3)`` (or ``None`` for pure texture synthesis, with
   no content layers); each style image ``(H_s, W_s, 3)`` may have its own
-  size, because Grams are ``C × C`` whatever the size. Blend weights are
-  normalised to sum to one (default: equal).
-
-  Other representations (``spec.style_stat``): the target of each layer is
-  that statistic of each style, stacked on a leading axis (a dict of stacked
-  arrays where a target has several parts). ``"spatial"`` and ``"local"``
-  compare maps position by position, so their style images must have the
-  content image's size (``transfer.stylize`` resizes them).
+  size unless a representation compares maps position by position
+  (``same_size``; ``transfer.style_targets`` resizes them). Each style layer's
+  target is ``representation.target`` of the styles' statistics stacked on a
+  leading axis. Blend weights are normalised to sum to one (default: equal).
 
   Style patches: with ``patches_per_style = N > 1``, ``styles`` holds ``N``
   crops of each style image in turn (``random_crops``) and the blend weights
-  are per style image; ``patch_mode="mean"`` averages the base statistics of
-  each image's crops into one target (the statistic of their union),
+  are per style image; ``patch_mode="mean"`` averages the statistics of each
+  image's crops into one target (the statistic of their union; only for
+  representations whose statistics are position averages),
   ``"instances"`` keeps the ``N`` crops as ``N`` styles of weight ``b_s/N``.
   """
   network = vgg.network_of(params)
-  vgg.check_layers(network, spec.layers)
-  if spec.pooling not in vgg.POOLING:
-    raise NSTError(f"pooling must be one of {vgg.POOLING}, got {spec.pooling!r}")
-  if spec.gram_normalization not in losses.GRAM_NORMALIZATIONS:
-    raise NSTError(
-        f"gram normalization must be one of {losses.GRAM_NORMALIZATIONS}, got "
-        f"{spec.gram_normalization!r}")
+  check_spec(spec, network)
   if content is None:
     if spec.content_layers:
       raise NSTError("content layers were given but no content image")
@@ -293,34 +264,32 @@ def make_targets(params, content: jax.Array | None,
                                        spec.pooling)
   if spec.style_layers and not styles:
     raise NSTError("style layers were given but no style image")
-  check_style_spec(spec)
   n = int(patches_per_style)
-  if n < 1 or len(styles) % n or patch_mode not in PATCH_MODES:
+  check_choice("patch_mode", patch_mode, PATCH_MODES)
+  if n < 1 or len(styles) % n:
     raise NSTError(f"{len(styles)} style images cannot be split into groups "
-                   f"of {n} patches (mode {patch_mode!r}, one of "
-                   f"{', '.join(PATCH_MODES)})")
-  if n > 1 and patch_mode == "mean" and spec.style_stat == "local":
-    raise NSTError("patch mode 'mean' is not defined for the local style "
-                   "(its target is the style's features): use 'instances'")
-  if spec.style_stat in SAME_SIZE_STATS and content is not None:
+                   f"of {n} patches")
+  if n > 1 and patch_mode == "mean":
+    for layer, rep in spec.style_by_layer():
+      if not representations.averageable(rep):
+        raise NSTError(
+            f"patch mode 'mean' averages statistics over crops, which "
+            f"{type(rep).__name__} at {layer} does not allow: use "
+            "'instances'")
+  if spec.same_size and content is not None:
     for s in styles:
       if tuple(s.shape[:2]) != tuple(content.shape[:2]):
         raise NSTError(
-            f"the {spec.style_stat} style compares maps position by position: "
+            f"the style representation compares maps position by position: "
             f"a {s.shape[1]}x{s.shape[0]} style image needs to be resized to "
             f"the content's {content.shape[1]}x{content.shape[0]}")
-  if spec.style_stat == "gram" and n == 1:  # the original path, unchanged
-    grams = [_style_grams(params, s, spec.style_layers, spec.pooling)
-             for s in styles]
-    style_targets = {l: jnp.stack([g[l] for g in grams])
-                     for l in spec.style_layers}
-  else:
-    bases = [_style_bases(params, s, spec) for s in styles]
-    stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *bases)
+  style_targets = {}
+  if spec.style_layers:
+    stacked = stack([style_statistics(params, s, spec) for s in styles])
     if n > 1 and patch_mode == "mean":
       stacked = jax.tree_util.tree_map(
           lambda x: x.reshape(-1, n, *x.shape[1:]).mean(axis=1), stacked)
-    style_targets = _derive_targets(stacked, spec)
+    style_targets = style_targets_of(stacked, spec)
   n_images = len(styles) // n
   if style_blend_weights is None:
     style_blend_weights = [1.0] * n_images
@@ -337,6 +306,24 @@ def make_targets(params, content: jax.Array | None,
   return Targets(content_targets, style_targets, blend)
 
 
+def redraw_targets(spec: Spec, targets: Targets, round_: int) -> Targets:
+  """The targets with every representation that re-draws (``redraw``)
+  re-drawn for ``round_``; others unchanged."""
+  style = dict(targets.style)
+  for layer, rep in spec.style_by_layer():
+    if representations.redraw_every(rep) > 0 and hasattr(rep, "redraw"):
+      style[layer] = rep.redraw(style[layer], round_)
+  return targets._replace(style=style)
+
+
+def redraw_every(spec: Spec) -> int:
+  """Iterations between target re-draws of ``spec`` (0: never; the smallest
+  period of its representations)."""
+  periods = [representations.redraw_every(r) for r in spec.representations()]
+  periods = [p for p in periods if p > 0]
+  return min(periods) if periods else 0
+
+
 def loss_terms(params, image: jax.Array, targets: Targets, weights: Weights,
                spec: Spec) -> Dict[str, jax.Array]:
   """Every term of the objective for one image ``(H, W, 3)``.
@@ -344,14 +331,15 @@ def loss_terms(params, image: jax.Array, targets: Targets, weights: Weights,
   Returns scalars ``total``, ``content``, ``style``, ``tv`` — each already
   multiplied by its weight, so ``total = content + style + tv`` — and
   ``style_layers`` ``(L,)``, the weighted style term of each layer.
+  Each style layer's term is ``Σ_s b_s · representation.loss(F, target)_s``.
   """
   feats = vgg.features(params, image[None], spec.layers, spec.pooling,
                        precision=spec.precision, remat=spec.remat)
   content = sum((losses.content_loss(feats[l][0], targets.content[l])
                  for l in spec.content_layers), jnp.float32(0))
   per_layer = []
-  for i, l in enumerate(spec.style_layers):
-    per_style = _style_losses(spec, i, feats[l][0], targets.style[l])  # (S,)
+  for l, rep in spec.style_by_layer():
+    per_style = rep.loss(feats[l][0], targets.style[l])  # (S,)
     per_layer.append(jnp.sum(targets.style_blend * per_style))
   per_layer = (jnp.stack(per_layer) if per_layer else jnp.zeros((0,)))
   style_layers = weights.style * weights.style_layers * per_layer
@@ -381,11 +369,28 @@ def objective_function(spec: Spec):
   return objective
 
 
-def make_objective(params, targets: Targets, weights: Weights, spec: Spec):
+def make_objective(params, targets: Targets, weights: Weights, spec: Spec, *,
+                   conv: str = "auto"):
   """``f(image) -> (total, terms)``, jit-compiled, with the data bound.
 
-  A convenience for research code; the data are passed to the compiled
-  function as arguments (not baked into it as constants).
+  A convenience for research code. The parameters are prepared for the
+  convolution algorithm ``conv`` first (``vgg.prepare_params``: Winograd
+  kernels on the CPU, ~1.6× faster per evaluation), as ``transfer.stylize``
+  does; the data are passed to the compiled function as arguments (not
+  baked into it as constants).
   """
+  params = vgg.prepare_params(params, conv, spec.layers)
   compiled = jax.jit(objective_function(spec))
   return lambda image: compiled(image, params, targets, weights)
+
+
+def check_image_size(network: str, spec: Spec, shape: Tuple[int, int]) -> None:
+  """Refuses an ``(H, W)`` image too small to reach the spec's deepest layer
+  (from shapes alone): every layer read must keep at least one position, or
+  its statistics would divide by zero."""
+  for layer, s in vgg.feature_shapes(network, shape, spec.layers,
+                                     spec.pooling).items():
+    if s[0] < 1 or s[1] < 1:
+      raise NSTError(
+          f"a {shape[1]}x{shape[0]} image is too small for layer {layer} of "
+          f"{network}: use a larger {param('size')}")

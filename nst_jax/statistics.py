@@ -8,6 +8,8 @@ Notation of the seeds: a layer with ``N_l = C`` filters and ``M_l = H·W``
 positions has the feature matrix ``F^l`` of shape ``M_l × N_l``.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -136,6 +138,16 @@ def project_features(features: jax.Array, basis: jax.Array) -> jax.Array:
   return jnp.einsum("...hwc,...cr->...hwr", features, basis, precision=_HIGHEST)
 
 
+def moments_from_raw(mean: jax.Array, square: jax.Array, *,
+                     eps: float = 1e-8) -> jax.Array:
+  """Per-channel mean and standard deviation from the raw moments ``E[F]``
+  and ``E[F²]`` ``(..., C)``: ``(..., 2, C)`` with ``σ = sqrt(max(E[F²] − μ²,
+  0) + eps)``. The raw moments average over positions, so the moments of
+  several crops' union come from the averages of theirs."""
+  std = jnp.sqrt(jnp.maximum(square - jnp.square(mean), 0.0) + eps)
+  return jnp.stack([mean, std], axis=-2)
+
+
 def channel_moments(features: jax.Array, *, eps: float = 1e-8) -> jax.Array:
   """Per-channel mean and standard deviation, ``(..., H, W, C) -> (..., 2, C)``.
 
@@ -143,10 +155,15 @@ def channel_moments(features: jax.Array, *, eps: float = 1e-8) -> jax.Array:
   positions (population variance; ``eps`` keeps the gradient finite for a
   dead channel). The descriptive statistics of the thesis (seed 002).
   """
-  mean = jnp.mean(features, axis=(-3, -2))
-  square = jnp.mean(jnp.square(features), axis=(-3, -2))
-  std = jnp.sqrt(jnp.maximum(square - jnp.square(mean), 0.0) + eps)
-  return jnp.stack([mean, std], axis=-2)
+  return moments_from_raw(jnp.mean(features, axis=(-3, -2)),
+                          jnp.mean(jnp.square(features), axis=(-3, -2)),
+                          eps=eps)
+
+
+def covariance_from_gram(mean: jax.Array, gram: jax.Array) -> jax.Array:
+  """``Σ = Ĝ − μμᵀ`` ``(..., C, C)`` from the mean ``(..., C)`` and the
+  location-averaged Gram: the covariance from two position averages."""
+  return gram - mean[..., :, None] * mean[..., None, :]
 
 
 def channel_mean_covariance(features: jax.Array):
@@ -155,7 +172,63 @@ def channel_mean_covariance(features: jax.Array):
   covariance; the Gram of the centred features). A Gaussian description of
   the style (seed 002, "Descriptive statistics")."""
   mean = jnp.mean(features, axis=(-3, -2))
-  return mean, gram_matrix(features) - mean[..., :, None] * mean[..., None, :]
+  return mean, covariance_from_gram(mean, gram_matrix(features))
+
+
+def raw_moments(features: jax.Array, order: int) -> jax.Array:
+  """``E[F^k]`` per channel for ``k = 1 … order``, ``(..., H, W, C) ->
+  (..., order, C)``: position averages, so they average over crops."""
+  powers = [features]
+  for _ in range(order - 1):
+    powers.append(powers[-1] * features)
+  return jnp.stack([jnp.mean(p, axis=(-3, -2)) for p in powers], axis=-2)
+
+
+def central_from_raw(raw: jax.Array) -> jax.Array:
+  """Mean and central moments from raw moments ``(..., K, C)``: row 0 is
+  ``μ = E[F]``, row ``k−1`` (k ≥ 2) is ``c_k = E[(F−μ)^k] = Σ_{j=0}^{k}
+  C(k, j) E[F^j] (−μ)^{k−j}`` (binomial expansion, ``E[F⁰] = 1``)."""
+  order = raw.shape[-2]
+  mean = raw[..., 0, :]
+  rows = [mean]
+  for k in range(2, order + 1):
+    total = jnp.power(-mean, k)
+    for j in range(1, k + 1):
+      total = total + math.comb(k, j) * raw[..., j - 1, :] * jnp.power(
+          -mean, k - j)
+    rows.append(total)
+  return jnp.stack(rows, axis=-2)
+
+
+def central_moments(features: jax.Array, order: int) -> jax.Array:
+  """Mean and central moments ``E[(F−μ)^k]``, ``k = 2 … order``, per channel,
+  computed on the centred features: ``(..., H, W, C) -> (..., order, C)``
+  (row 0 is the mean). Kalischek, Wegner & Schindler (CVPR 2021), §3."""
+  mean = jnp.mean(features, axis=(-3, -2), keepdims=True)
+  centred = features - mean
+  rows = [mean[..., 0, 0, :]]
+  power = centred
+  for _ in range(2, order + 1):
+    power = power * centred
+    rows.append(jnp.mean(power, axis=(-3, -2)))
+  return jnp.stack(rows, axis=-2)
+
+
+def random_directions(key: jax.Array, channels: int, count: int) -> jax.Array:
+  """``count`` unit vectors in ``R^channels``, ``(C, D)`` float32, uniform on
+  the sphere (normalised Gaussian draws): the slicing directions of the
+  sliced Wasserstein distance (Heitz et al., CVPR 2021, §3)."""
+  v = jax.random.normal(key, (channels, count), jnp.float32)
+  return v / jnp.linalg.norm(v, axis=0, keepdims=True)
+
+
+def sorted_projections(points: jax.Array, directions: jax.Array) -> jax.Array:
+  """``sort(P v_d)`` along the points for each direction: ``(..., M, C),
+  (C, D) -> (..., M, D)``, ascending: the empirical quantile functions of the
+  1-D projections."""
+  projected = jnp.einsum("...mc,cd->...md", points, directions,
+                         precision=_HIGHEST)
+  return jnp.sort(projected, axis=-2)
 
 
 def sqrtm_psd(matrix: jax.Array, *, eps: float = 1e-6) -> jax.Array:

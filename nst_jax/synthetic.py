@@ -22,16 +22,17 @@ one solver step on a fresh target (with Adam, one normalised gradient step).
 """
 
 import dataclasses
-from typing import Callable, Dict, NamedTuple, Sequence, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import objective
+from nst_jax import representations
 from nst_jax import solvers
 from nst_jax import vgg
-from nst_jax.errors import NSTError
+from nst_jax.errors import NSTError, param
 
 
 def single_entry_gram(channels: int, *, row: int, col: int,
@@ -78,10 +79,23 @@ def layer_channels(params, layers: Sequence[str]) -> Dict[str, int]:
   return {l: int(s.shape[-1]) for l, s in shapes.items()}
 
 
-def targets_from_grams(grams: Dict[str, jax.Array]) -> objective.Targets:
-  """``Targets`` with no content and one style whose Grams are ``grams``."""
-  return objective.Targets({}, {l: g[None] for l, g in grams.items()},
+def targets_from_statistics(spec: objective.Spec,
+                            stats: Dict[str, Any]) -> objective.Targets:
+  """``Targets`` with no content and one style whose statistics are
+  ``stats`` ``{layer: representation.statistic}`` (Grams ``(C, C)`` for the
+  ``Gram`` representation): each layer's target is its representation's
+  ``target`` of the statistic stacked as one style."""
+  stacked = {l: jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], v)
+             for l, v in stats.items()}
+  return objective.Targets({}, objective.style_targets_of(stacked, spec),
                            jnp.ones((1,), jnp.float32))
+
+
+def targets_from_grams(grams: Dict[str, jax.Array]) -> objective.Targets:
+  """``Targets`` with no content and one style whose Grams are ``grams``
+  (the ``Gram`` representation's statistics)."""
+  spec = objective.Spec(content_layers=(), style_layers=tuple(grams))
+  return targets_from_statistics(spec, grams)
 
 
 class SynthesisResult(NamedTuple):
@@ -94,24 +108,30 @@ class SynthesisResult(NamedTuple):
 
 
 def synthesize(params, shape: Tuple[int, int], layers: Sequence[str],
-               draw: Callable[[jax.Array], Dict[str, jax.Array]], *,
+               draw: Callable[[jax.Array], Dict[str, Any]], *,
                iterations: int = 100, redraw_every: int = 0, seed: int = 0,
                style_weight: float = 1.0, tv_weight: float = 0.0,
                pooling: str = "max", conv: str = "auto",
+               style: Any = representations.Gram(),
                solver: solvers.SolverConfig | None = None) -> SynthesisResult:
-  """Descends from uniform noise toward the Grams ``draw(key)`` gives
-  (``{layer: (C, C)}`` for every layer in ``layers``), with no content term.
+  """Descends from uniform noise toward the statistics ``draw(key)`` gives
+  (``{layer: statistic}`` for every layer in ``layers``: Grams ``(C, C)``
+  for the default ``Gram`` representation), with no content term.
 
-  ``shape`` is ``(H, W)``; the noise and the draws come from
+  ``style`` is the style representation (one for every layer, or
+  ``{layer: representation}``); each draw becomes a target through its
+  ``target``. ``shape`` is ``(H, W)``; the noise and the draws come from
   ``jax.random.key(seed)``. ``redraw_every = K > 0`` draws new targets every
   ``K`` iterations (module docstring); the image is clipped to [0, 1] between
   rounds. ``conv`` picks the convolution algorithm (``vgg.prepare_params``).
   """
   if iterations < 1 or redraw_every < 0:
-    raise NSTError(f"iterations must be >= 1 and redraw_every >= 0, got "
-                   f"{iterations} and {redraw_every}")
+    raise NSTError(f"{param('iterations')} must be >= 1 and "
+                   f"{param('redraw_every')} >= 0, got {iterations} and "
+                   f"{redraw_every}")
   spec = objective.Spec(content_layers=(), style_layers=tuple(layers),
-                        pooling=pooling)
+                        pooling=pooling, style=style)
+  objective.check_spec(spec, vgg.network_of(params))
   weights = objective.make_weights(spec, content_weight=0.0,
                                    style_weight=style_weight,
                                    tv_weight=tv_weight)
@@ -125,11 +145,11 @@ def synthesize(params, shape: Tuple[int, int], layers: Sequence[str],
   evaluate = jax.jit(fun)
   x0 = x
   for r in range(rounds):
-    grams = draw(jax.random.fold_in(key_draw, r))
-    if set(grams) != set(layers):
-      raise NSTError(f"draw gave Grams for {sorted(grams)}, expected "
+    stats = draw(jax.random.fold_in(key_draw, r))
+    if set(stats) != set(layers):
+      raise NSTError(f"draw gave statistics for {sorted(stats)}, expected "
                      f"{sorted(layers)}")
-    targets = targets_from_grams(grams)
+    targets = targets_from_statistics(spec, stats)
     steps = min(per_round, iterations - r * per_round)
     config = dataclasses.replace(base, maxiter=steps)
     result = solvers.minimize(fun, x, config, (), (params, targets, weights))

@@ -17,87 +17,93 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import color
+from nst_jax.color import ColorControl as _ColorControl
+from nst_jax import memory
 from nst_jax import networks
 from nst_jax import objective
 from nst_jax import solvers
 from nst_jax import vgg
-from nst_jax.errors import NSTError
+from nst_jax.errors import NSTError, check_choice, param
 
 INITS = ("content", "style", "noise")
 TERMS = ("total", "content", "style", "tv")
 
 
 @dataclasses.dataclass(frozen=True)
-class TransferConfig:
-  """Everything that defines a run besides the images and the weights.
+class Init:
+  """The starting image (Nikulin & Novak §4): ``"content"``, ``"style"``
+  (the first style image resized) or ``"noise"`` (uniform, drawn from
+  ``jax.random.key(seed)``). ``seed`` also seeds the style patches."""
+  kind: str = "content"
+  seed: int = 0
 
-  ``content_layers``/``style_layers`` of ``None`` take the network's defaults
-  (Gatys et al. 2016: relu4_2; relu1_1 … relu5_1). Loss weights are α
-  (``content_weight``), β (``style_weight``) and γ (``tv_weight``). The
-  default β/α = 1e7 is calibrated by eye at 256-512 px for the torchvision
-  weights, whose normalised input is ~1/58 of Caffe's 0-255 scale (Gram losses
-  shrink ~58⁴, content losses ~58²); the paper's α/β = 1e-3…1e-4 refers to
-  Caffe's input.
+
+@dataclasses.dataclass(frozen=True)
+class StylePatches:
+  """Style targets from ``count`` seeded random ``size × size`` crops of each
+  style image (0: the whole image), averaged into one target (``"mean"``)
+  or kept as ``count`` styles of weight ``1/count`` (``"instances"``): the
+  thesis's style patches (seed 002)."""
+  count: int = 0
+  size: int = 128
+  mode: str = "mean"
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferConfig:
+  """Everything that defines a run besides the images and the weights,
+  composed of parts that each hold their own fields once:
+
+  * ``network`` and ``spec`` (``objective.Spec``: layers, pooling, style
+    representation, precision, gradient checkpointing; ``None`` takes the
+    network's default layers — Gatys et al. 2016: relu4_2; relu1_1 …
+    relu5_1 — with the ``Gram`` representation);
+  * ``weights`` (``objective.LossWeights``: α, β, γ, per-layer and blend
+    weights). The default β/α = 1e7 is calibrated by eye at 256-512 px for
+    the torchvision weights, whose normalised input is ~1/58 of Caffe's
+    0-255 scale (Gram losses shrink ~58⁴, content losses ~58²); the paper's
+    α/β = 1e-3…1e-4 refers to Caffe's input;
+  * ``solver`` (``solvers.SolverConfig``: method, iterations, step size,
+    L-BFGS memory); ``init`` (``Init``); ``color``
+    (``color.ColorControl``); ``patches`` (``StylePatches``);
+  * ``conv``, the convolution algorithm (``vgg.CONV_ALGORITHMS``).
+
+  Change one field of a part with ``config.replace(solver=dict(maxiter=10))``.
   """
   network: str = "vgg16"
-  pooling: str = "max"
-  content_layers: Tuple[str, ...] | None = None
-  style_layers: Tuple[str, ...] | None = None
-  style_layer_weights: Tuple[float, ...] | None = None
-  style_blend_weights: Tuple[float, ...] | None = None
-  content_weight: float = 1.0
-  style_weight: float = 1e7
-  tv_weight: float = 1.0
-  gram_normalization: str = "paper"
-  optimizer: str = "optax_lbfgs"
-  iterations: int = 500
-  learning_rate: float = 0.02
-  history_size: int = 10
-  init: str = "content"
-  seed: int = 0
-  precision: str = "float32"  # vgg.PRECISIONS: "float32", "tf32", "bf16"
-  remat: bool = False         # gradient checkpointing per VGG block
-  conv: str = "auto"          # vgg.CONV_ALGORITHMS: "auto", "direct", "winograd"
-  # Style representation (objective.STYLE_STATS) and its parameters, and
-  # style patches (0: the whole style image); see ``style_targets``.
-  style_stat: str = "gram"
-  style_rank: int = 0
-  eigen_loss: str = "reconstruction"
-  local_window: Tuple[int, ...] = (0,)
-  style_patches: int = 0
-  patch_size: int = 128
-  patch_mode: str = "mean"
-  # Colour control (Gatys, Bethge, Hertzmann & Shechtman 2016; nst_jax.color):
-  # recolour the styles to the content's colour statistics before the
-  # transfer ("histogram": mean and covariance, §2.1; "cdf": per channel),
-  # and/or transfer luminance only and keep the content's chrominance (§2.2).
-  color_transfer: str = "none"
-  original_colors: bool = False
-  color_space: str = "yiq"
+  spec: objective.Spec | None = None
+  weights: objective.LossWeights = objective.LossWeights()
+  solver: solvers.SolverConfig = solvers.SolverConfig()
+  init: Init = Init()
+  color: _ColorControl = _ColorControl()
+  patches: StylePatches = StylePatches()
+  conv: str = "auto"
 
-  def spec(self) -> objective.Spec:
-    content = (networks.DEFAULT_CONTENT_LAYERS[self.network]
-               if self.content_layers is None else tuple(self.content_layers))
-    style = (networks.DEFAULT_STYLE_LAYERS[self.network]
-             if self.style_layers is None else tuple(self.style_layers))
-    return objective.Spec(content, style, self.pooling, self.gram_normalization,
-                          precision=self.precision, remat=self.remat,
-                          style_stat=self.style_stat,
-                          style_rank=self.style_rank,
-                          eigen_loss=self.eigen_loss,
-                          local_window=tuple(self.local_window))
+  def objective_spec(self) -> objective.Spec:
+    """``spec``, or the network's default layers with the Gram style."""
+    if self.spec is not None:
+      return self.spec
+    return objective.Spec(networks.DEFAULT_CONTENT_LAYERS[self.network],
+                          networks.DEFAULT_STYLE_LAYERS[self.network])
 
-  def solver(self) -> solvers.SolverConfig:
-    return solvers.SolverConfig(
-        method=self.optimizer, maxiter=self.iterations,
-        learning_rate=self.learning_rate, history_size=self.history_size)
+  def replace(self, **parts) -> "TransferConfig":
+    """A copy with parts replaced: a part given as a dict changes only those
+    fields of it (``replace(solver=dict(maxiter=10), conv="direct")``)."""
+    changes = {}
+    for name, value in parts.items():
+      if isinstance(value, dict):
+        current = (self.objective_spec() if name == "spec"
+                   else getattr(self, name))
+        value = dataclasses.replace(current, **value)
+      changes[name] = value
+    return dataclasses.replace(self, **changes)
 
 
 class TransferResult(NamedTuple):
   """The result clipped to [0, 1], one ``{iteration, total, content, style,
   tv}`` record per logged iteration (the last one always), solver counts,
-  the stop reason, and seconds spent compiling plus optimising."""
+  the stop reason (``solvers.Status`` name), and seconds spent compiling plus
+  optimising."""
   image: np.ndarray
   loss_history: List[Dict[str, float]]
   iterations: int
@@ -106,119 +112,48 @@ class TransferResult(NamedTuple):
   wall_seconds: float
 
 
-def _check_choice(value, choices, what: str) -> None:
-  if value not in choices:
-    raise NSTError(f"unknown {what} {value!r}: use one of {', '.join(choices)}")
-
-
 def check_config(config: TransferConfig) -> None:
   """Raises ``NSTError`` for a configuration no run could use."""
-  _check_choice(config.network, networks.NETWORKS, "network")
-  _check_choice(config.optimizer, solvers.METHODS, "optimizer")
-  _check_choice(config.init, INITS, "init")
-  if config.iterations < 0:
-    raise NSTError(f"iterations must be >= 0, got {config.iterations}")
-  if not config.learning_rate > 0:
-    raise NSTError(f"learning rate must be > 0, got {config.learning_rate}")
-  if config.history_size < 1:
-    raise NSTError(f"history size must be >= 1, got {config.history_size}")
-  _check_choice(config.precision, vgg.PRECISIONS, "precision")
-  _check_choice(config.conv, vgg.CONV_ALGORITHMS, "conv")
-  spec = config.spec()
-  vgg.check_layers(config.network, spec.layers)
-  if not spec.style_layers and not spec.content_layers:
-    raise NSTError("no content and no style layers: nothing to optimise")
-  objective.check_style_spec(spec)
-  if config.style_patches < 0 or config.patch_size < 1:
-    raise NSTError(f"style patches must be >= 0 and patch size >= 1, got "
-                   f"{config.style_patches} and {config.patch_size}")
-  _check_choice(config.patch_mode, objective.PATCH_MODES, "patch mode")
-  _check_choice(config.color_transfer, color.COLOR_TRANSFERS,
-                "colour transfer")
-  _check_choice(config.color_space, color.COLOR_SPACES, "colour space")
-
-
-def _layer_shapes(config: TransferConfig, shape: Tuple[int, int], layers):
-  params = {k: {n: jax.ShapeDtypeStruct(s, jnp.float32) for n, s in v.items()}
-            for k, v in networks.param_shapes(config.network).items()}
-  image = jax.ShapeDtypeStruct((1, *shape, 3), jnp.float32)
-  try:
-    return jax.eval_shape(
-        lambda p, x: vgg.features(p, x, layers, config.pooling), params, image)
-  except (TypeError, ValueError):  # a negative size inside the network
-    return {layers[-1]: jax.ShapeDtypeStruct((1, 0, 0, 1), jnp.float32)}
+  check_choice("network", config.network, networks.NETWORKS)
+  check_choice("optimizer", config.solver.method, solvers.METHODS)
+  check_choice("init", config.init.kind, INITS)
+  if config.solver.maxiter < 0:
+    raise NSTError(f"{param('iterations')} must be >= 0, got "
+                   f"{config.solver.maxiter}")
+  if not config.solver.learning_rate > 0:
+    raise NSTError(f"{param('learning_rate')} must be > 0, got "
+                   f"{config.solver.learning_rate}")
+  if config.solver.history_size < 1:
+    raise NSTError(f"{param('history_size')} must be >= 1, got "
+                   f"{config.solver.history_size}")
+  check_choice("conv", config.conv, vgg.CONV_ALGORITHMS)
+  objective.check_spec(config.objective_spec(), config.network)
+  if config.patches.count < 0 or config.patches.size < 1:
+    raise NSTError(f"{param('style_patches')} must be >= 0 and "
+                   f"{param('patch_size')} >= 1, got {config.patches.count} "
+                   f"and {config.patches.size}")
+  check_choice("patch_mode", config.patches.mode, objective.PATCH_MODES)
+  config.color.check()
 
 
 def check_image_size(config: TransferConfig, shape: Tuple[int, int]) -> None:
-  """Refuses images too small to reach the deepest layer (without computing).
-
-  Every requested layer must have at least one position; otherwise its Gram
-  would divide by zero.
-  """
-  for layer, s in _layer_shapes(config, shape, config.spec().layers).items():
-    if s.shape[1] < 1 or s.shape[2] < 1:
-      raise NSTError(
-          f"a {shape[1]}x{shape[0]} image is too small for layer {layer} of "
-          f"{config.network}: use a larger --size")
+  """Refuses images too small to reach the deepest layer (without computing)."""
+  objective.check_image_size(config.network, config.objective_spec(), shape)
 
 
 def estimate_memory(config: TransferConfig, shape: Tuple[int, int]) -> int:
-  """Bytes one run needs, estimated from shapes alone (nothing is allocated).
-
-  1.2 float32 copies of every activation up to the deepest layer (what the
-  backward pass keeps, and the cotangents as they are freed), and L-BFGS's
-  ``2·history_size`` image-sized vectors besides a few working copies.
-  Calibrated on XLA:CPU's buffer assignment of the whole solver loop (VGG-16,
-  2026-11-22, since the 2×2 max pool has its own gradient): 1.02–1.36
-  copies at 256x192, 1.01–1.08 at 512x384 and 1.01–1.06 at 1024x768 (1.90
-  GiB; the estimate says 2.2), with direct or Winograd convolutions, with or
-  without ``config.remat``, which saves nothing on XLA:CPU: the peak is the
-  backward pass of the full-resolution first block, which must be held (or
-  recomputed) either way. Winograd convolutions (``config.conv``) add their
-  transformed kernels, 8× the weights of the layers they cover
-  (``vgg.prepare_params``).
-  """
-  spec = config.spec()
-  names = networks.layer_names(config.network)
-  deepest = max(spec.layers, key=names.index)
-  shapes = _layer_shapes(config, shape, names[:names.index(deepest) + 1])
-  activations = sum(int(np.prod(s.shape)) for s in shapes.values())
-  image = shape[0] * shape[1] * 3
-  copies = 1.2
-  kernels = 0
-  if vgg.resolve_conv(config.conv) == "winograd":
-    param_shapes = networks.param_shapes(config.network)
-    kernels = sum(8 * int(np.prod(param_shapes[l]["kernel"]))
-                  for l in vgg.winograd_layers(config.network)
-                  if names.index(l) <= names.index(deepest))
-  return int(4 * (copies * activations + kernels
-                  + (2 * config.history_size + 8) * image))
-
-
-def available_memory() -> int | None:
-  """Memory the default device can use, in bytes (None if unknown)."""
-  device = jax.devices()[0]
-  try:
-    stats = device.memory_stats() or {}
-  except Exception:  # pylint: disable=broad-except  # backends differ
-    stats = {}
-  if "bytes_limit" in stats:
-    return int(stats["bytes_limit"])
-  try:
-    import os
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-  except (ValueError, OSError, AttributeError):
-    return None
+  """Bytes one run of ``config`` needs for an ``(H, W)`` image
+  (``memory.estimate_bytes``)."""
+  spec = config.objective_spec()
+  return memory.estimate_bytes(config.network, spec.layers, shape,
+                               pooling=spec.pooling,
+                               history_size=config.solver.history_size,
+                               conv=config.conv)
 
 
 def check_memory(config: TransferConfig, shape: Tuple[int, int]) -> int:
   """Refuses a run whose estimate exceeds the device's memory; returns it."""
-  need, have = estimate_memory(config, shape), available_memory()
-  if have is not None and need > have:
-    raise NSTError(
-        f"a {shape[1]}x{shape[0]} transfer needs about {need / 2**30:.1f} GiB "
-        f"but the device has {have / 2**30:.1f} GiB: use a smaller --size")
-  return need
+  return memory.check_fits(estimate_memory(config, shape), shape)
 
 
 def initial_image(init: str, content: np.ndarray, style: np.ndarray | None,
@@ -226,16 +161,15 @@ def initial_image(init: str, content: np.ndarray, style: np.ndarray | None,
   """The starting point (Nikulin & Novak §4): the content image, the (first)
   style image resized to the content's shape, or uniform white noise in [0, 1]
   drawn from ``jax.random.key(seed)``."""
+  check_choice("init", init, INITS)
   if init == "content":
     return jnp.asarray(content, jnp.float32)
   if init == "style":
     if style is None:
-      raise NSTError("init 'style' needs a style image")
+      raise NSTError(f"{param('init')} 'style' needs a style image")
     from nst_jax import io  # resizing is the I/O module's job
     return jnp.asarray(io.resize_to(np.asarray(style), content.shape[:2]))
-  if init == "noise":
-    return jax.random.uniform(jax.random.key(seed), content.shape, jnp.float32)
-  raise NSTError(f"unknown init {init!r}: use one of {', '.join(INITS)}")
+  return jax.random.uniform(jax.random.key(seed), content.shape, jnp.float32)
 
 
 def _record(iteration, terms, seconds: float,
@@ -278,29 +212,31 @@ def style_targets(params, content: np.ndarray, styles: Sequence[np.ndarray],
   """The objective's targets for one run, style images prepared for the
   representation.
 
-  ``spatial`` and ``local`` compare maps position by position, so each style
-  image (or each patch) is first resized to the content's shape
-  (``io.resize_to``; this changes its aspect ratio when the shapes differ).
-  With ``config.style_patches = N > 0`` the targets come from ``N`` random
-  ``patch_size`` crops of each style image (``objective.random_crops``, seeded
-  by ``config.seed``), averaged or kept as ``N`` instances
-  (``config.patch_mode``; the thesis's style patches, seed 002).
+  A representation that compares maps position by position (``same_size``)
+  needs each style image (or each patch) at the content's shape: it is
+  resized first (``io.resize_to``; this changes its aspect ratio when the
+  shapes differ). With ``config.patches.count = N > 0`` the targets come from
+  ``N`` random ``patches.size`` crops of each style image
+  (``objective.random_crops``, seeded by ``config.init.seed``), averaged or
+  kept as ``N`` instances (``config.patches.mode``; the thesis's style
+  patches, seed 002).
   """
   from nst_jax import io  # resizing is the I/O module's job
+  spec = config.objective_spec()
   styles = [np.asarray(s) for s in styles]
-  n = config.style_patches
+  n = config.patches.count
   if n > 0:
     styles = [np.asarray(c) for i, s in enumerate(styles)
               for c in objective.random_crops(s, count=n,
-                                              size=config.patch_size,
-                                              seed=config.seed + i)]
-  if config.style_stat in objective.SAME_SIZE_STATS:
+                                              size=config.patches.size,
+                                              seed=config.init.seed + i)]
+  if spec.same_size:
     styles = [io.resize_to(s, content.shape[:2])
               if s.shape[:2] != content.shape[:2] else s for s in styles]
   return objective.make_targets(
-      params, jnp.asarray(content), [jnp.asarray(s) for s in styles],
-      config.spec(), config.style_blend_weights, patches_per_style=max(n, 1),
-      patch_mode=config.patch_mode)
+      params, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec,
+      config.weights.style_blend, patches_per_style=max(n, 1),
+      patch_mode=config.patches.mode)
 
 
 def _clip_on_device(x, *args):
@@ -308,34 +244,44 @@ def _clip_on_device(x, *args):
   return jnp.clip(x, 0.0, 1.0)
 
 
-def prepare_colors(content: np.ndarray, styles: Sequence[np.ndarray],
-                   config: TransferConfig):
-  """The images a transfer optimises with, after colour control.
-
-  ``config.color_transfer`` recolours each style to the content's colour
-  statistics (``color.match_color``, paper §2.1); ``config.original_colors``
-  replaces content and styles by their luma (styles' luma matched to the
-  content's mean and spread, §2.2), replicated to three channels. Returns
-  ``(content, styles)`` as float32 ``(H, W, 3)`` arrays; unchanged without
-  colour control.
-  """
-  content = np.asarray(content, np.float32)
-  styles = [np.asarray(s, np.float32) for s in styles]
-  if config.color_transfer != "none":
-    styles = [color.match_color(s, content, mode=config.color_transfer)
-              for s in styles]
-  if config.original_colors:
-    content, styles = color.luminance_images(content, styles,
-                                             config.color_space)
-  return content, styles
+def _offset_hook(hook: solvers.Hook, offset: int) -> solvers.Hook:
+  """``hook`` seeing the run's iteration count in a round starting at
+  ``offset`` (a later round's iteration 0 was the previous round's last)."""
+  def host_fn(i, v):
+    if offset == 0 or int(i) > 0:
+      hook.host_fn(int(i) + offset, v)
+  return hook._replace(host_fn=host_fn)
 
 
-def _finish_colors(image: np.ndarray, content: np.ndarray,
-                   config: TransferConfig) -> np.ndarray:
-  """The content's chrominance put back under the result's luma (§2.2)."""
-  if not config.original_colors:
-    return image
-  return color.combine_luminance(image, content, config.color_space)
+def _minimize_rounds(fun, x0, config: solvers.SolverConfig, hooks, spec,
+                     targets, params, weights, *, period: int, on_chunk,
+                     should_stop, chunk_seconds):
+  """``solvers.minimize`` in rounds of ``period`` iterations, the targets
+  re-drawn before each round after the first (``objective.redraw_targets``;
+  a representation's ``redraw``). Each round restarts the solver's memory
+  from the current image: the objective has changed. Hooks and progress
+  see the iteration count of the whole run. Returns the last round's
+  result with iterations and evaluations summed."""
+  x, total_iters, total_evals = x0, 0, 0
+  result = None
+  for r, start in enumerate(range(0, max(config.maxiter, 1), period)):
+    steps = min(period, config.maxiter - start)
+    if r:
+      targets = objective.redraw_targets(spec, targets, r)
+    chunk = None if on_chunk is None else (
+        lambda p, s=start: on_chunk(p._replace(iteration=p.iteration + s)))
+    result = solvers.minimize(
+        fun, x, dataclasses.replace(config, maxiter=steps),
+        [_offset_hook(h, start) for h in hooks], (params, targets, weights),
+        donate=True, should_stop=should_stop, on_chunk=chunk,
+        chunk_seconds=chunk_seconds)
+    total_iters += int(result.iterations)
+    total_evals += int(result.function_evaluations)
+    x = jnp.array(result.x, copy=True)
+    if int(result.status) in (solvers.NON_FINITE, solvers.INTERRUPTED):
+      break
+  return result._replace(iterations=total_iters,
+                         function_evaluations=total_evals), targets
 
 
 def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
@@ -354,41 +300,40 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
 
   ``init_image`` ``(H, W, 3)``, when given, is the starting point instead of
   ``config.init`` (``stylize_multiscale`` passes the upsampled result of the
-  coarser level). Colour control (``config.color_transfer``,
-  ``config.original_colors``) happens here: see ``prepare_colors``.
+  coarser level). Colour control (``config.color``) happens here: see
+  ``color.ColorControl``.
 
   Every ``log_every`` iterations the loss terms are recorded — ``{iteration,
   seconds, total, content, style, tv, style_layers: {layer: term}}``, terms
   weighted, seconds since the start — and passed to ``on_log``; every
   ``snapshot_every`` iterations ``on_snapshot(iteration, image)`` receives the
   current image clipped to [0, 1] (in the content's colours under
-  ``original_colors``). With ``on_progress`` or ``should_stop`` the compiled
-  loop runs in chunks of about ``progress_seconds``: after each,
-  ``on_progress(Progress)`` is called (its ``record`` refreshed, by one more
-  forward pass, when the latest is older than ``terms_seconds``) and
-  ``should_stop()`` asked; when it says yes the run ends there with status
-  ``interrupted`` and the result is the image reached. None of this changes
-  the iterates.
+  ``original_colors``; in a notebook, show it with ``IPython.display``). With
+  ``on_progress`` or ``should_stop`` the compiled loop runs in chunks of
+  about ``progress_seconds``: after each, ``on_progress(Progress)`` is called
+  (its ``record`` refreshed, by one more forward pass, when the latest is
+  older than ``terms_seconds``) and ``should_stop()`` asked; when it says yes
+  the run ends there with status ``interrupted`` and the result is the image
+  reached. None of this changes the iterates. A representation that
+  re-draws its target (``SlicedWasserstein(redraw_every=K)``) makes the run
+  proceed in rounds of ``K`` iterations, the solver restarted each round.
 
   Raises ``NSTError`` if the loss becomes NaN or infinite.
   """
   check_config(config)
   check_image_size(config, content.shape[:2])
   check_memory(config, content.shape[:2])
-  spec = config.spec()
+  spec = config.objective_spec()
   start = time.perf_counter()
   params = vgg.prepare_params(params, config.conv, spec.layers)
   original = np.asarray(content, np.float32)
-  content, styles = prepare_colors(original, styles, config)
+  content, styles = config.color.prepare(original, styles)
   targets = style_targets(params, content, styles, config)
-  weights = objective.make_weights(
-      spec, content_weight=config.content_weight,
-      style_weight=config.style_weight, tv_weight=config.tv_weight,
-      style_layer_weights=config.style_layer_weights)
+  weights = config.weights.arrays(spec)
   fun = objective.objective_function(spec)
-  args = (params, targets, weights)
   history: List[Dict[str, Any]] = []
   clock = lambda: time.perf_counter() - start
+  current = {"targets": targets}   # re-drawn targets, for the live records
 
   def log(iteration, terms):
     history.append(_record(iteration, terms, clock(), spec.style_layers))
@@ -400,8 +345,9 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
     hooks.append(solvers.Hook(
         snapshot_every, _clip_on_device,
         lambda i, x: int(i) > 0 and on_snapshot(
-            int(i), _finish_colors(np.asarray(x), original, config))))
+            int(i), config.color.finish(np.asarray(x), original))))
   on_chunk = None
+  iterations_wanted = config.solver.maxiter
   if on_progress is not None:
     latest = []  # a record refreshed between log hooks for a live display
 
@@ -410,42 +356,49 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
                    default=None)
       if p.running and (newest is None or
                         clock() - newest["seconds"] > terms_seconds):
-        terms = _terms_program(spec)(p.x(), *args)
+        terms = _terms_program(spec)(p.x(), params, current["targets"],
+                                     weights)
         latest[:] = [_record(p.iteration, terms, clock(), spec.style_layers)]
         newest = latest[0]
-      on_progress(Progress(p.iteration, config.iterations, clock(),
+      on_progress(Progress(p.iteration, iterations_wanted, clock(),
                            float(np.asarray(p.value)),
                            int(np.asarray(p.evaluations)), newest))
   if init_image is None:
-    x0 = initial_image(config.init, content, styles[0] if styles else None,
-                       config.seed)
+    x0 = initial_image(config.init.kind, content,
+                       styles[0] if styles else None, config.init.seed)
   elif np.shape(init_image) != content.shape:
     raise NSTError(f"init image has shape {np.shape(init_image)}, the content "
                    f"image {content.shape}")
   else:
-    x0 = init_image
-    if config.original_colors:   # continue in luma, like the content
-      x0 = color.luminance_images(np.asarray(x0, np.float32), [],
-                                  config.color_space)[0]
+    x0 = config.color.to_luma(init_image)  # continue in the run's space
   # A fresh buffer that this function owns, donated to the compiled loop.
   x0 = jnp.array(x0, jnp.float32, copy=True)
   if on_progress is not None:   # before compiling: the display can say so
-    on_progress(Progress(0, config.iterations, clock(), float("nan"), 0, None))
+    on_progress(Progress(0, iterations_wanted, clock(), float("nan"), 0, None))
   chunked = on_chunk is not None or should_stop is not None
-  result = solvers.minimize(
-      fun, x0, config.solver(), hooks, args, donate=True,
-      should_stop=should_stop, on_chunk=on_chunk,
-      chunk_seconds=progress_seconds if chunked else None)
+  chunk_seconds = progress_seconds if chunked else None
+  period = objective.redraw_every(spec)
+  if period > 0:
+    result, current["targets"] = _minimize_rounds(
+        fun, x0, config.solver, hooks, spec, targets, params, weights,
+        period=period, on_chunk=on_chunk, should_stop=should_stop,
+        chunk_seconds=chunk_seconds)
+  else:
+    result = solvers.minimize(
+        fun, x0, config.solver, hooks, (params, targets, weights),
+        donate=True, should_stop=should_stop, on_chunk=on_chunk,
+        chunk_seconds=chunk_seconds)
   image = np.asarray(jnp.clip(result.x, 0.0, 1.0))
   iterations = int(result.iterations)
-  status = solvers.STATUS_NAMES[int(result.status)]
+  status = solvers.status_name(int(result.status))
   if status == "non_finite" or not np.all(np.isfinite(image)):
     raise NSTError(
         f"the loss became NaN or infinite by iteration {iterations}: lower "
-        "--learning_rate or the loss weights")
+        f"{param('learning_rate')} or the loss weights")
   if not history or history[-1]["iteration"] != iterations:
-    log(iterations, _terms_program(spec)(result.x, *args))
-  return TransferResult(_finish_colors(image, original, config), history,
+    log(iterations, _terms_program(spec)(result.x, params,
+                                         current["targets"], weights))
+  return TransferResult(config.color.finish(image, original), history,
                         iterations, int(result.function_evaluations), status,
                         time.perf_counter() - start)
 
@@ -456,7 +409,8 @@ def style_size(size: int, style_scale: float) -> int:
   style's brush strokes and motifs come out larger relative to the picture,
   above 1 smaller)."""
   if not (style_scale > 0 and np.isfinite(style_scale)):
-    raise NSTError(f"style scale must be a positive number, got {style_scale}")
+    raise NSTError(f"{param('style_scale')} must be a positive number, got "
+                   f"{style_scale}")
   return max(1, int(round(size * style_scale)))
 
 
@@ -476,7 +430,7 @@ def stylize_multiscale(params, content: np.ndarray,
   (jcjohnson/neural-style's multires recipe, pystiche's ``ImagePyramid``):
   the coarse levels fix the large-scale structure cheaply, the fine ones
   only add detail. ``scale_iterations`` gives the iterations of each level
-  (default: ``config.iterations`` at every level); ``on_level(size,
+  (default: ``config.solver.maxiter`` at every level); ``on_level(size,
   result)`` is called after each level; styles are resized to
   ``style_scale`` times the level's long edge (``style_size``); other keyword
   arguments go to ``stylize``. A level that ends ``interrupted`` (its
@@ -489,23 +443,26 @@ def stylize_multiscale(params, content: np.ndarray,
   from nst_jax import io  # resizing is the I/O module's job
   scales = [int(s) for s in scales]
   if not scales or min(scales) < 1:
-    raise NSTError(f"scales must be positive long edges, got {scales}")
+    raise NSTError(f"{param('scales')} must be positive long edges, got "
+                   f"{scales}")
   if scales != sorted(scales):
-    raise NSTError(f"scales must increase (coarse to fine), got {scales}")
+    raise NSTError(f"{param('scales')} must increase (coarse to fine), got "
+                   f"{scales}")
   if scale_iterations is None:
-    scale_iterations = [config.iterations] * len(scales)
+    scale_iterations = [config.solver.maxiter] * len(scales)
   scale_iterations = [int(n) for n in scale_iterations]
   if len(scale_iterations) != len(scales):
     raise NSTError(f"got {len(scale_iterations)} iteration counts for "
                    f"{len(scales)} scales")
   content = np.asarray(content, np.float32)
+  check_config(config)
   for size in scales:   # refuse before any work, as stylize would per level
     shape = io.long_edge_shape(content.shape[:2], size)
     check_image_size(config, shape)
     check_memory(config, shape)
-  check_config(config)
   # Once for every level (each stylize would transform the kernels again).
-  params = vgg.prepare_params(params, config.conv, config.spec().layers)
+  params = vgg.prepare_params(params, config.conv,
+                              config.objective_spec().layers)
   history: List[Dict[str, float]] = []
   result, image = None, None
   iterations = evaluations = 0
@@ -518,7 +475,7 @@ def stylize_multiscale(params, content: np.ndarray,
                     for s in styles]
     init = None if image is None else io.resize_to(image, shape)
     result = stylize(params, level_content, level_styles,
-                     dataclasses.replace(config, iterations=n),
+                     config.replace(solver=dict(maxiter=n)),
                      init_image=init, **kwargs)
     image = result.image
     history += [{**r, "size": size} for r in result.loss_history]
