@@ -2,17 +2,24 @@
 
 Data flows one way: image I/O (``io``) and colour control (``color``) → VGG
 features (``vgg``, fast 3×3 convolutions in ``winograd``) → statistics
-(``statistics``) → losses (``losses``) → objective (``objective``) → solvers
-(``solvers``) → one transfer (``transfer``). The public names are re-exported
-here; ``weights`` (the converter) and ``io`` touch the disk, nothing else does.
+(``statistics``) → losses (``losses``) → style representations as values
+(``representations``) → objective (``objective``) → solvers (``solvers``,
+batched and sharded in ``sharded``) → one transfer (``transfer``) or a grid
+of them (``grid``); ``memory`` estimates what a run needs, ``figures`` draws
+results. The public names are re-exported here; ``weights`` (the converter)
+and ``io`` touch the disk, nothing else does.
 """
 
 from nst_jax import color
 from nst_jax import figures
+from nst_jax import grid
 from nst_jax import io
 from nst_jax import losses
+from nst_jax import memory
 from nst_jax import networks
 from nst_jax import objective
+from nst_jax import representations
+from nst_jax import sharded
 from nst_jax import solvers
 from nst_jax import statistics
 from nst_jax import synthetic
@@ -26,16 +33,23 @@ from nst_jax.errors import NSTError
 from nst_jax.figures import loss_curves
 from nst_jax.io import load_image, resize_long_edge, resize_to, save_image
 from nst_jax.losses import content_loss, gram_loss, total_variation_loss
-from nst_jax.objective import (Spec, Targets, Weights, loss_terms,
-                               make_objective, make_targets, make_weights)
+from nst_jax.grid import GridAxes, GridResult, style_grid
+from nst_jax.objective import (LossWeights, Spec, Targets, Weights, loss_terms,
+                               make_objective, make_targets, make_weights,
+                               objective_function, stack_targets)
+from nst_jax.representations import (CentralMoments, Covariance, Eigen, Gram,
+                                     Local, Moments, SlicedWasserstein,
+                                     Spatial)
+from nst_jax.sharded import minimize_cells
 from nst_jax.solvers import (Hook, SolveResult, SolverConfig, minimize,
                              minimize_batched)
 from nst_jax.statistics import (channel_mean_covariance, channel_moments,
                                 gram_eigen, gram_matrix, gram_spectrum,
                                 local_gram, low_rank_gram, project_features,
                                 spatial_autocorrelation, sqrtm_psd)
-from nst_jax.transfer import (TransferConfig, TransferResult, stylize,
-                              stylize_multiscale)
+from nst_jax.transfer import (Init, StylePatches, TransferConfig,
+                              TransferResult, stylize, stylize_multiscale)
+from nst_jax.color import ColorControl
 from nst_jax.vgg import features, load_params, prepare_params
 
 __all__ = [
@@ -50,6 +64,10 @@ __all__ = [
     "low_rank_gram", "project_features", "spatial_autocorrelation",
     "sqrtm_psd", "color", "figures", "combine_luminance", "luminance_images",
     "match_color", "match_luminance", "loss_curves", "minimize_batched",
-    "stylize_multiscale", "winograd", "prepare_params",
+    "stylize_multiscale", "winograd", "prepare_params", "grid", "sharded",
+    "memory", "representations", "GridAxes", "GridResult", "style_grid",
+    "LossWeights", "objective_function", "stack_targets", "CentralMoments",
+    "Covariance", "Eigen", "Gram", "Local", "Moments", "SlicedWasserstein",
+    "Spatial", "minimize_cells", "Init", "StylePatches", "ColorControl",
 ]
 __version__ = "0.1.0"

@@ -14,11 +14,15 @@ Two ways to keep the content's colours (paper §2):
     (:func:`combine_luminance`).
 """
 
+import dataclasses
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from nst_jax import errors
+from nst_jax.errors import NSTError
 
 COLOR_SPACES = ("yiq", "ycbcr")
 COLOR_TRANSFERS = ("none", "histogram", "cdf")
@@ -39,15 +43,16 @@ _FORWARD = {
 
 
 def _space(space: str):
-  if space not in _FORWARD:
-    raise ValueError(f"colour space must be one of {COLOR_SPACES}, got {space!r}")
+  errors.check_choice("space", space, COLOR_SPACES)
   return _FORWARD[space]
 
 
-def _affine(x, matrix: np.ndarray, offset: np.ndarray):
-  """``matrix @ x + offset`` on the last axis (size 3) of numpy or jax ``x``."""
+def _affine(x, matrix: np.ndarray, offset: np.ndarray, name: str):
+  """``matrix @ x + offset`` on the last axis (size 3) of numpy or jax ``x``
+  (the parameter ``name``)."""
   if x.shape[-1:] != (3,):
-    raise ValueError(f"expected an array (..., 3), got shape {tuple(x.shape)}")
+    raise NSTError(f"{errors.param(name)} must be an array (..., 3), got "
+                   f"shape {tuple(x.shape)}")
   shape = (1,) * (x.ndim - 1) + (3,)
   if isinstance(x, jax.Array):
     out = jnp.einsum("...j,ij->...i", x.astype(jnp.float32),
@@ -67,7 +72,7 @@ def rgb_to_luma_chroma(image, space: str = "yiq"):
   − 0.418688G − 0.081312B`` (ITU-R BT.601 full range, JPEG/JFIF).
   """
   matrix, offset = _space(space)
-  return _affine(image, matrix, offset)
+  return _affine(image, matrix, offset, "image")
 
 
 def luma_chroma_to_rgb(ycc, space: str = "yiq"):
@@ -76,7 +81,7 @@ def luma_chroma_to_rgb(ycc, space: str = "yiq"):
   the RGB gamut gives values outside ``[0, 1]``."""
   matrix, offset = _space(space)
   inverse = np.linalg.inv(matrix)
-  return _affine(ycc, inverse, -inverse @ offset)
+  return _affine(ycc, inverse, -inverse @ offset, "ycc")
 
 
 def luminance(image):
@@ -96,18 +101,21 @@ def match_luminance(style_luma, content_luma) -> np.ndarray:
   s = np.asarray(style_luma, np.float64)
   c = np.asarray(content_luma, np.float64)
   if s.size == 0 or c.size == 0:
-    raise ValueError(f"luma arrays must have at least one pixel, got shapes "
-                     f"{s.shape} and {c.shape}")
+    raise NSTError(f"{errors.param('style_luma')} and "
+                   f"{errors.param('content_luma')} must have at least one "
+                   f"pixel, got shapes {s.shape} and {c.shape}")
   if np.ptp(s) == 0:
     return np.full(s.shape, c.mean(), np.float32)
   return ((c.std() / s.std()) * (s - s.mean()) + c.mean()).astype(np.float32)
 
 
-def _check_image(image, name: str) -> np.ndarray:
+def _check_image(image, name: str, index: str = "") -> np.ndarray:
+  """``image`` as an array; ``NSTError`` naming the parameter ``name`` (and
+  ``index``, e.g. ``"[2]"``) unless its shape is ``(H, W, 3)``, H, W >= 1."""
   x = np.asarray(image)
   if x.ndim != 3 or x.shape[-1] != 3 or x.shape[0] * x.shape[1] == 0:
-    raise ValueError(f"{name} must be an image (H, W, 3) with H, W >= 1, "
-                     f"got shape {x.shape}")
+    raise NSTError(f"{errors.param(name)}{index} must be an image (H, W, 3) "
+                   f"with H, W >= 1, got shape {x.shape}")
   return x
 
 
@@ -122,11 +130,12 @@ def luminance_images(content, styles: Sequence, space: str = "yiq"):
   """
   _space(space)
   if isinstance(styles, (np.ndarray, jax.Array)):
-    raise ValueError(f"styles must be a sequence of images, got an array of "
-                     f"shape {styles.shape}")
+    raise NSTError(f"{errors.param('styles')} must be a sequence of images, "
+                   f"got an array of shape {styles.shape}")
   y_c = luminance(_check_image(content, "content"))
-  matched = [match_luminance(luminance(_check_image(s, f"styles[{i}]")), y_c)
-             for i, s in enumerate(styles)]
+  matched = [
+      match_luminance(luminance(_check_image(s, "styles", f"[{i}]")), y_c)
+      for i, s in enumerate(styles)]
   def grey(y):
     return np.repeat(np.clip(y, 0.0, 1.0)[..., None], 3, axis=-1)
   return grey(y_c), [grey(y) for y in matched]
@@ -143,8 +152,8 @@ def combine_luminance(result, content, space: str = "yiq") -> np.ndarray:
   r = _check_image(result, "result")
   c = _check_image(content, "content")
   if r.shape != c.shape:
-    raise ValueError(f"result and content must have the same shape, got "
-                     f"{r.shape} and {c.shape}")
+    raise NSTError(f"{errors.param('result')} and {errors.param('content')} "
+                   f"must have the same shape, got {r.shape} and {c.shape}")
   ycc = rgb_to_luma_chroma(c, space)
   ycc[..., 0] = luminance(r)
   return np.clip(luma_chroma_to_rgb(ycc, space), 0.0, 1.0)
@@ -207,12 +216,8 @@ def match_color(style, content, *, mode: str = "histogram",
     channels are permutations of the content's.
   * ``mode="none"``: the style unchanged (a float32 copy).
   """
-  if mode not in COLOR_TRANSFERS:
-    raise ValueError(f"colour transfer must be one of {COLOR_TRANSFERS}, "
-                     f"got {mode!r}")
-  if transform not in MATRIX_TRANSFORMS:
-    raise ValueError(f"transform must be one of {MATRIX_TRANSFORMS}, "
-                     f"got {transform!r}")
+  errors.check_choice("mode", mode, COLOR_TRANSFERS)
+  errors.check_choice("transform", transform, MATRIX_TRANSFORMS)
   s = _check_image(style, "style")
   c = _check_image(content, "content").reshape(-1, 3).astype(np.float64)
   flat = s.reshape(-1, 3).astype(np.float64)
@@ -221,3 +226,60 @@ def match_color(style, content, *, mode: str = "histogram",
   elif mode == "cdf":
     flat = _cdf(flat, c)
   return flat.reshape(s.shape).astype(np.float32)
+
+
+# --- colour control of one transfer (a part of ``TransferConfig``) ----------
+
+
+@dataclasses.dataclass(frozen=True)
+class ColorControl:
+  """Colour control of a transfer (Gatys, Bethge, Hertzmann & Shechtman
+  2016, "Preserving Color in Neural Artistic Style Transfer").
+
+  ``transfer`` recolours each style to the content's colour statistics
+  before the transfer (``"histogram"``: mean and covariance, §2.1;
+  ``"cdf"``: exact per-channel histograms; ``"none"``);
+  ``original_colors`` transfers luminance only and puts the content's
+  chrominance back afterwards (§2.2), in the luma/chroma ``space``.
+  """
+  transfer: str = "none"
+  original_colors: bool = False
+  space: str = "yiq"
+
+  def check(self) -> None:
+    errors.check_choice("color_transfer", self.transfer, COLOR_TRANSFERS)
+    errors.check_choice("color_space", self.space, COLOR_SPACES)
+
+  @property
+  def active(self) -> bool:
+    return self.transfer != "none" or bool(self.original_colors)
+
+  def prepare(self, content, styles: Sequence):
+    """The images a transfer optimises with: ``(content, styles)`` as
+    float32 ``(H, W, 3)`` arrays, styles recoloured (``match_color``) and,
+    under ``original_colors``, both replaced by their luma (styles' luma
+    matched to the content's mean and spread), replicated to three
+    channels. Unchanged without colour control."""
+    self.check()
+    content = np.asarray(content, np.float32)
+    styles = [np.asarray(s, np.float32) for s in styles]
+    if self.transfer != "none":
+      styles = [match_color(s, content, mode=self.transfer) for s in styles]
+    if self.original_colors:
+      content, styles = luminance_images(content, styles, self.space)
+    return content, styles
+
+  def to_luma(self, image) -> np.ndarray:
+    """A starting image in the space the transfer runs in (its luma under
+    ``original_colors``, else itself)."""
+    image = np.asarray(image, np.float32)
+    if not self.original_colors:
+      return image
+    return luminance_images(image, [], self.space)[0]
+
+  def finish(self, image, content) -> np.ndarray:
+    """The result in the content's colours under ``original_colors`` (its
+    luma with the content's chrominance, §2.2); else ``image`` itself."""
+    if not self.original_colors:
+      return image
+    return combine_luminance(image, content, self.space)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import networks, winograd
+from nst_jax import errors, networks, winograd
 from nst_jax.errors import NSTError
 
 POOLING = ("max", "avg")
@@ -63,7 +63,7 @@ def load_params(network: str | os.PathLike = "vgg16") -> Dict[str, Dict[str, jax
     path = os.fspath(network)
     if not os.path.isfile(path):
       raise NSTError(
-          f"unknown network {str(network)!r}: use one of "
+          f"unknown {errors.param('network')} {str(network)!r}: use one of "
           f"{', '.join(networks.NETWORKS)} or a path to a converted .npz")
     try:
       with np.load(path, allow_pickle=False) as f:
@@ -82,8 +82,9 @@ def network_of(params) -> str:
     if keys == set(networks.param_shapes(name)):
       return name
   raise NSTError(
-      "params match no known network: expected the convolution names of "
-      f"vgg16, vgg19 or alexnet, got {sorted(keys)[:4]}...")
+      f"{errors.param('params')} match no known network: expected the "
+      "convolution names of vgg16, vgg19 or alexnet, got "
+      f"{sorted(keys)[:4]}...")
 
 
 def normalize(images: jax.Array) -> jax.Array:
@@ -180,8 +181,7 @@ def winograd_layers(network: str,
 def resolve_conv(conv: str) -> str:
   """``"auto"`` → ``"winograd"`` on the CPU, ``"direct"`` elsewhere; other
   names are checked and returned."""
-  if conv not in CONV_ALGORITHMS:
-    raise NSTError(f"conv must be one of {CONV_ALGORITHMS}, got {conv!r}")
+  errors.check_choice("conv", conv, CONV_ALGORITHMS)
   if conv == "auto":
     return "winograd" if jax.default_backend() == "cpu" else "direct"
   return conv
@@ -302,14 +302,13 @@ def _pool(x, window, stride, pooling):
   return summed / (window * window)
 
 
-def check_layers(network: str, layers: Iterable[str]) -> None:
-  """Raises ``NSTError`` naming any layer that ``network`` does not have."""
+def check_layers(network: str, layers: Iterable[str],
+                 name: str = "layers") -> None:
+  """Raises ``NSTError`` naming any layer that ``network`` does not have;
+  ``name`` is the parameter that held ``layers``."""
   names = networks.layer_names(network)
   for layer in layers:
-    if layer not in names:
-      raise NSTError(
-          f"{network} has no layer {layer!r}; its layers are "
-          f"{', '.join(names)}")
+    errors.check_choice(name, layer, names)
 
 
 def _block(name: str) -> str:
@@ -375,12 +374,10 @@ def features(params, images: jax.Array, layers: Sequence[str],
     requested.
   """
   if images.ndim != 4 or images.shape[-1] != 3:
-    raise ValueError(
-        f"features expects images of shape (N, H, W, 3), got {images.shape}")
-  if pooling not in POOLING:
-    raise NSTError(f"pooling must be one of {POOLING}, got {pooling!r}")
-  if precision not in PRECISIONS:
-    raise NSTError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    raise NSTError(f"{errors.param('images')} must have shape (N, H, W, 3), "
+                   f"got {images.shape}")
+  errors.check_choice("pooling", pooling, POOLING)
+  errors.check_choice("precision", precision, PRECISIONS)
   network = network_of(params)
   layers = tuple(layers)
   check_layers(network, layers)
@@ -400,3 +397,20 @@ def features(params, images: jax.Array, layers: Sequence[str],
     x, block_out = run(x, block_params)
     out.update(block_out)
   return {name: out[name] for name in layers}
+
+
+def feature_shapes(network: str, shape: Sequence[int], layers: Sequence[str],
+                   pooling: str = "max") -> Dict[str, tuple]:
+  """``{layer: (H_l, W_l, C_l)}`` of an ``(H, W)`` image, from shapes alone
+  (``jax.eval_shape``: nothing is computed or allocated). A layer the image
+  is too small to reach has a zero (or negative-size) extent: ``(0, 0, 1)``."""
+  params = {k: {n: jax.ShapeDtypeStruct(s, jnp.float32) for n, s in v.items()}
+            for k, v in networks.param_shapes(network).items()}
+  image = jax.ShapeDtypeStruct((1, *tuple(shape)[:2], 3), jnp.float32)
+  layers = tuple(layers)
+  try:
+    out = jax.eval_shape(lambda p, x: features(p, x, layers, pooling),
+                         params, image)
+  except (TypeError, ValueError):  # a negative size inside the network
+    return {layers[-1]: (0, 0, 1)}
+  return {k: tuple(v.shape[1:]) for k, v in out.items()}
