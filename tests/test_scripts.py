@@ -1,0 +1,202 @@
+"""Every script that has no test file of its own, run as a user runs it: a
+tiny real run in a temporary directory whose output must exist and make
+sense, and one bad input that must end in one ``error:`` line on stderr and a
+non-zero exit status.
+
+scripts/stylize.py is tested in test_cli.py and scripts/style_grid.py in
+test_grid.py. Every run sets ``NST_JAX_CACHE_DIR=off``, so no test writes the
+user's compilation cache. torch is not needed: the benchmark runs its
+JAX-only side (``--notorch``). The runs that compile the whole VGG-16
+objective are marked ``slow`` (tens of seconds on two cores); every bad-input
+case takes a couple of seconds.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nst_jax import io
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONTENT = ROOT / "examples" / "chelsea.png"
+STYLE = ROOT / "examples" / "style_brushwork.png"
+
+
+def run(script: str, *args, timeout: int = 300):
+  """``python scripts/<script> args`` with the compilation cache off."""
+  env = dict(os.environ, PYTHONUNBUFFERED="1", NST_JAX_CACHE_DIR="off")
+  return subprocess.run([sys.executable, str(ROOT / "scripts" / script),
+                         *map(str, args)], cwd=ROOT, capture_output=True,
+                        text=True, env=env, timeout=timeout)
+
+
+def assert_ok(proc):
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def assert_one_line_error(proc, *fragments):
+  """Non-zero exit, no traceback, exactly one ``error:`` line holding every
+  fragment."""
+  assert proc.returncode != 0, proc.stdout
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(lines) == 1, proc.stderr[-3000:]
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def weights(vgg16_params):
+  """Skips the test when weights/vgg16.npz was not fetched."""
+  del vgg16_params
+
+
+# ---------------------------------------------------------------------------
+# compose.py: images side by side.
+
+
+def test_compose_writes_the_images_side_by_side(tmp_path):
+  out = tmp_path / "figure.png"
+  proc = run("compose.py", f"--images={CONTENT},{STYLE}",
+             "--labels=content,style", "--height=32", f"--output={out}")
+  assert_ok(proc)
+  sheet = io.load_image(out)
+  widths = [round(32 * w / h) for h, w in
+            (io.load_image(p).shape[:2] for p in (CONTENT, STYLE))]
+  assert sheet.shape == (32 + 22, sum(widths) + 6, 3)  # captions, one gap
+  np.testing.assert_allclose(sheet[:32, widths[0]:widths[0] + 6], 1.0)
+
+
+def test_compose_bad_input(tmp_path):
+  out = tmp_path / "figure.png"
+  proc = run("compose.py", f"--images={CONTENT},{STYLE}", "--labels=one",
+             f"--output={out}")
+  assert_one_line_error(proc, "1 labels for 2 images")
+  assert not out.exists()
+
+
+# ---------------------------------------------------------------------------
+# paint_style.py: the procedural example style.
+
+
+def test_paint_style_is_reproducible(tmp_path):
+  a, b = tmp_path / "a.png", tmp_path / "b.png"
+  for out in (a, b):
+    assert_ok(run("paint_style.py", "--size=32", "--seed=3",
+                  f"--output={out}"))
+  image = io.load_image(a)
+  assert image.shape == (24, 32, 3)                 # 3:4, long edge 32
+  assert image.std() > 0.05                         # a picture, not a fill
+  assert a.read_bytes() == b.read_bytes()
+
+
+def test_paint_style_bad_output(tmp_path):
+  out = tmp_path / "style.jpg"
+  assert_one_line_error(run("paint_style.py", "--size=32", f"--output={out}"),
+                        "style.jpg", ".png")
+  assert not out.exists()
+
+
+# ---------------------------------------------------------------------------
+# generate_styles.py: textures from invented Gram matrices.
+
+
+def test_generate_styles_draws_one_texture_per_cell(tmp_path, weights):
+  out = tmp_path / "synthetic.png"
+  proc = run("generate_styles.py", "--layers=relu1_1", "--layer_scales=0.8",
+             "--single_magnitudes=1,2", "--sigmas=1", "--densities=0.1",
+             "--redraw_every=0", "--size=16", "--iterations=2",
+             "--cell_height=16", f"--output={out}")
+  assert_ok(proc)
+  # Two rows (the single-entry row, the sparse row), each 16 px of pictures
+  # and a caption row, 6 px apart; two textures in the widest row.
+  sheet = io.load_image(out)
+  assert sheet.shape == (2 * (16 + 22) + 6, 16 + 6 + 16, 3)
+  assert sheet[:16, :16].std() > 0.01               # a texture, not blank
+  assert "3 textures" in proc.stdout
+
+
+def test_generate_styles_bad_input(tmp_path):
+  out = tmp_path / "synthetic.png"
+  proc = run("generate_styles.py", "--layers=relu1_1",
+             "--layer_scales=0.8,7", f"--output={out}")
+  assert_one_line_error(proc, "2 layer scales for 1 layers")
+  assert not out.exists()
+
+
+# ---------------------------------------------------------------------------
+# init_study.py: one transfer from three starting points.
+
+
+@pytest.mark.slow
+def test_init_study_writes_figure_and_record(tmp_path, weights):
+  out = tmp_path / "init.png"
+  proc = run("init_study.py", f"--content={CONTENT}", f"--style={STYLE}",
+             "--size=32", "--iterations=2", "--height=16", f"--output={out}")
+  assert_ok(proc)
+  sheet = io.load_image(out)
+  assert sheet.shape[0] == 16 + 22 and sheet.shape[1] > 5 * 16
+  record = json.loads(out.with_suffix(".json").read_text())
+  assert set(record["runs"]) == {"style", "content", "noise"}
+  for run_record in record["runs"].values():
+    assert 0 < run_record["iterations"] <= 2
+    assert np.isfinite(run_record["final"]["total"])
+
+
+def test_init_study_bad_input(tmp_path):
+  out = tmp_path / "init.png"
+  proc = run("init_study.py", f"--content={CONTENT}", f"--output={out}")
+  assert_one_line_error(proc, "--style")
+  assert not out.exists()
+
+
+# ---------------------------------------------------------------------------
+# benchmark.py (JAX side only) and benchmark_grid.py.
+
+
+@pytest.mark.slow
+def test_benchmark_jax_side(tmp_path, weights):
+  record_path = tmp_path / "bench.json"
+  proc = run("benchmark.py", "--notorch", "--solvers=optax_lbfgs",
+             "--sizes=32", "--iterations=2", "--eval_repeats=1",
+             f"--content={CONTENT}", f"--style={STYLE}",
+             f"--json={record_path}")
+  assert_ok(proc)
+  record = json.loads(record_path.read_text())
+  assert record["torch"] is None
+  (size,) = record["sizes"]
+  assert size["size"] == 32 and max(size["shape"]) == 32
+  assert 0 < size["eval_gflop"] < 1
+  run_record = size["runs"]["optax_lbfgs"]
+  assert 0 < run_record["iterations"] <= 2 and run_record["evaluations"] > 0
+  assert size["rows"]["ms/evaluation (standalone)"]["optax_lbfgs"] > 0
+  assert "ms/iteration" in proc.stdout
+
+
+def test_benchmark_bad_input(tmp_path):
+  assert_one_line_error(run("benchmark.py", "--notorch", "--sizes=big"),
+                        "sizes", "big")
+
+
+@pytest.mark.slow
+def test_benchmark_grid_compares_batched_and_sequential(weights):
+  proc = run("benchmark_grid.py", "--cells=2", "--size=32", "--iterations=1",
+             f"--content={CONTENT}", f"--style={STYLE}")
+  assert_ok(proc)
+  lines = proc.stdout.splitlines()
+  assert lines[0].startswith("2 cells, 32x")
+  assert any(l.startswith("batched ") for l in lines)
+  assert any(l.startswith("sequential ") for l in lines)
+  assert float(lines[-1].split()[-1].rstrip("x")) > 0
+
+
+def test_benchmark_grid_bad_input(weights):
+  proc = run("benchmark_grid.py", "--cells=5", "--size=32",
+             f"--content={CONTENT}", f"--style={STYLE}")
+  assert_one_line_error(proc, "cells", "multiple of 4")
