@@ -15,6 +15,8 @@ torchvision ``vgg16``/``vgg19``/``alexnet``; Nikulin & Novak §3 for AlexNet.
 
 from typing import NamedTuple, Tuple
 
+from nst_jax import errors
+
 # Input convention of the torchvision ImageNet weights: RGB in [0, 1], then
 # (x - mean) / std per channel.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -82,7 +84,7 @@ DEFAULT_STYLE_LAYERS = {
 
 def conv_layers(network: str) -> Tuple[Conv, ...]:
   """The convolution specs of ``network`` in order."""
-  return tuple(l for l in NETWORKS[network] if isinstance(l, Conv))
+  return tuple(l for l in _layers(network) if isinstance(l, Conv))
 
 
 def param_shapes(network: str) -> dict:
@@ -97,4 +99,10 @@ def param_shapes(network: str) -> dict:
 
 def layer_names(network: str) -> Tuple[str, ...]:
   """Every named layer of ``network`` in execution order."""
-  return tuple(l.name for l in NETWORKS[network])
+  return tuple(l.name for l in _layers(network))
+
+
+def _layers(network: str) -> Tuple[Layer, ...]:
+  """``NETWORKS[network]``; an unknown name is an ``NSTError``."""
+  errors.check_choice("network", network, NETWORKS)
+  return NETWORKS[network]

@@ -52,6 +52,7 @@ gradient of ``fun`` (hooks' own evaluations are not counted).
 """
 
 import dataclasses
+import enum
 import functools
 import time
 import warnings
@@ -61,13 +62,57 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nst_jax import errors
+from nst_jax.errors import NSTError
+
 METHODS = ("optax_lbfgs", "lbfgs", "adam")
 
-# Why a run stopped.
-RUNNING, CONVERGED, NON_FINITE, LINESEARCH_FAILED, INTERRUPTED = 0, 1, 2, 3, 4
-STATUS_NAMES = {RUNNING: "max_iterations", CONVERGED: "converged",
-                NON_FINITE: "non_finite", LINESEARCH_FAILED: "linesearch_failed",
-                INTERRUPTED: "interrupted"}
+
+class Status(enum.IntEnum):
+  """Why a run stopped: ``SolveResult.status`` holds these codes (int32
+  arrays, per cell when batched); ``status_name`` reads one.
+
+  ``str(Status.CONVERGED)`` and ``Status.CONVERGED.label`` are
+  ``"converged"``. Inside the loop 0 means "still running"; a run that ends
+  with 0 used all its iterations, so ``RUNNING`` is an alias of
+  ``MAX_ITERATIONS``.
+  """
+  MAX_ITERATIONS = 0
+  RUNNING = 0
+  CONVERGED = 1
+  NON_FINITE = 2
+  LINESEARCH_FAILED = 3
+  INTERRUPTED = 4
+
+  @property
+  def label(self) -> str:
+    """``"max_iterations"``, ``"converged"``, ``"non_finite"``, ..."""
+    return self.name.lower()
+
+  def __str__(self) -> str:
+    return self.label
+
+
+# The earlier module constants and name table, kept for existing callers.
+RUNNING, CONVERGED, NON_FINITE, LINESEARCH_FAILED, INTERRUPTED = (
+    Status.RUNNING, Status.CONVERGED, Status.NON_FINITE,
+    Status.LINESEARCH_FAILED, Status.INTERRUPTED)
+STATUS_NAMES = {int(s): s.label for s in Status}
+
+
+def status_name(code) -> str:
+  """``"converged"`` for ``Status.CONVERGED``, ``1`` or a 0-d array holding
+  1; raises ``NSTError`` for a code that is no ``Status``."""
+  try:
+    return Status(int(code)).label
+  except ValueError:
+    raise NSTError(f"unknown solver status {code!r}: use one of "
+                   f"{', '.join(f'{int(s)} ({s})' for s in Status)}") from None
+
+
+def _code(status: Status) -> jax.Array:
+  """A status as the int32 scalar the compiled loops carry."""
+  return jnp.int32(status)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +148,8 @@ class Hook(NamedTuple):
 
 class SolveResult(NamedTuple):
   """The last iterate ``x``, ``fun``'s value there, iterations done, function
-  evaluations (value-and-gradient calls), and the stop reason ``status``."""
+  evaluations (value-and-gradient calls), and the stop reason ``status`` (an
+  int32 ``Status`` code; ``status_name(result.status)`` reads it)."""
   x: jax.Array
   value: jax.Array
   iterations: jax.Array
@@ -123,7 +169,7 @@ class _Method(NamedTuple):
 
 
 def _finite_status(value, status):
-  return jnp.where(jnp.isfinite(value), status, NON_FINITE)
+  return jnp.where(jnp.isfinite(value), status, _code(NON_FINITE))
 
 
 def _first_step_scale(grad):
@@ -157,7 +203,8 @@ def _jaxopt_lbfgs(fun, cfg: SolverConfig) -> _Method:
 
   def status(carry):
     state = carry[1]
-    s = jnp.where((cfg.tol > 0) & (state.error <= cfg.tol), CONVERGED, RUNNING)
+    s = jnp.where((cfg.tol > 0) & (state.error <= cfg.tol),
+                  _code(CONVERGED), _code(RUNNING))
     return _finite_status(state.value, s)
 
   return _Method(init, step, x=lambda c: c[0],
@@ -269,8 +316,8 @@ def _optax_lbfgs(fun, cfg: SolverConfig) -> _Method:
   def status(carry):
     _, state, _, gnorm0, _ = carry
     gnorm = optax.tree_utils.tree_norm(get(state, "grad"))
-    s = jnp.where((cfg.tol > 0) & (gnorm <= cfg.tol * gnorm0), CONVERGED,
-                  RUNNING)
+    s = jnp.where((cfg.tol > 0) & (gnorm <= cfg.tol * gnorm0),
+                  _code(CONVERGED), _code(RUNNING))
     return _finite_status(get(state, "value"), s)
 
   return _Method(init, step, x=lambda c: c[0],
@@ -296,7 +343,7 @@ def _adam(fun, cfg: SolverConfig) -> _Method:
 
   return _Method(init, step, x=lambda c: c[0], value=None,
                  evaluations=lambda c: c[3],
-                 status=lambda c: _finite_status(c[2], RUNNING),
+                 status=lambda c: _finite_status(c[2], _code(RUNNING)),
                  failed=lambda c: jnp.asarray(False),
                  last_value=lambda c: c[2])  # the value before the last step
 
@@ -423,7 +470,7 @@ def _finish(fun, config: SolverConfig, args_axes, state: _LoopState,
   status = cell["status"](state.carry)
   status = jnp.where((status == RUNNING) &
                      (state.fails >= config.max_failed_linesearches),
-                     LINESEARCH_FAILED, status)
+                     _code(LINESEARCH_FAILED), status)
   return SolveResult(cell["x"](state.carry), value, state.iters,
                      jnp.asarray(evaluations, jnp.int32), status)
 
@@ -533,15 +580,15 @@ def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
   result = programs.finish(state, args)
   if interrupted:
     result = result._replace(status=jnp.where(
-        result.status == RUNNING, INTERRUPTED, result.status))
+        result.status == RUNNING, _code(INTERRUPTED), result.status))
   return result
 
 
 def _check(config: SolverConfig, hooks):
-  if config.method not in _METHODS:
-    raise ValueError(f"method must be one of {METHODS}, got {config.method!r}")
+  errors.check_choice("method", config.method, METHODS)
   if config.maxiter < 0:
-    raise ValueError(f"maxiter must be >= 0, got {config.maxiter}")
+    raise NSTError(f"{errors.param('maxiter')} must be >= 0, got "
+                   f"{config.maxiter}")
   return tuple(h for h in hooks if h.every > 0)
 
 
@@ -553,8 +600,9 @@ def _solve(fun, x0, config, hooks, args, args_axes, donate, should_stop,
       isinstance(leaf, jax.core.Tracer)
       for leaf in jax.tree_util.tree_leaves(args)):
     if host_driven:
-      raise ValueError("hooks, should_stop and on_chunk run on the host: "
-                       "call minimize outside jax.jit to use them")
+      raise NSTError(f"{errors.param('hooks')}, {errors.param('should_stop')}"
+                     f" and {errors.param('on_chunk')} run on the host: call "
+                     "minimize outside jax.jit to use them")
     return _run(fun, config, args_axes, x0, tuple(args))
   programs = _compiled(fun, config, args_axes, donate)
   if not host_driven:
@@ -574,7 +622,8 @@ def minimize(fun: Callable, x0: jax.Array,
 
   Stops after ``config.maxiter`` iterations, or earlier when the value is not
   finite, ``config.max_failed_linesearches`` line searches in a row find no
-  decrease, or ``config.tol`` is met. ``status`` indexes ``STATUS_NAMES``.
+  decrease, or ``config.tol`` is met. ``status`` holds a ``Status`` code
+  (``status_name`` reads it).
   For Adam, ``value`` costs one more evaluation of ``fun`` at the result
   (counted in ``function_evaluations``).
 
@@ -615,7 +664,7 @@ def minimize_batched(fun: Callable, x0: jax.Array,
   """
   args_axes = tuple(args_axes)
   if len(args_axes) != len(args):
-    raise ValueError(f"args_axes has {len(args_axes)} entries for "
-                     f"{len(args)} args")
+    raise NSTError(f"{errors.param('args_axes')} has {len(args_axes)} "
+                   f"entries for {len(args)} {errors.param('args')}")
   return _solve(fun, x0, config, hooks, args, args_axes, False, should_stop,
                 on_chunk, chunk_seconds)

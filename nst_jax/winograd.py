@@ -34,6 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nst_jax import errors
+from nst_jax.errors import NSTError
+
 OUTPUT_TILE = 4   # m: output tile edge
 INPUT_TILE = 6    # m + r − 1 for the r = 3 kernel
 
@@ -67,9 +70,8 @@ def transform_kernel(kernel: jax.Array) -> jax.Array:
   """``U = G g Gᵀ`` for every channel pair: ``(3, 3, C_in, C_out)`` HWIO →
   ``(6, 6, C_in, C_out)``, in the kernel's dtype."""
   if kernel.ndim != 4 or kernel.shape[:2] != (3, 3):
-    raise ValueError(
-        f"transform_kernel expects a (3, 3, C_in, C_out) kernel, got "
-        f"{kernel.shape}")
+    raise NSTError(f"{errors.param('kernel')} must have shape (3, 3, C_in, "
+                   f"C_out), got {kernel.shape}")
   # Two plain matrix products (G over i, then over j for each row): 5x
   # faster on XLA:CPU than the same einsum (0.17 s against 0.51 s for
   # VGG-16's conv3_1 … conv5_1, both directions).
@@ -104,9 +106,9 @@ def conv3x3(x: jax.Array, u: jax.Array, precision: str = "float32"
   m, a = OUTPUT_TILE, INPUT_TILE
   n, h, w, c = x.shape
   if u.shape[:2] != (a, a) or u.shape[2] != c:
-    raise ValueError(
-        f"conv3x3: transformed kernel {u.shape} does not fit an input with "
-        f"{c} channels (expected (6, 6, {c}, C_out))")
+    raise NSTError(
+        f"transformed kernel {errors.param('u')} {u.shape} does not fit "
+        f"{errors.param('x')} with {c} channels (expected (6, 6, {c}, C_out))")
   o = u.shape[-1]
   th, tw = -(-h // m), -(-w // m)
   # 1 row/column of SAME padding before, enough after for whole tiles.

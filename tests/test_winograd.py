@@ -132,7 +132,7 @@ def test_auto_is_winograd_on_the_cpu_only():
 
 
 def test_prepare_params_bad_inputs(params):
-  with pytest.raises(NSTError, match="conv must be one of"):
+  with pytest.raises(NSTError, match="unknown `conv` 'fft'"):
     vgg.prepare_params(params, "fft")
   with pytest.raises(NSTError, match="relu9_9"):
     vgg.prepare_params(params, "winograd", ("relu9_9",))
