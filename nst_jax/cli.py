@@ -8,7 +8,7 @@ Scripts stay thin: they parse flags, call library functions and use
 import json
 import logging
 import os
-import shutil
+import re
 import signal
 import sys
 import threading
@@ -16,6 +16,9 @@ import time
 from typing import Any, Callable, Dict, IO, Sequence
 
 import jax
+import tqdm.auto
+import tqdm.autonotebook
+import tqdm.std
 from absl import flags
 
 from nst_jax.errors import NSTError
@@ -73,6 +76,12 @@ def enable_compilation_cache(path: str | None = None) -> str | None:
   return path
 
 
+def flag_message(message: str) -> str:
+  """``message`` for a script's user: each parameter that the library wrote
+  as ```name``` (``errors.param``) becomes the flag ``--name``."""
+  return re.sub(r"`([A-Za-z_]\w*)`", r"--\1", str(message))
+
+
 def run_main(main: Callable[[list], None]) -> Callable[[list], None]:
   """Wraps an absl ``main`` so that user errors become one line and exit 1."""
   def wrapped(argv):
@@ -81,7 +90,7 @@ def run_main(main: Callable[[list], None]) -> Callable[[list], None]:
     try:
       main(argv)
     except NSTError as e:
-      print(f"error: {e}", file=sys.stderr)
+      print(f"error: {flag_message(e)}", file=sys.stderr)
       sys.exit(1)
     except KeyboardInterrupt:
       print("error: interrupted", file=sys.stderr)
@@ -113,33 +122,56 @@ def params_json(values: dict) -> str:
 # Live progress and clean interruption.
 
 
-def _duration(seconds: float) -> str:
-  """``75 -> "1:15"``, ``3725 -> "1:02:05"``."""
-  seconds = int(round(max(seconds, 0)))
-  h, rest = divmod(seconds, 3600)
-  m, s = divmod(rest, 60)
-  return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def _terms_text(record: Dict[str, Any] | None, value=None) -> str:
-  """``total 1.2e+05  content …  style …  tv …``; ``value`` (the solver's
-  current objective) replaces the record's total when given."""
+  """``total=1.2e+05, content=…, style=…, tv=…`` (tqdm's postfix style);
+  ``value`` (the solver's current objective) replaces the record's total
+  when given."""
   shown = dict(record or {})
   if value is not None and value == value:  # not NaN
     shown["total"] = value
-  return "  ".join(f"{k} {shown[k]:.3g}" for k in ("total", "content",
-                                                     "style", "tv")
+  return ", ".join(f"{k}={shown[k]:.3g}" for k in ("total", "content",
+                                                    "style", "tv")
                    if k in shown)
 
 
+class _Frame:
+  """tqdm mixin: the bar shows ``self.frame`` (``n``, ``elapsed``, ``rate``,
+  ``initial``, ``postfix``, set by ``ProgressBar``) instead of tqdm's own
+  clock, and never redraws by itself (no monitor thread)."""
+  monitor_interval = 0
+
+  def __init__(self, *, frame: dict, **kwargs):
+    self.frame = frame  # before tqdm's first draw in __init__
+    super().__init__(**kwargs)
+
+  @property
+  def format_dict(self):
+    return {**super().format_dict, **self.frame}
+
+
+_TerminalBar = type("_TerminalBar", (_Frame, tqdm.std.tqdm), {})
+_AutoBar = type("_AutoBar", (_Frame, tqdm.auto.tqdm), {})
+
+
+def _in_notebook() -> bool:
+  """Whether ``tqdm.auto`` picked Jupyter's widget (an IPython kernel with
+  ipywidgets)."""
+  return tqdm.autonotebook.tqdm is not tqdm.std.tqdm
+
+
 class ProgressBar:
-  """One live line: ``[####......] 120/500 24% 3.2 it/s ETA 1:58 total …``.
+  """A tqdm bar: ``label:  24%|██▍       | 120/500 [00:40<01:58, 3.00it/s,
+  total=1.2e+05, content=…, style=…, tv=…]``.
 
   On a terminal the line is redrawn in place (at most ``redraw_seconds``
-  apart); elsewhere (a log file, a pipe) a full line is written at every
-  tenth of the run and at least every ``line_seconds``, never one per
-  iteration. The rate counts from the first
-  update, so compilation does not distort it. ``quiet`` prints nothing.
+  apart), and with ``stream=None`` in a notebook ``tqdm.auto`` shows a live
+  widget; elsewhere (a log file, a pipe) a full line (``line()``) is
+  written at every tenth of the run and at least every ``line_seconds``,
+  never one per iteration. Elapsed time counts from the first ``update``,
+  the rate (it/s, or s/it below 1 it/s) and ETA from the first update past
+  iteration 0, so compilation does not distort them; before that the bar says
+  ``compiling…``. ``quiet`` prints nothing. ``width`` fixes the terminal
+  width (default: the terminal's, followed as it changes).
   """
 
   def __init__(self, total: int, *, label: str = "", stream: IO | None = None,
@@ -147,36 +179,41 @@ class ProgressBar:
                redraw_seconds: float = 0.1, line_seconds: float = 30.0,
                width: int | None = None):
     self.total, self.label, self.quiet = max(int(total), 0), label, quiet
+    self._auto = stream is None
     self.stream = sys.stderr if stream is None else stream
     self.tty = (self.stream.isatty() if is_tty is None and
                 hasattr(self.stream, "isatty") else bool(is_tty))
+    self.live = self.tty or (self._auto and _in_notebook())
     self.redraw_seconds = redraw_seconds
     self.line_seconds = line_seconds
     self.width = width
-    self._first = None      # (iteration, time) of the first update
-    self._drawn = 0.0
+    self._start = None      # time of the first update
+    self._first = None      # (iteration, time) of the first update past 0
+    self._drawn = -float("inf")
     self._tenth = -1
-    self._open = False
+    self._bar = None        # the tqdm bar, made at the first live draw
 
-  def line(self, iteration: int, now: float, record=None, value=None) -> str:
-    """The text of the bar at ``iteration`` (no terminal codes)."""
-    total = max(self.total, 1)
-    frac = min(max(iteration / total, 0.0), 1.0)
-    cells = 20
-    bar = "#" * int(frac * cells) + "." * (cells - int(frac * cells))
-    parts = [f"{self.label} " if self.label else "",
-             f"[{bar}] {iteration}/{self.total} {100 * frac:3.0f}%"]
+  def _frame(self, iteration: int, now: float, record=None,
+             value=None) -> dict:
+    """tqdm's ``format_meter`` arguments for the bar at ``iteration``."""
+    start = now if self._start is None else self._start
+    rate = None
     if self._first is not None and iteration > self._first[0]:
       rate = (iteration - self._first[0]) / max(now - self._first[1], 1e-9)
-      speed = (f"{rate:.2f} it/s" if rate >= 1 else f"{1 / rate:.2f} s/it")
-      eta = _duration((self.total - iteration) / rate)
-      parts.append(f"  {speed}  ETA {eta}")
-    else:
-      parts.append("  compiling…" if iteration == 0 else "")
     terms = _terms_text(record, value)
-    if terms:
-      parts.append(f"  {terms}")
-    return "".join(parts)
+    if iteration == 0 and rate is None:
+      terms = ", ".join(["compiling…"] + ([terms] if terms else []))
+    # ``initial = n`` keeps tqdm from guessing a rate over the compilation.
+    return {"n": iteration, "elapsed": max(now - start, 0.0), "rate": rate,
+            "initial": iteration if rate is None else self._first[0],
+            "postfix": terms or None}
+
+  def line(self, iteration: int, now: float, record=None, value=None) -> str:
+    """The text of the bar at ``iteration``, as written to a log (an ASCII
+    bar, no terminal codes)."""
+    return tqdm.std.tqdm.format_meter(
+        total=self.total, prefix=f"{self.label}: " if self.label else "",
+        ascii=True, **self._frame(iteration, now, record, value))
 
   def update(self, iteration: int, record=None, value=None, *,
              now: float | None = None):
@@ -185,30 +222,37 @@ class ProgressBar:
     if self.quiet:
       return
     now = time.perf_counter() if now is None else now
+    if self._start is None:
+      self._start = now
     if self._first is None and iteration > 0:  # after compilation
       self._first = (iteration, now)
-    if self.tty:
+    if self.live:
       if now - self._drawn < self.redraw_seconds and iteration < self.total:
         return
       self._drawn = now
-      width = self.width or shutil.get_terminal_size((100, 20)).columns
-      text = self.line(iteration, now, record, value)[:max(width - 1, 10)]
-      self.stream.write("\r\x1b[2K" + text)
-      self._open = True
+      frame = self._frame(iteration, now, record, value)
+      if self._bar is None:   # tqdm draws the first frame itself
+        self._bar = (_AutoBar if self._auto else _TerminalBar)(
+            frame=frame, total=self.total, initial=iteration,
+            desc=self.label or None, file=None if self._auto else self.stream,
+            ncols=self.width, dynamic_ncols=self.width is None, leave=True,
+            disable=False)
+      else:
+        self._bar.frame, self._bar.n = frame, iteration
+        self._bar.refresh()
     else:
       tenth = (10 * iteration) // max(self.total, 1)
       if tenth <= self._tenth and now - self._drawn < self.line_seconds:
         return
       self._tenth, self._drawn = tenth, now
       self.stream.write(self.line(iteration, now, record, value) + "\n")
-    self.stream.flush()
+      self.stream.flush()
 
   def close(self):
-    """Ends the live line (a newline on a terminal)."""
-    if self._open and not self.quiet:
-      self.stream.write("\n")
-      self.stream.flush()
-    self._open = False
+    """Ends the live bar (its last frame stays, then a newline)."""
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None
 
 
 class StopOnInterrupt:

@@ -23,6 +23,11 @@ class FakeTTY(pyio.StringIO):
     return True
 
 
+def _bar_cells(frame):
+  """The cells between tqdm's ``|`` … ``|`` (ASCII bar: ``#`` filled)."""
+  return frame.split("|")[1]
+
+
 def test_progress_bar_on_a_terminal_redraws_one_line():
   out = FakeTTY()
   bar = cli.ProgressBar(100, stream=out, redraw_seconds=0.0, width=200)
@@ -32,15 +37,20 @@ def test_progress_bar_on_a_terminal_redraws_one_line():
   bar.close()
   text = out.getvalue()
   assert text.endswith("\n") and text.count("\n") == 1  # one live line
-  frames = text.strip("\n").split("\r\x1b[2K")[1:]
-  assert len(frames) == 101
-  assert "compiling" in frames[0]
+  frames = text.rstrip("\n").split("\r")[1:]
+  assert len(frames) == 102     # 101 updates; tqdm redraws the last on close
+  assert frames[-1] == frames[-2]
+  assert all(len(f) <= 200 for f in frames)   # fits the width
+  assert "compiling" in frames[0] and "?it/s" in frames[0]
   # Rate from the first update after compilation: 2 s per iteration.
   assert "50/100" in frames[50] and " 50%" in frames[50]
-  assert "2.00 s/it" in frames[50] and "ETA 1:40" in frames[50]
-  assert "total 1.25e+05" in frames[50]    # the solver's current value
-  assert "content 5e+04" in frames[50] and "tv 12" in frames[50]
-  assert "[##########..........]" in frames[50]
+  assert "2.00s/it" in frames[50] and "<01:40" in frames[50]  # the ETA
+  assert "total=1.25e+05" in frames[50]    # the solver's current value
+  assert "content=5e+04" in frames[50] and "tv=12" in frames[50]
+  assert "compiling" not in frames[50]
+  cells = _bar_cells(frames[50])
+  assert abs(cells.count("#") - len(cells) / 2) <= 1       # half full
+  assert set(_bar_cells(frames[-1])) == {"#"}              # full at the end
 
 
 def test_progress_bar_redraws_at_most_every_redraw_seconds():
@@ -50,19 +60,23 @@ def test_progress_bar_redraws_at_most_every_redraw_seconds():
     bar.update(i, now=i * 0.01)    # 10 s in all
   assert 9 <= out.getvalue().count("\r") <= 12
   assert "1000/1000" in out.getvalue()  # the last frame is always drawn
+  bar.close()
 
 
 def test_progress_bar_in_a_log_writes_tenths_not_iterations():
   out = pyio.StringIO()
-  bar = cli.ProgressBar(500, stream=out)
+  bar = cli.ProgressBar(500, stream=out, label="256 px")
   for i in range(501):
     bar.update(i, RECORD, now=float(i) * 0.01)
   bar.close()
   lines = out.getvalue().splitlines()
   assert len(lines) == 11       # 0 %, 10 %, …, 100 %
   assert "\r" not in out.getvalue()
-  assert lines[-1].startswith("[####################] 500/500 100%")
-  assert "it/s" in lines[-1]
+  assert lines[0].startswith("256 px:   0%|") and "compiling" in lines[0]
+  assert lines[5].startswith("256 px:  50%|#####     | 250/500")
+  assert lines[-1].startswith("256 px: 100%|##########| 500/500")
+  assert "100.00it/s" in lines[-1] and "<00:00" in lines[-1]
+  assert all(line.isascii() for line in lines[1:])   # no block glyphs
 
 
 def test_progress_bar_in_a_log_writes_at_least_every_line_seconds():
@@ -73,19 +87,38 @@ def test_progress_bar_in_a_log_writes_at_least_every_line_seconds():
   assert len(out.getvalue().splitlines()) == 7  # at 1 s, then every 30 s
 
 
-def test_quiet_progress_bar_writes_nothing():
-  for out in (FakeTTY(), pyio.StringIO()):
-    bar = cli.ProgressBar(10, stream=out, quiet=True)
+def test_progress_bar_rate_and_elapsed_leave_out_compilation():
+  bar = cli.ProgressBar(100, stream=pyio.StringIO())
+  bar.update(0, now=0.0)
+  bar.update(10, now=100.0)      # the first chunk, after 100 s compiling
+  line = bar.line(20, now=101.0)
+  assert "10.00it/s" in line     # not 20 it / 101 s
+  assert "[01:41<00:08" in line  # elapsed since the first update; ETA 8 s
+
+
+def test_quiet_progress_bar_writes_nothing(capsys):
+  for out in (FakeTTY(), pyio.StringIO(), None):
+    bar = cli.ProgressBar(10, stream=out, quiet=True, is_tty=out is None)
     for i in range(11):
       bar.update(i, RECORD)
     bar.close()
-    assert out.getvalue() == ""
+    if out is not None:
+      assert out.getvalue() == ""
+  assert capsys.readouterr().err == ""
 
 
-def test_duration_format():
-  assert cli._duration(0) == "0:00"
-  assert cli._duration(75) == "1:15"
-  assert cli._duration(3725) == "1:02:05"
+def test_progress_bar_is_tqdm_auto_by_default(capsys, monkeypatch):
+  """Without a stream the bar is ``tqdm.auto``'s (a live widget in a
+  notebook, whose stderr is no terminal) on stderr."""
+  import tqdm.auto
+  monkeypatch.setattr(cli, "_in_notebook", lambda: True)
+  bar = cli.ProgressBar(4, is_tty=False)
+  for i in range(5):
+    bar.update(i, RECORD, now=float(i))
+  assert isinstance(bar._bar, tqdm.auto.tqdm)
+  bar.close()
+  err = capsys.readouterr().err
+  assert "4/4" in err and err.endswith("\n")
 
 
 def test_first_interrupt_asks_to_stop_second_aborts():
@@ -182,3 +215,39 @@ def test_apply_params_rejects_invalid_values(fresh_flags):
 def test_params_json_round_trip():
   values = {"style": ["a.png"], "size": 64, "style_weight": 1e7}
   assert json.loads(cli.params_json(values)) == values
+
+
+# --- readable solver status ------------------------------------------------------
+
+
+def test_solver_status_enum_keeps_the_codes_and_names():
+  from nst_jax import solvers
+  S = solvers.Status
+  assert [int(s) for s in S] == [0, 1, 2, 3, 4]
+  assert S.RUNNING is S.MAX_ITERATIONS          # 0: still running / used all
+  assert (solvers.RUNNING, solvers.CONVERGED, solvers.NON_FINITE,
+          solvers.LINESEARCH_FAILED, solvers.INTERRUPTED) == (0, 1, 2, 3, 4)
+  assert solvers.STATUS_NAMES == {
+      0: "max_iterations", 1: "converged", 2: "non_finite",
+      3: "linesearch_failed", 4: "interrupted"}
+  assert str(S.CONVERGED) == S.CONVERGED.label == "converged"
+  assert f"{S.NON_FINITE}" == "non_finite"
+  assert solvers.status_name(3) == "linesearch_failed"
+  assert solvers.status_name(np.int32(4)) == "interrupted"
+  with pytest.raises(NSTError, match="unknown solver status 7"):
+    solvers.status_name(7)
+
+
+def test_solver_status_arrays_are_int32():
+  import jax.numpy as jnp
+  from nst_jax import solvers
+  quadratic = lambda x: (jnp.sum((x - 1.0) ** 2), None)
+  for method in solvers.METHODS:
+    result = solvers.minimize(quadratic, jnp.zeros(3),
+                              solvers.SolverConfig(method=method, maxiter=2))
+    assert result.status.dtype == jnp.int32 and result.status.shape == ()
+    assert solvers.status_name(result.status) in ("max_iterations",
+                                                  "converged")
+  batched = solvers.minimize_batched(
+      quadratic, jnp.zeros((2, 3)), solvers.SolverConfig(maxiter=2))
+  assert batched.status.dtype == jnp.int32 and batched.status.shape == (2,)
