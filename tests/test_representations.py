@@ -1,5 +1,5 @@
-"""Tests of the style representations of issue 3 (nst_jax.statistics,
-nst_jax.losses, and their use in nst_jax.objective).
+"""Tests of the style representations (nst_jax.representations, with their
+statistics and losses, and their use in nst_jax.objective).
 
 Every statistic is compared with a direct numpy/scipy computation written
 from the formulas of the seeds (scipy.signal.correlate2d for the
@@ -21,6 +21,7 @@ import scipy.signal
 from nst_jax import losses
 from nst_jax import networks
 from nst_jax import objective
+from nst_jax import representations as R
 from nst_jax import solvers
 from nst_jax import statistics
 from nst_jax.errors import NSTError
@@ -290,20 +291,22 @@ def _img(h, w, seed):
 LAYERS = ("relu1_1", "relu2_1")
 
 
-def _spec(stat, **kw):
+def _spec(style):
   return objective.Spec(content_layers=("relu2_1",), style_layers=LAYERS,
-                        pooling="avg", style_stat=stat, **kw)
+                        pooling="avg", style=style)
 
 
 SPECS = {
-    "gram": _spec("gram"),
-    "spatial": _spec("spatial"),
-    "local": _spec("local", local_window=(1, 0)),
-    "eigen_reconstruction": _spec("eigen", style_rank=8),
-    "eigen_spectrum": _spec("eigen", style_rank=8, eigen_loss="spectrum"),
-    "eigen_projected": _spec("eigen", style_rank=8, eigen_loss="projected"),
-    "moments": _spec("moments"),
-    "covariance": _spec("covariance"),
+    "gram": _spec(R.Gram()),
+    "spatial": _spec(R.Spatial()),
+    "local": _spec({"relu1_1": R.Local(1), "relu2_1": R.Local(0)}),
+    "eigen_reconstruction": _spec(R.Eigen(8)),
+    "eigen_spectrum": _spec(R.Eigen(8, "spectrum")),
+    "eigen_projected": _spec(R.Eigen(8, "projected")),
+    "moments": _spec(R.Moments()),
+    "covariance": _spec(R.Covariance()),
+    "swd": _spec(R.SlicedWasserstein(directions=16, samples=512)),
+    "cmd": _spec(R.CentralMoments(order=4)),
 }
 
 
@@ -319,6 +322,8 @@ def _target_shapes(name, h, w):
       "eigen_projected": lambda l: {"basis": (2, c[l], 8), "gram": (2, 8, 8)},
       "moments": lambda l: (2, 2, c[l]),
       "covariance": lambda l: {"mean": (2, c[l]), "cov_sqrt": (2, c[l], c[l])},
+      "swd": lambda l: {"directions": (c[l], 16), "sorted": (2, 512, 16)},
+      "cmd": lambda l: (2, 4, c[l]),
   }[name]
 
 
@@ -367,6 +372,8 @@ def test_targets_shapes_and_loss_matches_building_blocks(params, name):
           "moments": lambda: losses.moments_loss(
               statistics.channel_moments(f), statistics.channel_moments(p)),
           "covariance": lambda: _w2_of_features(f, p),
+          "swd": lambda: _np_swd(f, p, targets.style[l]["directions"], 512),
+          "cmd": lambda: _np_cmd(f, p, 4),
       }[name]()
       per.append(float(e))
     want += 0.5 * (0.75 * per[0] + 0.25 * per[1])
@@ -390,8 +397,10 @@ def _short_run(params, spec, iterations=15, method="optax_lbfgs"):
 
 @pytest.mark.parametrize("name", [n for n in SPECS if n != "gram"])
 def test_short_run_lowers_own_loss(params, name):
+  style = SPECS[name].style
+  style = dict(style)["relu1_1"] if isinstance(style, tuple) else style
   spec = dataclasses.replace(SPECS[name], content_layers=(),
-                             style_layers=("relu1_1",), local_window=(1,))
+                             style_layers=("relu1_1",), style=style)
   before, after, x = _short_run(params, spec)
   assert np.all(np.isfinite(np.asarray(x)))
   assert after < 0.5 * before, (before, after)
@@ -406,8 +415,7 @@ def test_full_rank_eigen_transfer_equals_gram_transfer(params):
   image = _img(16, 16, 8)
   results = {}
   for loss in ("reconstruction", "projected"):
-    spec = dataclasses.replace(gram, style_stat="eigen", style_rank=0,
-                               eigen_loss=loss)
+    spec = dataclasses.replace(gram, style=R.Eigen(0, loss))
     t_e = objective.make_targets(params, None, [_img(16, 16, 6)], spec)
     t_g = objective.make_targets(params, None, [_img(16, 16, 6)], gram)
     w = objective.make_weights(spec, content_weight=0.0, style_weight=1.0)
@@ -479,25 +487,263 @@ def test_patch_modes(params):
                              rtol=1e-5, atol=1e-6)
   with pytest.raises(NSTError, match="groups"):
     objective.make_targets(params, None, crops[:5], spec, patches_per_style=3)
-  with pytest.raises(NSTError, match="instances"):
-    objective.make_targets(
-        params, None, crops, dataclasses.replace(SPECS["local"],
-                                                 content_layers=()),
-        patches_per_style=3, patch_mode="mean")
+  for name in ("local", "swd"):   # statistics that are not averages
+    with pytest.raises(NSTError, match="instances"):
+      objective.make_targets(
+          params, None, crops, dataclasses.replace(SPECS[name],
+                                                   content_layers=()),
+          patches_per_style=3, patch_mode="mean")
 
 
-def test_spec_errors(params):
-  content = _img(16, 16, 1)
-  for kw, match in [(dict(style_stat="fourier"), "style statistic"),
-                    (dict(style_stat="eigen", eigen_loss="x"), "eigen loss"),
-                    (dict(style_stat="eigen", style_rank=-1), "rank"),
-                    (dict(style_stat="local", local_window=(1, 2, 3)),
-                     "local window")]:
+def test_representation_errors(params):
+  for make, match in [(lambda: R.Gram("fourier"), "gram_normalization"),
+                      (lambda: R.Eigen(0, "x"), "eigen_loss"),
+                      (lambda: R.Eigen(-1), "style_rank"),
+                      (lambda: R.Local(-1), "local_window"),
+                      (lambda: R.SlicedWasserstein(samples=0), "swd_samples"),
+                      (lambda: R.CentralMoments(order=0), "cmd_order")]:
     with pytest.raises(NSTError, match=match):
-      objective.make_targets(params, content, [content],
-                             dataclasses.replace(SPECS["gram"], **kw))
+      make()
+  content = _img(16, 16, 1)
   with pytest.raises(NSTError, match="resized"):
     objective.make_targets(params, content, [_img(16, 20, 2)], SPECS["spatial"])
+  with pytest.raises(NSTError, match="not a style representation"):
+    objective.make_targets(params, content, [content],
+                           dataclasses.replace(SPECS["gram"], style="gram"))
+  with pytest.raises(NSTError, match="name layers"):
+    objective.make_targets(params, content, [content], dataclasses.replace(
+        SPECS["gram"], style={"relu1_1": R.Gram()}))
+
+
+def test_name_table():
+  assert R.from_name("gram") == R.Gram()
+  assert R.from_name("gram", gram_normalization="notes") == R.Gram("notes")
+  assert R.from_name("eigen", style_rank=4, eigen_loss="spectrum") == R.Eigen(
+      4, "spectrum")
+  assert R.from_name("swd", swd_directions=8, seed=3) == R.SlicedWasserstein(
+      8, seed=3)
+  assert R.from_name("cmd", cmd_order=3) == R.CentralMoments(3)
+  assert R.from_name("local", LAYERS, local_window=(2, 1)) == {
+      "relu1_1": R.Local(2), "relu2_1": R.Local(1)}
+  assert R.from_name("local", LAYERS, local_window=(2,)) == R.Local(2)
+  # Every name of the table builds a valid representation with defaults.
+  for name in R.NAMES:
+    R.check(R.from_name(name))
+  # A parameter the representation does not read is refused, not ignored.
+  for name, kw in [("moments", dict(gram_normalization="notes")),
+                   ("covariance", dict(gram_normalization="notes")),
+                   ("gram", dict(style_rank=3)), ("gram", dict(cmd_order=3)),
+                   ("gram", dict(local_window=(1,)))]:
+    with pytest.raises(NSTError, match="does not apply"):
+      R.from_name(name, LAYERS, **kw)
+  with pytest.raises(NSTError, match="style_stat"):
+    R.from_name("fourier")
+  with pytest.raises(NSTError, match="one per style layer"):
+    R.from_name("local", LAYERS, local_window=(1, 2, 3))
+
+
+def test_no_module_tests_a_representation_name():
+  """Only the name table (representations.py) and the command line turn
+  representation names into values: no other library module compares a
+  string with one of them."""
+  import ast
+  import pathlib
+  package = pathlib.Path(R.__file__).parent
+  allowed = {"representations.py"}
+  names = set(R.NAMES) | {"eigen", "reconstruction", "spectrum", "projected"}
+  found = []
+  for path in sorted(package.rglob("*.py")):
+    if path.name in allowed or "commands" in path.parts or path.name == "cli.py":
+      continue
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Compare):
+        for side in [node.left, *node.comparators]:
+          if isinstance(side, ast.Constant) and side.value in names:
+            found.append(f"{path.name}:{node.lineno} {side.value!r}")
+  assert not found, found
+
+
+# --- the two representations written only against the protocol -------------
+
+
+def _np_swd(f, p, directions, samples):
+  """Heitz et al. 2021 eq. 6 in numpy: sorted projections, the style's
+  ``samples`` positions (all of them, repeated evenly, when it has fewer)
+  resampled to the generated image's count by linear interpolation."""
+  f = np.asarray(f, np.float64).reshape(-1, f.shape[-1])
+  p = np.asarray(p, np.float64).reshape(-1, p.shape[-1])
+  v = np.asarray(directions, np.float64)
+  m = p.shape[0]
+  if m > samples:
+    idx = np.asarray(jax.random.choice(jax.random.key(0), m, (samples,),
+                                       replace=False))
+  else:
+    idx = np.arange(samples) * m // samples
+  ps = np.sort(p[idx] @ v, axis=0)
+  fs = np.sort(f @ v, axis=0)
+  q_f = (np.arange(len(fs)) + 0.5) / len(fs)
+  q_p = (np.arange(len(ps)) + 0.5) / len(ps)
+  target = np.stack([np.interp(q_f, q_p, ps[:, d]) for d in range(v.shape[1])],
+                    axis=1)
+  return np.mean((fs - target) ** 2)
+
+
+def _np_cmd(f, p, order):
+  """Kalischek et al. 2021: Σ_k ‖c_k(σ(F)) − c_k(σ(S))‖₂, c_1 the mean."""
+  def moments(x):
+    x = 1 / (1 + np.exp(-np.asarray(x, np.float64).reshape(-1, x.shape[-1])))
+    mu = x.mean(0)
+    return [mu] + [((x - mu) ** k).mean(0) for k in range(2, order + 1)]
+  return sum(np.linalg.norm(a - b) for a, b in zip(moments(f), moments(p)))
+
+
+@pytest.mark.parametrize("m,samples", [(30, 30), (30, 12), (12, 30)])
+def test_sliced_wasserstein_matches_numpy(m, samples):
+  rng = _rng(m + samples)
+  f = rng.normal(size=(5, 6, 4)).astype(np.float32)       # 30 positions
+  p = rng.normal(size=(m // 6 or 2, 6, 4)).astype(np.float32)
+  rep = R.SlicedWasserstein(directions=7, samples=samples)
+  target = jax.jit(lambda x: rep.target(rep.statistic(x)[None]))(p)
+  got = float(jax.jit(rep.loss)(f, target)[0])
+  want = _np_swd(f, p, target["directions"], samples)
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+  # Unit directions; the distance of a distribution to itself is zero.
+  np.testing.assert_allclose(np.linalg.norm(target["directions"], axis=0), 1,
+                             rtol=1e-5)
+  same = rep.target(rep.statistic(jnp.asarray(f))[None])
+  if samples == 30:
+    assert float(rep.loss(f, same)[0]) < 1e-10
+
+
+def test_sliced_wasserstein_redraw():
+  p = _feats((6, 6, 5), 3)
+  fixed = R.SlicedWasserstein(directions=4, samples=36)
+  redraw = R.SlicedWasserstein(directions=4, samples=36, redraw_every=3)
+  t0 = redraw.target(redraw.statistic(p)[None])
+  t1 = redraw.redraw(t0, 1)
+  assert "points" in t0 and "points" not in fixed.target(fixed.statistic(p)[None])
+  np.testing.assert_array_equal(t0["directions"],
+                                fixed.target(fixed.statistic(p)[None])["directions"])
+  assert not np.allclose(t0["directions"], t1["directions"])
+  np.testing.assert_allclose(
+      t1["sorted"], np.sort(np.asarray(t0["points"]) @ np.asarray(
+          t1["directions"]), axis=1), rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(redraw.redraw(t0, 1)["directions"],
+                                t1["directions"])   # seeded by the round
+
+
+@pytest.mark.parametrize("squash", [True, False])
+def test_central_moments_match_numpy(squash):
+  f, p = _feats((4, 5, 3), 1), _feats((6, 3, 3), 2)
+  rep = R.CentralMoments(order=5, squash=squash)
+  target = jax.jit(lambda x: rep.target(rep.statistic(x)[None]))(p)
+  # Target from raw moments (binomial expansion) = central moments direct.
+  mapped = (1 / (1 + np.exp(-p.astype(np.float64)))) if squash else p.astype(
+      np.float64)
+  x = mapped.reshape(-1, 3)
+  want = [x.mean(0)] + [((x - x.mean(0)) ** k).mean(0) for k in range(2, 6)]
+  np.testing.assert_allclose(np.asarray(target[0]), np.stack(want),
+                             rtol=1e-4, atol=1e-6)
+  if squash:
+    got = float(jax.jit(rep.loss)(f, target)[0])
+    np.testing.assert_allclose(got, _np_cmd(f, p, 5), rtol=1e-4)
+
+
+# --- the protocol serves research code ------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelMeans:
+  """A representation defined outside the package: per-channel means,
+  squared difference. It uses nothing but the protocol."""
+  scale: float = 1.0
+  same_size = False
+
+  def statistic(self, features):
+    return jnp.mean(features, axis=(0, 1))
+
+  def target(self, stacked):
+    return stacked
+
+  def loss(self, features, target):
+    mean = jnp.mean(features, axis=(0, 1))[None]         # (1, C) vs (S, C)
+    return self.scale * jnp.sum(jnp.square(mean - target), axis=-1)
+
+
+def test_own_representation_runs_everywhere(params):
+  """A representation written in this test file runs through stylize,
+  stylize_multiscale, a 2-cell style_grid and synthesize, and mixed per
+  layer with a built-in; each lowers its own loss."""
+  from nst_jax import grid, synthetic, transfer
+  content = np.asarray(_img(24, 24, 1))
+  style = np.asarray(_img(20, 28, 2))
+  spec = objective.Spec(content_layers=("relu2_1",), style_layers=LAYERS,
+                        style=ChannelMeans())
+  config = transfer.TransferConfig(spec=spec,
+                                   weights=objective.LossWeights(style=1e3),
+                                   solver=solvers.SolverConfig(maxiter=6))
+  result = transfer.stylize(params, content, [style], config, log_every=3)
+  first, last = result.loss_history[0], result.loss_history[-1]
+  assert result.iterations == 6 and last["style"] < 0.5 * first["style"]
+  # The objective's per-layer term is exactly this representation's loss.
+  from nst_jax import vgg
+  feats = vgg.features(params, jnp.asarray(result.image)[None], LAYERS)
+  sfeats = vgg.features(params, jnp.asarray(style)[None], LAYERS)
+  want = [1e3 * 0.5 * float(np.sum((np.mean(feats[l][0], (0, 1))
+                                    - np.mean(sfeats[l][0], (0, 1))) ** 2))
+          for l in LAYERS]
+  targets = objective.make_targets(params, jnp.asarray(content),
+                                   [jnp.asarray(style)], spec)
+  terms = objective.loss_terms(params, jnp.asarray(result.image), targets,
+                               config.weights.arrays(spec), spec)
+  np.testing.assert_allclose(np.asarray(terms["style_layers"]), want,
+                             rtol=1e-4)
+  multi = transfer.stylize_multiscale(params, content, [style], [16, 24],
+                                      config)
+  assert multi.iterations == 12 and [r["size"] for r in
+                                     multi.loss_history][-1] == 24
+  cells = grid.style_grid(params, content, [style, style[::-1]],
+                          grid.GridAxes(style=(0, 1)), config)
+  assert cells.images.shape == (2, 24, 24, 3)
+  assert cells.terms[0]["style"] != cells.terms[1]["style"]
+  synth = synthetic.synthesize(
+      params, (16, 16), LAYERS,
+      lambda key: {l: jnp.full((c,), 0.5) for l, c in
+                   (("relu1_1", 64), ("relu2_1", 128))},
+      iterations=6, style=ChannelMeans())
+  assert synth.final_loss < 0.5 * synth.initial_loss
+  # One representation per layer: the research one and a built-in.
+  mixed = dataclasses.replace(spec, style={"relu1_1": ChannelMeans(),
+                                           "relu2_1": R.Gram()})
+  targets = objective.make_targets(params, jnp.asarray(content),
+                                   [jnp.asarray(style)], mixed)
+  assert targets.style["relu1_1"].shape == (1, 64)
+  assert targets.style["relu2_1"].shape == (1, 128, 128)
+  mixed_run = transfer.stylize(params, content, [style],
+                               config.replace(spec=mixed))
+  assert mixed_run.loss_history[-1]["style"] < mixed_run.loss_history[0][
+      "style"]
+
+
+def test_swd_redraw_runs_in_rounds(params):
+  """With redraw_every = K the transfer re-draws the directions every K
+  iterations: the records keep the run's iteration count, and the result
+  differs from fixed directions."""
+  from nst_jax import transfer
+  content, style = np.asarray(_img(16, 16, 1)), np.asarray(_img(16, 16, 2))
+  spec = objective.Spec(content_layers=(), style_layers=("relu1_1",),
+                        style=R.SlicedWasserstein(8, 256, redraw_every=3))
+  config = transfer.TransferConfig(spec=spec,
+                                   solver=solvers.SolverConfig(maxiter=7))
+  redrawn = transfer.stylize(params, content, [style], config, log_every=1)
+  assert [r["iteration"] for r in redrawn.loss_history] == list(range(8))
+  assert redrawn.iterations == 7
+  fixed = transfer.stylize(params, content, [style], config.replace(
+      spec=dict(style=R.SlicedWasserstein(8, 256))), log_every=1)
+  assert not np.array_equal(fixed.image, redrawn.image)
+  # Until the first re-draw the two runs are the same.
+  np.testing.assert_allclose(fixed.loss_history[2]["style"],
+                             redrawn.loss_history[2]["style"], rtol=1e-4)
 
 
 # --- synthetic styles (§6) --------------------------------------------------
