@@ -1,5 +1,22 @@
 """Shared test setup: the repository root on sys.path, silent broadcasting
-turned into errors (equinox's habit), and fixtures for the real weights."""
+turned into errors (equinox's habit), the real and the random weights, and a
+compilation cache of the session's own.
+
+Weights. A test that needs the trained VGG-16 (golden values, the objective
+against PyTorch, the commands run as a user runs them) requests
+``vgg16_params``; a test that needs only the architecture calls
+``tiny_vgg16_params()`` (random weights of the same shapes), so that it runs
+on any clone. Without ``weights/vgg16.npz`` a run fails loudly and once: the
+first test that needs the weights fails with "run `make weights`" and the
+others that need them are deselected (counted in the summary line), rather
+than sixty silent skips. ``NST_JAX_SKIP_WEIGHTS=1`` is the explicit opt-out:
+those tests are then skipped.
+
+Compilation cache. ``NST_JAX_CACHE_DIR`` is set for the whole session to a
+directory under pytest's temporary root before any test runs, so neither the
+tests nor the commands they start (which inherit ``os.environ``) read or write
+the user's ``~/.cache/nst_jax``.
+"""
 
 import os
 import pathlib
@@ -16,14 +33,67 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+SKIP_WEIGHTS_ENV = "NST_JAX_SKIP_WEIGHTS"
+CACHE_DIR_ENV = "NST_JAX_CACHE_DIR"  # nst_jax.cli.CACHE_DIR_ENV
+_WEIGHTS_FIXTURE = "vgg16_params"
+_DESELECTED = pytest.StashKey[int]()  # how many the hook deselected
+
+
+def _weights_file() -> pathlib.Path:
+  from nst_jax import weights  # pylint: disable=g-import-not-at-top
+  return pathlib.Path(weights.weights_path("vgg16"))
+
+
+def _skip_weights() -> bool:
+  return os.environ.get(SKIP_WEIGHTS_ENV, "").strip().lower() in (
+      "1", "true", "yes")
+
+
+def _missing_message(path, deselected=0) -> str:
+  more = (f"; {deselected} more tests that need them were deselected"
+          if deselected else "")
+  return (f"{path} is missing: run `make weights` to fetch and convert the "
+          f"VGG-16 weights{more} ({SKIP_WEIGHTS_ENV}=1 skips those tests "
+          f"instead)")
+
+
+def pytest_collection_modifyitems(config, items):
+  """Without the weights: one failure, the other tests that need them
+  deselected (none of this with ``NST_JAX_SKIP_WEIGHTS=1``)."""
+  needing = [item for item in items
+             if _WEIGHTS_FIXTURE in getattr(item, "fixturenames", ())]
+  if not needing or _skip_weights() or _weights_file().exists():
+    return
+  rest = needing[1:]
+  config.stash[_DESELECTED] = len(rest)
+  if rest:
+    dropped = set(map(id, rest))
+    items[:] = [item for item in items if id(item) not in dropped]
+    config.hook.pytest_deselected(items=rest)
+
+
 
 @pytest.fixture(scope="session")
-def vgg16_params():
-  """The real converted VGG-16 weights; skipped if they were not fetched."""
-  from nst_jax import vgg, weights
-  if not weights.weights_path("vgg16").exists():
-    pytest.skip("weights/vgg16.npz missing: run `make weights`")
+def vgg16_params(request):
+  """The real converted VGG-16 weights; a missing file fails the test
+  (skips it with ``NST_JAX_SKIP_WEIGHTS=1``)."""
+  from nst_jax import vgg  # pylint: disable=g-import-not-at-top
+  path = _weights_file()
+  if not path.exists():
+    if _skip_weights():
+      pytest.skip(f"{path} missing and {SKIP_WEIGHTS_ENV}=1")
+    pytest.fail(_missing_message(
+        path, request.config.stash.get(_DESELECTED, 0)), pytrace=False)
   return vgg.load_params("vgg16")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_compilation_cache(tmp_path_factory):
+  """``NST_JAX_CACHE_DIR`` → a fresh directory, for the whole session."""
+  path = tmp_path_factory.mktemp("compilation_cache")
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv(CACHE_DIR_ENV, str(path))
+    yield path
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +108,7 @@ def shared_images():
 def tiny_vgg16_params(seed=0):
   """Random VGG-16-shaped weights (He-scaled), for tests that need the
   architecture but not the trained weights."""
-  from nst_jax import networks
+  from nst_jax import networks  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   params = {}
   for name, shapes in networks.param_shapes("vgg16").items():

@@ -87,6 +87,18 @@ def test_smoke_run_writes_png_and_record(smoke):
   assert "result_loss.png" in proc.stdout and "result_sheet.png" in proc.stdout
 
 
+def test_commands_use_the_session_cache_not_the_users(smoke):
+  # conftest points NST_JAX_CACHE_DIR (nst_jax.cli.CACHE_DIR_ENV) at a
+  # temporary directory for the whole session; every command started here
+  # inherits it, so none writes ~/.cache/nst_jax.
+  del smoke  # a real run has compiled its programs by now
+  cache = pathlib.Path(os.environ["NST_JAX_CACHE_DIR"])
+  user = pathlib.Path.home() / ".cache" / "nst_jax"
+  assert cache != user and user not in cache.parents, cache
+  assert cache.is_dir() and any(p.is_file() for p in cache.rglob("*")), (
+      f"the smoke run wrote nothing to {cache}")
+
+
 def test_quiet_prints_nothing(tmp_path, vgg16_params):
   del vgg16_params
   out = tmp_path / "q.png"
