@@ -1,6 +1,15 @@
 """Performance options: precision policies, gradient checkpointing, buffer
 donation, the persistent compilation cache helper and coarse-to-fine
-multi-scale transfer."""
+multi-scale transfer.
+
+Each option is checked for what it does, not only for leaving results
+unchanged: bf16 convolutions appear in the lowered program and move the
+values, checkpoint equations appear in the gradient's jaxpr, a donated
+buffer is deleted. Only the command-line test needs the trained weights; the
+rest run on random weights of VGG-16's shapes.
+"""
+
+import collections
 
 import dataclasses
 import os
@@ -9,6 +18,7 @@ import subprocess
 import sys
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -21,9 +31,17 @@ from nst_jax import solvers
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax.errors import NSTError
+from conftest import tiny_vgg16_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1")
+
+
+@pytest.fixture(scope="module")
+def params():
+  """Random VGG-16 weights: these tests need the architecture, not the
+  training."""
+  return tiny_vgg16_params()
 
 
 def _image(shape=(1, 32, 48, 3), seed=0):
@@ -58,53 +76,124 @@ def _loss(features_fn, params):
                        features_fn(params, x, LAYERS).values())
 
 
+def _primitives(jaxpr, counts=None) -> collections.Counter:
+  """How often each primitive occurs in ``jaxpr``, sub-jaxprs included."""
+  counts = collections.Counter() if counts is None else counts
+  for eqn in jaxpr.eqns:
+    counts[eqn.primitive.name] += 1
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (list, tuple)) else (value,):
+        if isinstance(sub, jax.extend.core.ClosedJaxpr):
+          _primitives(sub.jaxpr, counts)
+        elif isinstance(sub, jax.extend.core.Jaxpr):
+          _primitives(sub, counts)
+  return counts
+
+
+# The name of jax.checkpoint's primitive has changed across JAX versions.
+CHECKPOINT_PRIMITIVES = ("checkpoint", "remat", "remat2")
+
+
+def _convolutions(fn, *args):
+  """The lines of ``jax.jit(fn)``'s lowered program that convolve."""
+  text = jax.jit(fn).lower(*args).as_text()
+  return [l for l in text.splitlines() if "stablehlo.convolution" in l]
+
+
 @pytest.mark.parametrize("precision", vgg.PRECISIONS)
-def test_precision_policy_shapes_and_dtypes(vgg16_params, precision):
+def test_precision_policy_shapes_and_dtypes(params, precision):
   x = _image()
-  got = jax.jit(lambda x: vgg.features(vgg16_params, x, LAYERS,
+  got = jax.jit(lambda x: vgg.features(params, x, LAYERS,
                                        precision=precision))(x)
-  ref = jax.jit(lambda x: vgg.features(vgg16_params, x, LAYERS))(x)
+  ref = jax.jit(lambda x: vgg.features(params, x, LAYERS))(x)
+  # tf32 is float32 on the CPU, TensorFloat-32 (10-bit mantissa) on GPUs.
+  tol = {"float32": 1e-6, "tf32": 1e-2, "bf16": 0.05}[precision]
   for layer in LAYERS:
     assert got[layer].shape == ref[layer].shape
     assert got[layer].dtype == jnp.float32, (layer, got[layer].dtype)
-    tol = 0.05 if precision == "bf16" else 1e-6
     scale = float(jnp.max(jnp.abs(ref[layer])))
     np.testing.assert_allclose(got[layer], ref[layer], atol=tol * scale)
   if precision == "bf16":  # float32's gradient: the exactness test below
     grad = jax.grad(_loss(lambda p, x, l: vgg.features(
-        p, x, l, precision=precision), vgg16_params))(x)
+        p, x, l, precision=precision), params))(x)
     assert grad.dtype == jnp.float32 and grad.shape == x.shape
 
 
-def test_float32_policy_equals_the_plain_network_exactly(vgg16_params):
+@pytest.mark.parametrize("precision", vgg.PRECISIONS)
+def test_precision_policy_reaches_every_convolution(params, precision):
+  # The policy is in the program that XLA compiles, for the forward pass and
+  # for the input gradient: bf16 operands (float32 results), or float32 at
+  # HIGHEST precision, or float32 at the backend's default (tf32).
   x = _image()
-  new = jax.jit(lambda x: vgg.features(vgg16_params, x, LAYERS,
+  forward = _convolutions(lambda x: vgg.features(
+      params, x, LAYERS, precision=precision), x)
+  backward = _convolutions(jax.grad(_loss(lambda p, x, l: vgg.features(
+      p, x, l, precision=precision), params)), x)
+  assert len(forward) == 11 and len(backward) > len(forward)  # conv1_1..5_1
+  for line in forward + backward:
+    operands = line.rsplit(":", 1)[-1]
+    assert ("xbf16>" in operands) == (precision == "bf16"), line
+    assert ("HIGHEST" in line) == (precision == "float32"), line
+    assert "xf32>" in operands.rsplit("->", 1)[-1], line  # float32 out
+
+
+def test_bf16_changes_the_features(params):
+  # A policy that did nothing would give float32's features exactly; bf16's
+  # 8-bit mantissa moves them by ~0.4 % (measured ~1e-3 of each layer's
+  # largest value, at least 1e-4 asserted).
+  x = _image()
+  got = jax.jit(lambda x: vgg.features(params, x, LAYERS,
+                                       precision="bf16"))(x)
+  ref = jax.jit(lambda x: vgg.features(params, x, LAYERS))(x)
+  for layer in LAYERS:
+    change = float(jnp.max(jnp.abs(got[layer] - ref[layer]))
+                   / jnp.max(jnp.abs(ref[layer])))
+    assert change > 1e-4, (layer, change)
+
+
+def test_float32_policy_equals_the_plain_network_exactly(params):
+  x = _image()
+  new = jax.jit(lambda x: vgg.features(params, x, LAYERS,
                                        precision="float32"))(x)
-  old = jax.jit(lambda x: _plain_features(vgg16_params, x, LAYERS))(x)
+  old = jax.jit(lambda x: _plain_features(params, x, LAYERS))(x)
   for layer in LAYERS:
     np.testing.assert_array_equal(new[layer], old[layer])
-  g_new = jax.jit(jax.grad(_loss(vgg.features, vgg16_params)))(x)
-  g_old = jax.jit(jax.grad(_loss(_plain_features, vgg16_params)))(x)
+  g_new = jax.jit(jax.grad(_loss(vgg.features, params)))(x)
+  g_old = jax.jit(jax.grad(_loss(_plain_features, params)))(x)
   np.testing.assert_allclose(g_new, g_old, rtol=1e-5,
                              atol=1e-6 * float(jnp.max(jnp.abs(g_old))))
 
 
-def test_unknown_precision_is_refused(vgg16_params):
+def test_unknown_precision_is_refused(params):
   with pytest.raises(NSTError, match="precision"):
-    vgg.features(vgg16_params, _image(), LAYERS, precision="fp8")
+    vgg.features(params, _image(), LAYERS, precision="fp8")
   with pytest.raises(NSTError, match="precision"):
-    transfer.check_config(transfer.TransferConfig(precision="half"))
+    transfer.check_config(transfer.TransferConfig().replace(
+        spec=dict(precision="half")))
 
 
-def test_remat_gives_the_same_value_and_gradient(vgg16_params):
+def test_remat_gives_the_same_value_and_gradient(params):
   x = _image(seed=1)
-  plain = jax.jit(jax.value_and_grad(_loss(vgg.features, vgg16_params)))
+  plain = jax.jit(jax.value_and_grad(_loss(vgg.features, params)))
   remat = jax.jit(jax.value_and_grad(_loss(
-      lambda p, x, l: vgg.features(p, x, l, remat=True), vgg16_params)))
+      lambda p, x, l: vgg.features(p, x, l, remat=True), params)))
   (v0, g0), (v1, g1) = plain(x), remat(x)
   np.testing.assert_allclose(v1, v0, rtol=1e-6)
   np.testing.assert_allclose(g1, g0, rtol=1e-5,
                              atol=1e-6 * float(jnp.max(jnp.abs(g0))))
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_remat_checkpoints_each_block(params, remat):
+  # One checkpoint per VGG block up to relu5_1 in the gradient's program;
+  # none without remat.
+  x = _image()
+  grad = jax.value_and_grad(_loss(
+      lambda p, x, l: vgg.features(p, x, l, remat=remat), params))
+  counts = _primitives(jax.make_jaxpr(grad)(x).jaxpr)
+  checkpoints = sum(counts[name] for name in CHECKPOINT_PRIMITIVES)
+  assert checkpoints == (len(vgg.blocks("vgg16", "relu5_1")) if remat
+                         else 0), counts
 
 
 def test_blocks_group_layers_by_vgg_block():
@@ -115,42 +204,53 @@ def test_blocks_group_layers_by_vgg_block():
   assert [len(g) for g in vgg.blocks("alexnet", "relu5")] == [3, 3, 2, 2, 2]
 
 
-def test_spec_and_config_thread_precision_and_remat(vgg16_params):
-  config = transfer.TransferConfig(precision="bf16", remat=True)
-  spec = config.spec()
+def test_spec_and_config_thread_precision_and_remat(params):
+  config = transfer.TransferConfig().replace(
+      spec=dict(precision="bf16", remat=True))
+  spec = config.objective_spec()
   assert (spec.precision, spec.remat) == ("bf16", True)
-  assert hash(spec) != hash(transfer.TransferConfig().spec())
+  assert hash(spec) != hash(transfer.TransferConfig().objective_spec())
   assert objective.Spec().precision == "float32" and not objective.Spec().remat
   content = np.asarray(_image((32, 32, 3), 2))
   style = np.asarray(_image((32, 32, 3), 3))
-  targets = objective.make_targets(vgg16_params, content, [style], spec)
+  targets = objective.make_targets(params, content, [style], spec)
   weights = objective.make_weights(spec, content_weight=1.0, style_weight=1e7)
-  f32 = objective.objective_function(transfer.TransferConfig().spec())
+  f32 = objective.objective_function(
+      transfer.TransferConfig().objective_spec())
   bf16 = objective.objective_function(spec)
-  v32 = jax.jit(f32)(content, vgg16_params, targets, weights)[0]
-  v16 = jax.jit(bf16)(content, vgg16_params, targets, weights)[0]
+  v32 = jax.jit(f32)(content, params, targets, weights)[0]
+  v16 = jax.jit(bf16)(content, params, targets, weights)[0]
   assert np.isfinite(float(v16))
   np.testing.assert_allclose(v16, v32, rtol=0.05)
+  # ... and the objective really is another program: bf16 convolutions that
+  # move the value, one checkpoint per block in its gradient.
+  assert abs(float(v16) / float(v32) - 1) > 1e-5, (v16, v32)
+  assert all("xbf16>" in l for l in _convolutions(bf16, content, params,
+                                                   targets, weights))
+  counts = _primitives(jax.make_jaxpr(jax.grad(lambda x: bf16(
+      x, params, targets, weights)[0]))(content).jaxpr)
+  assert sum(counts[n] for n in CHECKPOINT_PRIMITIVES) == len(
+      vgg.blocks("vgg16", "relu5_1")), counts
 
 
 @pytest.mark.parametrize("conv", ["direct", "winograd"])
-def test_estimate_memory_matches_xla_buffer_assignment(vgg16_params, conv):
+def test_estimate_memory_matches_xla_buffer_assignment(params, conv):
   # The estimate against XLA's buffer assignment of the compiled solver loop
   # (temporaries; the weights, transformed ones included, are arguments).
   shape = (192, 256)
-  config = transfer.TransferConfig(iterations=1, conv=conv)
-  spec = config.spec()
-  params = vgg.prepare_params(vgg16_params, conv, spec.layers)
+  config = transfer.TransferConfig(conv=conv).replace(solver=dict(maxiter=1))
+  spec = config.objective_spec()
+  prepared = vgg.prepare_params(params, conv, spec.layers)
   image = jnp.zeros((*shape, 3), jnp.float32)
-  targets = objective.make_targets(params, image, [image], spec)
+  targets = objective.make_targets(prepared, image, [image], spec)
   weights = objective.make_weights(spec, content_weight=1.0, style_weight=1.0)
   fun = objective.objective_function(spec)
-  run = jax.jit(lambda x, a: solvers.minimize(fun, x, config.solver(), (), a))
-  memory = run.lower(image, (params, targets, weights)).compile(
+  run = jax.jit(lambda x, a: solvers.minimize(fun, x, config.solver, (), a))
+  memory = run.lower(image, (prepared, targets, weights)).compile(
       ).memory_analysis()
   if memory is None:
     pytest.skip("this backend reports no memory analysis")
-  transforms = sum(int(np.prod(v.shape)) * 4 for p in params.values()
+  transforms = sum(int(np.prod(v.shape)) * 4 for p in prepared.values()
                    for k, v in p.items() if k.startswith("winograd_"))
   assert (transforms > 0) == (conv == "winograd")
   estimate = transfer.estimate_memory(config, shape)
@@ -160,15 +260,20 @@ def test_estimate_memory_matches_xla_buffer_assignment(vgg16_params, conv):
   assert 0.8 < ratio < 1.5, ratio
 
 
-def test_donated_minimize_gives_the_same_result():
+@pytest.mark.parametrize("host_driven", [False, True])
+def test_donated_minimize_gives_the_same_result(host_driven):
+  # One compiled loop, or chunks driven from the host (a should_stop);
+  # both donate x0 when asked, and only then.
   fun = lambda x: (jnp.sum((x - 0.25) ** 2), None)
   config = solvers.SolverConfig(maxiter=5)
+  extra = {"should_stop": lambda: False} if host_driven else {}
   kept = jnp.full((4, 4, 3), 0.9)
-  ref = solvers.minimize(fun, kept, config)
-  donated = solvers.minimize(fun, jnp.full((4, 4, 3), 0.9), config,
-                             donate=True)
+  ref = solvers.minimize(fun, kept, config, **extra)
+  x0 = jnp.full((4, 4, 3), 0.9)
+  donated = solvers.minimize(fun, x0, config, donate=True, **extra)
   np.testing.assert_array_equal(donated.x, ref.x)
-  assert float(kept.sum()) > 0  # an undonated x0 stays usable
+  assert x0.is_deleted()  # its buffer went to the compiled loop
+  assert not kept.is_deleted() and float(kept.sum()) > 0
 
 
 def test_compilation_cache_helper_sets_the_config(tmp_path, monkeypatch):
@@ -197,13 +302,13 @@ def test_compilation_cache_helper_sets_the_config(tmp_path, monkeypatch):
     compilation_cache.reset_cache()
 
 
-def test_multiscale_runs_coarse_to_fine(vgg16_params):
+def test_multiscale_runs_coarse_to_fine(params):
   content = np.asarray(_image((45, 60, 3), 4))
   style = np.asarray(_image((40, 40, 3), 5))
-  config = transfer.TransferConfig(iterations=2)
+  config = transfer.TransferConfig().replace(solver=dict(maxiter=2))
   levels = []
   result = transfer.stylize_multiscale(
-      vgg16_params, content, [style], (32, 48), config,
+      params, content, [style], (32, 48), config,
       scale_iterations=(3, 2), log_every=0,
       on_level=lambda size, r: levels.append((size, r.image.shape)))
   assert result.image.shape == (36, 48, 3)
@@ -215,19 +320,19 @@ def test_multiscale_runs_coarse_to_fine(vgg16_params):
   assert np.all((result.image >= 0) & (result.image <= 1))
 
 
-def test_multiscale_refuses_bad_scales(vgg16_params):
+def test_multiscale_refuses_bad_scales(params):
   content = np.zeros((32, 32, 3), np.float32)
   with pytest.raises(NSTError, match="increase"):
-    transfer.stylize_multiscale(vgg16_params, content, [content], (64, 32))
+    transfer.stylize_multiscale(params, content, [content], (64, 32))
   with pytest.raises(NSTError, match="iteration counts"):
-    transfer.stylize_multiscale(vgg16_params, content, [content], (32, 48),
+    transfer.stylize_multiscale(params, content, [content], (32, 48),
                                 scale_iterations=(1,))
   with pytest.raises(NSTError, match="too small"):
-    transfer.stylize_multiscale(vgg16_params, content, [content], (8, 32))
+    transfer.stylize_multiscale(params, content, [content], (8, 32))
 
 
 def test_stylize_command_with_scales(tmp_path, vgg16_params):
-  del vgg16_params  # only to skip when the weights are missing
+  del vgg16_params  # the command loads the trained weights
   out = tmp_path / "ms.png"
   env = dict(os.environ, NST_JAX_CACHE_DIR="off")
   proc = subprocess.run(
