@@ -379,3 +379,428 @@ def apply_params(values: dict, *, skip: Sequence[str] = ()) -> list[str]:
       raise NSTError(f"recorded --{name}={value!r} is not valid: "
                      f"{' '.join(str(e).split())}") from None
   return unknown
+
+
+# ---------------------------------------------------------------------------
+# The flags the commands share: one name, type, default and help text each.
+#
+# A command calls ``define_flags(group, ...)`` at import for the groups it
+# honours and builds its configuration with ``transfer_config()`` (or, for a
+# grid, ``layer_sets()``/``numbers()`` per axis). A group a command does not
+# define is an option it cannot honour: absl refuses the unknown flag.
+
+
+class _NumbersParser(flags.ArgumentParser):
+  """Comma-separated numbers → a tuple (``"1e7,1e8"`` → ``(1e7, 1e8)``); a
+  number or a list of numbers is taken as is (values from a run record)."""
+
+  def __init__(self, kind=float, lower_bound=None):
+    super().__init__()
+    self.kind, self.lower_bound = kind, lower_bound
+
+  def parse(self, argument):
+    items = (argument if isinstance(argument, (list, tuple))
+             else [argument] if isinstance(argument, (int, float))
+             else [a for a in str(argument).split(",") if a.strip()])
+    try:
+      values = tuple(self.kind(float(a)) if self.kind is int and
+                     float(a).is_integer() else self.kind(a) for a in items)
+    except (TypeError, ValueError):
+      raise ValueError(f"expected comma-separated "
+                       f"{'integers' if self.kind is int else 'numbers'}, got "
+                       f"{argument!r}") from None
+    if self.lower_bound is not None and any(v < self.lower_bound
+                                            for v in values):
+      raise ValueError(f"every value must be >= {self.lower_bound}")
+    return values
+
+  def flag_type(self):
+    return "comma-separated numbers"
+
+
+class _SetsParser(flags.ArgumentParser):
+  """Sets separated by ``;``, items by ``,`` (``"relu1_1;relu1_1,relu2_1"``
+  → two sets); a list is one set (a run record's value)."""
+
+  def __init__(self, item=str):
+    super().__init__()
+    self.item = item
+
+  def parse(self, argument):
+    if isinstance(argument, (list, tuple)):
+      groups = [list(argument)] if not argument or not isinstance(
+          argument[0], (list, tuple)) else [list(g) for g in argument]
+    else:
+      groups = [g.split(",") for g in str(argument).split(";") if g.strip()]
+    try:
+      return tuple(tuple(self.item(str(v).strip()) for v in g if str(v).strip())
+                   for g in groups)
+    except ValueError:
+      raise ValueError(f"expected comma-separated values, sets separated by "
+                       f"';', got {argument!r}") from None
+
+  def flag_type(self):
+    return "sets"
+
+
+def _serialize_sets(value):
+  return ";".join(",".join(str(v) for v in g) for g in value or ())
+
+
+def define_numbers(name, default, help_text, kind=float, lower_bound=None):
+  """A flag of comma-separated numbers whose value is a tuple (the one
+  parser of such lists)."""
+  flags.DEFINE(_NumbersParser(kind, lower_bound), name, default, help_text,
+               serializer=flags.CsvListSerializer(","))
+
+
+def define_sets(name, default, help_text, item=str):
+  """A flag of sets (``a,b;c``) whose value is a tuple of tuples."""
+  parser = _SetsParser(item)
+  serializer = flags.ArgumentSerializer()
+  serializer.serialize = _serialize_sets
+  flags.DEFINE(parser, name, default, help_text, serializer=serializer)
+
+
+def _define_images():
+  flags.DEFINE_string("content", None, "Content image (any format Pillow "
+                      "reads).")
+  flags.DEFINE_list("style", None, "Style image(s), comma-separated.")
+  flags.DEFINE_integer("size", None, "Long edge of the output in pixels; style "
+                       "images are resized to it (default: 512 on a GPU/TPU, "
+                       "256 on a CPU).", lower_bound=1, upper_bound=16384)
+
+
+def _define_network():
+  from nst_jax import networks, vgg  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum("network", "vgg16", list(networks.NETWORKS),
+                    "Recognition network (weights from nst-fetch-weights), or "
+                    "see --weights.")
+  flags.DEFINE_string("weights", None, "Path to a converted .npz to use "
+                      "instead of the fetched <network>.npz.")
+  flags.DEFINE_enum("pooling", "max", list(vgg.POOLING), "Pooling.")
+  flags.DEFINE_list("content_layers", None, "Content layers (default: "
+                    "relu4_2; relu4 for alexnet).")
+  define_sets("style_layers", None, "Style layers (default: relu1_1, "
+               "relu2_1, relu3_1, relu4_1, relu5_1); a grid takes several "
+               "sets separated by ';'.")
+  define_sets("style_layer_weights", None, "One weight per style layer "
+               "(default: 1/number of layers); in a grid, one list per set, "
+               "separated by ';'.", item=float)
+
+
+def _define_loss():
+  from nst_jax import objective  # pylint: disable=g-import-not-at-top
+  default = objective.LossWeights()
+  define_numbers("content_weight", (default.content,), "α; a grid takes "
+                  "several (an axis).", lower_bound=0)
+  define_numbers("style_weight", None, "β (default: 1e7, calibrated for the "
+                  "gram representation; each other representation has its "
+                  "own, see README 'Style representations'); a grid takes "
+                  "several (an axis).", lower_bound=0)
+  define_numbers("tv_weight", (default.tv,), "Total-variation weight γ; a "
+                  "grid takes several (an axis).", lower_bound=0)
+  define_numbers("style_blend_weights", None, "One weight per style image "
+                  "(default: equal).", lower_bound=0)
+
+
+def _define_style():
+  from nst_jax import objective  # pylint: disable=g-import-not-at-top
+  from nst_jax import representations as rep  # pylint: disable=g-import-not-at-top
+  d = rep.DEFAULTS
+  flags.DEFINE_enum("style_stat", "gram", list(rep.NAMES),
+                    "Style representation: gram (Gatys), spatial (per-channel "
+                    "autocorrelation, Nikulin & Novak §7), local (windowed "
+                    "Gram, §9), eigen (Gram spectrum, thesis), moments (mean "
+                    "and std), covariance (mean + covariance, Wasserstein-2), "
+                    "swd (sliced Wasserstein, Heitz et al. 2021) or cmd "
+                    "(central moment discrepancy, Kalischek et al. 2021).")
+  flags.DEFINE_enum("gram_normalization", d["gram_normalization"],
+                    list(rep.NORMALIZATIONS), "gram/spatial/local/eigen: "
+                    "'paper' 1/(4N²M²) or 'notes' 1/(NM) Gram with 1/K² loss.")
+  flags.DEFINE_integer("style_rank", d["style_rank"], "eigen: keep the top-r "
+                       "eigenpairs of each style Gram (0: full rank).",
+                       lower_bound=0)
+  flags.DEFINE_enum("eigen_loss", d["eigen_loss"], list(rep.EIGEN_LOSSES),
+                    "eigen: 'reconstruction' (Gram loss to the rank-r "
+                    "reconstruction), 'spectrum' (the r largest eigenvalues) "
+                    "or 'projected' (Grams of the features projected onto the "
+                    "style's top-r eigenvectors).")
+  define_numbers("local_window", (0,), "local: window s (0: pointwise), one "
+                  "for all style layers or one per style layer.", kind=int,
+                  lower_bound=0)
+  flags.DEFINE_integer("swd_directions", d["swd_directions"], "swd: random "
+                       "directions per layer (0: as many as channels).",
+                       lower_bound=0)
+  flags.DEFINE_integer("swd_samples", d["swd_samples"], "swd: style positions "
+                       "kept per layer (a seeded subset).", lower_bound=1)
+  flags.DEFINE_integer("swd_redraw_every", d["swd_redraw_every"], "swd: draw "
+                       "new directions every N iterations (0: fixed by "
+                       "--seed).", lower_bound=0)
+  flags.DEFINE_integer("cmd_order", d["cmd_order"], "cmd: highest central "
+                       "moment matched.", lower_bound=1)
+  default = objective.PATCH_MODES
+  flags.DEFINE_integer("style_patches", 0, "Style targets from N seeded random "
+                       "crops of each style image (0: the whole image).",
+                       lower_bound=0)
+  flags.DEFINE_integer("patch_size", 128, "Side of the style patches in "
+                       "pixels (after resizing to --size).", lower_bound=1)
+  flags.DEFINE_enum("patch_mode", "mean", list(default), "mean: one target "
+                    "averaged over the patches; instances: N styles of weight "
+                    "1/N.")
+
+
+def _define_solver():
+  from nst_jax import solvers  # pylint: disable=g-import-not-at-top
+  default = solvers.SolverConfig()
+  flags.DEFINE_enum("optimizer", default.method, list(solvers.METHODS),
+                    "optax_lbfgs (default, ~1 evaluation per iteration), lbfgs "
+                    "(jaxopt, zoom line search) or adam.")
+  flags.DEFINE_integer("iterations", None, "Iterations (default: 500 on a "
+                       "GPU/TPU, 300 on a CPU).", lower_bound=0)
+  flags.DEFINE_float("learning_rate", default.learning_rate, "Adam step size.",
+                     lower_bound=0)
+  flags.DEFINE_integer("history_size", default.history_size, "L-BFGS memory.",
+                       lower_bound=1)
+
+
+def _define_init():
+  from nst_jax import transfer  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum("init", "content", list(transfer.INITS),
+                    "Starting image (Nikulin & Novak §4).")
+  define_numbers("seed", (0,), "Seed of the noise init, the style patches "
+                  "and the swd directions; a grid takes several (an axis).",
+                  kind=int)
+
+
+def _define_color():
+  from nst_jax import color  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_bool("original_colors", False, "Keep the content's colours: "
+                    "transfer on luminance only and put the content's "
+                    "chrominance back (Gatys et al. 2016, 'Preserving Color', "
+                    "§2.2).")
+  flags.DEFINE_enum("color_space", "yiq", list(color.COLOR_SPACES),
+                    "Luma/chroma space of --original_colors.")
+  flags.DEFINE_enum("color_transfer", "none", list(color.COLOR_TRANSFERS),
+                    "Recolour the style images to the content's colours "
+                    "before the transfer: histogram (mean and covariance, "
+                    "'Preserving Color' §2.1) or cdf (exact per-channel "
+                    "histograms).")
+
+
+def _define_compute():
+  from nst_jax import vgg  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum("precision", "float32", list(vgg.PRECISIONS),
+                    "Convolution precision: float32, tf32 (TF32 tensor cores "
+                    "on GPUs) or bf16 (bfloat16 operands, float32 "
+                    "accumulation).")
+  flags.DEFINE_enum("conv", "auto", list(vgg.CONV_ALGORITHMS),
+                    "Convolution algorithm: winograd (F(4x4,3x3) for the 3x3 "
+                    "layers with >= 256 channels), direct, or auto (winograd "
+                    "on the CPU, where it is faster; direct on GPUs).")
+  flags.DEFINE_bool("checkpoint", False, "Gradient checkpointing per VGG "
+                    "block (one more forward pass; on the CPU it measured no "
+                    "memory saving: see docs/benchmarks.md).")
+
+
+def _define_output():
+  flags.DEFINE_bool("quiet", False, "No progress bar or messages; errors "
+                    "only.")
+
+
+FLAG_GROUPS = {"images": _define_images, "model": _define_network,
+               "loss": _define_loss, "style": _define_style,
+               "solver": _define_solver, "init": _define_init,
+               "color": _define_color, "compute": _define_compute,
+               "output": _define_output}
+
+
+def define_flags(*items: str, defaults: Dict[str, Any] | None = None
+                 ) -> list[str]:
+  """Defines shared flags and returns their names. Each item is a group
+  (a key of ``FLAG_GROUPS``: every flag of it) or the name of one flag of a
+  group (only that flag). ``defaults`` changes a default for this command
+  (e.g. a figure script's smaller ``size``); name, type and help stay the
+  ones here."""
+  wanted: Dict[str, set | None] = {}
+  for item in items:
+    if item in FLAG_GROUPS:
+      wanted[item] = None
+      continue
+    group = _group_of(item)
+    if wanted.get(group, set()) is not None:
+      wanted.setdefault(group, set()).add(item)
+  names = []
+  for group, only in wanted.items():
+    before = set(flags.FLAGS)
+    FLAG_GROUPS[group]()
+    for name in [n for n in flags.FLAGS if n not in before]:
+      if only is None or name in only:
+        names.append(name)
+      else:
+        delattr(flags.FLAGS, name)
+  for name, value in (defaults or {}).items():
+    flags.FLAGS.set_default(name, value)
+  return names
+
+
+def _group_of(name: str) -> str:
+  """The group that defines flag ``name`` (found by defining each group in
+  a scratch set of flags)."""
+  if not _GROUP_OF:
+    for group, define in FLAG_GROUPS.items():
+      before = set(flags.FLAGS)
+      define()
+      for n in [n for n in flags.FLAGS if n not in before]:
+        _GROUP_OF[n] = group
+        delattr(flags.FLAGS, n)
+  if name not in _GROUP_OF:
+    raise ValueError(f"no shared flag {name!r}")
+  return _GROUP_OF[name]
+
+
+_GROUP_OF: Dict[str, str] = {}
+
+
+def flag_values(names: Sequence[str]) -> Dict[str, Any]:
+  """``{name: value}`` for a run record; a one-element numbers flag is
+  recorded as its number (as records always had it)."""
+  out = {}
+  for name in names:
+    value = flags.FLAGS[name].value
+    if isinstance(value, tuple) and len(value) == 1 and isinstance(
+        value[0], (int, float)) and name != "local_window":
+      value = value[0]
+    elif isinstance(value, tuple) and name in ("style_layers",
+                                               "style_layer_weights"):
+      value = list(value[0]) if len(value) == 1 else _serialize_sets(value)
+    elif isinstance(value, tuple):
+      value = list(value)
+    out[name] = value
+  return out
+
+
+def one(name: str):
+  """The single value of a numbers or sets flag (a grid takes several)."""
+  value = flags.FLAGS[name].value
+  if value is None:
+    return None
+  if len(value) != 1:
+    raise NSTError(f"--{name} takes one value here, got {len(value)} (several "
+                   "values are the axes of a grid: nst-grid)")
+  return value[0]
+
+
+def representation(style_layers: Sequence[str]):
+  """The style representation the ``style`` flags name (the name table,
+  ``representations.from_name``)."""
+  from nst_jax import representations as rep  # pylint: disable=g-import-not-at-top
+  f = flags.FLAGS
+  params = {k: f[k].value for k in rep.DEFAULTS
+            if k not in ("local_window", "seed") and k in f}
+  seed = f["seed"].value[0] if "seed" in f and f["seed"].value else 0
+  return rep.from_name(f.style_stat, tuple(style_layers),
+                       local_window=f.local_window, seed=seed, **params)
+
+
+def transfer_config(*, grid: bool = False):
+  """The ``TransferConfig`` of one run from the shared flags the command
+  defined (groups it did not define keep the library's defaults).
+
+  With ``grid`` the flags that are axes of a grid (weights, layer sets,
+  seeds) may hold several values: the config then takes the union of the
+  layer sets, the first seed and default loss weights, which the grid's
+  axes replace cell by cell (``grid_axes``)."""
+  # pylint: disable=g-import-not-at-top
+  from nst_jax import color, networks, objective, solvers, transfer
+  f = flags.FLAGS
+  has = lambda name: name in f
+  network = f.network if has("network") else "vgg16"
+  content_layers = (tuple(f.content_layers) if has("content_layers")
+                    and f.content_layers is not None
+                    else networks.DEFAULT_CONTENT_LAYERS[network])
+  sets = f.style_layers if has("style_layers") else None
+  if grid and sets:
+    order = networks.layer_names(network)
+    union = {l for s in sets for l in s}
+    style_layers = tuple(sorted(union, key=lambda l: (
+        order.index(l) if l in order else len(order), l)))
+  else:
+    style_layers = one("style_layers") if sets else None
+  style_layers = tuple(style_layers or networks.DEFAULT_STYLE_LAYERS[network])
+  spec = objective.Spec(
+      content_layers, style_layers,
+      pooling=f.pooling if has("pooling") else "max",
+      style=representation(style_layers) if has("style_stat")
+      else objective.Spec().style,
+      precision=f.precision if has("precision") else "float32",
+      remat=bool(f.checkpoint) if has("checkpoint") else False)
+  weights = objective.LossWeights()
+  if grid and has("style_blend_weights"):
+    weights = objective.LossWeights(style_blend=f.style_blend_weights)
+  elif has("style_weight"):
+    layer_weights = one("style_layer_weights")
+    weights = objective.LossWeights(
+        content=one("content_weight"),
+        style=(one("style_weight") if f.style_weight is not None
+               else spec.suggested_style_weight()),
+        tv=one("tv_weight"),
+        style_layers=None if layer_weights is None else tuple(layer_weights),
+        style_blend=f.style_blend_weights)
+  solver = solvers.SolverConfig()
+  if has("optimizer"):
+    solver = solvers.SolverConfig(
+        method=f.optimizer,
+        maxiter=f.iterations if f.iterations is not None else solver.maxiter,
+        learning_rate=f.learning_rate, history_size=f.history_size)
+  init = transfer.Init()
+  if has("init"):
+    init = transfer.Init(f.init, f.seed[0] if grid else one("seed"))
+  colors = color.ColorControl()
+  if has("original_colors"):
+    colors = color.ColorControl(f.color_transfer, f.original_colors,
+                                f.color_space)
+  patches = transfer.StylePatches()
+  if has("style_patches"):
+    patches = transfer.StylePatches(f.style_patches, f.patch_size,
+                                    f.patch_mode)
+  config = transfer.TransferConfig(
+      network=network, spec=spec, weights=weights, solver=solver, init=init,
+      color=colors, patches=patches,
+      conv=f.conv if has("conv") else "auto")
+  transfer.check_config(config)
+  return config
+
+
+def resolve_device_defaults(*, size: bool = True) -> str | None:
+  """Fills ``--size``/``--iterations`` the user left out with the device's
+  defaults (``device_defaults``); returns the message saying so, or None."""
+  f = flags.FLAGS
+  default_size, default_iterations = device_defaults()
+  chosen = []
+  if size and "size" in f and f.size is None:
+    f.size = default_size
+    chosen.append(f"--size={default_size}")
+  if "iterations" in f and f.iterations is None:
+    f.iterations = default_iterations
+    chosen.append(f"--iterations={default_iterations}")
+  if not chosen:
+    return None
+  where = "a GPU/TPU" if jax.default_backend() != "cpu" else "no GPU: CPU"
+  return (f"nst_jax: {where}, so {' '.join(chosen)} (give them to choose "
+          "yourself)")
+
+
+def grid_axes(config, n_styles: int):
+  """The ``grid.GridAxes`` the axis flags give: every style image, each
+  layer set (``;``-separated) with its weights, and every α, β, γ and seed
+  (β defaults to the representation's suggestion)."""
+  from nst_jax import grid, networks  # pylint: disable=g-import-not-at-top
+  f = flags.FLAGS
+  sets = f.style_layers or (networks.DEFAULT_STYLE_LAYERS[config.network],)
+  weights = f.style_layer_weights or (None,)
+  style = f.style_weight or (config.objective_spec().suggested_style_weight(),)
+  return grid.GridAxes(
+      style=tuple(range(n_styles)), style_layer_sets=tuple(sets),
+      style_layer_weights=tuple(weights), content_weight=f.content_weight,
+      style_weight=tuple(style), tv_weight=f.tv_weight, seed=f.seed)

@@ -74,6 +74,13 @@ class Spec:
     """The distinct representations the spec uses."""
     return tuple(dict.fromkeys(r for _, r in self.style_by_layer()))
 
+  def suggested_style_weight(self) -> float:
+    """β for this spec when the user gives none: the largest
+    ``suggested_style_weight`` of its representations (1e7, the Gram's
+    calibration, for one that suggests none)."""
+    return max(float(getattr(r, "suggested_style_weight", 1e7))
+               for r in self.representations()) if self.style_layers else 1e7
+
   @property
   def same_size(self) -> bool:
     """Whether any style layer compares maps position by position."""

@@ -19,6 +19,9 @@ dataclasses) with three pure methods and two flags:
   style image must then have the content's size (``transfer`` resizes it).
 * ``averageable`` — false when the statistics of crops cannot be averaged
   (optional attribute, default true).
+* ``suggested_style_weight`` — β that gives this representation about the
+  Gram's style strength at the default 1e7 (optional, default 1e7; the
+  command line uses it when ``--style_weight`` is not given).
 
 An optional ``redraw(target, round)`` lets a representation re-draw the
 random part of its target (``SlicedWasserstein(redraw_every=K)``): the
@@ -68,6 +71,7 @@ class Gram:
   """
   normalization: str = "paper"
   same_size = False
+  suggested_style_weight = 1e7
   averageable = True
 
   def __post_init__(self):
@@ -94,6 +98,7 @@ class Spatial:
   """
   normalization: str = "paper"
   same_size = True
+  suggested_style_weight = 1e7
   averageable = True
 
   def __post_init__(self):
@@ -122,6 +127,7 @@ class Local:
   window: int = 0
   normalization: str = "paper"
   same_size = True
+  suggested_style_weight = 1e7
   averageable = False
 
   def __post_init__(self):
@@ -159,6 +165,7 @@ class Eigen:
   loss_kind: str = "reconstruction"
   normalization: str = "paper"
   same_size = False
+  suggested_style_weight = 1e7
   averageable = True
 
   def __post_init__(self):
@@ -206,6 +213,7 @@ class Moments:
   Loss ``losses.moments_loss``.
   """
   same_size = False
+  suggested_style_weight = 1e7
   averageable = True
 
   def statistic(self, features):
@@ -230,6 +238,7 @@ class Covariance:
   (``statistics.covariance_from_gram``, ``statistics.sqrtm_psd``).
   """
   same_size = False
+  suggested_style_weight = 1e7
   averageable = True
 
   def statistic(self, features):
@@ -274,6 +283,10 @@ class SlicedWasserstein:
   seed: int = 0
   redraw_every: int = 0
   same_size = False
+  # β matching the Gram's initial style loss at 1e7: the loss at the content
+  # image is 0.51-0.92x the Gram's over five paintings (256 px, VGG-16,
+  # 2026-11-30; geometric mean 0.65).
+  suggested_style_weight = 1.5e7
   averageable = False
 
   def __post_init__(self):
@@ -345,6 +358,10 @@ class CentralMoments:
   order: int = 5
   squash: bool = True
   same_size = False
+  # β matching the Gram's initial style loss at 1e7: the loss at the content
+  # image is 0.36-0.81x the Gram's over five paintings (256 px, VGG-16,
+  # 2026-11-30; geometric mean 0.54).
+  suggested_style_weight = 1.8e7
   averageable = True
 
   def __post_init__(self):

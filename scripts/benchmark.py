@@ -24,7 +24,6 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Both frameworks share one GPU: JAX must not preallocate 75 % of its memory.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
@@ -49,27 +48,14 @@ import torch_reference as tr
 
 _SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))), os.pardir, "shared", "images")
-_DEFAULT = transfer.TransferConfig()
-
-flags.DEFINE_string("content", os.path.join(_SHARED, "tubingen.jpg"),
-                    "Content image.")
-flags.DEFINE_string("style", os.path.join(_SHARED, "starry_night.jpg"),
-                    "Style image.")
+cli.define_flags("content", "style", "iterations", "compute", "loss",
+                 defaults={"content": os.path.join(_SHARED, "tubingen.jpg"),
+                           "style": [os.path.join(_SHARED,
+                                                  "starry_night.jpg")]})
 flags.DEFINE_list("sizes", None, "Long edges (default: 256,512,1024 on a GPU, "
                   "256,512 on the CPU).")
-flags.DEFINE_integer("iterations", None, "L-BFGS iterations per run "
-                     "(default: 500 on a GPU, 100 on the CPU).", lower_bound=1)
 flags.DEFINE_list("solvers", ["optax_lbfgs", "lbfgs"], "nst_jax methods to "
                   "run (optax_lbfgs, lbfgs).")
-flags.DEFINE_enum("precision", "float32", list(vgg.PRECISIONS),
-                  "nst_jax convolution precision. PyTorch runs float32, or "
-                  "TF32 (cudnn/matmul allow_tf32) when this is not float32 "
-                  "on a GPU.")
-flags.DEFINE_bool("checkpoint", False, "nst_jax with gradient checkpointing.")
-flags.DEFINE_enum("conv", _DEFAULT.conv, list(vgg.CONV_ALGORITHMS),
-                  "nst_jax convolution algorithm (auto: winograd on the CPU, "
-                  "direct on GPUs). FLOP/s are counted as direct "
-                  "convolutions' FLOPs either way.")
 flags.DEFINE_bool("torch", True, "Run the PyTorch side (--notorch: only "
                   "nst_jax; no ratios, no time-to-reference-loss).")
 flags.DEFINE_float("peak_tflops", None, "Device peak for the policy in "
@@ -83,9 +69,6 @@ flags.DEFINE_float("check_grad_rtol", 1e-3, "Largest relative difference "
                    "(2-norm) of their gradients there: two float32 "
                    "implementations round differently, and at 512 px each "
                    "is ~1e-4..5e-4 from a float64 reference.")
-flags.DEFINE_float("content_weight", _DEFAULT.content_weight, "α.")
-flags.DEFINE_float("style_weight", _DEFAULT.style_weight, "β.")
-flags.DEFINE_float("tv_weight", _DEFAULT.tv_weight, "γ.")
 flags.DEFINE_enum("mode", "compare", ["compare", "memory", "precision",
                                       "layers"],
                   "compare: nst_jax against PyTorch; memory: nst_jax only, "
@@ -103,6 +86,17 @@ flags.DEFINE_string("save_images", None, "Directory for the final images of "
                     "each run (PNG).")
 
 FLAGS = flags.FLAGS
+
+
+def _config():
+  """The runs' ``TransferConfig`` from the shared flags (iterations: this
+  benchmark's per-device default when not given). PyTorch runs float32, or
+  TF32 (cudnn/matmul allow_tf32) when --precision is not float32 on a GPU;
+  FLOP/s are counted as direct convolutions' FLOPs whatever --conv says."""
+  config = cli.transfer_config()
+  if FLAGS.iterations is not None:
+    config = config.replace(solver=dict(maxiter=FLAGS.iterations))
+  return config
 
 
 def _fmt(v, unit=""):
@@ -182,12 +176,10 @@ def _problem(size, params, content_full, style_full, config):
   shape = io.long_edge_shape(content_full.shape[:2], size)
   content = io.resize_to(content_full, shape)
   style = io.resize_long_edge(style_full, size)
-  spec = config.spec()
+  spec = config.objective_spec()
   targets = objective.make_targets(params, jnp.asarray(content),
                                    [jnp.asarray(style)], spec)
-  weights = objective.make_weights(
-      spec, content_weight=config.content_weight,
-      style_weight=config.style_weight, tv_weight=config.tv_weight)
+  weights = config.weights.arrays(spec)
   return shape, content, style, spec, targets, weights
 
 
@@ -195,10 +187,7 @@ def bench_size(size, params, content_full, style_full, torch_mod, peak,
                platform):
   """Every figure at one long edge; returns them as a dict."""
   iterations = FLAGS.iterations
-  config = transfer.TransferConfig(
-      content_weight=FLAGS.content_weight, style_weight=FLAGS.style_weight,
-      tv_weight=FLAGS.tv_weight, precision=FLAGS.precision,
-      remat=FLAGS.checkpoint, conv=FLAGS.conv)
+  config = _config()
   shape, content, style, spec, targets, weights = _problem(
       size, params, content_full, style_full, config)
   fun = objective.objective_function(spec)
@@ -223,11 +212,11 @@ def bench_size(size, params, content_full, style_full, torch_mod, peak,
         params, content, [style], content_layers=spec.content_layers,
         style_layers=spec.style_layers,
         style_layer_weights=[float(v) for v in weights.style_layers],
-        content_weight=config.content_weight, style_weight=config.style_weight,
-        tv_weight=config.tv_weight, pooling=spec.pooling, device=device)
+        content_weight=config.weights.content,
+        style_weight=config.weights.style, tv_weight=config.weights.tv,
+        pooling=spec.pooling, device=device)
     # The check compares the objectives themselves: float32 on both sides.
-    spec32 = objective.Spec(spec.content_layers, spec.style_layers,
-                            spec.pooling, spec.gram_normalization)
+    spec32 = dataclasses.replace(spec, precision="float32", remat=False)
     vg32 = (vg if spec32 == spec else jax.jit(jax.value_and_grad(
         objective.objective_function(spec32), has_aux=True)))
     # At the init itself, flat (e.g. saturated) regions give max-pool
@@ -382,22 +371,17 @@ def memory_size(size, params, content_full, style_full, platform):
   shape = io.long_edge_shape(content_full.shape[:2], size)
   content = io.resize_to(content_full, shape)
   style = io.resize_long_edge(style_full, size)
-  config = transfer.TransferConfig(
-      content_weight=FLAGS.content_weight, style_weight=FLAGS.style_weight,
-      tv_weight=FLAGS.tv_weight, precision=FLAGS.precision,
-      remat=FLAGS.checkpoint, conv=FLAGS.conv, iterations=FLAGS.iterations)
-  spec = config.spec()
+  config = _config()
+  spec = config.objective_spec()
   estimate = transfer.estimate_memory(config, shape)
   with bm.PeakRSS() as total:
     targets = objective.make_targets(params, jnp.asarray(content),
                                      [jnp.asarray(style)], spec)
-    weights = objective.make_weights(
-        spec, content_weight=config.content_weight,
-        style_weight=config.style_weight, tv_weight=config.tv_weight)
+    weights = config.weights.arrays(spec)
     fun = objective.objective_function(spec)
     args = (params, targets, weights)
     x0 = jnp.asarray(content)
-    cfg = config.solver()
+    cfg = config.solver
     run = jax.jit(lambda x, a: solvers.minimize(fun, x, cfg, (), a))
     t = time.perf_counter()
     compiled = run.lower(x0, args).compile()
@@ -441,7 +425,7 @@ def layers_size(size, params, content_full):
   3×3 layer, also those below ``vgg.WINOGRAD_MIN_CHANNELS``)."""
   shape = io.long_edge_shape(content_full.shape[:2], size)
   prepared = vgg.prepare_params(params, "winograd", min_channels=1)
-  deepest = max(_DEFAULT.spec().layers,
+  deepest = max(transfer.TransferConfig().objective_spec().layers,
                 key=networks.layer_names("vgg16").index)
   rows = bm.conv_layer_timings(params, prepared, shape, deepest,
                                FLAGS.eval_repeats)
@@ -478,10 +462,7 @@ def layers_size(size, params, content_full):
 
 def precision_size(size, params, content_full, style_full):
   """One transfer per precision policy; every result scored in float32."""
-  base = transfer.TransferConfig(
-      content_weight=FLAGS.content_weight, style_weight=FLAGS.style_weight,
-      tv_weight=FLAGS.tv_weight, remat=FLAGS.checkpoint, conv=FLAGS.conv,
-      iterations=FLAGS.iterations)
+  base = _config().replace(spec=dict(precision="float32"))
   shape, content, style, spec32, targets, weights = _problem(
       size, params, content_full, style_full, base)
   score = jax.jit(objective.objective_function(spec32))
@@ -490,7 +471,7 @@ def precision_size(size, params, content_full, style_full):
         flush=True)
   out, images = {"size": size, "shape": [h, w], "policies": {}}, {}
   for precision in FLAGS.precisions:
-    config = dataclasses.replace(base, precision=precision)
+    config = base.replace(spec=dict(precision=precision))
     result = transfer.stylize(params, content, [style], config, log_every=0)
     loss32 = float(score(jnp.asarray(result.image), params, targets,
                          weights)[0])
@@ -560,9 +541,9 @@ def main(argv):
                        bm.peak_tflops(platform, kind, FLAGS.precision))
   conv = vgg.resolve_conv(FLAGS.conv)
   raw_params = vgg.load_params("vgg16")
-  params = vgg.prepare_params(raw_params, conv, _DEFAULT.spec().layers)
+  params = vgg.prepare_params(raw_params, conv, transfer.TransferConfig().objective_spec().layers)
   content_full = io.load_image(FLAGS.content)
-  style_full = io.load_image(FLAGS.style)
+  style_full = io.load_image(FLAGS.style[0])
   described = (f"{bm.cpu_model()}, {len(os.sched_getaffinity(0))} cores"
                if platform == "cpu" else kind)
   print(f"nst_jax benchmark, {time.strftime('%Y-%m-%d')}, {platform}: "

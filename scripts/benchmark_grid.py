@@ -8,12 +8,7 @@ process. Each side runs twice and the second (warm) run is timed, so
 compilation is reported apart. Prints one line per side and the ratio.
 """
 
-import dataclasses
-import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags
 
@@ -23,15 +18,12 @@ from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax.errors import NSTError
 
+cli.define_flags("content", "style", "size", "iterations", "init", "optimizer",
+                 defaults={"content": "examples/chelsea.png",
+                           "style": ["examples/style_brushwork.png"],
+                           "size": 128, "iterations": 20, "init": "noise"})
 flags.DEFINE_integer("cells", 16, "Number of grid cells.", lower_bound=1)
-flags.DEFINE_integer("size", 128, "Long edge in pixels.", lower_bound=16)
-flags.DEFINE_integer("iterations", 20, "Iterations per cell.", lower_bound=1)
-flags.DEFINE_string("content", "examples/chelsea.png", "Content image.")
-flags.DEFINE_string("style", "examples/style_brushwork.png", "Style image.")
 flags.DEFINE_integer("chunk_size", None, "Cells per compiled run.")
-flags.DEFINE_enum("init", "noise", list(transfer.INITS), "Start image.")
-flags.DEFINE_enum("optimizer", "optax_lbfgs", ["optax_lbfgs", "lbfgs", "adam"],
-                  "Solver (every cell has its own state).")
 FLAGS = flags.FLAGS
 
 
@@ -48,10 +40,11 @@ def main(argv):
     raise NSTError(f"unexpected arguments: {' '.join(argv[1:])}")
   from nst_jax import grid  # pylint: disable=g-import-not-at-top
   params = vgg.load_params("vgg16")
+  if len(FLAGS.style) != 1:
+    raise NSTError(f"--style takes one image here, got {len(FLAGS.style)}")
   content = io.resize_long_edge(io.load_image(FLAGS.content), FLAGS.size)
-  style = io.resize_long_edge(io.load_image(FLAGS.style), FLAGS.size)
-  config = transfer.TransferConfig(iterations=FLAGS.iterations,
-                                   init=FLAGS.init, optimizer=FLAGS.optimizer)
+  style = io.resize_long_edge(io.load_image(FLAGS.style[0]), FLAGS.size)
+  config = cli.transfer_config()
   axes, cells = _axes(FLAGS.cells)
   if len(axes.cells()) != FLAGS.cells:
     raise NSTError("--cells must be 1-4 or a multiple of 4")
@@ -63,8 +56,8 @@ def main(argv):
   def sequential():
     total = 0
     for cell in cells:
-      cfg = dataclasses.replace(config, style_weight=cell["style_weight"],
-                                seed=cell["seed"])
+      cfg = config.replace(weights=dict(style=cell["style_weight"]),
+                           init=dict(seed=cell["seed"]))
       total += transfer.stylize(params, content, [style], cfg,
                                 log_every=0).function_evaluations
     evaluations["sequential"] = total

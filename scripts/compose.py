@@ -4,10 +4,6 @@
       --height=256 --output=docs/images/figure.png
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags
 

@@ -12,11 +12,7 @@ picture descends from white noise with no content term
 (``nst_jax.synthetic.synthesize``).
 """
 
-import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags
 import jax
@@ -44,12 +40,8 @@ flags.DEFINE_list("densities", ["0.01", "0.1", "0.5"], "Sparse "
                   "columns: Bernoulli p.")
 flags.DEFINE_integer("redraw_every", 20, "Last row: targets re-drawn every N "
                      "iterations (0: no such row).", lower_bound=0)
-flags.DEFINE_integer("size", 64, "Side of each texture in pixels.",
-                     lower_bound=16, upper_bound=1024)
-flags.DEFINE_integer("iterations", 80, "Iterations per texture.",
-                     lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of the noise and the draws.")
-flags.DEFINE_string("network", "vgg16", "Network (weights/<network>.npz).")
+cli.define_flags("size", "iterations", "seed", "network",
+                 defaults={"size": 64, "iterations": 80})
 flags.DEFINE_integer("cell_height", 64, "Height of each picture in the grid.",
                      lower_bound=16)
 FLAGS = flags.FLAGS
@@ -126,12 +118,12 @@ def main(argv):
   if len(scales) != len(FLAGS.layers):
     raise NSTError(f"got {len(scales)} layer scales for {len(FLAGS.layers)} "
                    "layers")
-  params = vgg.load_params(FLAGS.network)
+  params = vgg.load_params(FLAGS.weights or FLAGS.network)
   start = time.perf_counter()
   rows, labels = generate(params, tuple(FLAGS.layers), scales,
                           _floats("single_magnitudes"), _floats("sigmas"),
                           _floats("densities"), FLAGS.redraw_every, FLAGS.size,
-                          FLAGS.iterations, FLAGS.seed)
+                          FLAGS.iterations, cli.one("seed"))
   io.save_image(FLAGS.output, figures.stacked_rows(rows, labels,
                                                    height=FLAGS.cell_height))
   print(f"wrote {FLAGS.output}: {sum(len(r) for r in rows)} textures in "

@@ -14,10 +14,7 @@ It is the bundled example style image::
   python scripts/paint_style.py --output examples/style_brushwork.png
 """
 
-import os
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=wrong-import-position
 import numpy as np

@@ -3,18 +3,16 @@
 starts): a 2x3 grid sharded over 4 devices (padded to 8 cells) against the
 same grid on one device and each cell run alone. Prints one JSON line."""
 
-import dataclasses
 import json
 import pathlib
-import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nst_jax import grid, io, transfer, vgg  # noqa: E402
+from nst_jax import grid, io, objective, solvers, transfer, vgg  # noqa: E402
+from nst_jax import sharded as sharding  # noqa: E402
 
 
 def main():
@@ -23,18 +21,20 @@ def main():
   style = io.resize_long_edge(
       io.load_image(ROOT / "examples/style_brushwork.png"), 40)
   config = transfer.TransferConfig(
-      content_layers=("relu2_1",), iterations=6, init="noise")
+      spec=objective.Spec(content_layers=("relu2_1",)),
+      solver=solvers.SolverConfig(maxiter=6),
+      init=transfer.Init("noise"))
   axes = grid.GridAxes(style_layer_sets=(("relu1_1", "relu2_1"),),
                        style_weight=(1e6, 1e7), seed=(0, 1, 2))
   sharded = grid.style_grid(params, content, [style], axes, config,
-                            mesh=grid.cell_mesh())
+                            mesh=sharding.cell_mesh())
   single = grid.style_grid(params, content, [style], axes, config,
-                           mesh=grid.cell_mesh(jax.devices()[:1]))
+                           mesh=sharding.cell_mesh(jax.devices()[:1]))
   alone = []
   for cell in sharded.cells:
-    cfg = dataclasses.replace(config, style_layers=cell["style_layer_sets"],
-                              style_weight=cell["style_weight"],
-                              seed=cell["seed"])
+    cfg = config.replace(spec=dict(style_layers=cell["style_layer_sets"]),
+                         weights=dict(style=cell["style_weight"]),
+                         init=dict(seed=cell["seed"]))
     alone.append(transfer.stylize(params, content, [style], cfg,
                                   log_every=0).image)
   print(json.dumps({

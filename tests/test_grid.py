@@ -11,13 +11,15 @@ import sys
 import numpy as np
 import pytest
 
-from nst_jax import grid, io, solvers, transfer
+import configs
+
+from nst_jax import grid, io, sharded, solvers, transfer
 from nst_jax.errors import NSTError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "chelsea.png"
 STYLE = ROOT / "examples" / "style_brushwork.png"
-LIGHT = transfer.TransferConfig(content_layers=("relu2_1",), iterations=5)
+LIGHT = configs.config(content_layers=("relu2_1",), iterations=5)
 SETS = (("relu1_1",), ("relu1_1", "relu2_1"))
 
 
@@ -41,12 +43,12 @@ def test_axes_cells_are_the_cartesian_product():
 
 
 def test_padding_and_chunk_sizes():
-  assert grid.padded_size(6, 4) == 8
-  assert grid.padded_size(8, 4) == 8
-  assert grid.padded_size(1, 1) == 1
-  assert grid.chunk_size_for(100, 4, None) is None
-  assert grid.chunk_size_for(100, 4, 1000, fraction=1.0) == 8
-  assert grid.chunk_size_for(10**9, 4, 1000) == 4  # one cell per device
+  assert sharded.padded_size(6, 4) == 8
+  assert sharded.padded_size(8, 4) == 8
+  assert sharded.padded_size(1, 1) == 1
+  assert sharded.chunk_size_for(100, 4, None) is None
+  assert sharded.chunk_size_for(100, 4, 1000, fraction=1.0) == 8
+  assert sharded.chunk_size_for(10**9, 4, 1000) == 4  # one cell per device
 
 
 def test_grid_cells_equal_cells_run_alone(vgg16_params, images):
@@ -57,8 +59,8 @@ def test_grid_cells_equal_cells_run_alone(vgg16_params, images):
   assert result.images.shape == (8, *content.shape)
   assert result.chunks == 1 and result.devices >= 1
   for k, cell in enumerate(result.cells):
-    cfg = dataclasses.replace(LIGHT, style_layers=cell["style_layer_sets"],
-                              style_weight=cell["style_weight"])
+    cfg = LIGHT.replace(spec=dict(style_layers=cell["style_layer_sets"]),
+                        weights=dict(style=cell["style_weight"]))
     alone = transfer.stylize(vgg16_params, content, [styles[cell["style"]]],
                              cfg, log_every=0)
     np.testing.assert_allclose(result.images[k], alone.image, atol=1e-4)
@@ -86,7 +88,7 @@ def test_minimize_cells_with_a_research_loss():
   targets = rng.normal(size=(5, 3)).astype(np.float32)
   scales = np.float32([1.0, 2.0, 3.0])
   fun = lambda x, t, s: (0.5 * np.float32(1) * ((x - t) ** 2 * s).sum(), ())
-  result = grid.minimize_cells(
+  result = sharded.minimize_cells(
       fun, np.zeros((5, 3), np.float32), (targets, scales), (0, None),
       solvers.SolverConfig(maxiter=50), chunk_size=2)
   np.testing.assert_allclose(result.x, targets, atol=1e-4)
@@ -136,7 +138,7 @@ def test_minimize_cells_progress_and_stop():
   targets = np.arange(1, 13, dtype=np.float32).reshape(4, 3)
   fun = lambda x, t: (0.5 * ((x - t) ** 2).sum(), ())
   seen = []
-  result = grid.minimize_cells(
+  result = sharded.minimize_cells(
       fun, np.zeros((4, 3), np.float32), (targets,), (0,),
       solvers.SolverConfig(method="adam", maxiter=50, learning_rate=0.1,
                            lower=-100.0, upper=100.0),
@@ -150,7 +152,7 @@ def test_minimize_cells_progress_and_stop():
   np.testing.assert_array_equal(result.x[2:], 0.0)
   assert np.all(result.x[:2] != 0.0)
   # Without a stop request the same call runs to the end.
-  full = grid.minimize_cells(
+  full = sharded.minimize_cells(
       fun, np.zeros((4, 3), np.float32), (targets,), (0,),
       solvers.SolverConfig(method="adam", maxiter=50, learning_rate=0.1,
                            lower=-100.0, upper=100.0),
@@ -169,8 +171,8 @@ def test_script_writes_sheet_cells_and_manifest(tmp_path, vgg16_params):
        f"--output_dir={out}"],
       capture_output=True, text=True, timeout=600, env=_env())
   assert proc.returncode == 0, proc.stderr[-3000:]
-  bars = [l for l in proc.stderr.splitlines() if l.startswith("8 cells [")]
-  assert bars and "4/4 100%" in bars[-1], proc.stderr[-3000:]
+  bars = [l for l in proc.stderr.splitlines() if l.startswith("8 cells:")]
+  assert bars and "100%" in bars[-1] and "4/4" in bars[-1], proc.stderr[-3000:]
   manifest = json.loads((out / "manifest.json").read_text())
   assert len(manifest["cells"]) == 8
   for cell in manifest["cells"]:
@@ -190,3 +192,35 @@ def test_script_writes_sheet_cells_and_manifest(tmp_path, vgg16_params):
   assert bad.returncode == 1 and "relu7_7" in bad.stderr
   assert "Traceback" not in bad.stderr
   assert not (tmp_path / "bad").exists()
+
+
+def test_script_honours_or_refuses_options(tmp_path, vgg16_params):
+  """Options a grid cannot honour are refused in one line (blend weights:
+  a cell has one style); the others (here a style representation and colour
+  control) reach every cell and the manifest."""
+  del vgg16_params
+  base = [sys.executable, str(ROOT / "scripts" / "style_grid.py"),
+          f"--content={CONTENT}", f"--style={STYLE}", "--size=32",
+          "--content_layers=relu2_1", "--style_layers=relu1_1",
+          "--iterations=2", "--quiet"]
+  proc = subprocess.run(base + ["--style_blend_weights=1",
+                                f"--output_dir={tmp_path / 'a'}"],
+                        capture_output=True, text=True, timeout=600,
+                        env=_env())
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines() == [
+      "error: a grid cell has one style image: --style_blend_weights cannot "
+      "be honoured"]
+  assert not (tmp_path / "a").exists()
+  out = tmp_path / "b"
+  proc = subprocess.run(base + ["--style_stat=cmd", "--original_colors",
+                                "--style_weight=1e6,1e7",
+                                f"--output_dir={out}"],
+                        capture_output=True, text=True, timeout=600,
+                        env=_env())
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  manifest = json.loads((out / "manifest.json").read_text())
+  assert manifest["params"]["style_stat"] == "cmd"
+  assert manifest["config"]["color"]["original_colors"] is True
+  assert manifest["config"]["spec"]["style"]["order"] == 5
+  assert len(manifest["cells"]) == 2

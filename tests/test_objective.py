@@ -15,6 +15,7 @@ import pytest
 from nst_jax import losses
 from nst_jax import networks
 from nst_jax import objective
+from nst_jax import representations
 from nst_jax import statistics
 from nst_jax import vgg
 from nst_jax.errors import NSTError
@@ -22,7 +23,7 @@ from conftest import tiny_vgg16_params
 
 SPEC = objective.Spec(content_layers=("relu2_2",),
                       style_layers=("relu1_1", "relu2_1", "relu3_1"),
-                      pooling="avg", gram_normalization="paper")
+                      pooling="avg", style=representations.Gram("paper"))
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def _hand_terms(params, image, targets, weights, spec):
   feats = _np_feats(params, image, spec.layers, spec.pooling)
   content = sum(0.5 * np.sum((feats[l] - np.asarray(targets.content[l])) ** 2)
                 for l in spec.content_layers)
-  factor = {"paper": 4.0, "notes": 1.0}[spec.gram_normalization]
+  factor = {"paper": 4.0, "notes": 1.0}[spec.style.normalization]
   blend = np.asarray(targets.style_blend, np.float64)
   per_layer = []
   for l in spec.style_layers:
@@ -114,7 +115,7 @@ def _hand_terms(params, image, targets, weights, spec):
 def test_loss_terms_match_hand_computation(params, problem, normalization):
   content, styles, _, weights = problem
   spec = objective.Spec(SPEC.content_layers, SPEC.style_layers, SPEC.pooling,
-                        normalization)
+                        representations.Gram(normalization))
   targets = objective.make_targets(params, content, styles, spec,
                                    style_blend_weights=[3.0, 1.0])
   image = _img(32, 32, 7)
@@ -286,9 +287,9 @@ def test_make_targets_errors(params):
   with pytest.raises(NSTError, match="pooling"):
     objective.make_targets(params, content, [content],
                            objective.Spec(("relu1_1",), (), pooling="min"))
-  with pytest.raises(NSTError, match="normalization"):
+  with pytest.raises(NSTError, match="gram_normalization"):
     objective.make_targets(params, content, [content], objective.Spec(
-        ("relu1_1",), ("relu1_1",), gram_normalization="frobenius"))
+        ("relu1_1",), ("relu1_1",), style=representations.Gram("frobenius")))
   with pytest.raises(NSTError, match="blend"):
     objective.make_targets(params, content, [content], SPEC,
                            style_blend_weights=[1.0, 2.0])
@@ -309,3 +310,61 @@ def test_texture_synthesis_without_content(params):
   total, terms = fun(_img(16, 16, 2))
   assert float(terms["content"]) == 0.0
   assert float(total) == pytest.approx(float(terms["style"]), rel=1e-6)
+
+
+def test_weights_from_python_floats_do_not_recompile(params, problem):
+  """``Weights`` built from Python floats are float32 arrays: the same
+  compiled program serves them and ``make_weights``'s (a weakly typed float
+  would compile a second program)."""
+  content, styles, _, _ = problem
+  targets = objective.make_targets(params, content, styles, SPEC)
+  fun = jax.jit(objective.objective_function(SPEC))
+  image = _img(32, 32, 7)
+  made = objective.make_weights(SPEC, content_weight=1.0, style_weight=2.0)
+  plain = objective.Weights(1.0, 2.0, 0.0, [1 / 3] * 3)
+  assert plain.style.dtype == jnp.float32 and plain.style_layers.shape == (3,)
+  fun(image, params, targets, made)
+  before = fun._cache_size()
+  value = fun(image, params, targets, plain)[0]
+  assert fun._cache_size() == before
+  np.testing.assert_allclose(float(value), float(
+      fun(image, params, targets, made)[0]), rtol=1e-6)
+  # in_axes trees keep their ints and Nones.
+  assert objective.Weights(None, 0, None, 0) == (None, 0, None, 0)
+
+
+def test_stack_targets_vmaps_over_styles(params):
+  """Targets of several styles stacked by ``stack_targets`` batch the
+  objective over styles with ``jax.vmap`` (one image per style)."""
+  content = _img(32, 32, 1)
+  per_style = [objective.make_targets(params, content, [_img(32, 32, s)], SPEC)
+               for s in (2, 3, 4)]
+  stacked = objective.stack_targets(per_style)
+  weights = objective.make_weights(SPEC, content_weight=1.0, style_weight=1.0)
+  fun = objective.objective_function(SPEC)
+  images = jnp.stack([_img(32, 32, 5 + i) for i in range(3)])
+  batched = jax.jit(jax.vmap(lambda x, t: fun(x, params, t, weights)[0]))(
+      images, stacked)
+  for i, t in enumerate(per_style):
+    np.testing.assert_allclose(float(batched[i]), float(
+        fun(images[i], params, t, weights)[0]), rtol=1e-5)
+
+
+def test_make_objective_prepares_fast_kernels(params, monkeypatch):
+  """``make_objective`` transforms the kernels for the chosen algorithm
+  (Winograd where it applies) and gives the direct objective's values."""
+  calls = []
+  prepare = vgg.prepare_params
+  monkeypatch.setattr(vgg, "prepare_params", lambda p, conv, layers: (
+      calls.append(conv), prepare(p, conv, layers))[1])
+  content = _img(32, 32, 1)
+  spec = objective.Spec(("relu3_1",), ("relu3_1",))
+  targets = objective.make_targets(params, content, [_img(32, 32, 2)], spec)
+  weights = objective.make_weights(spec, content_weight=1.0, style_weight=1.0)
+  image = _img(32, 32, 3)
+  direct = objective.make_objective(params, targets, weights, spec,
+                                    conv="direct")(image)[0]
+  fast = objective.make_objective(params, targets, weights, spec,
+                                  conv="winograd")(image)[0]
+  np.testing.assert_allclose(float(fast), float(direct), rtol=1e-4)
+  assert calls == ["direct", "winograd"]

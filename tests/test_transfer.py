@@ -5,11 +5,14 @@ configuration (all five style layers, relu4_2, optax L-BFGS) is marked slow;
 the others read only shallow layers so that they compile in seconds.
 """
 
+import dataclasses
 import pathlib
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import configs
 
 from nst_jax import color
 from nst_jax import io
@@ -41,7 +44,7 @@ def small(content):
 @pytest.mark.slow
 def test_default_stylize_lowers_the_loss(vgg16_params, content, style):
   assert content.shape == (43, 64, 3) and style.shape == (48, 64, 3)
-  config = transfer.TransferConfig(iterations=30)
+  config = configs.config(iterations=30)
   logged = []
   result = transfer.stylize(vgg16_params, content, [style], config,
                             log_every=10, on_log=logged.append)
@@ -68,7 +71,7 @@ def test_default_stylize_lowers_the_loss(vgg16_params, content, style):
 
 
 def _light(**kwargs):
-  return transfer.TransferConfig(**{**LIGHT, **kwargs})
+  return configs.config(**{**LIGHT, **kwargs})
 
 
 def test_light_stylize_loss_history(vgg16_params, small, style):
@@ -112,7 +115,7 @@ def test_init_content_with_zero_iterations_returns_content(vgg16_params, small,
 
 def test_too_small_image_raises_mentioning_size(vgg16_params, style):
   tiny = np.full((8, 8, 3), 0.5, np.float32)
-  with pytest.raises(NSTError, match="--size") as info:
+  with pytest.raises(NSTError, match="`size`") as info:
     transfer.stylize(vgg16_params, tiny, [style], transfer.TransferConfig())
   assert "relu5_1" in str(info.value)
 
@@ -125,7 +128,7 @@ def test_check_image_size_boundary(shape, ok):
   if ok:
     transfer.check_image_size(config, shape)
   else:
-    with pytest.raises(NSTError, match="--size"):
+    with pytest.raises(NSTError, match="`size`"):
       transfer.check_image_size(config, shape)
 
 
@@ -159,16 +162,16 @@ def test_nan_objective_raises(vgg16_params, small, style, monkeypatch):
     (dict(optimizer="sgd"), "sgd"),
     (dict(init="zeros"), "zeros"),
     (dict(iterations=-1), "iterations"),
-    (dict(learning_rate=0.0), "learning rate"),
+    (dict(learning_rate=0.0), "learning_rate"),
     (dict(style_layers=("relu9_1",)), "relu9_1"),
     (dict(content_layers=(), style_layers=()), "nothing to optimise"),
-    (dict(color_transfer="lab"), "colour transfer"),
-    (dict(color_space="hsv"), "colour space"),
+    (dict(color_transfer="lab"), "color_transfer"),
+    (dict(color_space="hsv"), "color_space"),
 ])
 def test_bad_config_raises(vgg16_params, small, style, kwargs, match):
   with pytest.raises(NSTError, match=match):
     transfer.stylize(vgg16_params, small, [style],
-                     transfer.TransferConfig(**kwargs))
+                     configs.config(**kwargs))
 
 
 # --- history records, progress, interruption --------------------------------------
@@ -226,7 +229,7 @@ def test_style_size(size, scale, want):
 
 @pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf")])
 def test_style_size_rejects_bad_scales(scale):
-  with pytest.raises(NSTError, match="style scale"):
+  with pytest.raises(NSTError, match="`style_scale`"):
     transfer.style_size(256, scale)
 
 
@@ -251,11 +254,15 @@ def test_original_colors_keep_the_contents_chrominance(vgg16_params, content,
   assert np.abs(plain_chroma - want[..., 1:]).mean() > 5 * chroma_diff
 
 
+def _prepare_colors(content, styles, config):
+  return config.color.prepare(content, styles)
+
+
 def test_prepare_colors(content, style):
-  same_c, same_s = transfer.prepare_colors(content, [style], _light())
+  same_c, same_s = _prepare_colors(content, [style], _light())
   np.testing.assert_array_equal(same_c, content)
   np.testing.assert_array_equal(same_s[0], style)
-  c, (s,) = transfer.prepare_colors(content, [style],
+  c, (s,) = _prepare_colors(content, [style],
                                     _light(color_transfer="histogram"))
   np.testing.assert_array_equal(c, content)
   # The recoloured style has (up to clipping) the content's mean colour.
@@ -263,9 +270,34 @@ def test_prepare_colors(content, style):
                              content.reshape(-1, 3).mean(0), atol=0.02)
   assert np.abs(style.reshape(-1, 3).mean(0) -
                 content.reshape(-1, 3).mean(0)).max() > 0.1
-  c, (s,) = transfer.prepare_colors(content, [style],
+  c, (s,) = _prepare_colors(content, [style],
                                     _light(original_colors=True))
   for image in (c, s):   # grey: three equal channels
     np.testing.assert_array_equal(image[..., 0], image[..., 1])
     np.testing.assert_array_equal(image[..., 0], image[..., 2])
   assert s[..., 0].mean() == pytest.approx(c[..., 0].mean(), abs=0.01)
+
+
+def test_config_is_composed_of_parts():
+  """Each part holds its fields once; ``replace`` changes fields of a part
+  and keeps the rest; ``objective_spec`` is the spec part itself (or the
+  network's default), not a copy of config fields."""
+  from nst_jax import representations, solvers
+  config = transfer.TransferConfig()
+  assert config.objective_spec().style == representations.Gram()
+  assert config.objective_spec().style_layers == (
+      "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+  changed = config.replace(solver=dict(maxiter=7), conv="direct")
+  assert changed.solver == solvers.SolverConfig(maxiter=7)
+  assert changed.conv == "direct" and config.solver.maxiter == 500
+  spec = objective.Spec(("relu2_1",), ("relu1_1",),
+                        style=representations.Moments())
+  assert config.replace(spec=spec).objective_spec() is spec
+  # A dict for the spec part starts from the network's default spec.
+  swd = config.replace(spec=dict(style=representations.SlicedWasserstein()))
+  assert swd.objective_spec().content_layers == ("relu4_2",)
+  alex = transfer.TransferConfig(network="alexnet").objective_spec()
+  assert alex.content_layers == ("relu4",)
+  field_names = {f.name for f in dataclasses.fields(transfer.TransferConfig)}
+  assert field_names == {"network", "spec", "weights", "solver", "init",
+                         "color", "patches", "conv"}

@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import configs
+
 from nst_jax import networks
 from nst_jax import transfer
 from nst_jax import vgg
@@ -243,7 +245,7 @@ def test_transfer_config_checks_conv():
 
 def test_memory_estimate_counts_the_transforms():
   base = transfer.TransferConfig(conv="direct")
-  fast = dataclasses.replace(base, conv="winograd")
+  fast = base.replace(conv="winograd")
   shapes = networks.param_shapes("vgg16")
   kernels = sum(int(np.prod(shapes[l]["kernel"])) for l in
                 ("conv3_1", "conv3_2", "conv3_3", "conv4_1", "conv4_2",
@@ -257,10 +259,10 @@ def test_stylize_gives_the_same_result_with_either_algorithm(params):
   rng = np.random.default_rng(9)
   content = rng.uniform(size=(40, 48, 3)).astype(np.float32)
   style = rng.uniform(size=(40, 40, 3)).astype(np.float32)
-  config = transfer.TransferConfig(iterations=5, conv="direct")
+  config = configs.config(iterations=5, conv="direct")
   a = transfer.stylize(params, content, [style], config, log_every=0)
   b = transfer.stylize(params, content, [style],
-                       dataclasses.replace(config, conv="winograd"),
+                       config.replace(conv="winograd"),
                        log_every=0)
   assert np.abs(a.image - b.image).max() < 1e-3
   last = lambda r: r.loss_history[-1]["total"]

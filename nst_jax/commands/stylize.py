@@ -1,0 +1,260 @@
+"""``nst-stylize``: paints a content photo in the style of one or more paintings.
+
+  nst-stylize --content=photo.jpg --style=painting.jpg \
+      --output=out/result.png --size=512
+
+(``python scripts/stylize.py`` runs the same command from a checkout.)
+
+Writes the PNG and beside it a JSON record with the same name (out.png →
+out.json): every flag value, the loss history, iterations, function
+evaluations, seconds and device; the PNG carries the flag values too, in a
+text chunk. ``--from_json=out.json`` (or ``=out.png``) runs the same transfer
+again. A live progress bar shows the rate, ETA and loss terms (``--quiet``:
+none); Ctrl-C stops cleanly and writes the image reached. ``--plot`` and
+``--sheet`` write the loss curves and content | style | result. Without
+``--size``/``--iterations`` the defaults suit the device (printed at start).
+The method is Gatys, Ecker & Bethge (2016); see nst_jax.transfer for the
+library call this script wraps.
+"""
+
+import os
+import sys
+import time
+
+import jax
+from absl import flags
+from absl import logging
+
+from nst_jax import cli
+from nst_jax import figures
+from nst_jax import io
+from nst_jax import transfer
+from nst_jax import vgg
+from nst_jax import weights
+from nst_jax.errors import NSTError
+
+_SHARED = cli.define_flags("images", "model", "loss", "style", "solver",
+                           "init", "color", "compute", "output")
+flags.DEFINE_string("output", "out/stylized.png", "Output PNG; a JSON record "
+                    "with the same name is written beside it.")
+flags.DEFINE_float("style_scale", 1.0, "Long edge of the style images relative "
+                   "to --size: below 1 the style's strokes and motifs come out "
+                   "larger, above 1 smaller.", lower_bound=1e-3)
+flags.DEFINE_integer("log_every", 20, "Record the loss terms every N "
+                     "iterations in the JSON history and --plot (0: only first "
+                     "and last; each record costs one forward pass).",
+                     lower_bound=0)
+flags.DEFINE_alias("print_every", "log_every")
+flags.DEFINE_integer("save_every", 0, "Write an intermediate image every N "
+                     "iterations (out_0100.png, ...; 0: never).", lower_bound=0)
+flags.DEFINE_bool("plot", False, "Also write <output>_loss.png: loss curves "
+                  "(total, content, each style layer, tv) against iterations "
+                  "and seconds.")
+flags.DEFINE_bool("sheet", False, "Also write <output>_sheet.png: content | "
+                  "style(s) | result side by side.")
+flags.DEFINE_string("from_json", None, "Run again the transfer recorded in "
+                    "this JSON record or PNG written by this script (flags on "
+                    "the command line override it; the output defaults to "
+                    "<recorded output>_rerun.png).")
+flags.DEFINE_alias("from_png", "from_json")
+cli.define_numbers("scales", None, "Coarse-to-fine long edges, e.g. "
+                   "256,512,1024: each level starts from the upsampled result "
+                   "of the previous one; the last is the output size "
+                   "(overrides --size).", kind=int, lower_bound=1)
+cli.define_numbers("scale_iterations", None, "Iterations of each --scales "
+                   "level (default: --iterations at every level).", kind=int,
+                   lower_bound=0)
+
+FLAGS = flags.FLAGS
+# What a run records (and --from_json applies again): every flag of the
+# command but the aliases.
+_RECORDED = _SHARED + ["output", "style_scale", "log_every", "save_every",
+                       "plot", "sheet", "from_json", "scales",
+                       "scale_iterations"]
+
+
+def _check_output(output: str, inputs) -> str:
+  if not output.lower().endswith(".png"):
+    raise NSTError(f"--output must be a .png path, got {output}")
+  parent = os.path.dirname(os.path.abspath(output))
+  existing = parent
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+    raise NSTError(f"cannot write {output}: {existing} is not a writable "
+                   "directory")
+  for path in inputs:
+    if os.path.exists(output) and os.path.samefile(output, path):
+      raise NSTError(f"refusing to overwrite input image {output}")
+  return output[:-4] + ".json"
+
+
+def _reproduce() -> None:
+  """Applies the parameters recorded by an earlier run (--from_json)."""
+  values = cli.load_run_params(FLAGS.from_json)
+  unknown = cli.apply_params(values, skip=("from_json", "output", "quiet"))
+  if unknown:
+    logging.warning("ignored recorded parameters this version does not "
+                    "know: %s", ", ".join(sorted(unknown)))
+  if not FLAGS["output"].present:
+    recorded = values.get("output") or FLAGS.output
+    FLAGS.output = recorded[:-4] + "_rerun.png" if recorded.lower().endswith(
+        ".png") else recorded
+  for path, digest in cli.load_run_inputs(FLAGS.from_json).items():
+    if path in [FLAGS.content, *(FLAGS.style or [])] and os.path.isfile(
+        path) and weights.sha256_file(path) != digest:
+      logging.warning("%s has changed since the recorded run: the result "
+                      "will differ", path)
+
+
+def _side_paths(output: str) -> dict:
+  stem = output[:-4]
+  return {"json": stem + ".json", "plot": stem + "_loss.png",
+          "sheet": stem + "_sheet.png"}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise NSTError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.quiet:
+    logging.set_verbosity(logging.WARNING)
+  say = (lambda *a: None) if FLAGS.quiet else (
+      lambda text: print(text, flush=True))
+  if FLAGS.from_json:
+    _reproduce()
+  cli.enable_compilation_cache()
+  defaults_message = cli.resolve_device_defaults(size=not FLAGS.scales)
+  scales = None if FLAGS.scales is None else list(FLAGS.scales)
+  scale_iterations = (None if FLAGS.scale_iterations is None
+                      else list(FLAGS.scale_iterations))
+  if scale_iterations is not None and scales is None:
+    raise NSTError("--scale_iterations needs --scales")
+  size = scales[-1] if scales else FLAGS.size
+  if not FLAGS.content or not FLAGS.style:
+    raise NSTError("--content and --style are required")
+  inputs = [FLAGS.content, *FLAGS.style]
+  record_path = _check_output(FLAGS.output, inputs)
+  config = cli.transfer_config()
+  if FLAGS.style_weight is None:   # recorded as the β the run used
+    FLAGS.style_weight = (config.weights.style,)
+  blend = config.weights.style_blend
+  if blend is not None and len(blend) != len(FLAGS.style):
+    raise NSTError(f"got {len(blend)} style blend weights for "
+                   f"{len(FLAGS.style)} style images")
+  style_size = transfer.style_size(size, FLAGS.style_scale)
+
+  original = content = io.load_image(FLAGS.content)
+  shape = io.long_edge_shape(content.shape[:2], size)
+  transfer.check_image_size(config, shape)   # both before any large array
+  transfer.check_memory(config, shape)
+  originals = [io.load_image(p) for p in FLAGS.style]
+  for path, style in zip(FLAGS.style, originals):
+    style_shape = io.long_edge_shape(style.shape[:2], style_size)
+    try:
+      transfer.check_image_size(config, style_shape)
+    except NSTError:
+      raise NSTError(f"style image {path} at {style_shape[1]}x"
+                     f"{style_shape[0]} (--style_scale={FLAGS.style_scale}) is "
+                     "too small for the style layers: raise --style_scale or "
+                     "--size") from None
+  content = io.resize_to(content, shape)
+  styles = [io.resize_long_edge(s, style_size) for s in originals]
+  params = vgg.load_params(FLAGS.weights or FLAGS.network)
+  if vgg.network_of(params) != FLAGS.network:
+    raise NSTError(f"--weights {FLAGS.weights} hold {vgg.network_of(params)}, "
+                   f"not --network={FLAGS.network}")
+  h, w = content.shape[:2]
+  if defaults_message:
+    say(defaults_message)
+  say(f"nst_jax: {w}x{h}, {FLAGS.network}, {FLAGS.optimizer}, "
+      f"{FLAGS.iterations} iterations on {cli.device_description()}")
+  if config.objective_spec().same_size:
+    logging.info("--style_stat=%s compares feature maps position by position: "
+                 "style images (or patches) resized to the content's %dx%d",
+                 FLAGS.style_stat, w, h)
+
+  stem = FLAGS.output[:-4]
+  def on_snapshot(iteration, image):
+    io.save_image(f"{stem}_{iteration:04d}.png", image, protect=inputs)
+    logging.info("wrote snapshot %s_%04d.png", stem, iteration)
+
+  bars, levels_done = [], []
+  def on_progress(p):
+    if not bars:
+      label = f"{scales[len(levels_done)]} px" if scales else ""
+      bars.append(cli.ProgressBar(p.iterations, quiet=FLAGS.quiet,
+                                  label=label))
+    bars[-1].update(p.iteration, p.record, p.value)
+
+  stopper = cli.StopOnInterrupt()
+  run = dict(log_every=FLAGS.log_every, snapshot_every=FLAGS.save_every,
+             on_snapshot=on_snapshot,
+             on_progress=None if FLAGS.quiet else on_progress,
+             should_stop=stopper.stop_requested)
+  with stopper:
+    try:
+      if scales:
+        def on_level(s, r):
+          for bar in bars:
+            bar.close()
+          bars.clear()
+          levels_done.append(s)
+          say(f"level {s} px done: {r.iterations} iterations, "
+              f"{r.wall_seconds:.1f} s")
+        result = transfer.stylize_multiscale(
+            params, content, originals, scales, config,
+            scale_iterations=scale_iterations, style_scale=FLAGS.style_scale,
+            on_level=on_level, **run)
+      else:
+        result = transfer.stylize(params, content, styles, config, **run)
+    finally:
+      for bar in bars:
+        bar.close()
+  values = cli.flag_values(_RECORDED)
+  record = {
+      "params": values,
+      "inputs": {p: weights.sha256_file(p) for p in dict.fromkeys(inputs)},
+      "loss_history": result.loss_history,
+      "iterations": result.iterations,
+      "function_evaluations": result.function_evaluations,
+      "evaluations_per_iteration": (result.function_evaluations /
+                                    max(result.iterations, 1)),
+      "stop_reason": result.status,
+      "wall_seconds": result.wall_seconds,
+      "device": cli.device_description(),
+      "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+  }
+  io.save_image(FLAGS.output, result.image,
+                metadata={"nst_jax": cli.params_json(values)}, protect=inputs)
+  io.save_json(record_path, record, protect=inputs)
+  written = [FLAGS.output, record_path]
+  side = _side_paths(FLAGS.output)
+  if FLAGS.plot:
+    io.save_image(side["plot"], figures.loss_curves(
+        result.loss_history, title=os.path.basename(FLAGS.output)),
+        protect=inputs)
+    written.append(side["plot"])
+  if FLAGS.sheet:
+    names = [os.path.basename(p) for p in inputs]
+    io.save_image(side["sheet"], figures.side_by_side(
+        [original, *originals, result.image],
+        [f"content: {names[0]}", *(f"style: {n}" for n in names[1:]),
+         "result"]), protect=inputs)
+    written.append(side["sheet"])
+  last = result.loss_history[-1]
+  interrupted = result.status == "interrupted"
+  say(f"{'interrupted: ' if interrupted else ''}wrote {', '.join(written)}: "
+      f"{result.iterations} iterations, {result.function_evaluations} "
+      f"evaluations ({record['evaluations_per_iteration']:.2f}/iteration), "
+      f"{result.wall_seconds:.1f} s, final loss {last['total']:.4g}")
+  if interrupted:
+    sys.exit(130)
+
+
+def run():
+  """The ``nst-stylize`` console command."""
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()
