@@ -402,6 +402,28 @@ def test_resize_to():
   np.testing.assert_array_equal(same, image)
 
 
+@pytest.mark.parametrize("shape", [(20, 29), (61, 80), (40, 40), (37, 20)])
+def test_resize_is_pillows_lanczos(shape):
+  # Against Pillow's own 8-bit RGB Lanczos (another code path than ours,
+  # which resamples float32 planes): an image whose channels differ (red a
+  # horizontal ramp, green a vertical one, blue noise) and is not square, so
+  # swapped channels or a transposed result fail, at down-, up- and square
+  # sizes. Values stay in [0.2, 0.8] so that the 8-bit path's clipping of
+  # Lanczos ringing between its two passes does not enter; its rounding to
+  # 1/255 after each pass does (measured ≤ 1.1/255). Bicubic differs by
+  # ≥ 8/255 here.
+  h, w = 37, 53
+  yy, xx = np.mgrid[0:h, 0:w]
+  noise = np.random.default_rng(0).random((h, w))
+  image = 0.2 + 0.6 * np.stack([xx / (w - 1), yy / (h - 1), noise], -1)
+  pixels = np.rint(image * 255).astype(np.uint8)
+  want = np.asarray(Image.fromarray(pixels).resize(
+      (shape[1], shape[0]), Image.Resampling.LANCZOS), np.float32) / 255
+  got = nio.resize_to(pixels / np.float32(255), shape)
+  assert got.shape == (*shape, 3) and got.dtype == np.float32
+  np.testing.assert_allclose(got, want, atol=1.5 / 255, rtol=0)
+
+
 @pytest.mark.parametrize("size", [0, -1, 16385, 1.5, "100", True, None])
 def test_resize_invalid_size(size):
   image = np.zeros((4, 4, 3), np.float32)
