@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from nst_jax import objective
+from nst_jax import transfer
 from nst_jax import vgg
 
 FIXTURE = pathlib.Path(__file__).parent / "data" / "objective_torch.npz"
@@ -81,6 +82,21 @@ def test_fixture_is_the_documented_problem(reference):
   np.testing.assert_allclose(
       reference["total"], reference["content"] + reference["style"]
       + reference["tv"], rtol=1e-12)
+
+
+def test_fixture_is_the_default_run():
+  # What the fixture computes is what `TransferConfig()` runs: a change of
+  # these defaults must regenerate it (scripts/make_torch_fixtures.py).
+  config = transfer.TransferConfig()
+  spec = config.objective_spec()
+  assert spec == objective.Spec()
+  assert spec.content_layers == ("relu4_2",)
+  assert spec.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1",
+                               "relu5_1")
+  assert (spec.pooling, spec.precision) == ("max", "float32")
+  weights = config.weights
+  assert (weights.content, weights.style, weights.tv) == (ALPHA, BETA, GAMMA)
+  assert weights.style_layers is None  # 1/L each
 
 
 @pytest.mark.parametrize("name", ["total", *TERMS, "style_layers"])
