@@ -43,11 +43,11 @@ CACHE_DIR_ENV = "NST_JAX_CACHE_DIR"
 
 
 def compilation_cache_dir() -> str | None:
-  """``$NST_JAX_CACHE_DIR``, else ``~/.cache/nst_jax``; ``None`` when the
+  """``$NST_JAX_CACHE_DIR``, else ``~/.cache/nst_jax/jit``; ``None`` when the
   variable is set to ``""`` or ``"off"`` (caching disabled)."""
   path = os.environ.get(CACHE_DIR_ENV)
   if path is None:
-    return os.path.join(os.path.expanduser("~"), ".cache", "nst_jax")
+    return os.path.join(os.path.expanduser("~"), ".cache", "nst_jax", "jit")
   return None if path.strip().lower() in ("", "off") else path
 
 
@@ -609,7 +609,7 @@ def _define_output():
 
 
 FLAG_GROUPS = {"images": _define_images, "model": _define_network,
-               "loss": _define_loss, "style": _define_style,
+               "loss": _define_loss, "representation": _define_style,
                "solver": _define_solver, "init": _define_init,
                "color": _define_color, "compute": _define_compute,
                "output": _define_output}
@@ -623,6 +623,9 @@ def define_flags(*items: str, defaults: Dict[str, Any] | None = None
   (e.g. a figure script's smaller ``size``); name, type and help stay the
   ones here."""
   wanted: Dict[str, set | None] = {}
+  if set(FLAG_GROUPS) & set(_GROUP_OF):   # a group must not shadow a flag
+    raise ValueError(f"group names {set(FLAG_GROUPS) & set(_GROUP_OF)} are "
+                     "also flag names")
   for item in items:
     if item in FLAG_GROUPS:
       wanted[item] = None
@@ -705,7 +708,7 @@ def representation(style_layers: Sequence[str]):
 
 def transfer_config(*, grid: bool = False):
   """The ``TransferConfig`` of one run from the shared flags the command
-  defined (groups it did not define keep the library's defaults).
+  defined; a flag it did not define keeps the library's default.
 
   With ``grid`` the flags that are axes of a grid (weights, layer sets,
   seeds) may hold several values: the config then takes the union of the
@@ -714,60 +717,62 @@ def transfer_config(*, grid: bool = False):
   # pylint: disable=g-import-not-at-top
   from nst_jax import color, networks, objective, solvers, transfer
   f = flags.FLAGS
-  has = lambda name: name in f
-  network = f.network if has("network") else "vgg16"
-  content_layers = (tuple(f.content_layers) if has("content_layers")
-                    and f.content_layers is not None
-                    else networks.DEFAULT_CONTENT_LAYERS[network])
-  sets = f.style_layers if has("style_layers") else None
+
+  def val(name, default=None):
+    return f[name].value if name in f and f[name].value is not None else (
+        default)
+
+  def single(name, default=None):
+    return one(name) if name in f and f[name].value is not None else default
+
+  network = val("network", "vgg16")
+  content_layers = tuple(val("content_layers",
+                             networks.DEFAULT_CONTENT_LAYERS[network]))
+  sets = val("style_layers")
   if grid and sets:
     order = networks.layer_names(network)
     union = {l for s in sets for l in s}
     style_layers = tuple(sorted(union, key=lambda l: (
         order.index(l) if l in order else len(order), l)))
   else:
-    style_layers = one("style_layers") if sets else None
+    style_layers = single("style_layers")
   style_layers = tuple(style_layers or networks.DEFAULT_STYLE_LAYERS[network])
   spec = objective.Spec(
-      content_layers, style_layers,
-      pooling=f.pooling if has("pooling") else "max",
-      style=representation(style_layers) if has("style_stat")
-      else objective.Spec().style,
-      precision=f.precision if has("precision") else "float32",
-      remat=bool(f.checkpoint) if has("checkpoint") else False)
-  weights = objective.LossWeights()
-  if grid and has("style_blend_weights"):
-    weights = objective.LossWeights(style_blend=f.style_blend_weights)
-  elif has("style_weight"):
-    layer_weights = one("style_layer_weights")
+      content_layers, style_layers, pooling=val("pooling", "max"),
+      style=(representation(style_layers) if "style_stat" in f
+             else objective.Spec().style),
+      precision=val("precision", "float32"),
+      remat=bool(val("checkpoint", False)))
+  default = objective.LossWeights()
+  blend = val("style_blend_weights")
+  if grid:
+    weights = objective.LossWeights(style_blend=blend)
+  else:
+    layer_weights = single("style_layer_weights")
     weights = objective.LossWeights(
-        content=one("content_weight"),
-        style=(one("style_weight") if f.style_weight is not None
-               else spec.suggested_style_weight()),
-        tv=one("tv_weight"),
+        content=single("content_weight", default.content),
+        style=single("style_weight", spec.suggested_style_weight()),
+        tv=single("tv_weight", default.tv),
         style_layers=None if layer_weights is None else tuple(layer_weights),
-        style_blend=f.style_blend_weights)
+        style_blend=blend)
   solver = solvers.SolverConfig()
-  if has("optimizer"):
-    solver = solvers.SolverConfig(
-        method=f.optimizer,
-        maxiter=f.iterations if f.iterations is not None else solver.maxiter,
-        learning_rate=f.learning_rate, history_size=f.history_size)
-  init = transfer.Init()
-  if has("init"):
-    init = transfer.Init(f.init, f.seed[0] if grid else one("seed"))
-  colors = color.ColorControl()
-  if has("original_colors"):
-    colors = color.ColorControl(f.color_transfer, f.original_colors,
-                                f.color_space)
-  patches = transfer.StylePatches()
-  if has("style_patches"):
-    patches = transfer.StylePatches(f.style_patches, f.patch_size,
-                                    f.patch_mode)
+  solver = solvers.SolverConfig(
+      method=val("optimizer", solver.method),
+      maxiter=val("iterations", solver.maxiter),
+      learning_rate=val("learning_rate", solver.learning_rate),
+      history_size=val("history_size", solver.history_size))
+  seeds = val("seed", (0,))
+  init = transfer.Init(val("init", "content"),
+                       seeds[0] if grid else single("seed", 0))
+  colors = color.ColorControl(val("color_transfer", "none"),
+                              bool(val("original_colors", False)),
+                              val("color_space", "yiq"))
+  patches = transfer.StylePatches(val("style_patches", 0),
+                                  val("patch_size", 128),
+                                  val("patch_mode", "mean"))
   config = transfer.TransferConfig(
       network=network, spec=spec, weights=weights, solver=solver, init=init,
-      color=colors, patches=patches,
-      conv=f.conv if has("conv") else "auto")
+      color=colors, patches=patches, conv=val("conv", "auto"))
   transfer.check_config(config)
   return config
 

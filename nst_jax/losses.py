@@ -251,19 +251,20 @@ def gaussian_w2_loss(mean: jax.Array, cov: jax.Array, target_mean: jax.Array,
 
 
 def _quantiles(sorted_values: jax.Array, count: int) -> jax.Array:
-  """Linear interpolation of sorted samples ``(..., P, D)`` at the ``count``
-  mid-point quantiles ``(m + ½)/count``: ``(..., count, D)``. Resamples a
+  """Linear interpolation of sorted samples ``(..., P)`` at the ``count``
+  mid-point quantiles ``(m + ½)/count``: ``(..., count)``. Resamples a
   style's quantile function to the generated image's number of positions
   (Heitz et al. 2021 compare equal-size sorted sets)."""
-  p = sorted_values.shape[-2]
+  p = sorted_values.shape[-1]
   if p == count:
     return sorted_values
   where = (np.arange(count) + 0.5) * p / count - 0.5
   lo = np.clip(np.floor(where).astype(np.int32), 0, p - 1)
   hi = np.clip(lo + 1, 0, p - 1)
-  t = np.clip(where - lo, 0.0, 1.0).astype(np.float32)[:, None]
-  return (jnp.take(sorted_values, lo, axis=-2) * (1 - t)
-          + jnp.take(sorted_values, hi, axis=-2) * t)
+  t = np.clip(where - lo, 0.0, 1.0).astype(np.float32)
+  t = t.reshape((1,) * (sorted_values.ndim - 1) + (count,))
+  return (jnp.take(sorted_values, lo, axis=-1) * (1 - t)
+          + jnp.take(sorted_values, hi, axis=-1) * t)
 
 
 def sliced_wasserstein_loss(projections: jax.Array,
@@ -271,15 +272,15 @@ def sliced_wasserstein_loss(projections: jax.Array,
   """Sliced Wasserstein loss ``1/(M D) Σ_d Σ_m (sort(F v_d)_m − T_{d,m})²``.
 
   ``projections`` are the generated features projected on ``D`` directions
-  ``(..., M, D)`` (unsorted), ``target_sorted`` the style's sorted
-  projections on the same directions ``(..., P, D)``, resampled to ``M``
+  ``(..., D, M)`` (unsorted), ``target_sorted`` the style's sorted
+  projections on the same directions ``(..., D, P)``, resampled to ``M``
   quantiles when ``P ≠ M``. Heitz, Vanhoey, Chambon & Belcour, "A Sliced
   Wasserstein Loss for Neural Texture Synthesis" (CVPR 2021), eq. 6; the
   gradient flows through the sort (a permutation). Returns ``(...)``.
   """
-  m = projections.shape[-2]
+  m = projections.shape[-1]
   target = _quantiles(target_sorted, m)
-  generated = jnp.sort(projections, axis=-2)
+  generated = jnp.sort(projections, axis=-1)
   return jnp.mean(jnp.square(generated - target), axis=(-2, -1))
 
 

@@ -273,7 +273,7 @@ class SlicedWasserstein:
   (a seeded random subset when the layer has more, every position repeated
   evenly when it has fewer), so styles of any size stack. Target: the
   directions ``(C, D)`` drawn from ``seed`` and the sorted projections
-  ``(S, P, D)``; with ``redraw_every = K > 0`` the points are kept too and
+  ``(S, D, P)``; with ``redraw_every = K > 0`` the points are kept too and
   ``redraw`` draws new directions every ``K`` iterations (the paper draws
   new ones at every step). The generated image's projections are compared
   with the style's quantiles resampled to its number of positions.
@@ -334,7 +334,7 @@ class SlicedWasserstein:
 
   def loss(self, features, target):
     h, w, c = features.shape
-    projections = jnp.einsum("mc,cd->md", features.reshape(h * w, c),
+    projections = jnp.einsum("mc,cd->dm", features.reshape(h * w, c),
                              target["directions"], precision=_HIGHEST)
     return jax.vmap(losses.sliced_wasserstein_loss, in_axes=(None, 0))(
         projections, target["sorted"])

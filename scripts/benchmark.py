@@ -70,7 +70,7 @@ flags.DEFINE_float("check_grad_rtol", 1e-3, "Largest relative difference "
                    "implementations round differently, and at 512 px each "
                    "is ~1e-4..5e-4 from a float64 reference.")
 flags.DEFINE_enum("mode", "compare", ["compare", "memory", "precision",
-                                      "layers"],
+                                      "layers", "representations"],
                   "compare: nst_jax against PyTorch; memory: nst_jax only, "
                   "per size the estimate (transfer.estimate_memory), XLA's "
                   "buffer assignment and the measured peak of a short run "
@@ -78,7 +78,13 @@ flags.DEFINE_enum("mode", "compare", ["compare", "memory", "precision",
                   "precision: one transfer per --precisions policy, each "
                   "result scored with the float32 objective, images side by "
                   "side in --save_images; layers: each convolution alone, "
-                  "forward and input gradient, direct against Winograd.")
+                  "forward and input gradient, direct against Winograd; "
+                  "representations: one value-and-gradient of the default "
+                  "objective per --style_stats representation, interleaved, "
+                  "with its ratio to gram.")
+flags.DEFINE_list("style_stats", ["gram", "moments", "covariance", "swd", "cmd"],
+                  "Representations timed by --mode=representations "
+                  "(names of --style_stat, default parameters).")
 flags.DEFINE_list("precisions", list(vgg.PRECISIONS), "Policies compared by "
                   "--mode=precision.")
 flags.DEFINE_string("json", None, "Also write every figure to this JSON file.")
@@ -502,6 +508,43 @@ def precision_size(size, params, content_full, style_full):
   return out
 
 
+def representations_size(size, params, content_full, style_full):
+  """Milliseconds of one value-and-gradient of the default objective with
+  each representation of ``--style_stats``, timed interleaved
+  (``--eval_repeats`` rounds, median), and each one's ratio to gram."""
+  from nst_jax import representations  # pylint: disable=g-import-not-at-top
+  config = _config()
+  shape = io.long_edge_shape(content_full.shape[:2], size)
+  content = io.resize_to(content_full, shape)
+  style = io.resize_long_edge(style_full, size)
+  base = config.objective_spec()
+  runs = {}
+  for name in FLAGS.style_stats:
+    spec = dataclasses.replace(
+        base, style=representations.from_name(name, base.style_layers))
+    targets = objective.make_targets(params, jnp.asarray(content),
+                                     [jnp.asarray(style)], spec)
+    vg = jax.jit(jax.value_and_grad(objective.objective_function(spec),
+                                    has_aux=True))
+    args = (jnp.asarray(content), params, targets, config.weights.arrays(spec))
+    jax.block_until_ready(vg(*args))   # compile
+    runs[name] = (vg, args)
+  times = {name: [] for name in runs}
+  for _ in range(FLAGS.eval_repeats):
+    for name, (vg, args) in runs.items():
+      t = time.perf_counter()
+      jax.block_until_ready(vg(*args))
+      times[name].append(time.perf_counter() - t)
+  ms = {name: 1e3 * bm.median(t) for name, t in times.items()}
+  h, w = shape
+  print(f"\n== {size} px ({w}x{h}): one value-and-gradient, median of "
+        f"{FLAGS.eval_repeats} interleaved ==", flush=True)
+  for name, value in ms.items():
+    ratio = value / ms["gram"] if "gram" in ms else float("nan")
+    print(f"{name:12s} {value:9.1f} ms   {ratio:5.2f}x gram", flush=True)
+  return {"size": size, "shape": [h, w], "eval_ms": ms}
+
+
 def main(argv):
   if len(argv) > 1:
     raise NSTError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -564,6 +607,9 @@ def main(argv):
       results.append(precision_size(size, params, content_full, style_full))
     elif FLAGS.mode == "layers":
       results.append(layers_size(size, raw_params, content_full))
+    elif FLAGS.mode == "representations":
+      results.append(representations_size(size, params, content_full,
+                                          style_full))
     elif FLAGS.mode == "memory":
       results.append(memory_size(size, params, content_full, style_full,
                                  platform))

@@ -322,7 +322,7 @@ def _target_shapes(name, h, w):
       "eigen_projected": lambda l: {"basis": (2, c[l], 8), "gram": (2, 8, 8)},
       "moments": lambda l: (2, 2, c[l]),
       "covariance": lambda l: {"mean": (2, c[l]), "cov_sqrt": (2, c[l], c[l])},
-      "swd": lambda l: {"directions": (c[l], 16), "sorted": (2, 512, 16)},
+      "swd": lambda l: {"directions": (c[l], 16), "sorted": (2, 16, 512)},
       "cmd": lambda l: (2, 4, c[l]),
   }[name]
 
@@ -626,8 +626,8 @@ def test_sliced_wasserstein_redraw():
                                 fixed.target(fixed.statistic(p)[None])["directions"])
   assert not np.allclose(t0["directions"], t1["directions"])
   np.testing.assert_allclose(
-      t1["sorted"], np.sort(np.asarray(t0["points"]) @ np.asarray(
-          t1["directions"]), axis=1), rtol=1e-5, atol=1e-6)
+      t1["sorted"], np.swapaxes(np.sort(np.asarray(t0["points"]) @ np.asarray(
+          t1["directions"]), axis=1), 1, 2), rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(redraw.redraw(t0, 1)["directions"],
                                 t1["directions"])   # seeded by the round
 

@@ -38,7 +38,7 @@ from nst_jax import io
 from nst_jax import vgg
 from nst_jax.errors import NSTError
 
-_SHARED = cli.define_flags("images", "model", "loss", "style", "solver",
+_SHARED = cli.define_flags("images", "model", "loss", "representation", "solver",
                            "init", "color", "compute", "output")
 flags.DEFINE_string("output_dir", "out/grid", "Receives sheet.png, cells/, "
                     "manifest.json.")

@@ -33,7 +33,7 @@ from nst_jax import vgg
 from nst_jax import weights
 from nst_jax.errors import NSTError
 
-_SHARED = cli.define_flags("images", "model", "loss", "style", "solver",
+_SHARED = cli.define_flags("images", "model", "loss", "representation", "solver",
                            "init", "color", "compute", "output")
 flags.DEFINE_string("output", "out/stylized.png", "Output PNG; a JSON record "
                     "with the same name is written beside it.")
