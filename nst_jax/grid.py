@@ -25,7 +25,7 @@ import time
 from typing import Any, Callable, Dict, List, NamedTuple, Sequence, Tuple
 
 import jax
-import jax.numpy as jnp
+
 import numpy as np
 from jax.sharding import Mesh
 
@@ -222,11 +222,8 @@ def _batched_totals(spec):
 
 
 def _final_terms(spec, x, params, targets, weights) -> List[Dict[str, float]]:
-  fun = objective.objective_function(spec)
-  batched = jax.vmap(lambda x, p, t, w: fun(x, p, t, w)[1],
-                     in_axes=(0, None, 0, 0))
-  terms = jax.jit(batched)(jnp.asarray(x), params, targets, weights)
-  terms = jax.tree_util.tree_map(np.asarray, terms)
+  terms = sharded.cell_aux(objective.objective_function(spec), x,
+                           (params, targets, weights), (None, 0, 0))
   return [{k: float(terms[k][i]) for k in transfer.TERMS}
           for i in range(x.shape[0])]
 

@@ -140,6 +140,16 @@ def minimize_cells(fun: Callable, x0, args: tuple, args_axes: tuple,
                                for f in solvers.SolveResult._fields))
 
 
+def cell_aux(fun: Callable, x, args: tuple, args_axes: tuple):
+  """``fun``'s auxiliary output (e.g. the objective's loss terms) of every
+  cell at ``x`` ``(B, ...)``: one batched evaluation, numpy leaves with
+  leading axis ``B``. The solver keeps only values; call this on
+  ``minimize_cells``'s result for per-term values."""
+  batched = jax.jit(jax.vmap(lambda xi, *a: fun(xi, *a)[1],
+                             in_axes=(0, *args_axes)))
+  return jax.tree_util.tree_map(np.asarray, batched(np.asarray(x), *args))
+
+
 def _not_started(x0: np.ndarray) -> solvers.SolveResult:
   """The result of cells whose chunk never ran (the run was stopped)."""
   n = x0.shape[0]

@@ -56,7 +56,7 @@ import enum
 import functools
 import time
 import warnings
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Dict, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -394,16 +394,26 @@ class _LoopState(NamedTuple):
 
 
 class Progress(NamedTuple):
-  """What the host learns after each chunk of iterations (``on_chunk``):
-  iterations done, ``fun``'s value at the current iterate (per cell when
+  """Where a run is, after each chunk of iterations: the one progress type
+  of the library (``on_chunk`` here, ``on_progress`` of
+  ``transfer.stylize`` and ``grid.style_grid``).
+
+  Iterations done, ``fun``'s value at the current iterate (per cell when
   batched; for Adam the value before its last step), function evaluations so
   far, whether any cell is still running, and ``x()``, which returns (a copy
-  of) the current iterate — valid during the callback only."""
+  of) the current iterate — valid during the callback only. A transfer adds
+  the iterations asked for (``iterations``), seconds since its start
+  (compilation included) and its latest loss record (``record``:
+  ``loss_history``'s format, or ``None`` before the first).
+  """
   iteration: int
   value: Any
   evaluations: Any
   running: bool
-  x: Callable[[], jax.Array]
+  x: Callable[[], jax.Array] | None = None
+  iterations: int = 0
+  seconds: float = 0.0
+  record: Dict[str, Any] | None = None
 
 
 def _strong(state: _LoopState) -> _LoopState:

@@ -181,18 +181,8 @@ def _record(iteration, terms, seconds: float,
                                                        per_layer)}}
 
 
-class Progress(NamedTuple):
-  """What ``stylize`` tells ``on_progress`` after each chunk of iterations:
-  iterations done of ``iterations``, seconds since the start (compilation
-  included), the objective's current value, function evaluations so far,
-  and the latest loss record (``loss_history``'s format, at most
-  ``terms_seconds`` old, or ``None`` before the first)."""
-  iteration: int
-  iterations: int
-  seconds: float
-  value: float
-  evaluations: int
-  record: Dict[str, Any] | None
+# What ``stylize`` tells ``on_progress`` (the library's one progress type).
+Progress = solvers.Progress
 
 
 @functools.lru_cache(maxsize=None)
@@ -293,7 +283,7 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
             on_progress: Callable[[Progress], None] | None = None,
             should_stop: Callable[[], bool] | None = None,
             progress_seconds: float = 2.0,
-            terms_seconds: float = 10.0,
+            terms_seconds: float = 4.0,
             init_image: np.ndarray | None = None,
             ) -> TransferResult:
   """Paints ``content`` ``(H, W, 3)`` in the style of ``styles``.
@@ -310,7 +300,8 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   current image clipped to [0, 1] (in the content's colours under
   ``original_colors``; in a notebook, show it with ``IPython.display``). With
   ``on_progress`` or ``should_stop`` the compiled loop runs in chunks of
-  about ``progress_seconds``: after each, ``on_progress(Progress)`` is called
+  about ``progress_seconds``: after each, ``on_progress(solvers.Progress)``
+  (with ``iterations``, ``seconds`` and ``record`` filled in) is called
   (its ``record`` refreshed, by one more forward pass, when the latest is
   older than ``terms_seconds``) and ``should_stop()`` asked; when it says yes
   the run ends there with status ``interrupted`` and the result is the image
@@ -360,9 +351,10 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
                                      weights)
         latest[:] = [_record(p.iteration, terms, clock(), spec.style_layers)]
         newest = latest[0]
-      on_progress(Progress(p.iteration, iterations_wanted, clock(),
-                           float(np.asarray(p.value)),
-                           int(np.asarray(p.evaluations)), newest))
+      on_progress(p._replace(value=float(np.asarray(p.value)),
+                             evaluations=int(np.asarray(p.evaluations)),
+                             iterations=iterations_wanted, seconds=clock(),
+                             record=newest))
   if init_image is None:
     x0 = initial_image(config.init.kind, content,
                        styles[0] if styles else None, config.init.seed)
@@ -374,7 +366,8 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   # A fresh buffer that this function owns, donated to the compiled loop.
   x0 = jnp.array(x0, jnp.float32, copy=True)
   if on_progress is not None:   # before compiling: the display can say so
-    on_progress(Progress(0, iterations_wanted, clock(), float("nan"), 0, None))
+    on_progress(Progress(0, float("nan"), 0, True, None, iterations_wanted,
+                         clock(), None))
   chunked = on_chunk is not None or should_stop is not None
   chunk_seconds = progress_seconds if chunked else None
   period = objective.redraw_every(spec)

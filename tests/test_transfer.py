@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import configs
+from conftest import tiny_vgg16_params
 
 from nst_jax import color
 from nst_jax import io
@@ -34,6 +35,13 @@ def content():
 @pytest.fixture(scope="module")
 def style():
   return io.resize_long_edge(io.load_image(EXAMPLES / "style_brushwork.png"), 64)
+
+
+@pytest.fixture(scope="module")
+def params():
+  """Random VGG-16 weights: these tests check the run's mechanics, which do
+  not depend on training (the slow test above uses the real weights)."""
+  return tiny_vgg16_params()
 
 
 @pytest.fixture(scope="module")
@@ -74,18 +82,18 @@ def _light(**kwargs):
   return configs.config(**{**LIGHT, **kwargs})
 
 
-def test_light_stylize_loss_history(vgg16_params, small, style):
-  result = transfer.stylize(vgg16_params, small, [style],
+def test_light_stylize_loss_history(params, small, style):
+  result = transfer.stylize(params, small, [style],
                             _light(iterations=7), log_every=3)
   assert [h["iteration"] for h in result.loss_history] == [0, 3, 6, 7]
   assert result.loss_history[-1]["total"] < result.loss_history[0]["total"]
   assert result.image.shape == small.shape
 
 
-def test_noise_init_is_deterministic_per_seed(vgg16_params, small, style):
+def test_noise_init_is_deterministic_per_seed(params, small, style):
   runs = {}
   for key, seed in (("a", 3), ("b", 3), ("c", 4)):
-    runs[key] = transfer.stylize(vgg16_params, small, [style],
+    runs[key] = transfer.stylize(params, small, [style],
                                  _light(init="noise", seed=seed, iterations=2))
   np.testing.assert_array_equal(runs["a"].image, runs["b"].image)
   untimed = lambda r: [{k: v for k, v in h.items() if k != "seconds"}
@@ -96,8 +104,8 @@ def test_noise_init_is_deterministic_per_seed(vgg16_params, small, style):
   assert runs["a"].loss_history[0]["content"] > 1.0
 
 
-def test_init_style_starts_at_resized_style(vgg16_params, small, style):
-  result = transfer.stylize(vgg16_params, small, [style],
+def test_init_style_starts_at_resized_style(params, small, style):
+  result = transfer.stylize(params, small, [style],
                             _light(init="style", iterations=0))
   assert result.iterations == 0
   want = io.resize_to(style, small.shape[:2])
@@ -106,17 +114,17 @@ def test_init_style_starts_at_resized_style(vgg16_params, small, style):
   assert [h["iteration"] for h in result.loss_history] == [0]
 
 
-def test_init_content_with_zero_iterations_returns_content(vgg16_params, small,
+def test_init_content_with_zero_iterations_returns_content(params, small,
                                                             style):
-  result = transfer.stylize(vgg16_params, small, [style], _light(iterations=0))
+  result = transfer.stylize(params, small, [style], _light(iterations=0))
   np.testing.assert_allclose(result.image, small, atol=1e-7)
   assert result.loss_history[0]["content"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_too_small_image_raises_mentioning_size(vgg16_params, style):
+def test_too_small_image_raises_mentioning_size(params, style):
   tiny = np.full((8, 8, 3), 0.5, np.float32)
   with pytest.raises(NSTError, match="`size`") as info:
-    transfer.stylize(vgg16_params, tiny, [style], transfer.TransferConfig())
+    transfer.stylize(params, tiny, [style], transfer.TransferConfig())
   assert "relu5_1" in str(info.value)
 
 
@@ -133,12 +141,14 @@ def test_check_image_size_boundary(shape, ok):
 
 
 def test_huge_weights_raise_non_finite(vgg16_params, small, style):
+  """Trained weights: their style loss at the content image is large enough
+  that β = 1e38 overflows float32 (random weights' is not)."""
   config = _light(style_weight=1e38, iterations=5)
   with pytest.raises(NSTError, match="NaN or infinite"):
     transfer.stylize(vgg16_params, small, [style], config)
 
 
-def test_nan_objective_raises(vgg16_params, small, style, monkeypatch):
+def test_nan_objective_raises(params, small, style, monkeypatch):
   real = objective.objective_function
 
   def nan_after_first_step(spec):
@@ -153,7 +163,7 @@ def test_nan_objective_raises(vgg16_params, small, style, monkeypatch):
 
   monkeypatch.setattr(objective, "objective_function", nan_after_first_step)
   with pytest.raises(NSTError, match="NaN or infinite"):
-    transfer.stylize(vgg16_params, small, [style],
+    transfer.stylize(params, small, [style],
                      _light(optimizer="adam", iterations=5))
 
 
@@ -168,17 +178,17 @@ def test_nan_objective_raises(vgg16_params, small, style, monkeypatch):
     (dict(color_transfer="lab"), "color_transfer"),
     (dict(color_space="hsv"), "color_space"),
 ])
-def test_bad_config_raises(vgg16_params, small, style, kwargs, match):
+def test_bad_config_raises(params, small, style, kwargs, match):
   with pytest.raises(NSTError, match=match):
-    transfer.stylize(vgg16_params, small, [style],
+    transfer.stylize(params, small, [style],
                      configs.config(**kwargs))
 
 
 # --- history records, progress, interruption --------------------------------------
 
 
-def test_history_records_seconds_and_style_layers(vgg16_params, small, style):
-  result = transfer.stylize(vgg16_params, small, [style], _light(iterations=4),
+def test_history_records_seconds_and_style_layers(params, small, style):
+  result = transfer.stylize(params, small, [style], _light(iterations=4),
                             log_every=2)
   seconds = [h["seconds"] for h in result.loss_history]
   assert seconds == sorted(seconds) and seconds[-1] <= result.wall_seconds
@@ -188,10 +198,10 @@ def test_history_records_seconds_and_style_layers(vgg16_params, small, style):
                                                             rel=1e-5)
 
 
-def test_progress_and_stop(vgg16_params, small, style):
+def test_progress_and_stop(params, small, style):
   seen = []
   result = transfer.stylize(
-      vgg16_params, small, [style], _light(iterations=50),
+      params, small, [style], _light(iterations=50),
       on_progress=seen.append, should_stop=lambda: len(seen) > 3,
       progress_seconds=1e-9, terms_seconds=0.0)
   assert result.status == "interrupted"
@@ -204,15 +214,15 @@ def test_progress_and_stop(vgg16_params, small, style):
   assert seen[-1].value == pytest.approx(seen[-1].record["total"], rel=1e-4)
   assert result.loss_history[-1]["iteration"] == 3
   # Interrupted at 3 is where an uninterrupted 3-iteration run ends.
-  short = transfer.stylize(vgg16_params, small, [style], _light(iterations=3))
+  short = transfer.stylize(params, small, [style], _light(iterations=3))
   np.testing.assert_array_equal(result.image, short.image)
 
 
-def test_multiscale_stops_at_the_interrupted_level(vgg16_params, content,
+def test_multiscale_stops_at_the_interrupted_level(params, content,
                                                    style):
   levels = []
   result = transfer.stylize_multiscale(
-      vgg16_params, content, [style], [32, 48, 64], _light(iterations=4),
+      params, content, [style], [32, 48, 64], _light(iterations=4),
       on_level=lambda s, r: levels.append(s),
       should_stop=lambda: len(levels) == 1, progress_seconds=1e-9)
   assert levels == [32, 48]
@@ -237,10 +247,10 @@ def test_style_size_rejects_bad_scales(scale):
 
 
 @pytest.mark.parametrize("space", color.COLOR_SPACES)
-def test_original_colors_keep_the_contents_chrominance(vgg16_params, content,
+def test_original_colors_keep_the_contents_chrominance(params, content,
                                                        style, space):
   config = _light(iterations=15, original_colors=True, color_space=space)
-  result = transfer.stylize(vgg16_params, content, [style], config)
+  result = transfer.stylize(params, content, [style], config)
   got = color.rgb_to_luma_chroma(result.image, space)
   want = color.rgb_to_luma_chroma(content, space)
   # Chrominance: the content's, up to clipping to [0, 1].
@@ -248,7 +258,7 @@ def test_original_colors_keep_the_contents_chrominance(vgg16_params, content,
   assert chroma_diff < 0.01
   # Luma: moved by the transfer.
   assert np.abs(got[..., 0] - want[..., 0]).mean() > 0.01
-  plain = transfer.stylize(vgg16_params, content, [style],
+  plain = transfer.stylize(params, content, [style],
                            _light(iterations=15))
   plain_chroma = color.rgb_to_luma_chroma(plain.image, space)[..., 1:]
   assert np.abs(plain_chroma - want[..., 1:]).mean() > 5 * chroma_diff
