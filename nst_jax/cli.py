@@ -1,8 +1,12 @@
-"""Shared plumbing for the absl scripts: one-line errors and run records.
+"""What the commands share: flags, errors, progress and run records.
 
-Scripts stay thin: they parse flags, call library functions and use
-``run_main`` so that every ``NSTError`` (and an interrupted run) ends as
-``error: <message>`` on stderr with a non-zero exit status, never a traceback.
+One definition of every common flag (``define_flags`` by group or by name;
+``transfer_config`` and ``grid_axes`` build the library's values from
+them), one-line errors (``run_main``: every ``NSTError`` and an interrupted
+run end as ``error: <message>`` on stderr with a non-zero exit status, its
+parameters shown as flags by ``flag_message``, never a traceback), the
+``tqdm`` progress bar, clean Ctrl-C, device defaults and reading recorded
+runs. The commands themselves are in ``nst_jax.commands``.
 """
 
 import json
@@ -22,12 +26,6 @@ import tqdm.std
 from absl import flags
 
 from nst_jax.errors import NSTError
-
-
-def module_flag_values(module_name: str) -> dict:
-  """``{name: value}`` of every flag the script module defined itself."""
-  return {f.name: f.value
-          for f in flags.FLAGS.get_key_flags_for_module(module_name)}
 
 
 def device_description() -> str:
@@ -76,10 +74,38 @@ def enable_compilation_cache(path: str | None = None) -> str | None:
   return path
 
 
+# Library parameters whose flag has another name (the others are the same).
+PARAM_FLAGS = {
+    "solver.method": "optimizer", "solver.maxiter": "iterations",
+    "maxiter": "iterations", "solver.learning_rate": "learning_rate",
+    "solver.history_size": "history_size", "init.kind": "init",
+    "init.seed": "seed", "patches.count": "style_patches",
+    "patches.size": "patch_size", "patches.mode": "patch_mode",
+    "color.transfer": "color_transfer", "color.space": "color_space",
+    "color.original_colors": "original_colors",
+    "weights.content": "content_weight", "weights.style": "style_weight",
+    "weights.tv": "tv_weight", "weights.style_layers": "style_layer_weights",
+    "weights.style_blend": "style_blend_weights",
+    "Gram.normalization": "gram_normalization",
+    "Spatial.normalization": "gram_normalization",
+    "Local.normalization": "gram_normalization",
+    "Eigen.normalization": "gram_normalization",
+    "Local.window": "local_window", "Eigen.rank": "style_rank",
+    "Eigen.loss_kind": "eigen_loss",
+    "SlicedWasserstein.directions": "swd_directions",
+    "SlicedWasserstein.samples": "swd_samples",
+    "SlicedWasserstein.redraw_every": "swd_redraw_every",
+    "CentralMoments.order": "cmd_order",
+}
+
+
 def flag_message(message: str) -> str:
   """``message`` for a script's user: each parameter that the library wrote
-  as ```name``` (``errors.param``) becomes the flag ``--name``."""
-  return re.sub(r"`([A-Za-z_]\w*)`", r"--\1", str(message))
+  as ```name``` (``errors.param``) becomes its flag, ``--name`` or the
+  flag ``PARAM_FLAGS`` names (``solver.maxiter`` → ``--iterations``)."""
+  return re.sub(r"`([A-Za-z_][\w.]*)`",
+                lambda m: "--" + PARAM_FLAGS.get(m.group(1), m.group(1)),
+                str(message))
 
 
 def run_main(main: Callable[[list], None]) -> Callable[[list], None]:
@@ -494,10 +520,10 @@ def _define_loss():
   default = objective.LossWeights()
   define_numbers("content_weight", (default.content,), "α; a grid takes "
                   "several (an axis).", lower_bound=0)
-  define_numbers("style_weight", None, "β (default: 1e7, calibrated for the "
-                  "gram representation; each other representation has its "
-                  "own, see README 'Style representations'); a grid takes "
-                  "several (an axis).", lower_bound=0)
+  define_numbers("style_weight", None, "β (default: the representation's "
+                 "suggestion: 1e7, calibrated for gram; 1.5e7 for swd, 1.8e7 "
+                 "for cmd; see README 'Style representations' for the "
+                 "others); a grid takes several (an axis).", lower_bound=0)
   define_numbers("tv_weight", (default.tv,), "Total-variation weight γ; a "
                   "grid takes several (an axis).", lower_bound=0)
   define_numbers("style_blend_weights", None, "One weight per style image "
@@ -569,8 +595,9 @@ def _define_init():
   flags.DEFINE_enum("init", "content", list(transfer.INITS),
                     "Starting image (Nikulin & Novak §4).")
   define_numbers("seed", (0,), "Seed of the noise init, the style patches "
-                  "and the swd directions; a grid takes several (an axis).",
-                  kind=int)
+                 "and the swd directions; a grid takes several, an axis of "
+                 "its noise inits (patches and swd use the first).",
+                 kind=int)
 
 
 def _define_color():

@@ -247,8 +247,8 @@ class ColorControl:
   space: str = "yiq"
 
   def check(self) -> None:
-    errors.check_choice("color_transfer", self.transfer, COLOR_TRANSFERS)
-    errors.check_choice("color_space", self.space, COLOR_SPACES)
+    errors.check_choice("color.transfer", self.transfer, COLOR_TRANSFERS)
+    errors.check_choice("color.space", self.space, COLOR_SPACES)
 
   @property
   def active(self) -> bool:

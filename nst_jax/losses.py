@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nst_jax.errors import check_choice
+
 GRAM_NORMALIZATIONS = ("paper", "notes")
 
 
@@ -39,10 +41,7 @@ def gram_loss(gram: jax.Array, target: jax.Array, *,
   ``normalization`` is ``"paper"`` (``Σ(Ĝ−Â)²/(4C²)``, Gatys et al. eq. 4) or
   ``"notes"`` (``Σ(Ĝ−Â)²/C²``, seed 000); see the module docstring.
   """
-  if normalization not in GRAM_NORMALIZATIONS:
-    raise ValueError(
-        f"normalization must be one of {GRAM_NORMALIZATIONS}, got "
-        f"{normalization!r}")
+  check_choice("normalization", normalization, GRAM_NORMALIZATIONS)
   if gram.shape[-2:] != target.shape[-2:]:
     raise ValueError(f"Gram {gram.shape} and target {target.shape} differ")
   c = gram.shape[-1]
@@ -70,10 +69,7 @@ def total_variation_loss(images: jax.Array) -> jax.Array:
 
 
 def _factor(normalization: str) -> float:
-  if normalization not in GRAM_NORMALIZATIONS:
-    raise ValueError(
-        f"normalization must be one of {GRAM_NORMALIZATIONS}, got "
-        f"{normalization!r}")
+  check_choice("normalization", normalization, GRAM_NORMALIZATIONS)
   return 4.0 if normalization == "paper" else 1.0
 
 

@@ -20,6 +20,7 @@ Array contract: the optimised ``image`` is ``(H, W, 3)`` float32 in [0, 1].
 
 import dataclasses
 import functools
+import math
 from typing import Any, Dict, Mapping, NamedTuple, Sequence, Tuple
 
 import jax
@@ -39,8 +40,8 @@ class Spec:
 
   ``style`` is the style representation (``nst_jax.representations``): one
   value for every style layer, or a mapping ``{layer: representation}``
-  naming exactly the style layers (stored as a tuple of pairs so that the
-  spec stays hashable). ``precision`` is the convolution precision policy of
+  naming exactly the style layers (stored as a ``representations.PerLayer``
+  so that the spec stays hashable). ``precision`` is the convolution precision policy of
   the optimised image's features (``vgg.PRECISIONS``) and ``remat`` gradient
   checkpointing per VGG block (``vgg.features(remat=True)``); targets are
   always computed in float32.
@@ -56,7 +57,7 @@ class Spec:
     object.__setattr__(self, "content_layers", tuple(self.content_layers))
     object.__setattr__(self, "style_layers", tuple(self.style_layers))
     if isinstance(self.style, Mapping):
-      object.__setattr__(self, "style", tuple(self.style.items()))
+      object.__setattr__(self, "style", representations.PerLayer.of(self.style))
 
   @property
   def layers(self) -> Tuple[str, ...]:
@@ -65,10 +66,7 @@ class Spec:
 
   def style_by_layer(self) -> Tuple[Tuple[str, Any], ...]:
     """``((layer, representation), …)`` in the order of ``style_layers``."""
-    style = self.style
-    if isinstance(style, tuple):
-      style = dict(style)
-    return representations.per_layer(style, self.style_layers)
+    return representations.per_layer(self.style, self.style_layers)
 
   def representations(self) -> Tuple[Any, ...]:
     """The distinct representations the spec uses."""
@@ -124,14 +122,24 @@ class Weights(_WeightArrays):
   """Loss weights as arrays: α (content), β (style), γ (tv), ``w_l`` per
   layer ``(L,)``. A pytree: traced, ``vmap``-ed over (grids), never a cause
   of recompilation. Python floats (and float lists) are stored as float32
-  arrays, so ``Weights(1.0, 1e7, 0.0, [0.2] * 5)`` and ``make_weights`` give
-  the same compiled program (a weakly typed Python float would not).
+  arrays, also through ``_replace``, so ``Weights(1.0, 1e7, 0.0, [0.2] * 5)``
+  and ``make_weights`` give the same compiled program (a weakly typed Python
+  float would not). Python ints are left as they are, because ``in_axes``
+  trees such as ``Weights(None, 0, None, None)`` are Weights too: write
+  weights as floats (``1.0``, not ``1``), or use ``make_weights``.
   """
   __slots__ = ()
 
   def __new__(cls, content, style, tv, style_layers):
     return super().__new__(cls, _strong_float(content), _strong_float(style),
                            _strong_float(tv), _strong_float(style_layers))
+
+  @classmethod
+  def _make(cls, iterable):
+    return cls(*iterable)
+
+  def _replace(self, **changes):
+    return type(self)(**{**self._asdict(), **changes})
 
 
 class Targets(NamedTuple):
@@ -313,22 +321,27 @@ def make_targets(params, content: jax.Array | None,
   return Targets(content_targets, style_targets, blend)
 
 
-def redraw_targets(spec: Spec, targets: Targets, round_: int) -> Targets:
-  """The targets with every representation that re-draws (``redraw``)
-  re-drawn for ``round_``; others unchanged."""
-  style = dict(targets.style)
+def redraw_targets(spec: Spec, targets: Targets,
+                   iteration: int) -> Targets | None:
+  """The targets at ``iteration`` of a run: each representation that
+  re-draws (``redraw_every`` ``K > 0``, a ``redraw`` method) is re-drawn
+  where ``iteration`` is a positive multiple of its own ``K``, for round
+  ``iteration // K``. ``None`` when no layer is due."""
+  style, changed = dict(targets.style), False
   for layer, rep in spec.style_by_layer():
-    if representations.redraw_every(rep) > 0 and hasattr(rep, "redraw"):
-      style[layer] = rep.redraw(style[layer], round_)
-  return targets._replace(style=style)
+    period = representations.redraw_every(rep)
+    if period > 0 and iteration > 0 and iteration % period == 0:
+      style[layer] = rep.redraw(style[layer], iteration // period)
+      changed = True
+  return targets._replace(style=style) if changed else None
 
 
 def redraw_every(spec: Spec) -> int:
-  """Iterations between target re-draws of ``spec`` (0: never; the smallest
-  period of its representations)."""
+  """Iterations between the points where some target of ``spec`` may be
+  re-drawn: the greatest common divisor of its representations' periods
+  (0: none re-draws)."""
   periods = [representations.redraw_every(r) for r in spec.representations()]
-  periods = [p for p in periods if p > 0]
-  return min(periods) if periods else 0
+  return math.gcd(*[p for p in periods if p > 0]) if any(periods) else 0
 
 
 def loss_terms(params, image: jax.Array, targets: Targets, weights: Weights,

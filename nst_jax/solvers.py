@@ -393,6 +393,14 @@ class _LoopState(NamedTuple):
   iters: jax.Array
 
 
+class Restart(NamedTuple):
+  """Every ``every`` iterations, ``args(iteration, args)`` may return new
+  data for the objective (or ``None``: keep it); the solver then restarts
+  from the current iterate (``minimize(restart=...)``)."""
+  every: int
+  args: Callable[[int, tuple], tuple | None]
+
+
 class Progress(NamedTuple):
   """Where a run is, after each chunk of iterations: the one progress type
   of the library (``on_chunk`` here, ``on_progress`` of
@@ -539,7 +547,8 @@ def _to_host(tree):
 
 
 def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
-           should_stop, on_chunk, chunk_seconds) -> SolveResult:
+           should_stop, on_chunk, chunk_seconds,
+           restart: "Restart | None" = None) -> SolveResult:
   """Runs the loop from the host in chunks of iterations.
 
   A chunk ends at the next multiple of a hook's ``every`` (hooks fire there
@@ -549,8 +558,15 @@ def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
   ``should_stop()`` asked; a run told to stop keeps its iterate and reports
   status ``interrupted``. The iterations themselves are the same whatever the
   chunking: the state passes unchanged from chunk to chunk.
+
+  With ``restart``, chunks also end at multiples of ``restart.every``; there
+  ``restart.args(i, args)`` may return new data (e.g. re-drawn targets), and
+  the solver then starts afresh from the current iterate (its memory
+  belongs to the old objective) while the iteration count, hooks, progress
+  and the reported iterations and evaluations go on over the whole run.
   """
   state = programs.start(x0, args)
+  done_iters, done_evals = 0, 0   # of the segments before the last restart
 
   def fire(i):
     for hook in hooks:
@@ -563,7 +579,8 @@ def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
   while i < config.maxiter:
     stop = min([config.maxiter, i + length if chunk_seconds else
                 config.maxiter] +
-               [(i // h.every + 1) * h.every for h in hooks])
+               [(i // h.every + 1) * h.every for h in hooks] +
+               ([(i // restart.every + 1) * restart.every] if restart else []))
     began = time.perf_counter()
     with warnings.catch_warnings():
       # Leaves the loop never changes are forwarded, not written: XLA then
@@ -577,17 +594,28 @@ def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
     if i > done:
       fire(i)
     if on_chunk is not None:
-      on_chunk(Progress(i, value, evaluations, running,
+      on_chunk(Progress(i, value, evaluations + done_evals, running,
                         functools.partial(programs.x, state)))
     if not running:
       break
     if should_stop is not None and should_stop():
       interrupted = True
       break
+    if restart and i % restart.every == 0 and i < config.maxiter:
+      new_args = restart.args(i, args)
+      if new_args is not None:
+        done_iters = state.iters + done_iters
+        done_evals = evaluations + done_evals
+        args = tuple(new_args)
+        state = programs.start(programs.x(state), args)._replace(i=state.i)
     if chunk_seconds:   # aim the next chunk at chunk_seconds, growing slowly
       rate = max(i - done, 1) / max(elapsed, 1e-6)
       length = int(min(max(1, rate * chunk_seconds), 2 * length))
   result = programs.finish(state, args)
+  if restart:
+    result = result._replace(
+        iterations=result.iterations + done_iters,
+        function_evaluations=result.function_evaluations + done_evals)
   if interrupted:
     result = result._replace(status=jnp.where(
         result.status == RUNNING, _code(INTERRUPTED), result.status))
@@ -603,9 +631,13 @@ def _check(config: SolverConfig, hooks):
 
 
 def _solve(fun, x0, config, hooks, args, args_axes, donate, should_stop,
-           on_chunk, chunk_seconds) -> SolveResult:
+           on_chunk, chunk_seconds, restart=None) -> SolveResult:
   hooks = _check(config, hooks)
-  host_driven = bool(hooks) or should_stop is not None or on_chunk is not None
+  if restart is not None and int(restart.every) < 1:
+    raise NSTError(f"{errors.param('restart')}.every must be >= 1, got "
+                   f"{restart.every}")
+  host_driven = (bool(hooks) or should_stop is not None or on_chunk is not None
+                 or restart is not None)
   if isinstance(x0, jax.core.Tracer) or any(
       isinstance(leaf, jax.core.Tracer)
       for leaf in jax.tree_util.tree_leaves(args)):
@@ -618,7 +650,7 @@ def _solve(fun, x0, config, hooks, args, args_axes, donate, should_stop,
   if not host_driven:
     return programs.run(x0, tuple(args))
   return _drive(programs, config, hooks, x0, tuple(args), should_stop,
-                on_chunk, chunk_seconds)
+                on_chunk, chunk_seconds, restart)
 
 
 def minimize(fun: Callable, x0: jax.Array,
@@ -627,7 +659,8 @@ def minimize(fun: Callable, x0: jax.Array,
              donate: bool = False,
              should_stop: Callable[[], bool] | None = None,
              on_chunk: Callable[[Progress], None] | None = None,
-             chunk_seconds: float | None = None) -> SolveResult:
+             chunk_seconds: float | None = None,
+             restart: Restart | None = None) -> SolveResult:
   """Minimises ``fun(x, *args) -> (value, aux)`` from ``x0``.
 
   Stops after ``config.maxiter`` iterations, or earlier when the value is not
@@ -648,9 +681,13 @@ def minimize(fun: Callable, x0: jax.Array,
   With ``donate`` the device buffer of ``x0`` is donated to the compiled loop
   and ``x0`` must not be used afterwards: pass it for an ``x0`` the caller
   owns (``nst_jax.transfer`` does).
+
+  ``restart`` (a ``Restart``) changes the objective's data every
+  ``restart.every`` iterations and restarts the solver there (``_drive``):
+  what a representation that re-draws its target needs.
   """
   return _solve(fun, x0, config, hooks, args, None, donate, should_stop,
-                on_chunk, chunk_seconds)
+                on_chunk, chunk_seconds, restart)
 
 
 def minimize_batched(fun: Callable, x0: jax.Array,

@@ -13,6 +13,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from nst_jax.errors import NSTError, param
+
 
 def gram_matrix(features: jax.Array, *, normalize: bool = True) -> jax.Array:
   """Gram matrix of channel correlations, ``(..., H, W, C) -> (..., C, C)``.
@@ -65,7 +67,7 @@ def local_weights(window: int) -> jax.Array:
   """``w(dy, dx) = 1/(1 + dx² + dy²)`` on ``|dx|, |dy| ≤ s``, shape
   ``(2s+1, 2s+1)`` (Nikulin & Novak §9, seed 001)."""
   if window < 0:
-    raise ValueError(f"local window must be >= 0, got {window}")
+    raise NSTError(f"{param('window')} must be >= 0, got {window}")
   d = jnp.arange(-window, window + 1, dtype=jnp.float32)
   return 1.0 / (1.0 + d[:, None] ** 2 + d[None, :] ** 2)
 

@@ -91,13 +91,6 @@ def targets_from_statistics(spec: objective.Spec,
                            jnp.ones((1,), jnp.float32))
 
 
-def targets_from_grams(grams: Dict[str, jax.Array]) -> objective.Targets:
-  """``Targets`` with no content and one style whose Grams are ``grams``
-  (the ``Gram`` representation's statistics)."""
-  spec = objective.Spec(content_layers=(), style_layers=tuple(grams))
-  return targets_from_statistics(spec, grams)
-
-
 class SynthesisResult(NamedTuple):
   """The image in [0, 1]; the weighted style loss of the noise start and of
   the result, both against the last draw; the number of draws (rounds)."""
@@ -132,6 +125,10 @@ def synthesize(params, shape: Tuple[int, int], layers: Sequence[str],
   spec = objective.Spec(content_layers=(), style_layers=tuple(layers),
                         pooling=pooling, style=style)
   objective.check_spec(spec, vgg.network_of(params))
+  if objective.redraw_every(spec):
+    raise NSTError("synthesize draws its own targets (`draw`, "
+                   f"{param('redraw_every')}): a style representation that "
+                   "re-draws its target cannot be used here")
   weights = objective.make_weights(spec, content_weight=0.0,
                                    style_weight=style_weight,
                                    tv_weight=tv_weight)

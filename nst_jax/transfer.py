@@ -115,24 +115,24 @@ class TransferResult(NamedTuple):
 def check_config(config: TransferConfig) -> None:
   """Raises ``NSTError`` for a configuration no run could use."""
   check_choice("network", config.network, networks.NETWORKS)
-  check_choice("optimizer", config.solver.method, solvers.METHODS)
-  check_choice("init", config.init.kind, INITS)
+  check_choice("solver.method", config.solver.method, solvers.METHODS)
+  check_choice("init.kind", config.init.kind, INITS)
   if config.solver.maxiter < 0:
-    raise NSTError(f"{param('iterations')} must be >= 0, got "
+    raise NSTError(f"{param('solver.maxiter')} must be >= 0, got "
                    f"{config.solver.maxiter}")
   if not config.solver.learning_rate > 0:
-    raise NSTError(f"{param('learning_rate')} must be > 0, got "
+    raise NSTError(f"{param('solver.learning_rate')} must be > 0, got "
                    f"{config.solver.learning_rate}")
   if config.solver.history_size < 1:
-    raise NSTError(f"{param('history_size')} must be >= 1, got "
+    raise NSTError(f"{param('solver.history_size')} must be >= 1, got "
                    f"{config.solver.history_size}")
   check_choice("conv", config.conv, vgg.CONV_ALGORITHMS)
   objective.check_spec(config.objective_spec(), config.network)
   if config.patches.count < 0 or config.patches.size < 1:
-    raise NSTError(f"{param('style_patches')} must be >= 0 and "
-                   f"{param('patch_size')} >= 1, got {config.patches.count} "
+    raise NSTError(f"{param('patches.count')} must be >= 0 and "
+                   f"{param('patches.size')} >= 1, got {config.patches.count} "
                    f"and {config.patches.size}")
-  check_choice("patch_mode", config.patches.mode, objective.PATCH_MODES)
+  check_choice("patches.mode", config.patches.mode, objective.PATCH_MODES)
   config.color.check()
 
 
@@ -234,46 +234,6 @@ def _clip_on_device(x, *args):
   return jnp.clip(x, 0.0, 1.0)
 
 
-def _offset_hook(hook: solvers.Hook, offset: int) -> solvers.Hook:
-  """``hook`` seeing the run's iteration count in a round starting at
-  ``offset`` (a later round's iteration 0 was the previous round's last)."""
-  def host_fn(i, v):
-    if offset == 0 or int(i) > 0:
-      hook.host_fn(int(i) + offset, v)
-  return hook._replace(host_fn=host_fn)
-
-
-def _minimize_rounds(fun, x0, config: solvers.SolverConfig, hooks, spec,
-                     targets, params, weights, *, period: int, on_chunk,
-                     should_stop, chunk_seconds):
-  """``solvers.minimize`` in rounds of ``period`` iterations, the targets
-  re-drawn before each round after the first (``objective.redraw_targets``;
-  a representation's ``redraw``). Each round restarts the solver's memory
-  from the current image: the objective has changed. Hooks and progress
-  see the iteration count of the whole run. Returns the last round's
-  result with iterations and evaluations summed."""
-  x, total_iters, total_evals = x0, 0, 0
-  result = None
-  for r, start in enumerate(range(0, max(config.maxiter, 1), period)):
-    steps = min(period, config.maxiter - start)
-    if r:
-      targets = objective.redraw_targets(spec, targets, r)
-    chunk = None if on_chunk is None else (
-        lambda p, s=start: on_chunk(p._replace(iteration=p.iteration + s)))
-    result = solvers.minimize(
-        fun, x, dataclasses.replace(config, maxiter=steps),
-        [_offset_hook(h, start) for h in hooks], (params, targets, weights),
-        donate=True, should_stop=should_stop, on_chunk=chunk,
-        chunk_seconds=chunk_seconds)
-    total_iters += int(result.iterations)
-    total_evals += int(result.function_evaluations)
-    x = jnp.array(result.x, copy=True)
-    if int(result.status) in (solvers.NON_FINITE, solvers.INTERRUPTED):
-      break
-  return result._replace(iterations=total_iters,
-                         function_evaluations=total_evals), targets
-
-
 def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
             config: TransferConfig = TransferConfig(), *,
             log_every: int = 50,
@@ -306,8 +266,10 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   older than ``terms_seconds``) and ``should_stop()`` asked; when it says yes
   the run ends there with status ``interrupted`` and the result is the image
   reached. None of this changes the iterates. A representation that
-  re-draws its target (``SlicedWasserstein(redraw_every=K)``) makes the run
-  proceed in rounds of ``K`` iterations, the solver restarted each round.
+  re-draws its target (``SlicedWasserstein(redraw_every=K)``) gets new
+  targets every ``K`` iterations, the solver restarted there from the
+  current image (``solvers.Restart``); records, snapshots and progress count
+  the iterations of the whole run.
 
   Raises ``NSTError`` if the loss becomes NaN or infinite.
   """
@@ -369,25 +331,27 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
     on_progress(Progress(0, float("nan"), 0, True, None, iterations_wanted,
                          clock(), None))
   chunked = on_chunk is not None or should_stop is not None
-  chunk_seconds = progress_seconds if chunked else None
+  restart = None
   period = objective.redraw_every(spec)
   if period > 0:
-    result, current["targets"] = _minimize_rounds(
-        fun, x0, config.solver, hooks, spec, targets, params, weights,
-        period=period, on_chunk=on_chunk, should_stop=should_stop,
-        chunk_seconds=chunk_seconds)
-  else:
-    result = solvers.minimize(
-        fun, x0, config.solver, hooks, (params, targets, weights),
-        donate=True, should_stop=should_stop, on_chunk=on_chunk,
-        chunk_seconds=chunk_seconds)
+    def redraw(iteration, args):
+      targets = objective.redraw_targets(spec, args[1], iteration)
+      if targets is None:
+        return None
+      current["targets"] = targets
+      return (args[0], targets, args[2])
+    restart = solvers.Restart(period, redraw)
+  result = solvers.minimize(
+      fun, x0, config.solver, hooks, (params, targets, weights),
+      donate=True, should_stop=should_stop, on_chunk=on_chunk,
+      chunk_seconds=progress_seconds if chunked else None, restart=restart)
   image = np.asarray(jnp.clip(result.x, 0.0, 1.0))
   iterations = int(result.iterations)
   status = solvers.status_name(int(result.status))
   if status == "non_finite" or not np.all(np.isfinite(image)):
     raise NSTError(
         f"the loss became NaN or infinite by iteration {iterations}: lower "
-        f"{param('learning_rate')} or the loss weights")
+        f"{param('solver.learning_rate')} or the loss weights")
   if not history or history[-1]["iteration"] != iterations:
     log(iterations, _terms_program(spec)(result.x, params,
                                          current["targets"], weights))

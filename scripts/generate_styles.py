@@ -40,7 +40,7 @@ flags.DEFINE_list("densities", ["0.01", "0.1", "0.5"], "Sparse "
                   "columns: Bernoulli p.")
 flags.DEFINE_integer("redraw_every", 20, "Last row: targets re-drawn every N "
                      "iterations (0: no such row).", lower_bound=0)
-cli.define_flags("size", "iterations", "seed", "network",
+cli.define_flags("size", "iterations", "seed", "network", "weights",
                  defaults={"size": 64, "iterations": 80})
 flags.DEFINE_integer("cell_height", 64, "Height of each picture in the grid.",
                      lower_bound=16)

@@ -20,7 +20,7 @@ from nst_jax import vgg
 from nst_jax.errors import NSTError
 
 _SHARED = cli.define_flags("content", "style", "size", "iterations", "network",
-                           "loss", "seed",
+                           "weights", "loss", "seed",
                            defaults={"size": 192, "iterations": 150})
 flags.DEFINE_string("output", "out/init_study.png", "Output PNG.")
 flags.DEFINE_integer("height", 160, "Height of each picture in the figure.",

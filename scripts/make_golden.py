@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nst_jax import weights  # only for sha256_file (installed: make install)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from nst_jax import weights  # noqa: E402  (only for sha256_file)
 WEIGHTS = os.path.join(REPO, "weights", "vgg16.npz")
 MANIFEST = os.path.join(REPO, "weights", "MANIFEST.json")
 IMAGE = os.path.join(REPO, "examples", "chelsea.png")

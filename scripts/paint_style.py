@@ -14,21 +14,20 @@ It is the bundled example style image::
   python scripts/paint_style.py --output examples/style_brushwork.png
 """
 
-import sys
 
 # pylint: disable=wrong-import-position
 import numpy as np
-from absl import app, flags
+from absl import flags
 from PIL import Image, ImageDraw, ImageFilter
 
+from nst_jax import cli
 from nst_jax import io as nst_io
 from nst_jax.errors import NSTError
 
 _OUTPUT = flags.DEFINE_string("output", "examples/style_brushwork.png",
                              "Where to write the PNG.")
-_SIZE = flags.DEFINE_integer("size", 512, "Long (horizontal) edge in pixels.",
-                             lower_bound=16, upper_bound=4096)
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
+cli.define_flags("size", "seed", defaults={"size": 512})
+FLAGS = flags.FLAGS
 
 ASPECT = 0.75  # height / width
 SUPERSAMPLE = 2
@@ -240,19 +239,16 @@ def canvas_texture(height: int, width: int,
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  size = _SIZE.value
-  try:
-    image = paint(size, _SEED.value)
-    nst_io.save_image(_OUTPUT.value, image, metadata={
-        "Software": "nst_jax scripts/paint_style.py",
-        "Description": f"procedural brushwork, seed {_SEED.value}, "
-                       f"size {size}"})
-  except NSTError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+    raise NSTError(f"unexpected arguments: {' '.join(argv[1:])}")
+  size, seed = FLAGS.size, cli.one("seed")
+  if size < 16:
+    raise NSTError(f"--size must be at least 16, got {size}")
+  image = paint(size, seed)
+  nst_io.save_image(_OUTPUT.value, image, metadata={
+      "Software": "nst_jax scripts/paint_style.py",
+      "Description": f"procedural brushwork, seed {seed}, size {size}"})
   print(f"wrote {_OUTPUT.value} ({image.shape[1]}x{image.shape[0]})")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

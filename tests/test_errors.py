@@ -42,6 +42,10 @@ def test_check_choice_message_and_silence():
      "--learning_rate must be > 0 and --history_size >= 1"),
     ("`styles`[2] must be an image", "--styles[2] must be an image"),
     ("no parameter here: 'a' `not a name`", "no parameter here: 'a' `not a name`"),
+    # Parts of the config and representation fields map to their flags.
+    ("`solver.maxiter` must be >= 0", "--iterations must be >= 0"),
+    ("unknown `init.kind` 'x'", "unknown --init 'x'"),
+    ("`Eigen.rank` must be >= 0", "--style_rank must be >= 0"),
 ])
 def test_flag_message_turns_parameters_into_flags(message, want):
   assert cli.flag_message(message) == want

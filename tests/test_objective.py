@@ -287,7 +287,7 @@ def test_make_targets_errors(params):
   with pytest.raises(NSTError, match="pooling"):
     objective.make_targets(params, content, [content],
                            objective.Spec(("relu1_1",), (), pooling="min"))
-  with pytest.raises(NSTError, match="gram_normalization"):
+  with pytest.raises(NSTError, match="Gram.normalization"):
     objective.make_targets(params, content, [content], objective.Spec(
         ("relu1_1",), ("relu1_1",), style=representations.Gram("frobenius")))
   with pytest.raises(NSTError, match="blend"):
@@ -329,6 +329,10 @@ def test_weights_from_python_floats_do_not_recompile(params, problem):
   assert fun._cache_size() == before
   np.testing.assert_allclose(float(value), float(
       fun(image, params, targets, made)[0]), rtol=1e-6)
+  replaced = made._replace(style=3.0)
+  assert replaced.style.dtype == jnp.float32
+  fun(image, params, targets, replaced)
+  assert fun._cache_size() == before
   # in_axes trees keep their ints and Nones.
   assert objective.Weights(None, 0, None, 0) == (None, 0, None, 0)
 

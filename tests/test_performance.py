@@ -294,8 +294,9 @@ def test_compilation_cache_helper_sets_the_config(tmp_path, monkeypatch):
     assert cli.compilation_cache_dir() is None
     assert cli.enable_compilation_cache() is None
     monkeypatch.delenv(cli.CACHE_DIR_ENV)
+    # Its own directory: the user's weights live in ~/.cache/nst_jax/weights.
     assert cli.compilation_cache_dir().endswith(os.path.join(".cache",
-                                                             "nst_jax"))
+                                                             "nst_jax", "jit"))
   finally:
     for n, v in saved.items():
       jax.config.update(n, v)

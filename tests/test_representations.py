@@ -10,6 +10,7 @@ objective-level tests use a tiny random VGG-16 on 32x32 images.
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -397,8 +398,7 @@ def _short_run(params, spec, iterations=15, method="optax_lbfgs"):
 
 @pytest.mark.parametrize("name", [n for n in SPECS if n != "gram"])
 def test_short_run_lowers_own_loss(params, name):
-  style = SPECS[name].style
-  style = dict(style)["relu1_1"] if isinstance(style, tuple) else style
+  style = dict(SPECS[name].style_by_layer())["relu1_1"]
   spec = dataclasses.replace(SPECS[name], content_layers=(),
                              style_layers=("relu1_1",), style=style)
   before, after, x = _short_run(params, spec)
@@ -496,14 +496,21 @@ def test_patch_modes(params):
 
 
 def test_representation_errors(params):
-  for make, match in [(lambda: R.Gram("fourier"), "gram_normalization"),
-                      (lambda: R.Eigen(0, "x"), "eigen_loss"),
-                      (lambda: R.Eigen(-1), "style_rank"),
-                      (lambda: R.Local(-1), "local_window"),
-                      (lambda: R.SlicedWasserstein(samples=0), "swd_samples"),
-                      (lambda: R.CentralMoments(order=0), "cmd_order")]:
-    with pytest.raises(NSTError, match=match):
+  from nst_jax import cli
+  for make, match, flag in [
+      (lambda: R.Gram("fourier"), "`Gram.normalization`", "--gram_normalization"),
+      (lambda: R.Eigen(0, "x"), "`Eigen.loss_kind`", "--eigen_loss"),
+      (lambda: R.Eigen(-1), "`Eigen.rank`", "--style_rank"),
+      (lambda: R.Local(-1), "`Local.window`", "--local_window"),
+      (lambda: R.SlicedWasserstein(samples=0), "`SlicedWasserstein.samples`",
+       "--swd_samples"),
+      (lambda: R.CentralMoments(order=0), "`CentralMoments.order`",
+       "--cmd_order")]:
+    with pytest.raises(NSTError, match=match) as info:
       make()
+    # The command line names the flag that sets the parameter.
+    assert cli.flag_message(str(info.value)).startswith(
+        f"unknown {flag}" if "unknown" in str(info.value) else flag)
   content = _img(16, 16, 1)
   with pytest.raises(NSTError, match="resized"):
     objective.make_targets(params, content, [_img(16, 20, 2)], SPECS["spatial"])
@@ -513,6 +520,37 @@ def test_representation_errors(params):
   with pytest.raises(NSTError, match="name layers"):
     objective.make_targets(params, content, [content], dataclasses.replace(
         SPECS["gram"], style={"relu1_1": R.Gram()}))
+
+
+class _NamedTupleRep(NamedTuple):
+  """An optax-style representation: a NamedTuple (hashable)."""
+  scale: float = 1.0
+  same_size: bool = False
+
+  def statistic(self, features):
+    return statistics.gram_matrix(features)
+
+  def target(self, stacked):
+    return stacked
+
+  def loss(self, features, target):
+    return self.scale * losses.gram_loss(
+        jnp.broadcast_to(statistics.gram_matrix(features), target.shape),
+        target)
+
+
+def test_spec_holds_any_hashable_representation():
+  """A NamedTuple representation is one value (not mistaken for layer
+  pairs), and a per-layer dict's order does not change the spec."""
+  spec = objective.Spec(style=_NamedTupleRep())
+  assert [r for _, r in spec.style_by_layer()] == [_NamedTupleRep()] * 5
+  a = objective.Spec(style_layers=LAYERS, style={"relu1_1": R.Gram(),
+                                                 "relu2_1": R.Moments()})
+  b = objective.Spec(style_layers=LAYERS, style={"relu2_1": R.Moments(),
+                                                 "relu1_1": R.Gram()})
+  assert a == b and hash(a) == hash(b)
+  assert dict(a.style_by_layer()) == {"relu1_1": R.Gram(),
+                                      "relu2_1": R.Moments()}
 
 
 def test_name_table():
@@ -744,6 +782,38 @@ def test_swd_redraw_runs_in_rounds(params):
   # Until the first re-draw the two runs are the same.
   np.testing.assert_allclose(fixed.loss_history[2]["style"],
                              redrawn.loss_history[2]["style"], rtol=1e-4)
+  # Records keep their period across re-draws that do not divide it, and
+  # evaluations are counted over the whole run.
+  seen = []
+  odd = transfer.stylize(
+      params, content, [style], config.replace(solver=dict(maxiter=12)),
+      log_every=5, on_progress=seen.append, progress_seconds=0.0)
+  assert [r["iteration"] for r in odd.loss_history] == [0, 5, 10, 12]
+  assert odd.iterations == 12 and odd.function_evaluations >= 12
+  assert seen[-1].iteration == 12 and seen[-1].evaluations == (
+      odd.function_evaluations)
+
+
+def test_redraw_targets_per_layer_periods():
+  """Each layer is re-drawn at the multiples of its own period."""
+  spec = objective.Spec(content_layers=(), style_layers=LAYERS, style={
+      "relu1_1": R.SlicedWasserstein(4, 16, redraw_every=2),
+      "relu2_1": R.SlicedWasserstein(4, 16, redraw_every=3)})
+  assert objective.redraw_every(spec) == 1
+  p1, p2 = _feats((4, 4, 64), 1), _feats((4, 4, 128), 2)
+  reps = dict(spec.style_by_layer())
+  targets = objective.Targets({}, {
+      "relu1_1": reps["relu1_1"].target(reps["relu1_1"].statistic(p1)[None]),
+      "relu2_1": reps["relu2_1"].target(reps["relu2_1"].statistic(p2)[None])},
+      jnp.ones((1,)))
+  assert objective.redraw_targets(spec, targets, 1) is None
+  changed = {}
+  for it in (2, 3, 4, 6):
+    t = objective.redraw_targets(spec, targets, it)
+    changed[it] = [l for l in LAYERS if not np.array_equal(
+        t.style[l]["directions"], targets.style[l]["directions"])]
+  assert changed == {2: ["relu1_1"], 3: ["relu2_1"], 4: ["relu1_1"],
+                     6: list(LAYERS)}
 
 
 # --- synthetic styles (§6) --------------------------------------------------
@@ -778,3 +848,16 @@ def test_synthesize_lowers_loss_and_redraws(params):
   assert redrawn.draws == 3
   assert not np.array_equal(fixed.image, redrawn.image)
   assert np.all((redrawn.image >= 0) & (redrawn.image <= 1))
+
+
+def test_central_moments_target_is_accurate_in_float32():
+  """Order-5 central moments of squashed ReLU features from the shifted raw
+  moments stay close to float64 (unshifted raw moments lost 5e-4)."""
+  rng = _rng(11)
+  f = np.maximum(rng.normal(scale=3.0, size=(64, 64, 8)), 0).astype(np.float32)
+  rep = R.CentralMoments(order=5)
+  target = np.asarray(jax.jit(lambda x: rep.target(rep.statistic(x)[None]))(f))
+  x = 1 / (1 + np.exp(-f.astype(np.float64).reshape(-1, 8)))
+  mu = x.mean(0)
+  want = np.stack([mu] + [((x - mu) ** k).mean(0) for k in range(2, 6)])
+  np.testing.assert_allclose(target[0], want, rtol=2e-5, atol=1e-9)

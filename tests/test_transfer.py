@@ -172,11 +172,11 @@ def test_nan_objective_raises(params, small, style, monkeypatch):
     (dict(optimizer="sgd"), "sgd"),
     (dict(init="zeros"), "zeros"),
     (dict(iterations=-1), "iterations"),
-    (dict(learning_rate=0.0), "learning_rate"),
+    (dict(learning_rate=0.0), "solver.learning_rate"),
     (dict(style_layers=("relu9_1",)), "relu9_1"),
     (dict(content_layers=(), style_layers=()), "nothing to optimise"),
-    (dict(color_transfer="lab"), "color_transfer"),
-    (dict(color_space="hsv"), "color_space"),
+    (dict(color_transfer="lab"), "color.transfer"),
+    (dict(color_space="hsv"), "color.space"),
 ])
 def test_bad_config_raises(params, small, style, kwargs, match):
   with pytest.raises(NSTError, match=match):

@@ -56,8 +56,17 @@ FLAGS = flags.FLAGS
 _RECORDED = _SHARED + ["output_dir", "print_every", "preset", "chunk_size"]
 
 
+# The axes a preset sets: giving them too would be silently ignored.
+_PRESET_AXES = ("content_weight", "style_weight", "tv_weight", "style_layers",
+                "style_layer_weights")
+
+
 def _axes(config):
   if FLAGS.preset == "gatys_fig3":
+    given = [f"--{n}" for n in _PRESET_AXES if FLAGS[n].present]
+    if given:
+      raise NSTError(f"--preset=gatys_fig3 sets its own axes: drop "
+                     f"{', '.join(given)}")
     axes = grid.gatys_fig3_axes(config.network)
     return dataclasses.replace(axes, style=tuple(range(len(FLAGS.style))),
                                seed=FLAGS.seed)
@@ -150,6 +159,7 @@ def main(argv):
   manifest = {
       "params": cli.flag_values(_RECORDED),
       "config": io.to_jsonable(dataclasses.asdict(config)),
+      "style_representation": repr(config.objective_spec().style),
       "cells": [], "wall_seconds": result.wall_seconds,
       "devices": result.devices, "chunks": result.chunks,
       "device": cli.device_description(),

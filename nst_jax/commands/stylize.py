@@ -21,7 +21,6 @@ import os
 import sys
 import time
 
-import jax
 from absl import flags
 from absl import logging
 
