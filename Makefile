@@ -1,20 +1,48 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   virtual environment, install, fetch weights, stylise the
-#               bundled examples on the CPU (a few minutes), results in out/
+#               bundled examples (on a CPU a few minutes), results in out/
 #   make test   install the test extras and run the suite
+# Where `nvidia-smi -L` lists a GPU both install JAX's CUDA build (the cuda12
+# extra of pyproject.toml) as well; GPU=1 forces it, GPU=0 the CPU build.
+# `make check-gpu-extra` checks that the CUDA build resolves against the
+# package index without installing it (not part of `make test` nor of CI).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+CHOICE := $(VENV)/.extras
+comma  := ,
 
-.PHONY: demo test weights install clean
+# GPU= on the command line wins; otherwise ask nvidia-smi (a GPU variable in
+# the environment is not read).
+ifneq ($(origin GPU),command line)
+GPU := $(if $(shell nvidia-smi -L 2>/dev/null | grep '^GPU '),1,0)
+endif
+ifeq ($(filter $(GPU),0 1),)
+$(error GPU must be 0 or 1, got '$(GPU)')
+endif
+EXTRAS := test$(if $(filter 1,$(GPU)),$(comma)cuda12)
+
+.PHONY: demo test weights install clean check-gpu-extra FORCE
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e ".[test]"
+# The extras installed, rewritten only when the choice changes (so that the
+# stamp below reinstalls); leaving the CUDA build drops its JAX plugin, which
+# JAX would otherwise keep using.
+$(CHOICE): FORCE | $(VENV)/bin/python
+	@if ! echo '$(EXTRAS)' | cmp -s - $@; then \
+	  if [ $(GPU) = 0 ] && grep -qs cuda12 $@; then \
+	    echo "GPU=0: removing JAX's CUDA plugin"; \
+	    $(PY) -m pip uninstall --quiet -y jax-cuda12-plugin jax-cuda12-pjrt; \
+	  fi; \
+	  echo '$(EXTRAS)' > $@; \
+	fi
+
+$(STAMP): pyproject.toml $(CHOICE) | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,6 +58,33 @@ demo: weights
 
 test: weights
 	$(PY) -m pytest -q
+
+# Resolves what a GPU machine installs, `.[test,cuda12]`, against the package
+# index as a fresh venv would, and installs nothing: pip reads each wheel's
+# metadata by HTTP range requests (fast-deps: a few MB, where a plain dry run
+# downloads the ~3 GB of CUDA wheels; CHECK_PIP= does that instead). Prints
+# the versions of JAX's CUDA packages, which must all be jax's own.
+CHECK_PIP ?= --use-feature=fast-deps
+define CHECK_GPU_EXTRA
+import json, sys
+report = json.load(open(sys.argv[1]))
+got = {i["metadata"]["name"].lower().replace("_", "-"):
+       i["metadata"]["version"] for i in report["install"]}
+names = ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt")
+for name in names:
+  print(f"{name:18} {got.get(name, 'missing')}")
+cuda = sorted(n for n in got if n.startswith("nvidia-"))
+print(f"{len(cuda)} CUDA library wheels: {' '.join(cuda)}")
+if len({got.get(n) for n in names}) != 1:
+  sys.exit("error: JAX's CUDA packages do not resolve to jax's version")
+endef
+
+check-gpu-extra: export CHECK_GPU_EXTRA := $(CHECK_GPU_EXTRA)
+check-gpu-extra: | $(VENV)/bin/python
+	@$(PY) -m pip install --dry-run --ignore-installed --quiet $(CHECK_PIP) \
+	  --report $(VENV)/gpu-extra.json ".[test,cuda12]" \
+	  > $(VENV)/gpu-extra.log 2>&1 || { cat $(VENV)/gpu-extra.log; exit 1; }
+	@$(PY) -c "$$CHECK_GPU_EXTRA" $(VENV)/gpu-extra.json
 
 clean:
 	rm -rf out .pytest_cache
