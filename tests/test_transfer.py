@@ -3,17 +3,23 @@
 Tiny images (long edge 64 or less). The one run with the default
 configuration (all five style layers, relu4_2, optax L-BFGS) is marked slow;
 the others read only shallow layers so that they compile in seconds.
+
+Runs that must end on the same image (the same seed twice; a stopped run and
+a shorter one) are compared bit for bit on XLA:CPU and to float32 rounding
+grown over a few iterations on a GPU (``conftest.tol``), whose kernels may
+reduce in another order from one run or program to the next.
 """
 
 import dataclasses
 import pathlib
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import configs
-from conftest import tiny_vgg16_params
+from conftest import tiny_vgg16_params, tol
 
 from nst_jax import color
 from nst_jax import io
@@ -95,10 +101,16 @@ def test_noise_init_is_deterministic_per_seed(params, small, style):
   for key, seed in (("a", 3), ("b", 3), ("c", 4)):
     runs[key] = transfer.stylize(params, small, [style],
                                  _light(init="noise", seed=seed, iterations=2))
-  np.testing.assert_array_equal(runs["a"].image, runs["b"].image)
+  np.testing.assert_allclose(runs["a"].image, runs["b"].image, rtol=0,
+                             atol=tol(0, 1e-5))
   untimed = lambda r: [{k: v for k, v in h.items() if k != "seconds"}
                        for h in r.loss_history]
-  assert untimed(runs["a"]) == untimed(runs["b"])
+  if jax.default_backend() == "cpu":   # the very same numbers
+    assert untimed(runs["a"]) == untimed(runs["b"])
+  else:                                # rounding (conftest.tol)
+    for x, y in zip(untimed(runs["a"]), untimed(runs["b"]), strict=True):
+      assert x["iteration"] == y["iteration"]
+      assert x["total"] == pytest.approx(y["total"], rel=1e-5)
   assert np.abs(runs["a"].image - runs["c"].image).mean() > 0.05
   # Noise, not the content image: the content term starts large.
   assert runs["a"].loss_history[0]["content"] > 1.0
@@ -171,7 +183,7 @@ def test_nan_objective_raises(params, small, style, monkeypatch):
     (dict(network="vgg11"), "vgg11"),
     (dict(optimizer="sgd"), "sgd"),
     (dict(init="zeros"), "zeros"),
-    (dict(iterations=-1), "iterations"),
+    (dict(iterations=-1), "solver.maxiter"),
     (dict(learning_rate=0.0), "solver.learning_rate"),
     (dict(style_layers=("relu9_1",)), "relu9_1"),
     (dict(content_layers=(), style_layers=()), "nothing to optimise"),
@@ -215,7 +227,8 @@ def test_progress_and_stop(params, small, style):
   assert result.loss_history[-1]["iteration"] == 3
   # Interrupted at 3 is where an uninterrupted 3-iteration run ends.
   short = transfer.stylize(params, small, [style], _light(iterations=3))
-  np.testing.assert_array_equal(result.image, short.image)
+  np.testing.assert_allclose(result.image, short.image, rtol=0,
+                             atol=tol(0, 1e-5))
 
 
 def test_multiscale_stops_at_the_interrupted_level(params, content,
