@@ -1,5 +1,7 @@
 """Style grids: batched cells equal cells run alone; chunking and padding;
-sharding over 4 virtual CPU devices; the script's sheet, cells and manifest."""
+sharding over 4 virtual CPU devices; the script's sheet, cells and manifest.
+Batched and single runs are different programs: on a GPU their images are
+compared with ten times XLA:CPU's tolerances (``conftest.tol``)."""
 
 import dataclasses
 import json
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 import configs
+from conftest import tol
 
 from nst_jax import grid, io, sharded, solvers, transfer
 from nst_jax.errors import NSTError
@@ -63,9 +66,10 @@ def test_grid_cells_equal_cells_run_alone(vgg16_params, images):
                         weights=dict(style=cell["style_weight"]))
     alone = transfer.stylize(vgg16_params, content, [styles[cell["style"]]],
                              cfg, log_every=0)
-    np.testing.assert_allclose(result.images[k], alone.image, atol=1e-4)
+    np.testing.assert_allclose(result.images[k], alone.image,
+                               atol=tol(1e-4, 1e-3))
     assert result.terms[k]["total"] == pytest.approx(
-        alone.loss_history[-1]["total"], rel=1e-4)
+        alone.loss_history[-1]["total"], rel=tol(1e-4, 1e-3))
     assert int(result.function_evaluations[k]) == alone.function_evaluations
     assert int(result.iterations[k]) == alone.iterations == 5
 
@@ -77,7 +81,8 @@ def test_chunks_give_the_same_result(vgg16_params, images):
   chunked = grid.style_grid(vgg16_params, content, styles[:1], axes, LIGHT,
                             chunk_size=2)
   assert chunked.chunks == 2  # 2 cells, then 1 cell padded to 2
-  np.testing.assert_allclose(chunked.images, whole.images, atol=1e-5)
+  np.testing.assert_allclose(chunked.images, whole.images,
+                             atol=tol(1e-5, 1e-4))
   np.testing.assert_array_equal(chunked.function_evaluations,
                                 whole.function_evaluations)
 

@@ -4,6 +4,13 @@ Results are compared with ``numpy.linalg.solve`` and
 ``scipy.optimize.minimize``; function evaluations are counted on the host by a
 ``jax.debug.callback`` inside the objective, which fires once per value-and-
 gradient actually executed by the compiled loop.
+
+A run cut into host-driven chunks, or stopped early, ends on XLA:CPU exactly
+where one compiled program does (bit for bit: the same operations in the same
+order). On a GPU the chunk and the whole loop are different programs, which
+XLA:GPU may fuse and reduce in other orders: there the promise is the same
+iterate to float32 rounding (``conftest.tol``), with the same iteration and
+evaluation counts.
 """
 
 import jax
@@ -12,6 +19,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
+from conftest import tol
 from nst_jax import solvers
 
 
@@ -354,10 +362,12 @@ def test_chunked_run_is_identical_to_one_program(method):
   x0 = np.random.default_rng(2).normal(size=(8, 8)).astype(np.float32)
   whole = _solve(quadratic, x0, method=method, maxiter=12, **ADAM_BOX)
   chunked, seen = _always_chunked(quadratic, x0, method, 12)
-  np.testing.assert_array_equal(np.asarray(chunked.x), np.asarray(whole.x))
+  same = dict(rtol=tol(0, 1e-5), atol=tol(0, 1e-6))  # exact on the CPU
+  np.testing.assert_allclose(np.asarray(chunked.x), np.asarray(whole.x),
+                             **same)
   for field in ("iterations", "function_evaluations", "status"):
     assert int(getattr(chunked, field)) == int(getattr(whole, field))
-  assert float(chunked.value) == float(whole.value)
+  np.testing.assert_allclose(float(chunked.value), float(whole.value), **same)
   # One chunk per iteration: Progress after each, values decreasing.
   assert [p.iteration for p in seen] == list(range(1, 13))
   assert [bool(p.running) for p in seen] == [True] * 11 + [False]
@@ -366,7 +376,8 @@ def test_chunked_run_is_identical_to_one_program(method):
   evaluations = [int(p.evaluations) for p in seen]
   assert evaluations == sorted(evaluations)
   assert evaluations[-1] <= int(whole.function_evaluations)
-  np.testing.assert_array_equal(np.asarray(seen[-1].x()), np.asarray(whole.x))
+  np.testing.assert_allclose(np.asarray(seen[-1].x()), np.asarray(whole.x),
+                             **same)
 
 
 @pytest.mark.parametrize("batched", [False, True])
@@ -404,7 +415,8 @@ def test_should_stop_ends_the_run_as_interrupted(method):
   assert int(result.iterations) == 4 == seen[-1].iteration
   # The iterate reached is the one of a run that stops there by itself.
   short = _solve(quadratic, x0, method=method, maxiter=4, **ADAM_BOX)
-  np.testing.assert_array_equal(np.asarray(result.x), np.asarray(short.x))
+  np.testing.assert_allclose(np.asarray(result.x), np.asarray(short.x),
+                             rtol=tol(0, 1e-5), atol=tol(0, 1e-6))
 
 
 def test_chunks_adapt_to_time_and_respect_hooks():
@@ -458,8 +470,11 @@ def test_batched_lbfgs_keeps_shared_weights_unbatched():
                        jnp.float32)
 
   def fun(x, k):
+    # float32 (HIGHEST): a GPU's default would be TF32, whose rounding
+    # differs between the batched and the single convolution.
     y = jax.lax.conv_general_dilated(x[None], k, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                     precision=jax.lax.Precision.HIGHEST)
     return jnp.sum(y ** 2) + jnp.sum((x - 0.5) ** 2), ()
 
   x0 = jnp.zeros((3, 8, 8, 2))

@@ -11,7 +11,9 @@ float32, through ``jax.jit``, with both convolution algorithms. Needs the real
 VGG-16 weights; torch is not needed.
 
 Tolerances: 1e-5 on the values and 1e-4 on the gradients, which agree to
-~1e-6 and ~3e-6 (Winograd; measured on the CPU). The fixture's image is
+~1e-6 and ~3e-6 (Winograd; measured on the CPU); on a GPU, whose cuDNN
+algorithms round otherwise, ten times those (``conftest.tol``; not yet
+measured on a GPU). The fixture's image is
 chosen so that no ReLU or max-pool branch lies within float32 rounding (see
 the generator); a failure of the gradients alone at ~1e-3 with the values
 still agreeing would be such a branch flip after a change of XLA, not a
@@ -25,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import tol
 from nst_jax import objective
 from nst_jax import transfer
 from nst_jax import vgg
@@ -32,9 +35,10 @@ from nst_jax import vgg
 FIXTURE = pathlib.Path(__file__).parent / "data" / "objective_torch.npz"
 ALPHA, BETA, GAMMA = 1.0, 1e7, 1.0
 TERMS = ("content", "style", "tv")
-VALUE_RTOL = 1e-5
-GRAD_NORM_RTOL = 1e-4  # ‖g − g_torch‖ / ‖g_torch‖
-GRAD_MAX_RTOL = 1e-4   # max |g − g_torch| / max |g_torch|
+# (CPU, GPU) tolerances: conftest.tol.
+VALUE_RTOL = (1e-5, 1e-4)
+GRAD_NORM_RTOL = (1e-4, 1e-3)  # ‖g − g_torch‖ / ‖g_torch‖
+GRAD_MAX_RTOL = (1e-4, 1e-3)   # max |g − g_torch| / max |g_torch|
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +106,8 @@ def test_fixture_is_the_default_run():
 @pytest.mark.parametrize("name", ["total", *TERMS, "style_layers"])
 def test_each_term_matches_torch(ours, reference, name):
   terms, _ = ours
-  np.testing.assert_allclose(terms[name], reference[name], rtol=VALUE_RTOL,
+  np.testing.assert_allclose(terms[name], reference[name],
+                             rtol=tol(*VALUE_RTOL),
                              err_msg=f"term {name!r} against PyTorch")
 
 
@@ -115,6 +120,7 @@ def test_gradient_matches_torch(ours, reference, name):
   assert got.shape == want.shape == (64, 64, 3)
   norm_error = np.linalg.norm(got - want) / np.linalg.norm(want)
   max_error = np.max(np.abs(got - want)) / np.max(np.abs(want))
-  assert norm_error < GRAD_NORM_RTOL and max_error < GRAD_MAX_RTOL, (
+  assert (norm_error < tol(*GRAD_NORM_RTOL) and
+          max_error < tol(*GRAD_MAX_RTOL)), (
       f"gradient of {name!r} against PyTorch: relative error {norm_error:.1e} "
       f"in norm, {max_error:.1e} of the largest entry")

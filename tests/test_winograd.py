@@ -4,7 +4,9 @@
 References: a float64 numpy 3×3 cross-correlation written out as a sum of
 shifted products, and ``G g Gᵀ`` in float64; the VGG features and gradients
 of the direct convolution (itself checked against torchvision's golden
-activations in test_vgg.py).
+activations in test_vgg.py). Against the direct convolution the tolerances
+are XLA:CPU's; on a GPU the direct convolution is cuDNN's choice of algorithm
+and ``tol`` gives ten times them (conftest.tol).
 """
 
 import dataclasses
@@ -16,6 +18,7 @@ import pytest
 
 import configs
 
+from conftest import tol
 from nst_jax import networks
 from nst_jax import transfer
 from nst_jax import vgg
@@ -66,7 +69,7 @@ def test_conv3x3_error_is_small_but_not_zero():
       x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
       precision=jax.lax.Precision.HIGHEST)
   got = winograd.conv3x3(x, winograd.transform_kernel(k))
-  assert 0 < _rel(got, direct) < 1e-5
+  assert 0 < _rel(got, direct) < tol(1e-5, 1e-4)
 
 
 def test_transform_kernel_matches_float64():
@@ -156,10 +159,13 @@ def test_features_match_direct(params, pooling):
   direct = _features(params, x, pooling)
   fast = _features(prepared, x, pooling)
   for layer in LAYERS:
-    assert _rel(fast[layer], direct[layer]) < 2e-5, layer
-  # relu1_1 comes before the first Winograd layer: bit-identical.
-  np.testing.assert_array_equal(np.asarray(fast["relu1_1"]),
-                                np.asarray(direct["relu1_1"]))
+    assert _rel(fast[layer], direct[layer]) < tol(2e-5, 2e-4), layer
+  # relu1_1 comes before the first Winograd layer: the same convolution, in
+  # another program (bit-identical on the CPU).
+  scale = float(np.abs(np.asarray(direct["relu1_1"])).max())
+  np.testing.assert_allclose(np.asarray(fast["relu1_1"]),
+                             np.asarray(direct["relu1_1"]), rtol=0,
+                             atol=tol(0, 1e-5 * scale))
 
 
 def test_bf16_policy_uses_the_direct_convolution(params):
@@ -168,8 +174,10 @@ def test_bf16_policy_uses_the_direct_convolution(params):
   prepared = vgg.prepare_params(params, "winograd")
   a = _features(prepared, x, precision="bf16")
   b = _features(params, x, precision="bf16")
-  for layer in LAYERS:
-    np.testing.assert_array_equal(np.asarray(a[layer]), np.asarray(b[layer]))
+  for layer in LAYERS:  # bf16 products, float32 sums in a program's order
+    scale = float(np.abs(np.asarray(b[layer])).max())
+    np.testing.assert_allclose(np.asarray(a[layer]), np.asarray(b[layer]),
+                               rtol=0, atol=tol(0, 1e-5 * scale))
 
 
 def _loss(p, x):
@@ -185,7 +193,7 @@ def test_input_gradient_matches_direct(params):
   g_direct = jax.jit(jax.grad(_loss, argnums=1))(params, x)
   g_fast = jax.jit(jax.grad(_loss, argnums=1))(prepared, x)
   assert (np.linalg.norm(np.asarray(g_fast - g_direct))
-          / np.linalg.norm(np.asarray(g_direct))) < 2e-5
+          / np.linalg.norm(np.asarray(g_direct))) < tol(2e-5, 2e-4)
 
 
 def test_weight_gradient_flows_through_prepare(params):
@@ -200,7 +208,7 @@ def test_weight_gradient_flows_through_prepare(params):
   g_direct = jax.grad(loss)(sub, "direct")["conv3_2"]["kernel"]
   g_fast = jax.grad(loss)(sub, "winograd")["conv3_2"]["kernel"]
   assert np.abs(np.asarray(g_direct)).max() > 0
-  assert _rel(g_fast, g_direct) < 1e-4
+  assert _rel(g_fast, g_direct) < tol(1e-4, 1e-3)
 
 
 # --- the 2×2 max pool's gradient -------------------------------------------------
@@ -264,9 +272,9 @@ def test_stylize_gives_the_same_result_with_either_algorithm(params):
   b = transfer.stylize(params, content, [style],
                        config.replace(conv="winograd"),
                        log_every=0)
-  assert np.abs(a.image - b.image).max() < 1e-3
+  assert np.abs(a.image - b.image).max() < tol(1e-3, 1e-2)
   last = lambda r: r.loss_history[-1]["total"]
-  assert abs(last(a) - last(b)) <= 1e-4 * abs(last(a))
+  assert abs(last(a) - last(b)) <= tol(1e-4, 1e-3) * abs(last(a))
 
 
 def test_multiscale_transforms_the_kernels_once(params, monkeypatch):
