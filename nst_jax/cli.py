@@ -108,11 +108,64 @@ def flag_message(message: str) -> str:
                 str(message))
 
 
+# XLA's switch to run-to-run deterministic GPU programs: kernels without
+# floating-point atomics (scatter among them) and no autotuning by timing, so
+# every compilation picks the same kernels; XLA:CPU ignores it.
+DETERMINISTIC_XLA_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def _backends_initialized() -> bool:
+  """Whether JAX has created its backends (after which XLA has read
+  ``$XLA_FLAGS``); JAX has no public query, so False when it cannot tell."""
+  try:
+    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+    return bool(xla_bridge.backends_are_initialized())
+  except (ImportError, AttributeError):
+    return False
+
+
+def apply_deterministic(requested: bool | None = None) -> bool:
+  """Asks XLA for deterministic GPU kernels when ``--deterministic`` is on.
+
+  ``requested`` defaults to the value of the shared ``--deterministic`` flag
+  (False where the command does not define it). When on,
+  ``DETERMINISTIC_XLA_FLAG`` is appended to ``$XLA_FLAGS`` (what is there is
+  kept; a second call adds nothing) and the process's later runs, and the
+  processes it starts, get the same image on the same device. Returns
+  whether it is on.
+
+  XLA reads ``$XLA_FLAGS`` once, when JAX creates its backends, so this must
+  run before the first computation: ``run_main`` calls it before a command's
+  ``main`` and ``nst-stylize`` again after reading a recorded run. Called
+  later on a GPU or TPU it logs a warning that the flag came too late (the
+  run is then not deterministic); on the CPU, where the flag changes
+  nothing, it says nothing.
+  """
+  if requested is None:
+    requested = ("deterministic" in flags.FLAGS and
+                 bool(flags.FLAGS["deterministic"].value))
+  if not requested:
+    return False
+  current = os.environ.get("XLA_FLAGS", "")
+  if DETERMINISTIC_XLA_FLAG in current.split():
+    return True
+  os.environ["XLA_FLAGS"] = f"{current} {DETERMINISTIC_XLA_FLAG}".strip()
+  if _backends_initialized() and jax.default_backend() != "cpu":
+    logging.getLogger(__name__).warning(
+        "--deterministic came after JAX had initialised its %s backend: XLA "
+        "has read XLA_FLAGS already, so this run is not deterministic (set "
+        "XLA_FLAGS=%s before starting Python)", jax.default_backend(),
+        DETERMINISTIC_XLA_FLAG)
+  return True
+
+
 def run_main(main: Callable[[list], None]) -> Callable[[list], None]:
-  """Wraps an absl ``main`` so that user errors become one line and exit 1."""
+  """Wraps an absl ``main`` so that user errors become one line and exit 1,
+  and applies ``--deterministic`` (``apply_deterministic``) before it."""
   def wrapped(argv):
     # jax reports at INFO that it found no TPU; that is not news to a user.
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    apply_deterministic()
     try:
       main(argv)
     except NSTError as e:
@@ -628,6 +681,9 @@ def _define_compute():
   flags.DEFINE_bool("checkpoint", False, "Gradient checkpointing per VGG "
                     "block (one more forward pass; on the CPU it measured no "
                     "memory saving: see docs/benchmarks.md).")
+  flags.DEFINE_bool("deterministic", False, "Deterministic GPU reductions "
+                    "(XLA's --xla_gpu_deterministic_ops): the same image on "
+                    "the same device, a little slower; no effect on the CPU.")
 
 
 def _define_output():

@@ -121,6 +121,7 @@ def main(argv):
       lambda text: print(text, flush=True))
   if FLAGS.from_json:
     _reproduce()
+    cli.apply_deterministic()   # a recorded --deterministic, before any jax
   cli.enable_compilation_cache()
   defaults_message = cli.resolve_device_defaults(size=not FLAGS.scales)
   scales = None if FLAGS.scales is None else list(FLAGS.scales)
