@@ -212,7 +212,8 @@ def _trace_sqrt_jvp(primals, tangents):
   clamped = jnp.maximum(values, floor)
   # d tr f(M) = tr(f'(M) dM), f'(λ) = 1/(2√λ) above the floor, 0 below.
   slope = jnp.where(values > floor, 0.5 / jnp.sqrt(clamped), 0.0)
-  vdv = jnp.einsum("...ir,...ij,...jr->...r", vectors, dmatrix, vectors)
+  vdv = jnp.einsum("...ir,...ij,...jr->...r", vectors, dmatrix, vectors,
+                   precision=jax.lax.Precision.HIGHEST)   # no TF32 on GPUs
   return jnp.sum(jnp.sqrt(clamped), axis=-1), jnp.sum(slope * vdv, axis=-1)
 
 
