@@ -6,7 +6,7 @@ features (``vgg``, fast 3×3 convolutions in ``winograd``) → statistics
 (``representations``) → objective (``objective``) → solvers (``solvers``,
 batched and sharded in ``sharded``) → one transfer (``transfer``) or a grid
 of them (``grid``); ``memory`` estimates what a run needs, ``figures`` draws
-results. The public names are re-exported here; ``weights`` (the converter)
+results, ``metrics`` scores them (LPIPS, style distances, SSIM, Fréchet). The public names are re-exported here; ``weights`` (the converter)
 and ``io`` touch the disk, nothing else does.
 """
 
@@ -16,6 +16,7 @@ from nst_jax import grid
 from nst_jax import io
 from nst_jax import losses
 from nst_jax import memory
+from nst_jax import metrics
 from nst_jax import networks
 from nst_jax import objective
 from nst_jax import representations
@@ -33,6 +34,11 @@ from nst_jax.errors import NSTError
 from nst_jax.figures import loss_curves
 from nst_jax.io import load_image, resize_long_edge, resize_to, save_image
 from nst_jax.losses import content_loss, gram_loss, total_variation_loss
+from nst_jax.metrics import (Lpips, MetricNetworks, frechet_distance,
+                             gram_distance, load_metric_networks, lpips,
+                             patch_frechet_distance, score, score_set,
+                             sliced_wasserstein_distance, ssim,
+                             style_distances)
 from nst_jax.grid import GridAxes, GridResult, style_grid
 from nst_jax.objective import (LossWeights, Spec, Targets, Weights, loss_terms,
                                make_objective, make_targets, make_weights,
@@ -69,5 +75,8 @@ __all__ = [
     "LossWeights", "objective_function", "stack_targets", "CentralMoments",
     "Covariance", "Eigen", "Gram", "Local", "Moments", "SlicedWasserstein",
     "Spatial", "minimize_cells", "Init", "StylePatches", "ColorControl",
+    "metrics", "Lpips", "MetricNetworks", "frechet_distance", "gram_distance",
+    "load_metric_networks", "lpips", "patch_frechet_distance", "score",
+    "score_set", "sliced_wasserstein_distance", "ssim", "style_distances",
 ]
 __version__ = "0.1.0"

@@ -82,6 +82,16 @@ DEFAULT_STYLE_LAYERS = {
 }
 
 
+# The layers whose features LPIPS compares (Zhang, Isola, Efros, Shechtman &
+# Wang, "The Unreasonable Effectiveness of Deep Features as a Perceptual
+# Metric", CVPR 2018, §3; the slices of the reference ``lpips`` package): the
+# last ReLU of each VGG block, every ReLU of AlexNet.
+LPIPS_LAYERS = {
+    "vgg16": ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+    "alexnet": ("relu1", "relu2", "relu3", "relu4", "relu5"),
+}
+
+
 def conv_layers(network: str) -> Tuple[Conv, ...]:
   """The convolution specs of ``network`` in order."""
   return tuple(l for l in _layers(network) if isinstance(l, Conv))
@@ -95,6 +105,27 @@ def param_shapes(network: str) -> dict:
                "bias": (c.out_channels,)}
       for c in conv_layers(network)
   }
+
+
+def layer_channels(network: str, layer: str) -> int:
+  """Channels of ``layer``'s output: those of the last convolution at or
+  before it (3 before the first)."""
+  channels = 3
+  for spec in _layers(network):
+    if isinstance(spec, Conv):
+      channels = spec.out_channels
+    if spec.name == layer:
+      return channels
+  errors.check_choice("layer", layer, layer_names(network))
+  raise AssertionError("unreachable")
+
+
+def lpips_head_shapes(network: str) -> dict:
+  """``{layer: {"weight": (C,)}}``: the LPIPS linear head of each of
+  ``LPIPS_LAYERS[network]``, one non-negative weight per channel."""
+  errors.check_choice("network", network, LPIPS_LAYERS)
+  return {layer: {"weight": (layer_channels(network, layer),)}
+          for layer in LPIPS_LAYERS[network]}
 
 
 def layer_names(network: str) -> Tuple[str, ...]:

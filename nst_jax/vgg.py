@@ -3,7 +3,8 @@
 Array contract: ``images`` are float arrays of shape ``(N, H, W, 3)``, RGB,
 values in [0, 1]. They are normalised here with the ImageNet mean and standard
 deviation of the torchvision weights (``networks.IMAGENET_MEAN/STD``), so
-callers never see the network's input convention. Feature maps come back NHWC.
+callers never see the network's input convention (``prescaled=True`` passes
+images already scaled another way, e.g. LPIPS's). Feature maps come back NHWC.
 
 Params are ``{conv_name: {"kernel": (kh, kw, in, out), "bias": (out,)}}``,
 float32, as made by ``scripts/fetch_weights.py``; the network is recognised
@@ -348,7 +349,8 @@ def _run_block(x, params, block, wanted, pooling, precision):
 
 def features(params, images: jax.Array, layers: Sequence[str],
              pooling: str = "max", *, precision: str = "float32",
-             remat: bool = False) -> Dict[str, jax.Array]:
+             remat: bool = False,
+             prescaled: bool = False) -> Dict[str, jax.Array]:
   """Feature maps of the named layers for a batch of images.
 
   Args:
@@ -368,6 +370,9 @@ def features(params, images: jax.Array, layers: Sequence[str],
       resolution first block; on XLA:CPU it measured no saving (XLA's
       buffer assignment, 2026-11-22) and 1.8x the time per iteration
       (docs/benchmarks.md).
+    prescaled: ``images`` are already the network's input and go in as they
+      are, not normalised here: for an input scaling of one's own, such as
+      LPIPS's (``metrics.lpips_scaling``).
 
   Returns:
     ``{layer: (N, H_l, W_l, C_l)}``, computed only up to the deepest layer
@@ -386,7 +391,7 @@ def features(params, images: jax.Array, layers: Sequence[str],
   names = networks.layer_names(network)
   deepest = max(layers, key=names.index)
   wanted, out = frozenset(layers), {}
-  x = normalize(images)
+  x = images if prescaled else normalize(images)
   for block in blocks(network, deepest):
     run = functools.partial(_run_block, block=block, wanted=wanted,
                             pooling=pooling, precision=precision)

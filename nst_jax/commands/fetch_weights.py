@@ -7,8 +7,10 @@ Usage::
   nst-fetch-weights --network=vgg19 \\
       --from_file=/path/to/vgg19-dcbb9e9d.pth   # offline
 
-Writes ``<weights_dir>/<network>.npz`` and records it in
-``<weights_dir>/MANIFEST.json``; the weights directory is
+Writes ``<weights_dir>/<network>.npz`` (for vgg16 and alexnet also
+``lpips_<network>.npz``, the LPIPS linear heads that ``nst_jax.metrics``
+uses) and records it in ``<weights_dir>/MANIFEST.json``; the weights
+directory is
 ``$NST_JAX_WEIGHTS_DIR``, else a checkout's ``weights/``, else
 ``~/.cache/nst_jax/weights`` (:func:`nst_jax.weights.weights_dir`). A network
 whose file already matches the manifest is left alone unless ``--force`` is

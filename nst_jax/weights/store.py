@@ -5,7 +5,9 @@ disk, and this module is where converted weights are read and written. The
 parameters of ``<network>`` are stored as ``<weights_dir>/<network>.npz`` with
 flat keys ``"conv1_1/kernel"``, ``"conv1_1/bias"``, ..., written
 deterministically so that the file's sha256 is reproducible and can be
-recorded in ``<weights_dir>/MANIFEST.json``.
+recorded in ``<weights_dir>/MANIFEST.json``. The LPIPS linear heads of
+``vgg16`` and ``alexnet`` are stored the same way, as
+``<weights_dir>/lpips_<network>.npz`` with keys ``"relu1_2/weight"``, ....
 
 The weights directory is resolved at call time by :func:`weights_dir`, never
 at import time, so that setting ``$NST_JAX_WEIGHTS_DIR`` after importing
@@ -26,7 +28,8 @@ import numpy as np
 
 from nst_jax.errors import NSTError
 from nst_jax.weights import _text
-from nst_jax.weights.convert import Params, validate_params
+from nst_jax.weights.convert import (Params, validate_lpips_heads,
+                                     validate_params)
 
 PathLike = Union[str, os.PathLike]
 
@@ -158,18 +161,13 @@ def weights_path(network: str, weights_dir: Optional[PathLike] = None) -> Path:
   return _resolve(weights_dir) / f"{network}.npz"
 
 
-def load_params_file(path: PathLike, network: str) -> Params:
-  """Loads and validates converted weights for ``network`` from ``path``.
-
-  Returns ``{conv_name: {"kernel": float32 HWIO, "bias": float32 (out,)}}``
-  as numpy arrays.
-  """
-  _text.check_network(network)
+def _read_npz_tree(path: PathLike, fetch_cmd: str) -> Params:
+  """``{layer: {key: array}}`` from the flat ``"<layer>/<key>"`` members of
+  the ``.npz`` at ``path``; NSTError saying to run ``fetch_cmd`` when it is
+  missing or unreadable."""
   source = _text.display(path)
-  fetch_cmd = _text.fetch_command(network)
   if not Path(path).is_file():
-    raise NSTError(f"no converted weights for {network} at {source}: run "
-                   f"`{fetch_cmd}`")
+    raise NSTError(f"no converted weights at {source}: run `{fetch_cmd}`")
   unreadable = (f"{source} is not a readable .npz of weights; re-create it "
                 f"with `{fetch_cmd} --force`")
   try:
@@ -187,13 +185,65 @@ def load_params_file(path: PathLike, network: str) -> Params:
       raise NSTError(f"{source}: unexpected key {key!r}; re-create it with "
                      f"`{fetch_cmd} --force`")
     params.setdefault(layer, {})[name] = arr
-  validate_params(params, network, source)
+  return params
+
+
+def load_params_file(path: PathLike, network: str) -> Params:
+  """Loads and validates converted weights for ``network`` from ``path``.
+
+  Returns ``{conv_name: {"kernel": float32 HWIO, "bias": float32 (out,)}}``
+  as numpy arrays.
+  """
+  _text.check_network(network)
+  fetch_cmd = _text.fetch_command(network)
+  if not Path(path).is_file():
+    raise NSTError(f"no converted weights for {network} at "
+                   f"{_text.display(path)}: run `{fetch_cmd}`")
+  params = _read_npz_tree(path, fetch_cmd)
+  validate_params(params, network, _text.display(path))
   return params
 
 
 def load_params(network: str, weights_dir: Optional[PathLike] = None) -> Params:
   """:func:`load_params_file` on :func:`weights_path`."""
   return load_params_file(weights_path(network, weights_dir), network)
+
+
+# --- LPIPS linear heads ------------------------------------------------------
+
+LPIPS_HEADS_PREFIX = "lpips_"
+
+
+def lpips_heads_name(network: str) -> str:
+  """``"lpips_<network>"``: the manifest key and file stem of the LPIPS
+  heads of ``network`` ("vgg16" or "alexnet")."""
+  return f"{LPIPS_HEADS_PREFIX}{network}"
+
+
+def lpips_heads_path(network: str,
+                     weights_dir: Optional[PathLike] = None) -> Path:
+  """``<weights_dir>/lpips_<network>.npz``, written by the fetch of
+  ``network``; ``weights_dir`` as in :func:`weights_path`."""
+  return weights_path(lpips_heads_name(network), weights_dir)
+
+
+def load_lpips_heads_file(path: PathLike, network: str) -> Params:
+  """Loads and validates the LPIPS heads of ``network`` from ``path``:
+  ``{layer: {"weight": float32 (C,)}}`` as numpy arrays (layers of
+  :data:`nst_jax.networks.LPIPS_LAYERS`)."""
+  fetch_cmd = _text.fetch_command(network)
+  if not Path(path).is_file():
+    raise NSTError(f"no LPIPS heads for {network} at {_text.display(path)}: "
+                   f"run `{fetch_cmd}` (it converts them with the network)")
+  heads = _read_npz_tree(path, fetch_cmd)
+  validate_lpips_heads(heads, network, _text.display(path))
+  return heads
+
+
+def load_lpips_heads(network: str,
+                     weights_dir: Optional[PathLike] = None) -> Params:
+  """:func:`load_lpips_heads_file` on :func:`lpips_heads_path`."""
+  return load_lpips_heads_file(lpips_heads_path(network, weights_dir), network)
 
 
 # --- Manifest ----------------------------------------------------------------
