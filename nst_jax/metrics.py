@@ -436,12 +436,31 @@ def score_arrays(nets: MetricNetworks, content: jax.Array, style: jax.Array,
   return {field: out[field] for field in SCORE_FIELDS}
 
 
-def scoring_images(content, style, results, size: int):
+# The size every result is scored at by default (long edge, pixels), so that
+# results made at different sizes compare.
+SCORE_SIZE = 256
+# How far a result's aspect ratio may be from the content's (rounding of
+# small images) before it is refused rather than stretched.
+ASPECT_TOLERANCE = 0.05
+
+
+def scoring_images(content, style, results, size: int = SCORE_SIZE):
   """``(content, style, results)`` as :func:`score` compares them: the
   content and the style resized to a long edge of ``size`` (``io``'s
   Lanczos), each result ``(H_i, W_i, 3)`` resized to the content's shape and
-  stacked ``(N, H, W, 3)``; float32 numpy."""
-  content = io.resize_long_edge(np.asarray(content, np.float32), size)
+  stacked ``(N, H, W, 3)``; float32 numpy. A result whose aspect ratio is
+  more than ``ASPECT_TOLERANCE`` from the content's is an NSTError (it is
+  not a result of this content)."""
+  content = np.asarray(content, np.float32)
+  ratio = content.shape[1] / content.shape[0]
+  for index, result in enumerate(results):
+    h, w = np.shape(result)[:2]
+    if abs((w / h) / ratio - 1.0) > ASPECT_TOLERANCE:
+      raise NSTError(
+          f"{errors.param('results')}[{index}] is {w}x{h}, not the content's "
+          f"aspect ratio ({content.shape[1]}x{content.shape[0]}): score "
+          "results of this content")
+  content = io.resize_long_edge(content, size)
   style = io.resize_long_edge(np.asarray(style, np.float32), size)
   shape = content.shape[:2]
   stacked = np.stack([io.resize_to(np.asarray(r, np.float32), shape)
@@ -450,7 +469,7 @@ def scoring_images(content, style, results, size: int):
 
 
 def score(nets: MetricNetworks, content, style, results, *,
-          size: int = 256) -> Dict[str, np.ndarray]:
+          size: int = SCORE_SIZE) -> Dict[str, np.ndarray]:
   """:func:`score_arrays` of images of any sizes, all scored at one size
   (:func:`scoring_images`), so that results of different sizes compare:
   ``{field: (N,) float64 numpy}``."""
@@ -467,7 +486,7 @@ def _set_distance(params, style, results, layers):
   return patch_frechet_distance(params, results, style, layers=layers)
 
 
-def score_set(nets: MetricNetworks, style, results, *, size: int = 256,
+def score_set(nets: MetricNetworks, style, results, *, size: int = SCORE_SIZE,
               layers: Sequence[str] = STYLE_LAYERS) -> Dict[str, Any]:
   """The set-level score of results of one style, all at one size:
   ``{"frechet": mean over layers, "frechet_layers": {layer: value}}`` of the

@@ -19,6 +19,8 @@ style images in the margin), cells/cell_NNN.png and manifest.json (each
 cell's parameters, final loss terms, iterations and evaluations). All cells run
 in one jit-compiled, vmap-batched loop sharded over every local device (and
 over several hosts with --coordinator_address/--num_processes/--process_id).
+--evaluate scores each cell into the manifest (nst_jax.metrics; per style,
+the set's patch Fréchet distance too).
 """
 
 import dataclasses
@@ -36,6 +38,7 @@ from nst_jax import figures
 from nst_jax import grid
 from nst_jax import io
 from nst_jax import vgg
+from nst_jax.commands import _evaluation
 from nst_jax.errors import NSTError
 
 _SHARED = cli.define_flags("images", "model", "loss", "representation", "solver",
@@ -52,8 +55,13 @@ flags.DEFINE_string("coordinator_address", None, "host:port of process 0, to "
                     "run over several hosts (jax.distributed).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
 flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.DEFINE_bool("evaluate", False, "Score every cell into manifest.json "
+                  "(nst_jax.metrics at 256 px: LPIPS and SSIM to the content, "
+                  "style distances to the cell's style; per style with 2 or "
+                  "more cells, the set's patch Fréchet distance).")
 FLAGS = flags.FLAGS
-_RECORDED = _SHARED + ["output_dir", "print_every", "preset", "chunk_size"]
+_RECORDED = _SHARED + ["output_dir", "print_every", "preset", "chunk_size",
+                       "evaluate"]
 
 
 # The axes a preset sets: giving them too would be silently ignored.
@@ -88,6 +96,31 @@ def _sheet(axes, result, content, styles, style_paths, title):
       label=lambda name, value: _label(name, value, style_paths),
       title=title, margin_images=[content, *styles],
       margin_labels=["content", *(pathlib.Path(p).stem for p in style_paths)])
+
+
+def _evaluate_cells(cells, images):
+  """Adds each cell's ``"evaluation"`` (``_evaluation.result_records``
+  against the original content and the cell's style image) and returns the
+  grid's: the size and, per style with two or more cells, the set's
+  patch Fréchet distance."""
+  from nst_jax import metrics  # pylint: disable=g-import-not-at-top
+  nets = metrics.load_metric_networks()
+  content = io.load_image(FLAGS.content)
+  sets = {}
+  for index, path in enumerate(FLAGS.style):
+    chosen = [k for k, cell in enumerate(cells) if cell["style"] == index]
+    if not chosen:
+      continue
+    style = io.load_image(path)
+    results = [np.asarray(images[k]) for k in chosen]
+    records = _evaluation.result_records(nets, content, style, results)
+    for k, record in zip(chosen, records):
+      cells[k]["evaluation"] = record
+    scored = _evaluation.set_record(nets, style, results)
+    if scored:
+      sets[path] = scored
+  return {"size": metrics.SCORE_SIZE, "fields": _evaluation.FIELDS,
+          "sets": sets}
 
 
 def main(argv):
@@ -174,6 +207,8 @@ def main(argv):
         "final": result.terms[k], "iterations": int(result.iterations[k]),
         "function_evaluations": int(result.function_evaluations[k]),
         "stop_reason": result.status[k]})
+  if FLAGS.evaluate:
+    manifest["evaluation"] = _evaluate_cells(manifest["cells"], result.images)
   title = ("Gatys et al. (2016) Fig. 3: rows style layers, columns a/b"
            if FLAGS.preset == "gatys_fig3" else None)
   io.save_image(out / "sheet.png",

@@ -11,7 +11,8 @@ evaluations, seconds and device; the PNG carries the flag values too, in a
 text chunk. ``--from_json=out.json`` (or ``=out.png``) runs the same transfer
 again. A live progress bar shows the rate, ETA and loss terms (``--quiet``:
 none); Ctrl-C stops cleanly and writes the image reached. ``--plot`` and
-``--sheet`` write the loss curves and content | style | result. Without
+``--sheet`` write the loss curves and content | style | result;
+``--evaluate`` adds the result's metrics to the record. Without
 ``--size``/``--iterations`` the defaults suit the device (printed at start).
 The method is Gatys, Ecker & Bethge (2016); see nst_jax.transfer for the
 library call this script wraps.
@@ -30,6 +31,7 @@ from nst_jax import io
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax import weights
+from nst_jax.commands import _evaluation
 from nst_jax.errors import NSTError
 
 _SHARED = cli.define_flags("images", "model", "loss", "representation", "solver",
@@ -56,6 +58,10 @@ flags.DEFINE_string("from_json", None, "Run again the transfer recorded in "
                     "the command line override it; the output defaults to "
                     "<recorded output>_rerun.png).")
 flags.DEFINE_alias("from_png", "from_json")
+flags.DEFINE_bool("evaluate", False, "Score the result into the record's "
+                  "\"evaluation\" (nst_jax.metrics at 256 px: LPIPS and SSIM "
+                  "to the content, sliced Wasserstein and Gram distances to "
+                  "the style; as scripts/evaluate.py).")
 cli.define_numbers("scales", None, "Coarse-to-fine long edges, e.g. "
                    "256,512,1024: each level starts from the upsampled result "
                    "of the previous one; the last is the output size "
@@ -69,7 +75,7 @@ FLAGS = flags.FLAGS
 # command but the aliases.
 _RECORDED = _SHARED + ["output", "style_scale", "log_every", "save_every",
                        "plot", "sheet", "from_json", "scales",
-                       "scale_iterations"]
+                       "scale_iterations", "evaluate"]
 
 
 def _check_output(output: str, inputs) -> str:
@@ -226,6 +232,12 @@ def main(argv):
   }
   io.save_image(FLAGS.output, result.image,
                 metadata={"nst_jax": cli.params_json(values)}, protect=inputs)
+  if FLAGS.evaluate:
+    record["evaluation"] = _evaluation.run_evaluation(
+        original, dict(zip(FLAGS.style, originals)), result.image)
+    say("evaluation at 256 px: " + ", ".join(
+        f"{_evaluation.HEADERS[k]} {record['evaluation'][k]:.4f}"
+        for k in _evaluation.FIELDS))
   io.save_json(record_path, record, protect=inputs)
   written = [FLAGS.output, record_path]
   side = _side_paths(FLAGS.output)
