@@ -72,14 +72,17 @@ def test_lpips_matches_torch(nets, network, field):
 def test_lpips_of_an_image_with_itself_is_zero_and_symmetric(nets):
   a, b, _ = _pairs(DATA / "lpips_torch.npz")
   f = jax.jit(metrics.lpips)
-  np.testing.assert_allclose(np.asarray(f(nets.vgg, a, a)), 0.0, atol=1e-12)
-  np.testing.assert_allclose(np.asarray(f(nets.alex, b, b)), 0.0, atol=1e-12)
+  # Exactly the same features on the CPU; a GPU may pick another
+  # convolution algorithm for a batch of another size.
+  zero = tol(1e-12, 1e-7)
+  np.testing.assert_allclose(np.asarray(f(nets.vgg, a, a)), 0.0, atol=zero)
+  np.testing.assert_allclose(np.asarray(f(nets.alex, b, b)), 0.0, atol=zero)
   np.testing.assert_allclose(np.asarray(f(nets.vgg, b, a)),
                              np.asarray(f(nets.vgg, a, b)), rtol=1e-6)
   # One reference for a batch.
   np.testing.assert_allclose(np.asarray(f(nets.vgg, a, a[:1])),
                              np.asarray(f(nets.vgg, a, jnp.stack([a[0]] * 3))),
-                             rtol=1e-6, atol=1e-10)
+                             rtol=1e-6, atol=tol(1e-10, 1e-7))
 
 
 def test_lpips_scaling_is_the_imagenet_normalisation():
@@ -319,18 +322,22 @@ def test_patch_frechet_distance_matches_scipy():
 def test_score_an_image_against_itself(nets):
   rng = np.random.default_rng(10)
   content = rng.uniform(size=(48, 64, 3)).astype(np.float32)
-  style = rng.uniform(size=(60, 40, 3)).astype(np.float32)
+  style = rng.uniform(size=(60, 80, 3)).astype(np.float32) ** 2
   big = np.kron(content, np.ones((2, 2, 1), np.float32))  # another size
   scores = metrics.score(nets, content, style, [content, big, style],
                          size=64)
   assert tuple(scores) == metrics.SCORE_FIELDS
   assert all(v.shape == (3,) for v in scores.values())
-  np.testing.assert_allclose(scores["lpips_vgg"][0], 0.0, atol=1e-7)
-  np.testing.assert_allclose(scores["lpips_alex"][0], 0.0, atol=1e-7)
+  np.testing.assert_allclose(scores["lpips_vgg"][0], 0.0, atol=tol(1e-7, 1e-5))
+  np.testing.assert_allclose(scores["lpips_alex"][0], 0.0,
+                             atol=tol(1e-7, 1e-5))
   np.testing.assert_allclose(scores["ssim"][0], 1.0, atol=1e-6)
   assert scores["lpips_vgg"][1] < 0.2 and scores["ssim"][1] > 0.5
   # The style scored against itself (resized to the content's shape).
   assert scores["swd"][2] < scores["swd"][0]
+  with pytest.raises(NSTError, match=r"`results`\[1\] is 48x64, not the "
+                     "content's aspect ratio"):
+    metrics.score(nets, content, style, [content, content.transpose(1, 0, 2)])
   # One program per set of shapes: a second call does not compile again.
   before = metrics.score_arrays._cache_size()
   metrics.score(nets, content, style, [big, content, style], size=64)
