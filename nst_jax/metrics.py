@@ -151,11 +151,12 @@ def unit_normalize(features: jax.Array, *, eps: float = LPIPS_EPS) -> jax.Array:
 def lpips_layer(features: jax.Array, reference_features: jax.Array,
                 weight: jax.Array) -> jax.Array:
   """One layer's term of LPIPS, ``(N, H, W, C), (N|1, H, W, C), (C,) ->
-  (N,)``: ``1/(H·W) Σ_{h,w} ‖w ⊙ (ŷ_hw − ŷ⁰_hw)‖₂²`` with ``ŷ`` the
-  unit-normalised features (Zhang et al. 2018, eq. 1): squared differences
-  of the normalised channels, weighed by the 1×1 linear head ``w`` (the
-  ``lpips`` package applies it to the squared difference, i.e. ``Σ_c w_c
-  d_c²``), averaged over positions."""
+  (N,)``: ``1/(H·W) Σ_{h,w} Σ_c w_c (ŷ_hwc − ŷ⁰_hwc)²`` with ``ŷ`` the
+  unit-normalised features: squared differences of the normalised channels,
+  weighed by the 1×1 linear head ``w``, averaged over positions. This is
+  the ``lpips`` package's computation, for which the heads were trained;
+  Zhang et al. (2018) write it as eq. 1, ``‖w_l ⊙ (ŷ − ŷ⁰)‖₂²``, with
+  their ``w_l`` the square root of these weights."""
   diff = jnp.square(unit_normalize(features)
                     - unit_normalize(reference_features))
   weighted = jnp.einsum("nhwc,c->nhw", diff, weight, precision=_HIGHEST)
@@ -177,8 +178,9 @@ def lpips_layers(net: Lpips, images: jax.Array,
 def lpips(net: Lpips, images: jax.Array, references: jax.Array) -> jax.Array:
   """LPIPS distance, ``(N, H, W, 3), (N|1, H, W, 3) -> (N,)``.
 
-  ``d(x, x⁰) = Σ_l 1/(H_l W_l) Σ_{h,w} ‖w_l ⊙ (ŷ^l_hw − ŷ^{0,l}_hw)‖₂²``
-  (Zhang et al., CVPR 2018, eq. 1) over the layers of
+  ``d(x, x⁰) = Σ_l 1/(H_l W_l) Σ_{h,w} Σ_c w_{l,c} (ŷ^l_hwc − ŷ^{0,l}_hwc)²``
+  (Zhang et al., CVPR 2018, eq. 1, as the ``lpips`` package computes it;
+  :func:`lpips_layer`) over the layers of
   ``networks.LPIPS_LAYERS`` (VGG-16 relu1_2, relu2_2, relu3_3, relu4_3,
   relu5_3; AlexNet relu1 … relu5), inputs scaled by :func:`lpips_scaling`.
   0 for identical images. Both images must have the same size; LPIPS is
