@@ -53,6 +53,17 @@ def _skip_weights() -> bool:
       "1", "true", "yes")
 
 
+def require_file(path) -> None:
+  """Fails the test (skips it with ``NST_JAX_SKIP_WEIGHTS=1``) when a file
+  that ``make weights`` writes is missing: the weights policy of the suite
+  for the files the ``vgg16_params`` fixture does not cover."""
+  if not pathlib.Path(path).exists():
+    message = f"{path} missing: run `make weights` (`nst-fetch-weights`)"
+    if _skip_weights():
+      pytest.skip(message)
+    pytest.fail(message, pytrace=False)
+
+
 def _missing_message(path, deselected=0) -> str:
   more = (f"; {deselected} more tests that need them were deselected"
           if deselected else "")

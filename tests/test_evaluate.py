@@ -3,13 +3,12 @@
 a grid's folder, and bad input ending in one ``error:`` line."""
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+from scripting import assert_ok, assert_one_line_error, run
 
 from nst_jax import io, metrics
 from nst_jax.commands import _evaluation
@@ -17,27 +16,6 @@ from nst_jax.commands import _evaluation
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "chelsea.png"
 STYLE = ROOT / "examples" / "style_brushwork.png"
-
-
-def run(script, *args, timeout=600):
-  env = dict(os.environ, PYTHONUNBUFFERED="1", NST_JAX_CACHE_DIR="off")
-  return subprocess.run([sys.executable, str(ROOT / "scripts" / script),
-                         *map(str, args)], cwd=ROOT, capture_output=True,
-                        text=True, env=env, timeout=timeout)
-
-
-def assert_ok(proc):
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-
-
-def assert_one_line_error(proc, *fragments):
-  assert proc.returncode == 1, proc.stdout
-  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-  lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
-  assert len(lines) == 1, proc.stderr[-3000:]
-  for fragment in fragments:
-    assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

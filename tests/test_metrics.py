@@ -8,7 +8,6 @@ scikit-image; the style distances against numpy, the Fréchet distance
 against scipy. Every comparison goes through ``jax.jit``.
 """
 
-import os
 import warnings
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from conftest import tiny_vgg16_params, tol
+from conftest import require_file, tiny_vgg16_params, tol
 from nst_jax import metrics, networks, vgg, weights
 from nst_jax.errors import NSTError
 
@@ -33,12 +32,7 @@ def nets(vgg16_params):
   for network in ("vgg16", "alexnet"):
     for path in (weights.weights_path(network),
                  weights.lpips_heads_path(network)):
-      if not path.exists():
-        message = f"{path} missing: run `make weights` (`nst-fetch-weights`)"
-        if os.environ.get("NST_JAX_SKIP_WEIGHTS", "").strip().lower() in (
-            "1", "true", "yes"):
-          pytest.skip(message)
-        pytest.fail(message, pytrace=False)
+      require_file(path)
   return metrics.load_metric_networks()
 
 

@@ -11,44 +11,25 @@ objective are marked ``slow`` (tens of seconds on two cores); every bad-input
 case takes a couple of seconds.
 """
 
+import functools
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+import scripting
+from scripting import assert_ok, run
+
+# A flag error exits 2, a bad value 1: either is a clean refusal here.
+assert_one_line_error = functools.partial(scripting.assert_one_line_error,
+                                          status=None)
 
 from nst_jax import io
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "chelsea.png"
 STYLE = ROOT / "examples" / "style_brushwork.png"
-
-
-def run(script: str, *args, timeout: int = 300):
-  """``python scripts/<script> args`` with the compilation cache off."""
-  env = dict(os.environ, PYTHONUNBUFFERED="1", NST_JAX_CACHE_DIR="off")
-  return subprocess.run([sys.executable, str(ROOT / "scripts" / script),
-                         *map(str, args)], cwd=ROOT, capture_output=True,
-                        text=True, env=env, timeout=timeout)
-
-
-def assert_ok(proc):
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-
-
-def assert_one_line_error(proc, *fragments):
-  """Non-zero exit, no traceback, exactly one ``error:`` line holding every
-  fragment."""
-  assert proc.returncode != 0, proc.stdout
-  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-  lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
-  assert len(lines) == 1, proc.stderr[-3000:]
-  for fragment in fragments:
-    assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture

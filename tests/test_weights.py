@@ -33,6 +33,8 @@ from nst_jax.errors import NSTError
 from nst_jax.weights import fetching, store
 from nst_jax.weights import weights_path
 
+from conftest import require_file
+
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -859,14 +861,7 @@ def test_committed_manifest_matches_the_pinned_sha256(network):
 @pytest.mark.parametrize("network", sorted(CONVERTED_SHA256))
 def test_real_weights_match_the_pinned_sha256(network):
   path = weights_path(network)
-  if not path.exists():
-    # As for the other tests that need the weights (conftest.py): missing
-    # weights fail, unless NST_JAX_SKIP_WEIGHTS=1 asks to skip them.
-    message = f"{path} missing: run `make weights` (`nst-fetch-weights`)"
-    if os.environ.get("NST_JAX_SKIP_WEIGHTS", "").strip().lower() in (
-        "1", "true", "yes"):
-      pytest.skip(message)
-    pytest.fail(message, pytrace=False)
+  require_file(path)   # the suite's policy for missing weights
   assert weights.sha256_file(path) == CONVERTED_SHA256[network], (
       f"{path} is not the pinned conversion: re-create it with "
       f"`nst-fetch-weights --network={network} --force`, or review the "
@@ -888,12 +883,7 @@ def test_committed_manifest_records_the_pinned_lpips_heads(network):
 @pytest.mark.parametrize("network", sorted(LPIPS_HEADS_SHA256))
 def test_real_lpips_heads_match_the_pinned_sha256(network):
   path = weights.lpips_heads_path(network)
-  if not path.exists():
-    message = f"{path} missing: run `make weights` (`nst-fetch-weights`)"
-    if os.environ.get("NST_JAX_SKIP_WEIGHTS", "").strip().lower() in (
-        "1", "true", "yes"):
-      pytest.skip(message)
-    pytest.fail(message, pytrace=False)
+  require_file(path)
   assert weights.sha256_file(path) == LPIPS_HEADS_SHA256[network], (
       f"{path} is not the pinned conversion: re-create it with "
       f"`nst-fetch-weights --network={network} --force`, or review the "
