@@ -1,14 +1,20 @@
 """VGG (and AlexNet) features as pure functions of (params, images).
 
 Array contract: ``images`` are float arrays of shape ``(N, H, W, 3)``, RGB,
-values in [0, 1]. They are normalised here with the ImageNet mean and standard
-deviation of the torchvision weights (``networks.IMAGENET_MEAN/STD``), so
-callers never see the network's input convention (``prescaled=True`` passes
-images already scaled another way, e.g. LPIPS's). Feature maps come back NHWC.
+values in [0, 1]. They are mapped here to the input space of the network the
+params belong to (``networks.Network.input_space``: torchvision's ImageNet mean
+and std for vgg16/vgg19/alexnet; Caffe's BGR, 0-255, mean pixel for
+vgg16_caffe/vgg19_caffe), so callers never see the network's input convention
+(``prescaled=True`` passes images already scaled another way, e.g. LPIPS's).
+Feature maps come back NHWC.
 
 Params are ``{conv_name: {"kernel": (kh, kw, in, out), "bias": (out,)}}``,
-float32, as made by ``scripts/fetch_weights.py``; the network is recognised
-from the keys, so ``features`` needs nothing but the pytree. ``prepare_params``
+float32, as made by ``nst-fetch-weights``; the network is recognised from the
+keys (``network_of``), so ``features`` needs nothing but the pytree. A Caffe
+VGG has its torchvision twin's convolutions and one more key,
+``"network=vgg19_caffe"`` with an empty dict (``networks.marker``: no leaf, part
+of the tree's structure), which ``load_params`` adds from the converted file
+and ``networks.with_marker`` adds to params made by hand. ``prepare_params``
 adds Winograd-transformed kernels to the wide 3×3 layers
 (``"winograd_forward"``, ``"winograd_backward"``); ``features`` uses them
 where present (``nst_jax.winograd``; VGG-16 evaluations ~1.4× faster on the
@@ -21,7 +27,6 @@ from typing import Dict, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from nst_jax import errors, networks, winograd
 from nst_jax.errors import NSTError
@@ -51,11 +56,13 @@ WINOGRAD_MIN_CHANNELS = 256
 
 
 def load_params(network: str | os.PathLike = "vgg16") -> Dict[str, Dict[str, jax.Array]]:
-  """Loads converted weights for ``network`` ("vgg16", "vgg19", "alexnet").
+  """Loads converted weights for ``network`` (one of ``networks.NETWORKS``).
 
-  ``network`` may also be a path to a converted ``.npz``; its architecture is
-  recognised from the layer names. Every key and shape is checked against the
-  network spec, and a mismatch names the offending key (``NSTError``).
+  ``network`` may also be a path to a converted ``.npz``; its network is
+  recognised from the layer names and, for a Caffe VGG, the name the file
+  records (``network_of``). Every key and shape is checked against the
+  network spec, and a mismatch names the offending key (``NSTError``). The
+  params of a Caffe VGG carry their ``networks.marker``.
   """
   from nst_jax.weights import store  # the disk side, only when loading
   if str(network) in networks.NETWORKS:
@@ -67,8 +74,7 @@ def load_params(network: str | os.PathLike = "vgg16") -> Dict[str, Dict[str, jax
           f"unknown {errors.param('network')} {str(network)!r}: use one of "
           f"{', '.join(networks.NETWORKS)} or a path to a converted .npz")
     try:
-      with np.load(path, allow_pickle=False) as f:
-        name = network_of({k.split("/")[0]: None for k in f.files})
+      name = network_of(dict.fromkeys(store.stored_keys(path)))
     except (OSError, ValueError, EOFError) as e:
       raise NSTError(f"cannot read weights {path}: not a converted .npz "
                      f"({' '.join(str(e).split())})") from None
@@ -77,22 +83,62 @@ def load_params(network: str | os.PathLike = "vgg16") -> Dict[str, Dict[str, jax
 
 
 def network_of(params) -> str:
-  """Names the architecture whose convolution names ``params`` holds."""
+  """Names the network whose weights ``params`` holds.
+
+  The convolution names give the architecture (vgg16, vgg19 or alexnet);
+  a ``networks.marker`` key, when present, names the network of that
+  architecture (``"network=vgg19_caffe"``). Only the keys are read, so this
+  works on traced params inside ``jit``.
+  """
   keys = set(params)
-  for name in ("vgg19", "vgg16", "alexnet"):
-    if keys == set(networks.param_shapes(name)):
-      return name
-  raise NSTError(
-      f"{errors.param('params')} match no known network: expected the "
-      "convolution names of vgg16, vgg19 or alexnet, got "
-      f"{sorted(keys)[:4]}...")
+  marked = {networks.marked_network(k) for k in keys} - {None}
+  convs = {k for k in keys if networks.marked_network(k) is None}
+  architectures = dict.fromkeys(n.architecture
+                                for n in networks.BY_NAME.values())
+  found = [a for a in architectures if convs == set(networks.param_shapes(a))]
+  if not found:
+    raise NSTError(
+        f"{errors.param('params')} match no known network: expected the "
+        f"convolution names of {', '.join(architectures)}, got "
+        f"{sorted(convs)[:4]}...")
+  architecture = found[0]
+  if not marked:
+    return architecture
+  name = sorted(marked)[0]
+  if (len(marked) > 1 or name not in networks.BY_NAME
+      or networks.marker(name) is None
+      or networks.BY_NAME[name].architecture != architecture):
+    twins = [n for n, spec in networks.BY_NAME.items()
+             if spec.architecture == architecture and n != architecture]
+    raise NSTError(
+        f"{errors.param('params')} are marked as {', '.join(sorted(marked))}"
+        f" but hold the convolutions of {architecture}: a marker names one "
+        f"network with its layers ({', '.join(twins) or 'none has a marker'})")
+  return name
 
 
-def normalize(images: jax.Array) -> jax.Array:
-  """Maps RGB in [0, 1] to the network's input: ``(x - mean) / std``."""
-  mean = jnp.asarray(networks.IMAGENET_MEAN, images.dtype).reshape(1, 1, 1, 3)
-  std = jnp.asarray(networks.IMAGENET_STD, images.dtype).reshape(1, 1, 1, 3)
-  return (images - mean) / std
+def normalize(images: jax.Array,
+              input_space: networks.InputSpace = networks.TORCHVISION
+              ) -> jax.Array:
+  """Maps RGB in [0, 1] to a network's input (``networks.InputSpace``).
+
+  ``(scale * images[..., channels] - mean) / std`` per channel, each step
+  only where it changes something: torchvision's (the default) is
+  ``(x - mean) / std`` with the ImageNet mean and std; Caffe's
+  (``networks.CAFFE``) is ``255 * x[..., ::-1] - (103.939, 116.779, 123.68)``
+  (BGR, 0-255, mean pixel; no std). ``images``: ``(..., 3)``; returns the
+  same shape and dtype.
+  """
+  per_channel = (1,) * (images.ndim - 1) + (3,)
+  x = images
+  if tuple(input_space.channels) != (0, 1, 2):
+    x = jnp.stack([images[..., c] for c in input_space.channels], axis=-1)
+  if input_space.scale != 1:
+    x = x * jnp.asarray(input_space.scale, images.dtype)
+  x = x - jnp.asarray(input_space.mean, images.dtype).reshape(per_channel)
+  if any(s != 1 for s in input_space.std):
+    x = x / jnp.asarray(input_space.std, images.dtype).reshape(per_channel)
+  return x
 
 
 def _conv_raw(x, kernel, stride, padding, precision="float32"):
@@ -355,7 +401,8 @@ def features(params, images: jax.Array, layers: Sequence[str],
 
   Args:
     params: converted weights (``load_params``).
-    images: ``(N, H, W, 3)`` float RGB in [0, 1].
+    images: ``(N, H, W, 3)`` float RGB in [0, 1], mapped to the input space
+      of ``network_of(params)`` (``normalize``).
     layers: names such as ``"relu4_2"``, ``"conv1_1"``, ``"pool3"``.
     pooling: ``"max"`` (the trained network) or ``"avg"`` (Gatys et al. 2016
       §2: average pooling "improves the gradient flow and one obtains slightly
@@ -391,7 +438,8 @@ def features(params, images: jax.Array, layers: Sequence[str],
   names = networks.layer_names(network)
   deepest = max(layers, key=names.index)
   wanted, out = frozenset(layers), {}
-  x = images if prescaled else normalize(images)
+  space = networks.get(network).input_space
+  x = images if prescaled else normalize(images, space)
   for block in blocks(network, deepest):
     run = functools.partial(_run_block, block=block, wanted=wanted,
                             pooling=pooling, precision=precision)
@@ -409,8 +457,9 @@ def feature_shapes(network: str, shape: Sequence[int], layers: Sequence[str],
   """``{layer: (H_l, W_l, C_l)}`` of an ``(H, W)`` image, from shapes alone
   (``jax.eval_shape``: nothing is computed or allocated). A layer the image
   is too small to reach has a zero (or negative-size) extent: ``(0, 0, 1)``."""
-  params = {k: {n: jax.ShapeDtypeStruct(s, jnp.float32) for n, s in v.items()}
-            for k, v in networks.param_shapes(network).items()}
+  params = networks.with_marker(
+      {k: {n: jax.ShapeDtypeStruct(s, jnp.float32) for n, s in v.items()}
+       for k, v in networks.param_shapes(network).items()}, network)
   image = jax.ShapeDtypeStruct((1, *tuple(shape)[:2], 3), jnp.float32)
   layers = tuple(layers)
   try:

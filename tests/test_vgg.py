@@ -25,7 +25,9 @@ GOLDEN = pathlib.Path(__file__).parent / "data" / "golden_vgg16.npz"
 
 
 def random_params(network, seed=0):
-  """He-initialised random weights with the network's shapes."""
+  """He-initialised random weights with the network's shapes (marked as
+  ``network``'s where its layers are another network's:
+  ``networks.with_marker``)."""
   rng = np.random.default_rng(seed)
   params = {}
   for name, shapes in networks.param_shapes(network).items():
@@ -35,7 +37,7 @@ def random_params(network, seed=0):
         "kernel": jnp.asarray(rng.normal(size=shapes["kernel"]) * std, jnp.float32),
         "bias": jnp.asarray(rng.normal(size=shapes["bias"]) * 0.01, jnp.float32),
     }
-  return params
+  return networks.with_marker(params, network)
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +295,7 @@ def test_vmap_over_images_equals_separate_calls(params, pooling):
 @pytest.mark.parametrize("network", list(networks.NETWORKS))
 def test_network_of(params, network):
   assert vgg.network_of(params[network]) == network
-  shapes = networks.param_shapes(network)
+  shapes = networks.with_marker(networks.param_shapes(network), network)
   assert vgg.network_of(shapes) == network  # only the keys matter
 
 

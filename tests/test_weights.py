@@ -842,7 +842,8 @@ def test_script_reports_errors_on_one_line(tmp_path):
   assert proc.returncode == 1
   assert proc.stdout == ""
   assert proc.stderr == ("error: unknown network 'resnet' in --network: use a "
-                         "comma-separated list of vgg16, alexnet, vgg19 or "
+                         "comma-separated list of vgg16, alexnet, vgg19, "
+                         "vgg16_caffe, vgg19_caffe or "
                          "'all'\n")
 
 

