@@ -21,7 +21,7 @@ endif
 ifeq ($(filter $(GPU),0 1),)
 $(error GPU must be 0 or 1, got '$(GPU)')
 endif
-EXTRAS := test$(if $(filter 1,$(GPU)),$(comma)cuda12)
+EXTRAS := test$(comma)video$(if $(filter 1,$(GPU)),$(comma)cuda12)
 
 .PHONY: demo test weights install clean check-gpu-extra FORCE
 

@@ -1,0 +1,323 @@
+"""Video with temporal consistency (nst_jax.video, nst_jax.video_io,
+nst-stylize-video): warping against a shifted image and OpenCV's remap, the
+forward-backward occlusion mask on a synthetic disocclusion, the temporal
+loss and the objective it extends, the consistency metric, a 6-frame pan at
+64 px whose temporal error the temporal loss lowers, interruption and
+resume (library and command), decode/encode round trip, one-line errors.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import scripting
+from conftest import tiny_vgg16_params
+from scripting import assert_ok, assert_one_line_error
+
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("imageio_ffmpeg")
+
+from nst_jax import io, objective, transfer, video, video_io  # noqa: E402
+from nst_jax.errors import NSTError  # noqa: E402
+
+ROOT = scripting.ROOT
+CHELSEA = ROOT / "examples" / "chelsea.png"
+STYLE = ROOT / "examples" / "style_brushwork.png"
+
+
+def _texture(h, w, seed=0):
+  rng = np.random.default_rng(seed)
+  return rng.random((h, w, 3)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Warping.
+
+
+def test_warp_by_a_constant_flow_is_a_shifted_image():
+  image = _texture(20, 30)
+  flow = np.zeros((20, 30, 2), np.float32)
+  flow[..., 0], flow[..., 1] = 3.0, -2.0      # out(y, x) = in(y - 2, x + 3)
+  out = np.asarray(video.warp(image, flow))
+  np.testing.assert_array_equal(out[2:, :-3], image[:-2, 3:])
+  # Outside the image the border is replicated.
+  np.testing.assert_array_equal(out[0, :-3], image[0, 3:])
+  np.testing.assert_array_equal(out[5:, -1], image[3:-2, -1])
+
+
+def test_warp_is_bilinear_like_opencv_remap():
+  image = _texture(24, 32, seed=1)
+  flow = np.random.default_rng(2).normal(size=(24, 32, 2)).astype(
+      np.float32) * 4
+  ys, xs = np.mgrid[0:24, 0:32].astype(np.float32)
+  want = cv2.remap(image, xs + flow[..., 0], ys + flow[..., 1],
+                   cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+  # OpenCV 4.x interpolates with weights in steps of 1/32 (INTER_BITS = 5):
+  # up to 0.018 apart on this texture (measured, 4.10); 5.0 agrees to 1e-7.
+  # A swapped axis or a flow of the wrong sign is ~0.3 away.
+  np.testing.assert_allclose(np.asarray(video.warp(image, flow)), want,
+                             atol=0.02)
+
+
+def test_pan_zoom_flow_is_exact_and_opencv_flow_finds_it():
+  image = io.load_image(CHELSEA)
+  frames, flows = video.pan_zoom_clip(image, frames=3, shape=(96, 144),
+                                      pan=(0.01, 0.005), zoom=1.02)
+  assert len(frames) == 3 and len(flows) == 2
+  warped = np.asarray(video.warp(frames[0], flows[0]))
+  # Warping by the exact flow explains most of the difference between frames
+  # (what is left is interpolation of the downsampled fur).
+  inner = (slice(8, -8), slice(8, -8))
+  assert (np.abs(warped - frames[1])[inner].mean() <
+          0.5 * np.abs(frames[0] - frames[1])[inner].mean())
+  for estimate in (video.DISFlow(), video.FarnebackFlow()):
+    found = estimate(frames[1], frames[0])
+    assert np.abs(found - flows[0])[inner].mean() < 0.25 * np.abs(
+        flows[0])[inner].mean(), type(estimate).__name__
+
+
+# ---------------------------------------------------------------------------
+# Occlusions and the temporal loss.
+
+
+def _moving_square(h=40, w=60, x0=20, y0=12, side=14, d=6):
+  """Previous frame: a square at x0; current frame: moved right by d.
+  Returns (forward flow prev→cur, backward flow cur→prev)."""
+  forward = np.zeros((h, w, 2), np.float32)
+  backward = np.zeros((h, w, 2), np.float32)
+  forward[y0:y0 + side, x0:x0 + side, 0] = d
+  backward[y0:y0 + side, x0 + d:x0 + d + side, 0] = -d
+  return forward, backward
+
+
+def test_consistency_mask_finds_a_disocclusion_and_motion_boundaries():
+  x0, y0, side, d = 20, 12, 14, 6
+  forward, backward = _moving_square(x0=x0, y0=y0, side=side, d=d)
+  mask = np.asarray(video.consistency_mask(forward, backward))
+  assert mask.shape == forward.shape[:2] and mask.dtype == np.float32
+  rows = slice(y0 + 2, y0 + side - 2)
+  # The background the square uncovered (its old left part) is disoccluded.
+  assert mask[rows, x0 + 1:x0 + d - 1].max() == 0
+  # The square's moved interior and the far background are consistent.
+  assert mask[rows, x0 + d + 2:x0 + d + side - 2].min() == 1
+  assert mask[:y0 - 3].min() == 1 and mask[:, x0 + d + side + 3:-1].min() == 1
+  # Motion boundaries of the backward flow: the square's new edges.
+  assert mask[rows, x0 + d + side - 1].max() == 0
+  assert mask[y0 + side - 1, x0 + d + 2:x0 + d + side - 2].max() == 0
+  # Static frames: everything consistent.
+  zero = np.zeros_like(forward)
+  assert np.asarray(video.consistency_mask(zero, zero)).min() == 1
+
+
+def test_pixels_coming_from_outside_the_frame_are_masked():
+  flow = np.zeros((10, 12, 2), np.float32)
+  flow[..., 0] = 2.0                        # the right two columns leave
+  mask = np.asarray(video.consistency_mask(-flow, flow))
+  assert mask[:, -2:].max() == 0 and mask[:, :-3].min() == 1
+
+
+def test_long_term_weights_count_the_nearest_valid_frame_only():
+  masks = jnp.asarray([[[1, 0, 0, 1]], [[1, 1, 0, 0]], [[0, 1, 1, 1]]],
+                      jnp.float32)
+  got = np.asarray(video.long_term_weights(masks))
+  np.testing.assert_array_equal(got, [[[1, 0, 0, 1]], [[0, 1, 0, 0]],
+                                      [[0, 0, 1, 0]]])
+
+
+def test_temporal_loss_is_ruders_eq_7():
+  rng = np.random.default_rng(3)
+  x = rng.random((6, 8, 3)).astype(np.float32)
+  warped = rng.random((2, 6, 8, 3)).astype(np.float32)
+  weights = (rng.random((2, 6, 8)) > 0.5).astype(np.float32)
+  want = sum((weights[k][..., None] * (x - warped[k]) ** 2).sum() / x.size
+             for k in range(2))
+  np.testing.assert_allclose(float(video.temporal_loss(x, warped, weights)),
+                             want, rtol=1e-6)
+
+
+def test_frame_objective_is_the_objective_plus_the_temporal_term():
+  params = tiny_vgg16_params()
+  spec = objective.Spec(("relu2_2",), ("relu1_1", "relu2_1"))
+  rng = np.random.default_rng(4)
+  content, style, x = (jnp.asarray(rng.random((32, 32, 3)), jnp.float32)
+                       for _ in range(3))
+  targets = objective.make_targets(params, content, [style], spec)
+  weights = objective.make_weights(spec, content_weight=1.0,
+                                   style_weight=1e3, tv_weight=1.0)
+  warped = jnp.asarray(rng.random((1, 32, 32, 3)), jnp.float32)
+  mask = jnp.ones((1, 32, 32), jnp.float32)
+  data = video.TemporalTargets(warped, mask, jnp.float32(1e4))
+  base = objective.loss_terms(params, x, targets, weights, spec)
+  total, terms = video.objective_function(spec)(x, params, targets, weights,
+                                                data)
+  np.testing.assert_allclose(float(terms["temporal"]), 1e4 * float(
+      video.temporal_loss(x, warped, mask)), rtol=1e-6)
+  np.testing.assert_allclose(float(total), float(base["total"]) +
+                             float(terms["temporal"]), rtol=1e-6)
+
+
+def test_temporal_error_is_zero_for_frames_that_follow_the_flow():
+  a = _texture(16, 20)
+  flow = np.zeros((16, 20, 2), np.float32)
+  flow[..., 0] = -2.0                      # b(p) = a(p - 2): moved right
+  b = np.asarray(video.warp(a, flow))
+  mask = np.asarray(video.consistency_mask(-flow, flow))
+  assert float(video.temporal_error(b, a, flow, mask)) == 0.0
+  # Frame 2 (= a) against frame 1 warped the wrong way: a(p) vs a(p - 4).
+  errors = video.temporal_errors([a, b, a], [flow, flow], [mask, mask])
+  assert errors[0] == 0.0 and errors[1] > 0.1
+
+
+# ---------------------------------------------------------------------------
+# The frame loop on real weights: 6 frames of a pan at 64 px.
+
+# Both frame-loop tests share one compiled program (same spec and solver).
+_CONFIG = transfer.TransferConfig().replace(solver=dict(maxiter=10))
+
+
+@pytest.fixture(scope="module")
+def pan():
+  frames, _ = video.pan_zoom_clip(io.load_image(CHELSEA), frames=6,
+                                  shape=(42, 64), pan=(0.01, 0.004),
+                                  zoom=1.01)
+  style = io.resize_long_edge(io.load_image(STYLE), 64)
+  return frames, style
+
+
+def test_temporal_loss_lowers_the_temporal_error(vgg16_params, pan):
+  frames, style = pan
+  runs = {}
+  for name, temporal in (("independent", video.INDEPENDENT),
+                         ("temporal", video.Temporal())):
+    runs[name] = video.stylize_video(vgg16_params, frames, [style], _CONFIG,
+                                     temporal)
+    assert not runs[name].interrupted and len(runs[name].frames) == 6
+  error = {k: np.mean([r.temporal_error for r in v.results[1:]])
+           for k, v in runs.items()}
+  assert error["temporal"] < 0.5 * error["independent"], error
+  # Stylised all the same: far from the content frames.
+  assert np.abs(runs["temporal"].frames[3] - frames[3]).mean() > 0.03
+  assert runs["temporal"].results[2].terms["temporal"] > 0
+  assert runs["independent"].results[2].terms["temporal"] == 0
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(vgg16_params, pan):
+  frames, style = pan
+  frames, config = frames[:4], _CONFIG
+  whole = video.stylize_video(vgg16_params, frames, [style], config)
+  seen = []
+  part = video.stylize_video(vgg16_params, frames, [style], config,
+                             on_frame=lambda r: seen.append(r.index),
+                             should_stop=lambda: len(seen) >= 2)
+  assert part.interrupted and len(part.frames) == 2 and seen == [0, 1]
+  # The finished frames go through PNG, as the command keeps them.
+  kept = [io.image_to_uint8(f) / np.float32(255) for f in part.frames]
+  rest = video.stylize_video(vgg16_params, frames, [style], config,
+                             previous=kept)
+  assert [r.index for r in rest.results] == [2, 3]
+  for a, b in zip(rest.frames, whole.frames):
+    np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------
+# Decoding and encoding.
+
+
+def test_decode_encode_round_trip(tmp_path):
+  frames, _ = video.pan_zoom_clip(io.load_image(CHELSEA), frames=5,
+                                  shape=(48, 64))
+  path = str(tmp_path / "clip.mp4")
+  video_io.write_video(path, frames, 8.0)
+  clip = video_io.read_video(path)
+  assert len(clip.frames) == 5 and clip.fps == 8.0 and not clip.has_audio
+  for a, b in zip(frames, clip.frames):
+    assert a.shape == b.shape and np.abs(a - b).mean() < 0.03
+  assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]  # no temp
+
+
+def test_frames_folder_errors(tmp_path):
+  with pytest.raises(NSTError, match="holds no images"):
+    video_io.read_clip(str(tmp_path))
+  io.save_image(tmp_path / "a.png", _texture(8, 10))
+  io.save_image(tmp_path / "b.png", _texture(8, 12))
+  with pytest.raises(NSTError, match="b.png is 12x8.*same size"):
+    video_io.read_clip(str(tmp_path))
+  (tmp_path / "bad.mp4").write_bytes(b"not a video at all")
+  with pytest.raises(NSTError, match="cannot read video"):
+    video_io.read_clip(str(tmp_path / "bad.mp4"))
+
+
+# ---------------------------------------------------------------------------
+# The command.
+
+
+def _clip_dir(tmp_path, frames=4):
+  out = tmp_path / "frames"
+  made, _ = video.pan_zoom_clip(io.load_image(CHELSEA), frames=frames,
+                                shape=(32, 48))
+  for i, f in enumerate(made):
+    io.save_image(out / f"frame_{i:05d}.png", f)
+  return out
+
+
+_FAST = ("--size=48", "--iterations=3", f"--style={STYLE}", "--fps=8")
+
+
+def test_command_bad_input(tmp_path):
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  cases = [
+      ((f"--input={empty}", f"--output={tmp_path}/o.mp4"), "holds no images"),
+      ((f"--input={tmp_path}/missing.mp4", f"--output={tmp_path}/o.mp4"),
+       "cannot read video"),
+  ]
+  bad = tmp_path / "bad.mp4"
+  bad.write_bytes(b"\x00" * 64)
+  cases.append(((f"--input={bad}", f"--output={bad}"),
+                "refusing to overwrite input"))
+  for args, fragment in cases:
+    proc = scripting.run("stylize_video.py", *_FAST, *args)
+    assert_one_line_error(proc, fragment)
+  assert bad.read_bytes() == b"\x00" * 64 and not (tmp_path / "o.mp4").exists()
+
+
+def test_command_ctrl_c_writes_the_video_so_far_and_resume_finishes(
+    tmp_path, vgg16_params):
+  del vgg16_params
+  frames = _clip_dir(tmp_path)
+  out = tmp_path / "out.mp4"
+  env = dict(os.environ, PYTHONUNBUFFERED="1", NST_JAX_CACHE_DIR="off")
+  args = [sys.executable, str(ROOT / "scripts" / "stylize_video.py"), *_FAST,
+          f"--input={frames}", f"--output={out}", "--save_flows"]
+  proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env)
+  for line in proc.stdout:
+    if line.startswith("frame 1/4"):
+      proc.send_signal(signal.SIGINT)
+      break
+  stdout, stderr = proc.communicate(timeout=300)
+  assert proc.returncode == 130, stderr[-2000:]
+  assert "Traceback" not in stderr
+  first = video_io.read_video(str(out))
+  assert 1 <= len(first.frames) < 4
+  record = json.loads(out.with_suffix(".json").read_text())
+  assert record["stop_reason"] == "interrupted"
+  # Without --resume the work folder is refused, with it the run finishes.
+  again = scripting.run("stylize_video.py", *args[2:])
+  assert_one_line_error(again, "--resume")
+  done = scripting.run("stylize_video.py", *args[2:], "--resume")
+  assert_ok(done)
+  assert "resuming after" in done.stdout
+  final = video_io.read_video(str(out))
+  assert len(final.frames) == 4 and final.frames[0].shape == (32, 48, 3)
+  record = json.loads(out.with_suffix(".json").read_text())
+  assert record["stop_reason"] == "finished" and record["frames"] == 4
+  assert len(record["temporal_consistency"]["per_pair"]) == 3
+  work = tmp_path / "out_frames"
+  assert (work / "flow_00001.npy").exists() and (work / "mask_00003.png").exists()
