@@ -10,6 +10,7 @@ results, ``metrics`` scores them (LPIPS, style distances, SSIM, Fréchet). The p
 and ``io`` touch the disk, nothing else does.
 """
 
+from nst_jax import checkpoint
 from nst_jax import color
 from nst_jax import figures
 from nst_jax import grid
@@ -47,12 +48,14 @@ from nst_jax.representations import (CentralMoments, Covariance, Eigen, Gram,
                                      Local, Moments, SlicedWasserstein,
                                      Spatial)
 from nst_jax.sharded import minimize_cells
-from nst_jax.solvers import (Hook, SolveResult, SolverConfig, minimize,
-                             minimize_batched)
+from nst_jax.solvers import (Checkpoint, Hook, SolveResult, SolverConfig,
+                             SolverState, minimize, minimize_batched,
+                             state_template)
 from nst_jax.statistics import (channel_mean_covariance, channel_moments,
                                 gram_eigen, gram_matrix, gram_spectrum,
                                 local_gram, low_rank_gram, project_features,
                                 spatial_autocorrelation, sqrtm_psd)
+from nst_jax.transfer import RunState
 from nst_jax.transfer import (Init, StylePatches, TransferConfig,
                               TransferResult, stylize, stylize_multiscale)
 from nst_jax.color import ColorControl
@@ -78,5 +81,6 @@ __all__ = [
     "metrics", "Lpips", "MetricNetworks", "frechet_distance", "gram_distance",
     "load_metric_networks", "lpips", "patch_frechet_distance", "score",
     "score_set", "sliced_wasserstein_distance", "ssim", "style_distances",
+    "checkpoint", "Checkpoint", "SolverState", "state_template", "RunState",
 ]
 __version__ = "0.1.0"

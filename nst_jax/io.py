@@ -570,3 +570,66 @@ def save_json(path, obj: Any, *, protect: Iterable = ()) -> None:
                     ensure_ascii=False) + "\n"
   data = text.encode("utf-8")
   _atomic_write(path, lambda f: f.write(data), ".json.tmp")
+
+
+# ---------------------------------------------------------------------------
+# Arrays (a run's resumable state).
+
+_META_KEY = "__meta__"
+
+
+def save_arrays(path, arrays: Mapping[str, np.ndarray], *,
+                meta: Mapping[str, Any] | None = None,
+                protect: Iterable = ()) -> None:
+  """Writes named numeric arrays and a JSON-able ``meta`` dict as one
+  uncompressed ``.npz``, atomically (``_atomic_write``: a failed write leaves
+  the previous file as it was).
+
+  Nothing in the file can run code on reading: every array is numeric or
+  boolean (object arrays are refused) and ``meta`` is stored as JSON text in
+  a unicode array. Read it back with :func:`load_arrays`.
+
+  Raises:
+    NSTError: ``path`` is a protected input or cannot be written.
+    TypeError: an array is not numeric or boolean, or ``meta`` is not JSON.
+  """
+  _check_protected(path, protect, "file")
+  data = {}
+  for name, value in arrays.items():
+    value = np.asarray(value)
+    if name == _META_KEY or value.dtype.kind not in "biuf":
+      raise TypeError(f"array {name!r} of dtype {value.dtype} cannot be "
+                      "stored (numeric or boolean arrays only)")
+    data[name] = value
+  data[_META_KEY] = np.asarray(json.dumps(to_jsonable(dict(meta or {})),
+                                          allow_nan=False))
+  _atomic_write(path, lambda f: np.savez(f, **data), ".npz.tmp")
+
+
+def load_arrays(path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+  """``(arrays, meta)`` of a file :func:`save_arrays` wrote, read with
+  ``allow_pickle=False`` (nothing in it can run code).
+
+  Raises:
+    NSTError: the file is missing, unreadable, or not such a file.
+  """
+  shown = _show(path)
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      arrays = {name: npz[name] for name in npz.files}
+  except FileNotFoundError:
+    raise NSTError(f"cannot read {shown}: no such file") from None
+  except OSError as e:
+    raise NSTError(f"cannot read {shown}: {_reason(e)}") from None
+  except (ValueError, EOFError, KeyError) as e:
+    del e
+    raise NSTError(f"cannot read {shown}: not an array file written by "
+                   "nst_jax") from None
+  text = arrays.pop(_META_KEY, None)
+  try:
+    meta = json.loads(str(text)) if text is not None else None
+  except ValueError:
+    meta = None
+  if not isinstance(meta, dict):
+    raise NSTError(f"cannot read {shown}: it holds no nst_jax record")
+  return arrays, meta

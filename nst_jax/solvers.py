@@ -60,6 +60,7 @@ from typing import Any, Callable, Dict, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from nst_jax import errors
@@ -424,6 +425,68 @@ class Progress(NamedTuple):
   record: Dict[str, Any] | None = None
 
 
+class SolverState(NamedTuple):
+  """A run's whole solver state between two chunks, as numpy arrays: what
+  ``minimize`` hands to ``Checkpoint.save`` and continues from with
+  ``resume=``.
+
+  ``loop`` is the loop state (``_LoopState``: iteration counter, the method's
+  carry — the iterate, L-BFGS memory or Adam moments, value, gradient and
+  evaluation count —, consecutive failed line searches, iterations done);
+  ``done_iterations`` and ``done_evaluations`` count the solver segments
+  before the last restart (``Restart``), and ``restarts_through`` is the last
+  iteration whose restart point was processed (its new data are made again
+  on resuming, by calling ``Restart.args`` at every earlier point). Store it
+  with ``checkpoint.flatten`` and read it against ``state_template``.
+  """
+  loop: Any
+  done_iterations: Any
+  done_evaluations: Any
+  restarts_through: Any
+
+
+class Checkpoint(NamedTuple):
+  """``save(SolverState)`` is called every ``every`` iterations (0: never)
+  once that iteration's hooks and restart have run, and once more when
+  ``should_stop`` stops the run. A ``save`` that raises ends the run with its
+  exception (write atomically: the previous checkpoint stays intact)."""
+  every: int
+  save: Callable[[SolverState], None]
+
+
+def state_template(fun: Callable, x0: jax.Array,
+                   config: SolverConfig = SolverConfig(),
+                   args: tuple = ()) -> SolverState:
+  """The shapes and dtypes (``jax.ShapeDtypeStruct`` leaves) of
+  ``minimize(fun, x0, config, args=args)``'s ``SolverState``, computed
+  without evaluating ``fun`` (``jax.eval_shape``): the template a stored
+  state is restored against (``checkpoint.unflatten``)."""
+  loop = jax.eval_shape(functools.partial(_start, fun, config, None), x0,
+                        tuple(args))
+  count = jax.ShapeDtypeStruct((), jnp.int32)
+  return SolverState(loop, count, count, count)
+
+
+def _any_process(flag: bool) -> bool:
+  """Whether ``flag`` holds on any process (one collective when JAX runs
+  over several processes): a stop asked on one host stops every host at the
+  same iteration, so their collectives stay matched."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(np.any(multihost_utils.process_allgather(np.bool_(flag))))
+
+
+def _agreed(value: int) -> int:
+  """Process 0's ``value`` on every process (identity in one process): the
+  chunk lengths that each host would adapt to its own clock must agree, or
+  the hosts would run programs of different trip counts and deadlock."""
+  if jax.process_count() == 1:
+    return int(value)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
+
+
 def _strong(state: _LoopState) -> _LoopState:
   """The state with no weakly typed leaves. A solver's init may give a
   Python-scalar-born (weak) leaf that its update makes strong (optax's
@@ -548,7 +611,9 @@ def _to_host(tree):
 
 def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
            should_stop, on_chunk, chunk_seconds,
-           restart: "Restart | None" = None) -> SolveResult:
+           restart: "Restart | None" = None,
+           checkpoint: "Checkpoint | None" = None,
+           resume: "SolverState | None" = None) -> SolveResult:
   """Runs the loop from the host in chunks of iterations.
 
   A chunk ends at the next multiple of a hook's ``every`` (hooks fire there
@@ -564,9 +629,29 @@ def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
   the solver then starts afresh from the current iterate (its memory
   belongs to the old objective) while the iteration count, hooks, progress
   and the reported iterations and evaluations go on over the whole run.
+
+  With ``checkpoint``, chunks also end at multiples of ``checkpoint.every``,
+  where (after the hooks and the restart) ``checkpoint.save`` receives the
+  whole ``SolverState``; with ``resume`` (such a state) the run continues
+  from it instead of starting at ``x0``: the same iterates as a run never
+  stopped. Over several processes the chunk lengths (process 0's) and the
+  stop (any process's) are agreed by collectives.
   """
-  state = programs.start(x0, args)
-  done_iters, done_evals = 0, 0   # of the segments before the last restart
+  saves = checkpoint is not None and checkpoint.every > 0
+  if resume is None:
+    state = programs.start(x0, args)
+    done_iters, done_evals = 0, 0   # of the segments before the last restart
+    processed = 0                   # the last restart point handled
+  else:
+    state = jax.tree_util.tree_map(jnp.asarray, resume.loop)
+    done_iters = jnp.asarray(resume.done_iterations)
+    done_evals = jnp.asarray(resume.done_evaluations)
+    processed = int(resume.restarts_through)
+    if restart:   # the data of every restart point passed, made again
+      for k in range(restart.every, processed + 1, restart.every):
+        new_args = restart.args(k, args)
+        if new_args is not None:
+          args = tuple(new_args)
 
   def fire(i):
     for hook in hooks:
@@ -574,13 +659,22 @@ def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
         out = _hook_program(hook.device_fn, programs.x)(state, args)
         hook.host_fn(i, _to_host(out))
 
-  fire(0)
-  i, length, interrupted = 0, 1, False
+  def save():
+    checkpoint.save(SolverState(
+        jax.device_get(state), np.asarray(done_iters, np.int32),
+        np.asarray(done_evals, np.int32), np.int32(processed)))
+
+  i = int(_host_scalar(state.i))
+  if resume is None:
+    fire(0)
+  length, interrupted = 1, False
   while i < config.maxiter:
     stop = min([config.maxiter, i + length if chunk_seconds else
                 config.maxiter] +
                [(i // h.every + 1) * h.every for h in hooks] +
-               ([(i // restart.every + 1) * restart.every] if restart else []))
+               ([(i // restart.every + 1) * restart.every] if restart else [])
+               + ([(i // checkpoint.every + 1) * checkpoint.every]
+                  if saves else []))
     began = time.perf_counter()
     with warnings.catch_warnings():
       # Leaves the loop never changes are forwarded, not written: XLA then
@@ -598,8 +692,10 @@ def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
                         functools.partial(programs.x, state)))
     if not running:
       break
-    if should_stop is not None and should_stop():
+    if should_stop is not None and _any_process(should_stop()):
       interrupted = True
+      if checkpoint is not None:
+        save()
       break
     if restart and i % restart.every == 0 and i < config.maxiter:
       new_args = restart.args(i, args)
@@ -608,9 +704,12 @@ def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
         done_evals = evaluations + done_evals
         args = tuple(new_args)
         state = programs.start(programs.x(state), args)._replace(i=state.i)
+      processed = i
+    if saves and i % checkpoint.every == 0:
+      save()
     if chunk_seconds:   # aim the next chunk at chunk_seconds, growing slowly
       rate = max(i - done, 1) / max(elapsed, 1e-6)
-      length = int(min(max(1, rate * chunk_seconds), 2 * length))
+      length = _agreed(int(min(max(1, rate * chunk_seconds), 2 * length)))
   result = programs.finish(state, args)
   if restart:
     result = result._replace(
@@ -631,13 +730,18 @@ def _check(config: SolverConfig, hooks):
 
 
 def _solve(fun, x0, config, hooks, args, args_axes, donate, should_stop,
-           on_chunk, chunk_seconds, restart=None) -> SolveResult:
+           on_chunk, chunk_seconds, restart=None, checkpoint=None,
+           resume=None) -> SolveResult:
   hooks = _check(config, hooks)
   if restart is not None and int(restart.every) < 1:
     raise NSTError(f"{errors.param('restart')}.every must be >= 1, got "
                    f"{restart.every}")
+  if checkpoint is not None and int(checkpoint.every) < 0:
+    raise NSTError(f"{errors.param('checkpoint')}.every must be >= 0, got "
+                   f"{checkpoint.every}")
   host_driven = (bool(hooks) or should_stop is not None or on_chunk is not None
-                 or restart is not None)
+                 or restart is not None or checkpoint is not None
+                 or resume is not None)
   if isinstance(x0, jax.core.Tracer) or any(
       isinstance(leaf, jax.core.Tracer)
       for leaf in jax.tree_util.tree_leaves(args)):
@@ -650,7 +754,7 @@ def _solve(fun, x0, config, hooks, args, args_axes, donate, should_stop,
   if not host_driven:
     return programs.run(x0, tuple(args))
   return _drive(programs, config, hooks, x0, tuple(args), should_stop,
-                on_chunk, chunk_seconds, restart)
+                on_chunk, chunk_seconds, restart, checkpoint, resume)
 
 
 def minimize(fun: Callable, x0: jax.Array,
@@ -660,7 +764,9 @@ def minimize(fun: Callable, x0: jax.Array,
              should_stop: Callable[[], bool] | None = None,
              on_chunk: Callable[[Progress], None] | None = None,
              chunk_seconds: float | None = None,
-             restart: Restart | None = None) -> SolveResult:
+             restart: Restart | None = None,
+             checkpoint: Checkpoint | None = None,
+             resume: SolverState | None = None) -> SolveResult:
   """Minimises ``fun(x, *args) -> (value, aux)`` from ``x0``.
 
   Stops after ``config.maxiter`` iterations, or earlier when the value is not
@@ -685,9 +791,17 @@ def minimize(fun: Callable, x0: jax.Array,
   ``restart`` (a ``Restart``) changes the objective's data every
   ``restart.every`` iterations and restarts the solver there (``_drive``):
   what a representation that re-draws its target needs.
+
+  ``checkpoint`` (a ``Checkpoint``) receives the whole ``SolverState`` every
+  ``checkpoint.every`` iterations and when ``should_stop`` stops the run;
+  ``resume`` (such a state, e.g. read back with ``checkpoint.unflatten``
+  against ``state_template``) continues that run: its iterates, counts and
+  result are those of the run never stopped (bit-identical on the CPU), and
+  hooks do not fire again at the iteration it resumes from. ``x0`` then only
+  gives shapes.
   """
   return _solve(fun, x0, config, hooks, args, None, donate, should_stop,
-                on_chunk, chunk_seconds, restart)
+                on_chunk, chunk_seconds, restart, checkpoint, resume)
 
 
 def minimize_batched(fun: Callable, x0: jax.Array,

@@ -66,7 +66,12 @@ class TransferConfig:
   * ``solver`` (``solvers.SolverConfig``: method, iterations, step size,
     L-BFGS memory); ``init`` (``Init``); ``color``
     (``color.ColorControl``); ``patches`` (``StylePatches``);
-  * ``conv``, the convolution algorithm (``vgg.CONV_ALGORITHMS``).
+  * ``conv``, the convolution algorithm (``vgg.CONV_ALGORITHMS``);
+  * ``tile_size``: the exact tiled objective (``nst_jax.tiling``) with tile
+    interiors of that many pixels, 0 untiled, ``"auto"`` untiled when the
+    memory estimate fits the device and tiled otherwise (``tile_size_for``);
+  * ``image_devices``: the image's rows sharded over that many local devices
+    (``"all"``: every one), XLA partitioning the network (``image_mesh``).
 
   Change one field of a part with ``config.replace(solver=dict(maxiter=10))``.
   """
@@ -78,6 +83,8 @@ class TransferConfig:
   color: _ColorControl = _ColorControl()
   patches: StylePatches = StylePatches()
   conv: str = "auto"
+  tile_size: int | str = "auto"
+  image_devices: int | str = 1
 
   def objective_spec(self) -> objective.Spec:
     """``spec``, or the network's default layers with the Gram style."""
@@ -133,6 +140,10 @@ def check_config(config: TransferConfig) -> None:
                    f"{param('patches.size')} >= 1, got {config.patches.count} "
                    f"and {config.patches.size}")
   check_choice("patches.mode", config.patches.mode, objective.PATCH_MODES)
+  from nst_jax import tiling  # pylint: disable=g-import-not-at-top
+  if tiling.parse_tile_size(config.tile_size) not in (0, "auto"):
+    tiling.check_tileable(config.objective_spec())
+  image_device_count(config)
   config.color.check()
 
 
@@ -141,10 +152,122 @@ def check_image_size(config: TransferConfig, shape: Tuple[int, int]) -> None:
   objective.check_image_size(config.network, config.objective_spec(), shape)
 
 
+def tile_size_for(config: TransferConfig, shape: Tuple[int, int]) -> int:
+  """The tile interior ``config.tile_size`` means for an ``(H, W)`` image: a
+  number as given (0: untiled), ``"auto"`` by ``tiling.choose_tile_size``
+  (0 while the untiled estimate fits the device's memory, shared by
+  ``image_device_count`` devices)."""
+  from nst_jax import tiling  # pylint: disable=g-import-not-at-top
+  size = tiling.parse_tile_size(config.tile_size)
+  if size != "auto":
+    return int(size)
+  spec = config.objective_spec()
+  have = memory.available_bytes()
+  devices = image_device_count(config)
+  if have is not None and devices > 1 and jax.default_backend() != "cpu":
+    have *= devices
+  return tiling.choose_tile_size(config.network, spec, shape,
+                                 history_size=config.solver.history_size,
+                                 conv=config.conv, available=have)
+
+
+def image_device_count(config: TransferConfig) -> int:
+  """The number of devices ``config.image_devices`` names (``"all"``: every
+  local device); raises ``NSTError`` for more than there are."""
+  value, have = config.image_devices, jax.local_device_count()
+  if isinstance(value, str) and value.strip().lower() == "all":
+    return have
+  try:
+    count = int(value)
+  except (TypeError, ValueError):
+    raise NSTError(f"{param('image_devices')} must be a number or 'all', got "
+                   f"{value!r}") from None
+  if not 1 <= count <= have:
+    raise NSTError(f"{param('image_devices')} must be between 1 and the "
+                   f"{have} local device(s), got {count}")
+  return count
+
+
+def image_mesh(config: TransferConfig):
+  """The ``jax.sharding.Mesh`` of ``image_device_count(config)`` local
+  devices with one axis ``"rows"`` (``None`` for one device)."""
+  count = image_device_count(config)
+  if count == 1:
+    return None
+  return jax.sharding.Mesh(np.asarray(jax.local_devices()[:count]), ("rows",))
+
+
+def objective_for(config: TransferConfig, shape: Tuple[int, int]):
+  """``(f, tile_size)``: the objective ``f(image, params, targets, weights)
+  -> (total, terms)`` of an ``(H, W)`` run of ``config`` — untiled
+  (``objective.objective_function``) or over tiles
+  (``tiling.objective_function``) as ``tile_size_for`` decides — and with
+  ``image_devices > 1`` the image's rows sharded over ``image_mesh`` (a
+  sharding constraint: XLA partitions the network, exchanging halos)."""
+  from nst_jax import tiling  # pylint: disable=g-import-not-at-top
+  spec = config.objective_spec()
+  tile = tile_size_for(config, shape)
+  if tile:
+    fun = tiling.objective_function(
+        spec, tiling.plan(config.network, spec.layers, shape, tile))
+  else:
+    fun = objective.objective_function(spec)
+  mesh = image_mesh(config)
+  if mesh is not None:
+    fun = _row_sharded(fun, mesh)
+  return fun, tile
+
+
+@functools.lru_cache(maxsize=None)
+def _row_sharded(fun, mesh):
+  """``fun`` with its image argument constrained to rows sharded on ``mesh``."""
+  rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("rows"))
+
+  def sharded(image, *args):
+    return fun(jax.lax.with_sharding_constraint(image, rows), *args)
+  return sharded
+
+
+def place_on_mesh(mesh, image, args):
+  """``image`` ``(H, W, 3)`` with its rows sharded over ``mesh``'s
+  ``"rows"`` axis and ``args`` (params, targets, weights) replicated on it."""
+  P = jax.sharding.PartitionSpec
+  image = jax.device_put(image, jax.sharding.NamedSharding(mesh, P("rows")))
+  args = jax.device_put(args, jax.sharding.NamedSharding(mesh, P()))
+  return image, args
+
+
+def tiling_message(config: TransferConfig, shape: Tuple[int, int]) -> str:
+  """One line saying how an ``(H, W)`` run of ``config`` is evaluated:
+  untiled or in how many tiles, the memory estimate, and the devices."""
+  from nst_jax import tiling  # pylint: disable=g-import-not-at-top
+  tile = tile_size_for(config, shape)
+  need = estimate_memory(config, shape) / 2**30
+  how = ("auto: " if tiling.parse_tile_size(config.tile_size) == "auto"
+         else "")
+  if tile:
+    spec = config.objective_spec()
+    p = tiling.plan(config.network, spec.layers, shape, tile)
+    text = (f"{how}tiled, {tile} px interiors: {p.count} windows of "
+            f"{p.window[1]}x{p.window[0]} (margin {p.margin}), about "
+            f"{need:.1f} GiB")
+  else:
+    text = f"{how}untiled, about {need:.1f} GiB"
+  devices = image_device_count(config)
+  return text + (f"; rows over {devices} devices" if devices > 1 else "")
+
+
 def estimate_memory(config: TransferConfig, shape: Tuple[int, int]) -> int:
   """Bytes one run of ``config`` needs for an ``(H, W)`` image
-  (``memory.estimate_bytes``)."""
+  (``memory.estimate_bytes``; tiled: ``tiling.estimate_bytes``)."""
   spec = config.objective_spec()
+  from nst_jax import tiling  # pylint: disable=g-import-not-at-top
+  tile = tile_size_for(config, shape)
+  if tile:
+    return tiling.estimate_bytes(
+        config.network, spec, tiling.plan(config.network, spec.layers, shape,
+                                          tile),
+        history_size=config.solver.history_size, conv=config.conv)
   return memory.estimate_bytes(config.network, spec.layers, shape,
                                pooling=spec.pooling,
                                history_size=config.solver.history_size,
@@ -185,20 +308,34 @@ def _record(iteration, terms, seconds: float,
 Progress = solvers.Progress
 
 
+class RunState(NamedTuple):
+  """What a transfer needs to continue after a crash (``stylize``'s
+  ``on_checkpoint`` receives it, ``resume=`` takes it back): ``solver``, the
+  whole ``solvers.SolverState`` as named numpy arrays
+  (``checkpoint.flatten``: the iterate, L-BFGS memory or Adam moments,
+  iteration and evaluation counts, the re-draw round), the loss ``history``
+  so far, the ``seconds`` spent and the ``iteration`` reached.
+  ``io.save_arrays`` stores it without pickle."""
+  solver: Dict[str, np.ndarray]
+  history: List[Dict[str, Any]]
+  seconds: float
+  iteration: int
+
+
 @functools.lru_cache(maxsize=None)
-def _terms_on_device(spec: objective.Spec):
-  fun = objective.objective_function(spec)
+def _terms_on_device(fun):
+  """The terms of objective ``fun`` (``objective_for``) at an image."""
   return lambda x, *args: fun(x, *args)[1]
 
 
 @functools.lru_cache(maxsize=None)
-def _terms_program(spec: objective.Spec):
+def _terms_program(fun):
   """The loss terms at an image, compiled (one forward pass, no gradient)."""
-  return jax.jit(_terms_on_device(spec))
+  return jax.jit(_terms_on_device(fun))
 
 
 def style_targets(params, content: np.ndarray, styles: Sequence[np.ndarray],
-                  config: TransferConfig) -> objective.Targets:
+                  config: TransferConfig, guides=None) -> objective.Targets:
   """The objective's targets for one run, style images prepared for the
   representation.
 
@@ -209,7 +346,8 @@ def style_targets(params, content: np.ndarray, styles: Sequence[np.ndarray],
   ``N`` random ``patches.size`` crops of each style image
   (``objective.random_crops``, seeded by ``config.init.seed``), averaged or
   kept as ``N`` instances (``config.patches.mode``; the thesis's style
-  patches, seed 002).
+  patches, seed 002). ``guides`` (``guided.Guides``: masks) go to
+  ``objective.make_targets``.
   """
   from nst_jax import io  # resizing is the I/O module's job
   spec = config.objective_spec()
@@ -226,7 +364,7 @@ def style_targets(params, content: np.ndarray, styles: Sequence[np.ndarray],
   return objective.make_targets(
       params, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec,
       config.weights.style_blend, patches_per_style=max(n, 1),
-      patch_mode=config.patches.mode)
+      patch_mode=config.patches.mode, guides=guides)
 
 
 def _clip_on_device(x, *args):
@@ -245,13 +383,20 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
             progress_seconds: float = 2.0,
             terms_seconds: float = 4.0,
             init_image: np.ndarray | None = None,
+            guides=None,
+            checkpoint_every: int = 0,
+            on_checkpoint: Callable[[RunState], None] | None = None,
+            resume: RunState | None = None,
             ) -> TransferResult:
   """Paints ``content`` ``(H, W, 3)`` in the style of ``styles``.
 
   ``init_image`` ``(H, W, 3)``, when given, is the starting point instead of
   ``config.init`` (``stylize_multiscale`` passes the upsampled result of the
   coarser level). Colour control (``config.color``) happens here: see
-  ``color.ColorControl``.
+  ``color.ColorControl``. ``guides`` (``guided.Guides``, e.g. from
+  ``masks.load_guides``) say where each style goes: the content's and each
+  style image's region maps, at any resolution of the same aspect (each
+  guided representation resizes them to its layers).
 
   Every ``log_every`` iterations the loss terms are recorded — ``{iteration,
   seconds, total, content, style, tv, style_layers: {layer: term}}``, terms
@@ -271,7 +416,16 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   current image (``solvers.Restart``); records, snapshots and progress count
   the iterations of the whole run.
 
-  Raises ``NSTError`` if the loss becomes NaN or infinite.
+  ``on_checkpoint(RunState)`` receives the whole state of the run every
+  ``checkpoint_every`` iterations (after that iteration's snapshot; 0: only
+  when ``should_stop`` stops the run); ``resume=`` such a state continues
+  that run — same arguments — to the image a run never stopped reaches
+  (bit-identical on the CPU; the state is checked against this run's
+  shapes, ``checkpoint.unflatten``). Records, seconds and counts go on
+  from the state's.
+
+  Raises ``NSTError`` if the loss becomes NaN or infinite, or ``resume``
+  does not fit this run.
   """
   check_config(config)
   check_image_size(config, content.shape[:2])
@@ -281,11 +435,12 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   params = vgg.prepare_params(params, config.conv, spec.layers)
   original = np.asarray(content, np.float32)
   content, styles = config.color.prepare(original, styles)
-  targets = style_targets(params, content, styles, config)
+  targets = style_targets(params, content, styles, config, guides)
   weights = config.weights.arrays(spec)
-  fun = objective.objective_function(spec)
-  history: List[Dict[str, Any]] = []
-  clock = lambda: time.perf_counter() - start
+  fun, _ = objective_for(config, content.shape[:2])
+  history: List[Dict[str, Any]] = list(resume.history) if resume else []
+  offset = float(resume.seconds) if resume else 0.0
+  clock = lambda: time.perf_counter() - start + offset
   current = {"targets": targets}   # re-drawn targets, for the live records
 
   def log(iteration, terms):
@@ -293,7 +448,7 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
     if on_log is not None:
       on_log(history[-1])
 
-  hooks = [solvers.Hook(log_every, _terms_on_device(spec), log)]
+  hooks = [solvers.Hook(log_every, _terms_on_device(fun), log)]
   if snapshot_every > 0 and on_snapshot is not None:
     hooks.append(solvers.Hook(
         snapshot_every, _clip_on_device,
@@ -309,7 +464,7 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
                    default=None)
       if p.running and (newest is None or
                         clock() - newest["seconds"] > terms_seconds):
-        terms = _terms_program(spec)(p.x(), params, current["targets"],
+        terms = _terms_program(fun)(p.x(), params, current["targets"],
                                      weights)
         latest[:] = [_record(p.iteration, terms, clock(), spec.style_layers)]
         newest = latest[0]
@@ -327,9 +482,13 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
     x0 = config.color.to_luma(init_image)  # continue in the run's space
   # A fresh buffer that this function owns, donated to the compiled loop.
   x0 = jnp.array(x0, jnp.float32, copy=True)
+  mesh = image_mesh(config)
+  if mesh is not None:   # rows over the devices, the data on each of them
+    x0, (params, targets, weights) = place_on_mesh(
+        mesh, x0, (params, targets, weights))
   if on_progress is not None:   # before compiling: the display can say so
-    on_progress(Progress(0, float("nan"), 0, True, None, iterations_wanted,
-                         clock(), None))
+    on_progress(Progress(resume.iteration if resume else 0, float("nan"), 0,
+                         True, None, iterations_wanted, clock(), None))
   chunked = on_chunk is not None or should_stop is not None
   restart = None
   period = objective.redraw_every(spec)
@@ -341,10 +500,22 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
       current["targets"] = targets
       return (args[0], targets, args[2])
     restart = solvers.Restart(period, redraw)
+  saver, state = None, None
+  if on_checkpoint is not None:
+    from nst_jax import checkpoint  # pylint: disable=g-import-not-at-top
+    saver = solvers.Checkpoint(checkpoint_every, lambda s: on_checkpoint(
+        RunState(checkpoint.flatten(s), list(history), clock(),
+                 int(s.loop.i))))
+  if resume is not None:
+    from nst_jax import checkpoint  # pylint: disable=g-import-not-at-top
+    state = checkpoint.unflatten(resume.solver, solvers.state_template(
+        fun, x0, config.solver, (params, targets, weights)),
+                                 what="resumed state")
   result = solvers.minimize(
       fun, x0, config.solver, hooks, (params, targets, weights),
       donate=True, should_stop=should_stop, on_chunk=on_chunk,
-      chunk_seconds=progress_seconds if chunked else None, restart=restart)
+      chunk_seconds=progress_seconds if chunked else None, restart=restart,
+      checkpoint=saver, resume=state)
   image = np.asarray(jnp.clip(result.x, 0.0, 1.0))
   iterations = int(result.iterations)
   status = solvers.status_name(int(result.status))
@@ -353,11 +524,11 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
         f"the loss became NaN or infinite by iteration {iterations}: lower "
         f"{param('solver.learning_rate')} or the loss weights")
   if not history or history[-1]["iteration"] != iterations:
-    log(iterations, _terms_program(spec)(result.x, params,
+    log(iterations, _terms_program(fun)(result.x, params,
                                          current["targets"], weights))
   return TransferResult(config.color.finish(image, original), history,
                         iterations, int(result.function_evaluations), status,
-                        time.perf_counter() - start)
+                        clock())
 
 
 def style_size(size: int, style_scale: float) -> int:
@@ -390,7 +561,9 @@ def stylize_multiscale(params, content: np.ndarray,
   (default: ``config.solver.maxiter`` at every level); ``on_level(size,
   result)`` is called after each level; styles are resized to
   ``style_scale`` times the level's long edge (``style_size``); other keyword
-  arguments go to ``stylize``. A level that ends ``interrupted`` (its
+  arguments go to ``stylize``. ``guides`` (masks) are given once, at any
+  resolution: every level resizes them to each of its layers (a level's
+  content and styles keep their aspect ratios, so the same maps fit). A level that ends ``interrupted`` (its
   ``should_stop``) ends the pyramid there.
 
   Returns the last level's result, its ``loss_history`` the records of every
@@ -412,6 +585,11 @@ def stylize_multiscale(params, content: np.ndarray,
     raise NSTError(f"got {len(scale_iterations)} iteration counts for "
                    f"{len(scales)} scales")
   content = np.asarray(content, np.float32)
+  if kwargs.get("resume") is not None or kwargs.get("on_checkpoint"):
+    raise NSTError("a multi-scale run is not checkpointed or resumed (each "
+                   "level is a run of its own): drop "
+                   f"{param('resume')}/{param('on_checkpoint')} or "
+                   f"{param('scales')}")
   check_config(config)
   for size in scales:   # refuse before any work, as stylize would per level
     shape = io.long_edge_shape(content.shape[:2], size)

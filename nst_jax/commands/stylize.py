@@ -28,16 +28,25 @@ from absl import logging
 from nst_jax import cli
 from nst_jax import figures
 from nst_jax import io
+from nst_jax import masks
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax import weights
+from nst_jax.commands import _batch
 from nst_jax.commands import _evaluation
+from nst_jax.commands import _resume
 from nst_jax.errors import NSTError
 
 _SHARED = cli.define_flags("images", "model", "loss", "representation", "solver",
-                           "init", "color", "compute", "output")
+                           "init", "color", "compute", "output", "masks")
 flags.DEFINE_string("output", "out/stylized.png", "Output PNG; a JSON record "
                     "with the same name is written beside it.")
+flags.DEFINE_string("output_dir", None, "A batch: every --content image (a "
+                    "folder, a glob or a comma list) with every --style image "
+                    "(likewise), written as <output_dir>/<content>_<style>.png "
+                    "with a JSON record each and batch.json; equal shapes run "
+                    "as one batched program; finished results are skipped "
+                    "when run again.")
 flags.DEFINE_float("style_scale", 1.0, "Long edge of the style images relative "
                    "to --size: below 1 the style's strokes and motifs come out "
                    "larger, above 1 smaller.", lower_bound=1e-3)
@@ -58,6 +67,13 @@ flags.DEFINE_string("from_json", None, "Run again the transfer recorded in "
                     "the command line override it; the output defaults to "
                     "<recorded output>_rerun.png).")
 flags.DEFINE_alias("from_png", "from_json")
+flags.DEFINE_string("resume", None, "Continue an interrupted run (crash, "
+                    "kill, Ctrl-C) from its last snapshot: its output PNG or "
+                    "JSON record (its state is <output>.resume.npz, written "
+                    "at every --save_every snapshot and on Ctrl-C). Flags are "
+                    "the recorded ones; a flag given must agree, except "
+                    "--iterations (may grow), --quiet, --log_every, "
+                    "--save_every, --plot, --sheet, --evaluate.")
 flags.DEFINE_bool("evaluate", False, "Score the result into the record's "
                   "\"evaluation\" (nst_jax.metrics at 256 px: LPIPS and SSIM "
                   "to the content, sliced Wasserstein and Gram distances to "
@@ -73,7 +89,7 @@ cli.define_numbers("scale_iterations", None, "Iterations of each --scales "
 FLAGS = flags.FLAGS
 # What a run records (and --from_json applies again): every flag of the
 # command but the aliases.
-_RECORDED = _SHARED + ["output", "style_scale", "log_every", "save_every",
+_RECORDED = _SHARED + ["output", "output_dir", "style_scale", "log_every", "save_every",
                        "plot", "sheet", "from_json", "scales",
                        "scale_iterations", "evaluate"]
 
@@ -97,6 +113,8 @@ def _check_output(output: str, inputs) -> str:
 def _reproduce() -> None:
   """Applies the parameters recorded by an earlier run (--from_json)."""
   values = cli.load_run_params(FLAGS.from_json)
+  # Records written before --size_invariant existed ran the paper's sums.
+  values.setdefault("size_invariant", False)
   unknown = cli.apply_params(values, skip=("from_json", "output", "quiet"))
   if unknown:
     logging.warning("ignored recorded parameters this version does not "
@@ -106,10 +124,32 @@ def _reproduce() -> None:
     FLAGS.output = recorded[:-4] + "_rerun.png" if recorded.lower().endswith(
         ".png") else recorded
   for path, digest in cli.load_run_inputs(FLAGS.from_json).items():
-    if path in [FLAGS.content, *(FLAGS.style or [])] and os.path.isfile(
+    if path in [FLAGS.content, *(FLAGS.style or []), *_mask_files()] and \
+        os.path.isfile(
         path) and weights.sha256_file(path) != digest:
       logging.warning("%s has changed since the recorded run: the result "
                       "will differ", path)
+
+
+def _mask_files() -> list:
+  """The mask files of the run (recorded with their sha256, protected)."""
+  return [p for p in [FLAGS.content_mask, *(FLAGS.style_masks or [])] if p]
+
+
+def _load_masks(content_shape, style_shapes):
+  """``guided.Guides`` from ``--content_mask`` and the other mask flags (or
+  ``None``), each mask at its image's shape; logs what the masks leave
+  unstyled or ignore."""
+  if not FLAGS.content_mask:
+    return None
+  found = masks.load_guides(FLAGS.content_mask, FLAGS.style_masks,
+                            FLAGS.style_colors, content_shape, style_shapes,
+                            blur=FLAGS.mask_blur)
+  for note in found.notes:
+    logging.warning("%s", note)
+  logging.info("mask regions: %s", ", ".join(map(masks.color_name,
+                                                 found.colors)))
+  return found.guides
 
 
 def _side_paths(output: str) -> dict:
@@ -125,9 +165,23 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   say = (lambda *a: None) if FLAGS.quiet else (
       lambda text: print(text, flush=True))
+  if FLAGS.output_dir:   # a batch: nst_jax.commands._batch
+    _batch.main(_RECORDED)
+    return
+  if FLAGS.content and _batch.names_several(FLAGS.content):
+    raise NSTError(f"--content={FLAGS.content} names several images (a "
+                   "folder, a glob or a list): give --output_dir to stylize "
+                   "them all")
   if FLAGS.from_json:
     _reproduce()
     cli.apply_deterministic()   # a recorded --deterministic, before any jax
+  resumed, resumed_meta = None, None
+  if FLAGS.resume:
+    if FLAGS.from_json:
+      raise NSTError("--resume and --from_json exclude each other")
+    resumed, resumed_meta = _resume.load(_resume.state_path(FLAGS.resume))
+    _resume.apply_recorded(resumed_meta, _RECORDED, resumed.iteration)
+    cli.apply_deterministic()
   cli.enable_compilation_cache()
   defaults_message = cli.resolve_device_defaults(size=not FLAGS.scales)
   scales = None if FLAGS.scales is None else list(FLAGS.scales)
@@ -138,8 +192,13 @@ def main(argv):
   size = scales[-1] if scales else FLAGS.size
   if not FLAGS.content or not FLAGS.style:
     raise NSTError("--content and --style are required")
-  inputs = [FLAGS.content, *FLAGS.style]
+  inputs = [FLAGS.content, *FLAGS.style, *_mask_files()]
   record_path = _check_output(FLAGS.output, inputs)
+  if resumed is not None:
+    if scales:
+      raise NSTError("--resume does not continue a --scales run (each level "
+                     "is a run of its own)")
+    _resume.check_inputs(resumed_meta, inputs)
   config = cli.transfer_config()
   if FLAGS.style_weight is None:   # recorded as the β the run used
     FLAGS.style_weight = (config.weights.style,)
@@ -165,6 +224,7 @@ def main(argv):
                      "--size") from None
   content = io.resize_to(content, shape)
   styles = [io.resize_long_edge(s, style_size) for s in originals]
+  guides = _load_masks(content.shape[:2], [s.shape[:2] for s in styles])
   params = vgg.load_params(FLAGS.weights or FLAGS.network)
   if vgg.network_of(params) != FLAGS.network:
     raise NSTError(f"--weights {FLAGS.weights} hold {vgg.network_of(params)}, "
@@ -174,6 +234,7 @@ def main(argv):
     say(defaults_message)
   say(f"nst_jax: {w}x{h}, {FLAGS.network}, {FLAGS.optimizer}, "
       f"{FLAGS.iterations} iterations on {cli.device_description()}")
+  say(transfer.tiling_message(config, shape))
   if config.objective_spec().same_size:
     logging.info("--style_stat=%s compares feature maps position by position: "
                  "style images (or patches) resized to the content's %dx%d",
@@ -183,6 +244,13 @@ def main(argv):
   def on_snapshot(iteration, image):
     io.save_image(f"{stem}_{iteration:04d}.png", image, protect=inputs)
     logging.info("wrote snapshot %s_%04d.png", stem, iteration)
+
+  state_file = _resume.state_path(FLAGS.output)
+  digests = {p: weights.sha256_file(p) for p in dict.fromkeys(inputs)}
+  def on_checkpoint(state):
+    _resume.save(state_file, state, params=cli.flag_values(_RECORDED),
+                 inputs=digests, protect=inputs)
+    logging.info("wrote %s at iteration %d", state_file, state.iteration)
 
   bars, levels_done = [], []
   def on_progress(p):
@@ -196,7 +264,7 @@ def main(argv):
   run = dict(log_every=FLAGS.log_every, snapshot_every=FLAGS.save_every,
              on_snapshot=on_snapshot,
              on_progress=None if FLAGS.quiet else on_progress,
-             should_stop=stopper.stop_requested)
+             should_stop=stopper.stop_requested, guides=guides)
   with stopper:
     try:
       if scales:
@@ -212,7 +280,10 @@ def main(argv):
             scale_iterations=scale_iterations, style_scale=FLAGS.style_scale,
             on_level=on_level, **run)
       else:
-        result = transfer.stylize(params, content, styles, config, **run)
+        result = transfer.stylize(params, content, styles, config,
+                                  checkpoint_every=FLAGS.save_every,
+                                  on_checkpoint=on_checkpoint,
+                                  resume=resumed, **run)
     finally:
       for bar in bars:
         bar.close()
@@ -230,6 +301,8 @@ def main(argv):
       "device": cli.device_description(),
       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
   }
+  if resumed is not None:
+    record["resumed_at_iteration"] = resumed.iteration
   io.save_image(FLAGS.output, result.image,
                 metadata={"nst_jax": cli.params_json(values)}, protect=inputs)
   if FLAGS.evaluate:
@@ -250,7 +323,8 @@ def main(argv):
     names = [os.path.basename(p) for p in inputs]
     io.save_image(side["sheet"], figures.side_by_side(
         [original, *originals, result.image],
-        [f"content: {names[0]}", *(f"style: {n}" for n in names[1:]),
+        [f"content: {names[0]}",
+         *(f"style: {n}" for n in names[1:1 + len(FLAGS.style)]),
          "result"]), protect=inputs)
     written.append(side["sheet"])
   last = result.loss_history[-1]
@@ -260,7 +334,11 @@ def main(argv):
       f"evaluations ({record['evaluations_per_iteration']:.2f}/iteration), "
       f"{result.wall_seconds:.1f} s, final loss {last['total']:.4g}")
   if interrupted:
+    if not scales:
+      say(f"continue with: nst-stylize --resume={record_path}")
     sys.exit(130)
+  if not scales:
+    _resume.remove(state_file)
 
 
 def run():

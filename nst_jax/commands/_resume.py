@@ -1,0 +1,120 @@
+"""``nst-stylize --resume``: where a run's resumable state lives, how it is
+written beside each snapshot and read back, and which flags a resumed run
+may change.
+
+The state of ``out/result.png`` is ``out/result.resume.npz``
+(``state_path``): the solver state (``transfer.RunState.solver``: the
+iterate, L-BFGS memory or Adam moments, counts, re-draw round) as named
+arrays, and as JSON the run's flag values, its inputs' sha256, the loss
+history, seconds and iteration. It is written atomically
+(``io.save_arrays``) after every snapshot (``--save_every``) and when
+Ctrl-C stops the run, read with ``allow_pickle=False`` (nothing in it can
+run code), restored against a freshly initialised state
+(``checkpoint.unflatten``), and removed when the run finishes.
+
+A resumed run takes every flag from the record; a flag given on the command
+line must have the recorded value, except those in ``CHANGEABLE``, which do
+not change the iterates (``--iterations`` may grow: the run goes on).
+No flags are defined here.
+"""
+
+import os
+from typing import Any, Dict, Mapping, Sequence
+
+from absl import flags
+
+from nst_jax import cli
+from nst_jax import io
+from nst_jax import transfer
+from nst_jax import weights
+from nst_jax.errors import NSTError
+
+FORMAT = 1
+SUFFIX = ".resume.npz"
+# Flags a resumed run may change: none of them changes an iterate.
+CHANGEABLE = ("iterations", "quiet", "log_every", "save_every", "plot",
+              "sheet", "evaluate")
+# Recorded flags a resumed run never takes from the record.
+_SKIPPED = ("from_json", "resume", "quiet")
+
+
+def state_path(path: str) -> str:
+  """The state file of a run named by its output PNG, JSON record or the
+  state file itself (``out.png``, ``out.json`` → ``out.resume.npz``)."""
+  for suffix in (SUFFIX, ".png", ".json"):
+    if path.lower().endswith(suffix):
+      return path[:-len(suffix)] + SUFFIX
+  raise NSTError(f"--resume must name the run's output .png, its .json "
+                 f"record or its {SUFFIX} state, got {path}")
+
+
+def save(path: str, state: transfer.RunState, *, params: Dict[str, Any],
+         inputs: Dict[str, str], protect: Sequence[str] = ()) -> None:
+  """Writes ``state`` and the run's ``params`` (flag values) and
+  ``inputs`` (``{path: sha256}``) atomically to ``path``."""
+  io.save_arrays(path, state.solver, meta={
+      "format": FORMAT, "params": params, "inputs": inputs,
+      "history": state.history, "seconds": state.seconds,
+      "iteration": state.iteration}, protect=protect)
+
+
+def load(path: str) -> tuple[transfer.RunState, Dict[str, Any]]:
+  """The ``RunState`` in ``path`` and its record (``params``, ``inputs``,
+  ...). Raises ``NSTError`` for a missing or foreign file."""
+  if not os.path.exists(path):
+    raise NSTError(f"nothing to resume: {path} does not exist (a run writes "
+                   "it at every --save_every snapshot and on Ctrl-C, and "
+                   "removes it when it finishes)")
+  arrays, meta = io.load_arrays(path)
+  if meta.get("format") != FORMAT or not isinstance(meta.get("params"), dict):
+    raise NSTError(f"{path} is not a resumable state of this version of "
+                   f"nst-stylize (format {meta.get('format')!r})")
+  history = meta.get("history") or []
+  return transfer.RunState(arrays, list(history), float(meta["seconds"]),
+                           int(meta["iteration"])), meta
+
+
+def _same(given: Any, recorded: Any) -> bool:
+  return io.to_jsonable(given) == io.to_jsonable(recorded)
+
+
+def apply_recorded(meta: Mapping[str, Any], recorded_names: Sequence[str],
+                   iteration: int) -> None:
+  """Sets every recorded flag the command line did not give; refuses (one
+  line) a given flag whose value differs from the record's, unless it is in
+  ``CHANGEABLE``, and ``--iterations`` below the state's ``iteration``."""
+  values = dict(meta["params"])
+  given = cli.flag_values([n for n in recorded_names
+                           if n in flags.FLAGS and flags.FLAGS[n].present])
+  for name, value in given.items():
+    if name in CHANGEABLE or name in _SKIPPED or name not in values:
+      continue
+    if not _same(value, values[name]):
+      raise NSTError(f"--resume continues the recorded run: --{name}="
+                     f"{value!r} differs from its {values[name]!r} (drop "
+                     "the flag, or start a new run)")
+  cli.apply_params(values, skip=_SKIPPED)
+  if flags.FLAGS.iterations is not None and flags.FLAGS.iterations < iteration:
+    raise NSTError(f"--iterations={flags.FLAGS.iterations} is below the "
+                   f"{iteration} iterations the resumed run has done")
+
+
+def check_inputs(meta: Mapping[str, Any], paths: Sequence[str]) -> None:
+  """Refuses (one line) an input image changed since the recorded run."""
+  recorded = meta.get("inputs") or {}
+  for path in dict.fromkeys(paths):
+    digest = recorded.get(path)
+    if digest is None or not os.path.isfile(path) or (
+        weights.sha256_file(path) != digest):
+      raise NSTError(f"--resume: input {path} is not the one the recorded "
+                     "run read (changed or missing): the run cannot go on")
+
+
+def remove(path: str) -> None:
+  """Removes a finished run's state file (if any)."""
+  try:
+    os.remove(path)
+  except FileNotFoundError:
+    pass
+  except OSError as e:
+    raise NSTError(f"cannot remove {path}: {e.strerror or e}") from None

@@ -1,0 +1,250 @@
+"""Runs that survive a crash (issue 14): the solver state stored beside each
+snapshot (``solvers.Checkpoint``/``SolverState``, ``checkpoint.flatten``/
+``unflatten``, ``io.save_arrays``) and ``nst-stylize --resume`` after a
+``kill -9`` of a running transfer, bit-identical to a run never stopped."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import ROOT, tiny_vgg16_params
+from nst_jax import checkpoint, io, objective, solvers, transfer
+from nst_jax.errors import NSTError
+from scripting import assert_one_line_error, run
+
+
+def _toy(x, a):
+  return jnp.sum((x - a) ** 4) + jnp.sum(jnp.sin(3.0 * x) * a), {}
+
+
+_A = jnp.linspace(0.1, 0.9, 12).reshape(3, 4)
+_X0 = jnp.full((3, 4), 0.5)
+
+
+def _stored(state):
+  """Through the file format and back, as a resumed run reads it."""
+  return checkpoint.flatten(state)
+
+
+@pytest.mark.parametrize("method", solvers.METHODS)
+def test_resumed_solver_is_bit_identical(method):
+  config = solvers.SolverConfig(method=method, maxiter=13)
+  saved = []
+  full = solvers.minimize(_toy, _X0, config, args=(_A,),
+                          checkpoint=solvers.Checkpoint(
+                              4, lambda s: saved.append(_stored(s))))
+  assert [int(s[".loop.i"]) for s in saved] == [4, 8, 12]
+  state = checkpoint.unflatten(saved[1], solvers.state_template(
+      _toy, _X0, config, (_A,)))
+  resumed = solvers.minimize(_toy, _X0, config, args=(_A,), resume=state)
+  plain = solvers.minimize(_toy, _X0, config, args=(_A,))
+  for result in (resumed, plain):
+    np.testing.assert_array_equal(result.x, full.x)
+    assert float(result.value) == float(full.value)
+    assert int(result.function_evaluations) == int(full.function_evaluations)
+    assert int(result.iterations) == 13
+
+
+def test_resume_across_restarts_replays_the_new_data():
+  """A restart (re-drawn targets) at 3 and 6: a run resumed at 8 gets the
+  data of round 6 and the counts of every segment."""
+  config = solvers.SolverConfig(maxiter=11)
+  calls = []
+
+  def new_args(i, args):
+    calls.append(i)
+    return (args[0] * 0.9 + 0.01 * i,)
+
+  saved = []
+  full = solvers.minimize(_toy, _X0, config, args=(_A,),
+                          restart=solvers.Restart(3, new_args),
+                          checkpoint=solvers.Checkpoint(
+                              4, lambda s: saved.append(_stored(s))))
+  assert calls == [3, 6, 9]
+  state = checkpoint.unflatten(saved[1], solvers.state_template(
+      _toy, _X0, config, (_A,)))
+  assert int(state.restarts_through) == 6
+  calls.clear()
+  resumed = solvers.minimize(_toy, _X0, config, args=(_A,),
+                             restart=solvers.Restart(3, new_args),
+                             resume=state)
+  assert calls == [3, 6, 9]
+  np.testing.assert_array_equal(resumed.x, full.x)
+  assert int(resumed.function_evaluations) == int(full.function_evaluations)
+  assert int(resumed.iterations) == 11
+
+
+def test_stop_saves_the_state_it_stops_at():
+  config = solvers.SolverConfig(maxiter=20)
+  saved, asked = [], []
+  def stop():
+    asked.append(1)
+    return len(asked) >= 3
+  result = solvers.minimize(_toy, _X0, config, args=(_A,), should_stop=stop,
+                            chunk_seconds=1e-9,
+                            checkpoint=solvers.Checkpoint(
+                                0, lambda s: saved.append(_stored(s))))
+  assert solvers.status_name(result.status) == "interrupted"
+  assert len(saved) == 1 and int(saved[0][".loop.i"]) == int(result.iterations)
+  np.testing.assert_array_equal(saved[0][".loop.carry[0]"], result.x)
+
+
+def test_unflatten_refuses_another_structure():
+  config = solvers.SolverConfig(maxiter=3)
+  saved = []
+  solvers.minimize(_toy, _X0, config, args=(_A,),
+                   checkpoint=solvers.Checkpoint(
+                       1, lambda s: saved.append(_stored(s))))
+  template = solvers.state_template(_toy, _X0, config, (_A,))
+  smaller = solvers.state_template(_toy, _X0[:2], config, (_A[:2],))
+  with pytest.raises(NSTError, match=r"\.loop\.carry\[0\] is float32\[3, 4\]"
+                     r", this run needs float32\[2, 4\]"):
+    checkpoint.unflatten(saved[0], smaller)
+  adam = solvers.state_template(_toy, _X0, solvers.SolverConfig(
+      method="adam"), (_A,))
+  with pytest.raises(NSTError, match="holds '.loop.carry"):
+    checkpoint.unflatten(saved[0], adam)
+  missing = dict(saved[0])
+  del missing[".loop.fails"]
+  with pytest.raises(NSTError, match="lacks '.loop.fails'"):
+    checkpoint.unflatten(missing, template)
+
+
+def test_save_arrays_is_pickle_free(tmp_path):
+  path = tmp_path / "s.npz"
+  io.save_arrays(path, {"a": np.arange(3, dtype=np.int32)}, meta={"k": [1]})
+  arrays, meta = io.load_arrays(path)
+  assert meta == {"k": [1]} and arrays["a"].tolist() == [0, 1, 2]
+  with pytest.raises(TypeError, match="numeric or boolean"):
+    io.save_arrays(path, {"o": np.array([{}], dtype=object)})
+  np.savez(tmp_path / "p.npz", o=np.array([{}], dtype=object))
+  with pytest.raises(NSTError, match="not an array file"):
+    io.load_arrays(tmp_path / "p.npz")
+  with pytest.raises(NSTError, match="no such file"):
+    io.load_arrays(tmp_path / "none.npz")
+
+
+def _small_run(tmp_path):
+  rng = np.random.default_rng(0)
+  content = rng.uniform(size=(32, 40, 3)).astype(np.float32)
+  style = rng.uniform(size=(32, 32, 3)).astype(np.float32)
+  config = transfer.TransferConfig(
+      spec=objective.Spec(content_layers=("relu2_1",),
+                          style_layers=("relu1_1", "relu2_1")),
+      solver=solvers.SolverConfig(maxiter=8))
+  return tiny_vgg16_params(), content, [style], config
+
+
+def test_a_failing_state_write_ends_the_run_and_keeps_the_previous(
+    tmp_path, monkeypatch):
+  params, content, styles, config = _small_run(tmp_path)
+  path = tmp_path / "run.resume.npz"
+  written = []
+  real_replace = os.replace
+
+  def replace(src, dst):
+    if str(dst) == str(path) and written:   # the disk is full from now on
+      raise OSError(28, "No space left on device")
+    real_replace(src, dst)
+
+  def on_checkpoint(state):
+    io.save_arrays(path, state.solver, meta={"iteration": state.iteration})
+    written.append(state.iteration)
+
+  monkeypatch.setattr(os, "replace", replace)
+  with pytest.raises(NSTError, match="cannot write .*run.resume.npz: No space"):
+    transfer.stylize(params, content, styles, config, log_every=0,
+                     checkpoint_every=3, on_checkpoint=on_checkpoint)
+  assert written == [3]
+  arrays, meta = io.load_arrays(path)
+  assert meta["iteration"] == 3 and int(arrays[".loop.i"]) == 3
+  assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+  monkeypatch.setattr(os, "replace", real_replace)
+  # The state left behind continues the run to the image of one never
+  # stopped.
+  full = transfer.stylize(params, content, styles, config, log_every=0)
+  resumed = transfer.stylize(
+      params, content, styles, config, log_every=0,
+      resume=transfer.RunState(arrays, [], 0.0, 3))
+  np.testing.assert_array_equal(resumed.image, full.image)
+  assert resumed.function_evaluations == full.function_evaluations
+  with pytest.raises(NSTError, match="resumed state's .loop.carry"):
+    transfer.stylize(params, content[:, :32], styles, config, log_every=0,
+                     resume=transfer.RunState(arrays, [], 0.0, 3))
+
+
+# --- nst-stylize --resume, as a user runs it ---------------------------------
+
+_IMAGES = [f"--content={ROOT / 'examples/chelsea.png'}",
+           f"--style={ROOT / 'examples/style_brushwork.png'}"]
+
+
+def _stylize(*args, **kwargs):
+  """nst-stylize with the session's compilation cache (conftest), so that
+  the second and third runs do not compile again."""
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  return subprocess.Popen([sys.executable, str(ROOT / "scripts/stylize.py"),
+                           *_IMAGES, *map(str, args)], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, **kwargs)
+
+
+def _finish(proc, timeout=300):
+  try:
+    out, err = proc.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    raise
+  assert proc.returncode == 0, err[-3000:]
+  return out, err
+
+
+def test_resume_after_kill_9_is_bit_identical(vgg16_params, tmp_path):
+  del vgg16_params   # the commands load the real weights themselves
+  flags_ = ["--size=48", "--iterations=40", "--save_every=3", "--quiet"]
+  _finish(_stylize(*flags_, f"--output={tmp_path / 'full.png'}"))
+  killed = tmp_path / "killed.png"
+  state = tmp_path / "killed.resume.npz"
+  proc = _stylize(*flags_, f"--output={killed}")
+  try:
+    deadline = time.monotonic() + 300
+    while not state.exists():
+      assert proc.poll() is None, proc.communicate()[1][-3000:]
+      assert time.monotonic() < deadline, "no state written"
+      time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == -signal.SIGKILL
+  assert not killed.exists()   # the run did not finish
+  reached = io.load_arrays(state)[1]["iteration"]
+  assert 3 <= reached < 40 and reached % 3 == 0
+  out, _ = _finish(_stylize("--resume", tmp_path / "killed.json"))
+  assert not state.exists()    # a finished run leaves no state behind
+  ours = json.loads((tmp_path / "killed.json").read_text())
+  theirs = json.loads((tmp_path / "full.json").read_text())
+  assert ours["resumed_at_iteration"] >= reached
+  assert ours["loss_history"][-1]["total"] == theirs["loss_history"][-1][
+      "total"]
+  for key in ("iterations", "function_evaluations"):
+    assert ours[key] == theirs[key]
+  np.testing.assert_array_equal(io.load_image(killed),
+                                io.load_image(tmp_path / "full.png"))
+  # The record's flags are the run's: another value is refused in one line.
+  proc = run("stylize.py", "--resume", tmp_path / "full.png", "--size=64")
+  assert_one_line_error(proc, "nothing to resume", "full.resume.npz")
+  io.save_arrays(tmp_path / "full.resume.npz", {}, meta={
+      "format": 1, "params": {"size": 48, "content_weight": 1.0},
+      "history": [], "seconds": 0.0, "iteration": 3, "inputs": {}})
+  proc = run("stylize.py", "--resume", tmp_path / "full.png", "--size=64")
+  assert_one_line_error(proc, "--size=64 differs from its 48")
