@@ -5,11 +5,14 @@ features (``vgg``, fast 3×3 convolutions in ``winograd``) → statistics
 (``statistics``) → losses (``losses``) → style representations as values
 (``representations``) → objective (``objective``) → solvers (``solvers``,
 batched and sharded in ``sharded``) → one transfer (``transfer``) or a grid
-of them (``grid``); ``memory`` estimates what a run needs, ``figures`` draws
+of them (``grid``), or folders of photos in buckets of equal shape
+(``batch``); ``memory`` estimates what a run needs, ``figures`` draws
 results, ``metrics`` scores them (LPIPS, style distances, SSIM, Fréchet). The public names are re-exported here; ``weights`` (the converter)
-and ``io`` touch the disk, nothing else does.
+and ``io`` touch the disk (``batch.find_images`` lists folders), nothing else
+does.
 """
 
+from nst_jax import batch
 from nst_jax import checkpoint
 from nst_jax import color
 from nst_jax import figures
@@ -29,6 +32,7 @@ from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax import weights
 from nst_jax import winograd
+from nst_jax.batch import find_images, stylize_batch
 from nst_jax.color import (combine_luminance, luminance_images, match_color,
                            match_luminance)
 from nst_jax.errors import NSTError
@@ -82,5 +86,6 @@ __all__ = [
     "load_metric_networks", "lpips", "patch_frechet_distance", "score",
     "score_set", "sliced_wasserstein_distance", "ssim", "style_distances",
     "checkpoint", "Checkpoint", "SolverState", "state_template", "RunState",
+    "batch", "find_images", "stylize_batch",
 ]
 __version__ = "0.1.0"

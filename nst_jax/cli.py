@@ -256,8 +256,9 @@ class ProgressBar:
   def __init__(self, total: int, *, label: str = "", stream: IO | None = None,
                quiet: bool = False, is_tty: bool | None = None,
                redraw_seconds: float = 0.1, line_seconds: float = 30.0,
-               width: int | None = None):
+               width: int | None = None, unit: str = "it"):
     self.total, self.label, self.quiet = max(int(total), 0), label, quiet
+    self.unit = unit  # what ``update`` counts (a batch: "img", fractions too)
     self._auto = stream is None
     self.stream = sys.stderr if stream is None else stream
     self.tty = (self.stream.isatty() if is_tty is None and
@@ -292,7 +293,8 @@ class ProgressBar:
     bar, no terminal codes)."""
     return tqdm.std.tqdm.format_meter(
         total=self.total, prefix=f"{self.label}: " if self.label else "",
-        ascii=True, **self._frame(iteration, now, record, value))
+        ascii=True, unit=self.unit,
+        **self._frame(iteration, now, record, value))
 
   def update(self, iteration: int, record=None, value=None, *,
              now: float | None = None):
@@ -314,6 +316,7 @@ class ProgressBar:
         self._bar = (_AutoBar if self._auto else _TerminalBar)(
             frame=frame, total=self.total, initial=iteration,
             desc=self.label or None, file=None if self._auto else self.stream,
+            unit=self.unit,
             ncols=self.width, dynamic_ncols=self.width is None, leave=True,
             disable=False)
       else:

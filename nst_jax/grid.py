@@ -139,57 +139,18 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
   for c in cells:
     if not 0 <= c["style"] < len(styles):
       raise NSTError(f"style index {c['style']} but {len(styles)} style images")
-  if config.weights.style_blend is not None:
-    raise NSTError(f"a grid cell has one style image: "
-                   f"{param('style_blend_weights')} cannot be honoured")
-  union = _layer_union(config.network, axes.style_layer_sets)
-  spec = dataclasses.replace(config.objective_spec(), style_layers=union)
-  if objective.redraw_every(spec):
-    raise NSTError("a style representation that re-draws its target cannot "
-                   "run in a grid (its cells share one compiled loop)")
-  config = config.replace(spec=spec,
-                          weights=dict(style_layers=None, style_blend=None))
-  transfer.check_config(config)
+  config = cell_config(config, axes.style_layer_sets)
+  spec = config.objective_spec()
   transfer.check_image_size(config, content.shape[:2])
   start = time.perf_counter()
   params = vgg.prepare_params(params, config.conv, spec.layers)
-
-  # Targets: the content once, each style's targets once (colour control and
-  # patches as in one transfer), then one row per cell.
   original = np.asarray(content, np.float32)
-  content, styles = config.color.prepare(original, styles)
-  per_style = [transfer.style_targets(params, content, [s], config)
-               for s in styles]
-  index = np.asarray([c["style"] for c in cells])
-  stack = lambda *leaves: np.stack([np.asarray(l) for l in leaves])
-  targets = objective.Targets(
-      jax.tree_util.tree_map(
-          lambda v: np.broadcast_to(np.asarray(v), (len(cells),) + v.shape),
-          per_style[0].content),
-      jax.tree_util.tree_map(stack, *[per_style[i].style for i in index]),
-      np.stack([np.asarray(per_style[i].style_blend) for i in index]))
-  weights = objective.Weights(
-      np.asarray([c["content_weight"] for c in cells], np.float32),
-      np.asarray([c["style_weight"] for c in cells], np.float32),
-      np.asarray([c["tv_weight"] for c in cells], np.float32),
-      np.stack([_cell_weights(c, union) for c in cells]))
-  for name in ("content", "style", "tv", "style_layers"):
-    if not np.all(np.isfinite(getattr(weights, name))) or np.any(
-        getattr(weights, name) < 0):
-      raise NSTError(f"grid {name} weights must be finite and >= 0")
-  x0 = np.stack([np.asarray(transfer.initial_image(
-      config.init.kind, content, styles[c["style"]], c["seed"]))
-                 for c in cells])
+  x0, targets, weights = cell_data(params, [original], styles, cells, config)
 
   mesh = sharded.cell_mesh() if mesh is None else mesh
   devices = mesh.devices.size
   if chunk_size is None:
-    budget = memory.available_bytes()
-    budget = None if budget is None else budget * (
-        devices if jax.devices()[0].platform != "cpu" else 1)
-    per_cell = config.replace(conv="direct")  # the kernels are shared
-    chunk_size = sharded.chunk_size_for(
-        transfer.estimate_memory(per_cell, content.shape[:2]), devices, budget)
+    chunk_size = default_chunk_size(config, content.shape[:2], devices)
   chunk = sharded.padded_size(min(chunk_size or len(cells), len(cells)),
                               devices)
   fun = objective.objective_function(spec)
@@ -201,10 +162,8 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
       fun, x0, (params, targets, weights), (None, 0, 0), config.solver,
       mesh=mesh, chunk_size=chunk, hooks=hooks, on_chunk=on_chunk,
       on_progress=on_progress, should_stop=should_stop)
-  terms = _final_terms(spec, result.x, params, targets, weights)
-  images = np.clip(result.x, 0.0, 1.0)
-  if config.color.original_colors:
-    images = np.stack([config.color.finish(im, original) for im in images])
+  terms = cell_terms(spec, result.x, params, targets, weights)
+  images = finish_images(config, result.x, [original] * len(cells))
   return GridResult(
       cells=cells, images=images, terms=terms,
       iterations=result.iterations,
@@ -214,6 +173,115 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
       chunks=math.ceil(len(cells) / chunk))
 
 
+# --- the pieces of a batch of cells (style grids, folders of photos) -------------
+
+
+def cell_config(config: transfer.TransferConfig,
+                layer_sets: Sequence[Sequence[str]]
+                ) -> transfer.TransferConfig:
+  """``config`` for cells whose style layer sets are ``layer_sets``: its
+  spec's style layers become their union (each cell's set is a 0/1 mask of
+  per-layer weights over it, ``cell_data``) and blend weights are dropped.
+
+  Refuses blend weights (a cell has one style image) and a representation
+  that re-draws its target (the cells share one compiled loop).
+  """
+  if config.weights.style_blend is not None:
+    raise NSTError(f"a grid cell has one style image: "
+                   f"{param('style_blend_weights')} cannot be honoured")
+  union = _layer_union(config.network, layer_sets)
+  spec = dataclasses.replace(config.objective_spec(), style_layers=union)
+  if objective.redraw_every(spec):
+    raise NSTError("a style representation that re-draws its target cannot "
+                   "run in a grid (its cells share one compiled loop)")
+  config = config.replace(spec=spec,
+                          weights=dict(style_layers=None, style_blend=None))
+  transfer.check_config(config)
+  return config
+
+
+def cell_data(params, contents: Sequence[np.ndarray],
+              styles: Sequence[np.ndarray], cells: Sequence[Dict[str, Any]],
+              config: transfer.TransferConfig
+              ) -> Tuple[np.ndarray, objective.Targets, objective.Weights]:
+  """Starting images, targets and weights of a batch of cells.
+
+  ``contents``: original content images, float32 ``(H, W, 3)`` in [0, 1],
+  all of one shape; ``styles``: style images ``(H_s, W_s, 3)`` of any
+  sizes. Each cell is a dict of ``GridAxes`` values (``style`` indexes
+  ``styles``) and may hold ``"content"``, an index into ``contents``
+  (default 0). ``config`` comes from ``cell_config`` and ``params`` from
+  ``vgg.prepare_params``. Colour control prepares each content with the
+  styles (``color.ColorControl.prepare``) and targets are those of one
+  transfer (``transfer.style_targets``), computed once per (content, style)
+  pair. Returns ``x0`` ``(B, H, W, 3)`` and ``Targets``/``Weights`` whose
+  leaves have the leading axis ``B = len(cells)``.
+  """
+  spec = config.objective_spec()
+  union = spec.style_layers
+  prepared, pair_targets = {}, {}
+  for c in cells:
+    i, s = c.get("content", 0), c["style"]
+    if i not in prepared:
+      prepared[i] = config.color.prepare(
+          np.asarray(contents[i], np.float32), styles)
+    if (i, s) not in pair_targets:
+      content, prepared_styles = prepared[i]
+      pair_targets[i, s] = transfer.style_targets(
+          params, content, [prepared_styles[s]], config)
+  per_cell = [pair_targets[c.get("content", 0), c["style"]] for c in cells]
+  stack = lambda *leaves: np.stack([np.asarray(l) for l in leaves])
+  if len(prepared) == 1:   # one content: its features shared, not copied
+    content_targets = jax.tree_util.tree_map(
+        lambda v: np.broadcast_to(np.asarray(v), (len(cells),) + v.shape),
+        per_cell[0].content)
+  else:
+    content_targets = jax.tree_util.tree_map(
+        stack, *[t.content for t in per_cell])
+  targets = objective.Targets(
+      content_targets,
+      jax.tree_util.tree_map(stack, *[t.style for t in per_cell]),
+      np.stack([np.asarray(t.style_blend) for t in per_cell]))
+  weights = objective.Weights(
+      np.asarray([c["content_weight"] for c in cells], np.float32),
+      np.asarray([c["style_weight"] for c in cells], np.float32),
+      np.asarray([c["tv_weight"] for c in cells], np.float32),
+      np.stack([_cell_weights(c, union) for c in cells]))
+  for name in ("content", "style", "tv", "style_layers"):
+    if not np.all(np.isfinite(getattr(weights, name))) or np.any(
+        getattr(weights, name) < 0):
+      raise NSTError(f"grid {name} weights must be finite and >= 0")
+  x0 = np.stack([np.asarray(transfer.initial_image(
+      config.init.kind, prepared[c.get("content", 0)][0],
+      prepared[c.get("content", 0)][1][c["style"]], c["seed"]))
+                 for c in cells])
+  return x0, targets, weights
+
+
+def default_chunk_size(config: transfer.TransferConfig,
+                       shape: Tuple[int, int], devices: int) -> int | None:
+  """Cells per compiled run of ``(H, W)`` images that fit in 60% of the
+  devices' memory by ``transfer.estimate_memory`` (None: memory unknown)."""
+  budget = memory.available_bytes()
+  budget = None if budget is None else budget * (
+      devices if jax.devices()[0].platform != "cpu" else 1)
+  per_cell = config.replace(conv="direct")  # the kernels are shared
+  return sharded.chunk_size_for(transfer.estimate_memory(per_cell, shape),
+                                devices, budget)
+
+
+def finish_images(config: transfer.TransferConfig, x,
+                  originals: Sequence[np.ndarray]) -> np.ndarray:
+  """Results ``(B, H, W, 3)`` clipped to [0, 1] and, under
+  ``original_colors``, put back in the colours of each cell's original
+  content (``color.ColorControl.finish``)."""
+  images = np.clip(np.asarray(x), 0.0, 1.0)
+  if config.color.original_colors:
+    images = np.stack([config.color.finish(im, o)
+                       for im, o in zip(images, originals)])
+  return images
+
+
 def _batched_totals(spec):
   fun = objective.objective_function(spec)
   batched = jax.vmap(lambda x, p, t, w: fun(x, p, t, w)[0],
@@ -221,7 +289,9 @@ def _batched_totals(spec):
   return lambda x, p, t, w: batched(x, p, t, w)
 
 
-def _final_terms(spec, x, params, targets, weights) -> List[Dict[str, float]]:
+def cell_terms(spec, x, params, targets, weights) -> List[Dict[str, float]]:
+  """The weighted loss terms (``transfer.TERMS``) of every cell at ``x``
+  ``(B, H, W, 3)`` (one batched forward pass, ``sharded.cell_aux``)."""
   terms = sharded.cell_aux(objective.objective_function(spec), x,
                            (params, targets, weights), (None, 0, 0))
   return [{k: float(terms[k][i]) for k in transfer.TERMS}
