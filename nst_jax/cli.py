@@ -96,6 +96,11 @@ PARAM_FLAGS = {
     "SlicedWasserstein.samples": "swd_samples",
     "SlicedWasserstein.redraw_every": "swd_redraw_every",
     "CentralMoments.order": "cmd_order",
+    "ContentAware.clusters": "ca_clusters",
+    "ContentAware.window": "ca_window",
+    "ContentAware.temperature": "ca_temperature",
+    "ContentAware.guide_layer": "ca_layer",
+    "GuidedGram.downsample": "mask_downsample",
 }
 
 
@@ -582,6 +587,11 @@ def _define_loss():
                  "others); a grid takes several (an axis).", lower_bound=0)
   define_numbers("tv_weight", (default.tv,), "Total-variation weight γ; a "
                   "grid takes several (an axis).", lower_bound=0)
+  flags.DEFINE_bool("size_invariant", objective.Spec().size_invariant,
+                    "Divide the content and TV terms by the pixel count so "
+                    "that the same α/β/γ give the same look at every --size "
+                    "(--nosize_invariant: the paper's sums, whose style "
+                    "fades as the size grows).")
   define_numbers("style_blend_weights", None, "One weight per style image "
                   "(default: equal).", lower_bound=0)
 
@@ -595,8 +605,10 @@ def _define_style():
                     "autocorrelation, Nikulin & Novak §7), local (windowed "
                     "Gram, §9), eigen (Gram spectrum, thesis), moments (mean "
                     "and std), covariance (mean + covariance, Wasserstein-2), "
-                    "swd (sliced Wasserstein, Heitz et al. 2021) or cmd "
-                    "(central moment discrepancy, Kalischek et al. 2021).")
+                    "swd (sliced Wasserstein, Heitz et al. 2021), cmd "
+                    "(central moment discrepancy, Kalischek et al. 2021) or "
+                    "content_aware (guided Grams over soft content regions, "
+                    "Nikulin & Novak §9).")
   flags.DEFINE_enum("gram_normalization", d["gram_normalization"],
                     list(rep.NORMALIZATIONS), "gram/spatial/local/eigen: "
                     "'paper' 1/(4N²M²) or 'notes' 1/(NM) Gram with 1/K² loss.")
@@ -621,6 +633,18 @@ def _define_style():
                        "--seed).", lower_bound=0)
   flags.DEFINE_integer("cmd_order", d["cmd_order"], "cmd: highest central "
                        "moment matched.", lower_bound=1)
+  flags.DEFINE_integer("ca_clusters", d["ca_clusters"], "content_aware: soft "
+                       "regions K (k-means of the content-layer features of "
+                       "content and style; 1: the plain Gram).",
+                       lower_bound=1)
+  flags.DEFINE_integer("ca_window", d["ca_window"], "content_aware: §9's "
+                       "window s, w = 1/(1+dx²+dy²) (0: pointwise).",
+                       lower_bound=0)
+  flags.DEFINE_float("ca_temperature", d["ca_temperature"], "content_aware: "
+                     "softness T of the region assignments (squared "
+                     "distances of unit features, 0-2).", lower_bound=1e-6)
+  flags.DEFINE_string("ca_layer", d["ca_layer"], "content_aware: the layer "
+                      "whose features define the regions.")
   default = objective.PATCH_MODES
   flags.DEFINE_integer("style_patches", 0, "Style targets from N seeded random "
                        "crops of each style image (0: the whole image).",
@@ -630,6 +654,26 @@ def _define_style():
   flags.DEFINE_enum("patch_mode", "mean", list(default), "mean: one target "
                     "averaged over the patches; instances: N styles of weight "
                     "1/N.")
+
+
+def _define_masks():
+  from nst_jax import guided  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("content_mask", None, "Colour-coded regions of the "
+                      "content (any size, the content's aspect): each colour "
+                      "takes the style of the style regions of that colour "
+                      "(Gatys et al. 2017 §4); a colour no style has keeps "
+                      "only the content loss. Needs --style_stat=gram.")
+  flags.DEFINE_list("style_masks", None, "One colour-coded mask per style "
+                    "image (default: each style image is one region, of "
+                    "--style_colors or of the content mask's colours in "
+                    "order of first appearance).")
+  flags.DEFINE_list("style_colors", None, "The region colour (#rrggbb) of "
+                    "each style image, without --style_masks.")
+  flags.DEFINE_float("mask_blur", 0.0, "Feather the masks' edges by a "
+                     "Gaussian of this many pixels.", lower_bound=0)
+  flags.DEFINE_enum("mask_downsample", "resize", list(guided.DOWNSAMPLES),
+                    "How masks reach each layer: resize, or inside (eroded "
+                    "by one position per layer, Gatys et al. 2017 §4.1).")
 
 
 def _define_solver():
@@ -681,6 +725,14 @@ def _define_compute():
                     "Convolution algorithm: winograd (F(4x4,3x3) for the 3x3 "
                     "layers with >= 256 channels), direct, or auto (winograd "
                     "on the CPU, where it is faster; direct on GPUs).")
+  flags.DEFINE_string("tile_size", "auto", "Exact tiled objective: tile "
+                      "interiors of N px (long edge), evaluated one at a "
+                      "time (memory of one tile, the whole image's loss and "
+                      "gradient); 0: untiled; auto: untiled when the memory "
+                      "estimate fits the device, else tiled (printed).")
+  flags.DEFINE_string("image_devices", "1", "Shard the image's rows over N "
+                      "local devices (all: every one); XLA partitions the "
+                      "network.")
   flags.DEFINE_bool("checkpoint", False, "Gradient checkpointing per VGG "
                     "block (one more forward pass; on the CPU it measured no "
                     "memory saving: see docs/benchmarks.md).")
@@ -696,6 +748,7 @@ def _define_output():
 
 FLAG_GROUPS = {"images": _define_images, "model": _define_network,
                "loss": _define_loss, "representation": _define_style,
+               "masks": _define_masks,
                "solver": _define_solver, "init": _define_init,
                "color": _define_color, "compute": _define_compute,
                "output": _define_output}
@@ -788,8 +841,14 @@ def representation(style_layers: Sequence[str]):
   params = {k: f[k].value for k in rep.DEFAULTS
             if k not in ("local_window", "seed") and k in f}
   seed = f["seed"].value[0] if "seed" in f and f["seed"].value else 0
-  return rep.from_name(f.style_stat, tuple(style_layers),
-                       local_window=f.local_window, seed=seed, **params)
+  value = rep.from_name(f.style_stat, tuple(style_layers),
+                        local_window=f.local_window, seed=seed, **params)
+  if "content_mask" in f and f.content_mask:   # masks: the guided version
+    from nst_jax import guided  # pylint: disable=g-import-not-at-top
+    value = guided.guided_version(value, f.mask_downsample)
+  elif "content_mask" in f and (f.style_masks or f.style_colors):
+    raise NSTError("--style_masks and --style_colors need --content_mask")
+  return value
 
 
 def transfer_config(*, grid: bool = False):
@@ -828,7 +887,9 @@ def transfer_config(*, grid: bool = False):
       style=(representation(style_layers) if "style_stat" in f
              else objective.Spec().style),
       precision=val("precision", "float32"),
-      remat=bool(val("checkpoint", False)))
+      remat=bool(val("checkpoint", False)),
+      size_invariant=bool(val("size_invariant",
+                              objective.Spec().size_invariant)))
   default = objective.LossWeights()
   blend = val("style_blend_weights")
   if grid:
@@ -858,7 +919,9 @@ def transfer_config(*, grid: bool = False):
                                   val("patch_mode", "mean"))
   config = transfer.TransferConfig(
       network=network, spec=spec, weights=weights, solver=solver, init=init,
-      color=colors, patches=patches, conv=val("conv", "auto"))
+      color=colors, patches=patches, conv=val("conv", "auto"),
+      tile_size=val("tile_size", "auto"),
+      image_devices=val("image_devices", 1))
   transfer.check_config(config)
   return config
 

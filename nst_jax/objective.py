@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nst_jax import guided
 from nst_jax import losses
 from nst_jax import networks
 from nst_jax import representations
@@ -45,6 +46,14 @@ class Spec:
   the optimised image's features (``vgg.PRECISIONS``) and ``remat`` gradient
   checkpointing per VGG block (``vgg.features(remat=True)``); targets are
   always computed in float32.
+
+  ``size_invariant`` divides the content and total-variation terms by the
+  optimised image's pixel count ``H·W`` (``size_scale``), making them
+  per-pixel averages like the style term (a function of position-averaged
+  statistics), so one α:β:γ gives the same balance at every ``--size``;
+  ``False`` keeps the sums of Gatys et al. (2016) eq. 1, whose content term
+  grows with the pixel count while the style term does not (style fades as
+  the size grows).
   """
   content_layers: Tuple[str, ...] = networks.DEFAULT_CONTENT_LAYERS["vgg16"]
   style_layers: Tuple[str, ...] = networks.DEFAULT_STYLE_LAYERS["vgg16"]
@@ -52,6 +61,7 @@ class Spec:
   style: Any = representations.Gram()
   precision: str = "float32"
   remat: bool = False
+  size_invariant: bool = True
 
   def __post_init__(self):
     object.__setattr__(self, "content_layers", tuple(self.content_layers))
@@ -202,17 +212,31 @@ def _content_targets(params, image, layers, pooling):
 
 
 @jax.jit(static_argnums=2)
-def style_statistics(params, image: jax.Array, spec: Spec) -> Dict[str, Any]:
+def style_statistics(params, image: jax.Array, spec: Spec,
+                     guides: Dict[str, Any] | None = None) -> Dict[str, Any]:
   """``{layer: representation.statistic(features)}`` of one style image
-  ``(H, W, 3)`` at every style layer, compiled once per spec and shape."""
+  ``(H, W, 3)`` at every style layer, compiled once per spec and shape.
+  A guided representation (``nst_jax.guided``) gets the image's guides
+  ``guides[layer]`` ``(K, H_g, W_g)`` brought to the layer by its
+  ``layer_guides``: ``statistic(features, layer guides)``."""
   feats = _features(params, image, spec.style_layers, spec.pooling)
-  return {l: rep.statistic(feats[l][0]) for l, rep in spec.style_by_layer()}
+  guides = guides or {}
+  return {l: (rep.statistic(feats[l][0], rep.layer_guides(
+      guides[l], feats[l].shape[1:3])) if l in guides
+              else rep.statistic(feats[l][0]))
+          for l, rep in spec.style_by_layer()}
 
 
 @jax.jit(static_argnums=1)
-def style_targets_of(stacked: Dict[str, Any], spec: Spec) -> Dict[str, Any]:
-  """``{layer: representation.target(statistics stacked over styles)}``."""
-  return {l: rep.target(stacked[l]) for l, rep in spec.style_by_layer()}
+def style_targets_of(stacked: Dict[str, Any], spec: Spec,
+                     guides: Dict[str, Any] | None = None) -> Dict[str, Any]:
+  """``{layer: representation.target(statistics stacked over styles)}``;
+  a guided layer's ``target(stacked, guides[layer])`` also gets the
+  optimised image's guides at that layer ``(K, h, w)``."""
+  guides = guides or {}
+  return {l: (rep.target(stacked[l], guides[l]) if l in guides
+              else rep.target(stacked[l]))
+          for l, rep in spec.style_by_layer()}
 
 
 def stack(trees: Sequence[Any]) -> Any:
@@ -251,7 +275,9 @@ def make_targets(params, content: jax.Array | None,
                  styles: Sequence[jax.Array], spec: Spec,
                  style_blend_weights: Sequence[float] | None = None, *,
                  patches_per_style: int = 1,
-                 patch_mode: str = "instances") -> Targets:
+                 patch_mode: str = "instances",
+                 guides: "guided.Guides | None" = None,
+                 tile_size: int = 0) -> Targets:
   """Computes the content features and each style layer's target once.
 
   ``content`` is ``(H, W, 3)`` (or ``None`` for pure texture synthesis, with
@@ -267,16 +293,35 @@ def make_targets(params, content: jax.Array | None,
   image's crops into one target (the statistic of their union; only for
   representations whose statistics are position averages),
   ``"instances"`` keeps the ``N`` crops as ``N`` styles of weight ``b_s/N``.
+
+  Guided representations (``nst_jax.guided``: masks, content-aware style)
+  take ``guides`` (``guided.Guides``: the content's and each style's
+  image-level guides) or make their own from the features at their
+  ``guide_layer``; the optimised image's guides at each layer go into the
+  target (``guided.image_guides``, ``guided.output_guides``).
+
+  ``tile_size > 0`` computes the content features and the style statistics
+  of images larger than a tile tile by tile (``nst_jax.tiling``: exact, in
+  one tile's memory; position-averaged representations only).
   """
   network = vgg.network_of(params)
+  from nst_jax import tiling  # pylint: disable=g-import-not-at-top
+  def tiled(shape, layers):   # a plan when the image spans several tiles
+    p = (tiling.plan(network, layers, tuple(shape[:2]), tile_size)
+         if tile_size else None)
+    return p if p is not None and p.count > 1 else None
   check_spec(spec, network)
   if content is None:
     if spec.content_layers:
       raise NSTError("content layers were given but no content image")
     content_targets = {}
   else:
-    content_targets = _content_targets(params, content, spec.content_layers,
-                                       spec.pooling)
+    p = tiled(content.shape, spec.layers)
+    content_targets = (
+        tiling.content_features(params, content, spec.content_layers,
+                                spec.pooling, p) if p is not None
+        else _content_targets(params, content, spec.content_layers,
+                              spec.pooling))
   if spec.style_layers and not styles:
     raise NSTError("style layers were given but no style image")
   n = int(patches_per_style)
@@ -300,11 +345,27 @@ def make_targets(params, content: jax.Array | None,
             f"the content's {content.shape[1]}x{content.shape[0]}")
   style_targets = {}
   if spec.style_layers:
-    stacked = stack([style_statistics(params, s, spec) for s in styles])
+    per_image = guided.image_guides(
+        params, content, styles, spec, guides,
+        lambda p, image, layer: _content_targets(p, image, (layer,),
+                                                 spec.pooling)[layer])
+    if per_image and n > 1:
+      raise NSTError("style patches cannot be used with guided style "
+                     "statistics (masks, content-aware style)")
+    stacked = stack([
+        tiling.style_statistics(params, s, spec, tiled(s.shape,
+                                                       spec.style_layers))
+        if not per_image and tiled(s.shape, spec.style_layers) is not None
+        else style_statistics(
+            params, s, spec, {l: g.styles[i] for l, g in per_image.items()})
+        for i, s in enumerate(styles)])
     if n > 1 and patch_mode == "mean":
       stacked = jax.tree_util.tree_map(
           lambda x: x.reshape(-1, n, *x.shape[1:]).mean(axis=1), stacked)
-    style_targets = style_targets_of(stacked, spec)
+    out_guides = guided.output_guides(spec, per_image, vgg.feature_shapes(
+        network, content.shape[:2], spec.style_layers, spec.pooling)
+        ) if per_image else {}
+    style_targets = style_targets_of(stacked, spec, out_guides)
   n_images = len(styles) // n
   if style_blend_weights is None:
     style_blend_weights = [1.0] * n_images
@@ -344,6 +405,20 @@ def redraw_every(spec: Spec) -> int:
   return math.gcd(*[p for p in periods if p > 0]) if any(periods) else 0
 
 
+def size_scale(spec: Spec, shape: Tuple[int, ...]) -> float:
+  """The factor on the content and TV terms of an image of ``shape``
+  ``(H, W, …)``: ``1/(H·W)`` when ``spec.size_invariant``, else 1.
+
+  Why ``H·W``: every layer's position count ``M_l`` is ``H·W`` over a fixed
+  power of four (its pooling), so ``Σ_p`` over any layer divided by ``H·W``
+  is a per-position mean up to a layer constant; the style term's
+  statistics are already averages over positions (``statistics.gram_matrix``
+  returns ``G/M``), so its per-pixel gradient falls as ``1/M`` while the
+  summed content term's does not — the fading the factor removes.
+  """
+  return 1.0 / (shape[0] * shape[1]) if spec.size_invariant else 1.0
+
+
 def loss_terms(params, image: jax.Array, targets: Targets, weights: Weights,
                spec: Spec) -> Dict[str, jax.Array]:
   """Every term of the objective for one image ``(H, W, 3)``.
@@ -351,7 +426,8 @@ def loss_terms(params, image: jax.Array, targets: Targets, weights: Weights,
   Returns scalars ``total``, ``content``, ``style``, ``tv`` — each already
   multiplied by its weight, so ``total = content + style + tv`` — and
   ``style_layers`` ``(L,)``, the weighted style term of each layer.
-  Each style layer's term is ``Σ_s b_s · representation.loss(F, target)_s``.
+  Each style layer's term is ``Σ_s b_s · representation.loss(F, target)_s``;
+  the content and TV terms carry ``size_scale(spec, image.shape)``.
   """
   feats = vgg.features(params, image[None], spec.layers, spec.pooling,
                        precision=spec.precision, remat=spec.remat)
@@ -363,10 +439,11 @@ def loss_terms(params, image: jax.Array, targets: Targets, weights: Weights,
     per_layer.append(jnp.sum(targets.style_blend * per_style))
   per_layer = (jnp.stack(per_layer) if per_layer else jnp.zeros((0,)))
   style_layers = weights.style * weights.style_layers * per_layer
+  scale = jnp.float32(size_scale(spec, image.shape))
   terms = {
-      "content": weights.content * content,
+      "content": weights.content * scale * content,
       "style": jnp.sum(style_layers),
-      "tv": weights.tv * losses.total_variation_loss(image),
+      "tv": weights.tv * scale * losses.total_variation_loss(image),
       "style_layers": style_layers,
   }
   terms["total"] = terms["content"] + terms["style"] + terms["tv"]

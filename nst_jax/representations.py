@@ -23,6 +23,21 @@ dataclasses) with three pure methods and two flags:
   Gram's style strength at the default 1e7 (optional, default 1e7; the
   command line uses it when ``--style_weight`` is not given).
 
+Two optional methods make a representation *position-averaged*, which the
+exact tiled objective (``nst_jax.tiling``, ``--tile_size``) needs:
+
+* ``position_sums(features, weights)`` — features ``(H, W, C)`` and weights
+  ``(H, W)`` (1 for the positions a tile owns, 0 elsewhere) → the pytree of
+  weighted sums over positions whose quotient by ``M = Σ weights`` is the
+  statistic: ``statistic(F) == sums(F, ones) / (H·W)`` leaf by leaf;
+* ``loss_from_statistic(statistic, target)`` — the loss from the generated
+  image's statistic alone: ``loss(F, target) ==
+  loss_from_statistic(statistic(F), target)``.
+
+A representation whose loss needs more than such averages (sorting all
+positions, comparing maps position by position) has neither
+(``position_averaged`` is false).
+
 An optional ``redraw(target, round)`` lets a representation re-draw the
 random part of its target (``SlicedWasserstein(redraw_every=K)``): the
 transfer calls it every ``redraw_every`` iterations.
@@ -46,6 +61,7 @@ import numpy as np
 
 from nst_jax import losses
 from nst_jax import statistics
+from nst_jax import guided
 from nst_jax.errors import NSTError, check_choice, param
 
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -86,6 +102,13 @@ class Gram:
   def loss(self, features, target):
     gram = _stack_like(statistics.gram_matrix(features), target)
     return losses.gram_loss(gram, target, normalization=self.normalization)
+
+  def position_sums(self, features, weights):
+    return _weighted_gram(features, weights)
+
+  def loss_from_statistic(self, statistic, target):
+    return losses.gram_loss(_stack_like(statistic, target), target,
+                            normalization=self.normalization)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +225,22 @@ class Eigen:
     return losses.gram_loss(reduced, target["gram"],
                             normalization=self.normalization)
 
+  def position_sums(self, features, weights):
+    return _weighted_gram(features, weights)
+
+  def loss_from_statistic(self, statistic, target):
+    if self.loss_kind == "reconstruction":
+      return losses.gram_loss(_stack_like(statistic, target), target,
+                              normalization=self.normalization)
+    if self.loss_kind == "spectrum":
+      values = statistics.gram_spectrum(statistic, rank=int(self.rank))
+      return losses.spectrum_loss(_stack_like(values, target), target,
+                                  normalization=self.normalization)
+    reduced = jnp.einsum("sci,cd,sdj->sij", target["basis"], statistic,
+                         target["basis"], precision=_HIGHEST)
+    return losses.gram_loss(reduced, target["gram"],
+                            normalization=self.normalization)
+
 
 @dataclasses.dataclass(frozen=True)
 class Moments:
@@ -227,6 +266,16 @@ class Moments:
     moments = _stack_like(statistics.channel_moments(features), target)
     return losses.moments_loss(moments, target)
 
+  def position_sums(self, features, weights):
+    w = weights[..., None]
+    return {"mean": jnp.sum(w * features, axis=(0, 1)),
+            "square": jnp.sum(w * jnp.square(features), axis=(0, 1))}
+
+  def loss_from_statistic(self, statistic, target):
+    moments = statistics.moments_from_raw(statistic["mean"],
+                                          statistic["square"])
+    return losses.moments_loss(_stack_like(moments, target), target)
+
 
 @dataclasses.dataclass(frozen=True)
 class Covariance:
@@ -251,6 +300,17 @@ class Covariance:
 
   def loss(self, features, target):
     mean, cov = statistics.channel_mean_covariance(features)
+    tm, tc = target["mean"], target["cov_sqrt"]
+    return losses.gaussian_w2_loss(_stack_like(mean, tm), _stack_like(cov, tc),
+                                   tm, tc)
+
+  def position_sums(self, features, weights):
+    return {"mean": jnp.sum(weights[..., None] * features, axis=(0, 1)),
+            "gram": _weighted_gram(features, weights)}
+
+  def loss_from_statistic(self, statistic, target):
+    mean = statistic["mean"]
+    cov = statistics.covariance_from_gram(mean, statistic["gram"])
     tm, tc = target["mean"], target["cov_sqrt"]
     return losses.gaussian_w2_loss(_stack_like(mean, tm), _stack_like(cov, tc),
                                    tm, tc)
@@ -399,8 +459,42 @@ class CentralMoments:
     return losses.central_moment_discrepancy(_stack_like(moments, target),
                                              target)
 
+  def position_sums(self, features, weights):
+    shifted = self._map(features) - self._shift
+    w, power, rows = weights[..., None], shifted, []
+    for k in range(int(self.order)):
+      if k:
+        power = power * shifted
+      rows.append(jnp.sum(w * power, axis=(0, 1)))
+    return jnp.stack(rows, axis=-2)
+
+  def loss_from_statistic(self, statistic, target):
+    # The same route as ``target``: central moments by the binomial expansion
+    # of the shifted raw moments (equal to ``loss``'s centred ones to ~1e-6).
+    moments = self.target(statistic)
+    return losses.central_moment_discrepancy(_stack_like(moments, target),
+                                             target)
+
 
 # --- helpers the objective uses ---------------------------------------------
+
+
+def _weighted_gram(features, weights):
+  """``Σ_p w_p f_p f_pᵀ`` ``(C, C)`` of features ``(H, W, C)`` and position
+  weights ``(H, W)``: the Gram's position sum (``statistics.gram_matrix`` is
+  it over ``M`` with unit weights)."""
+  h, w, c = features.shape
+  flat = features.reshape(h * w, c)
+  return jnp.einsum("mi,mj->ij", flat * weights.reshape(h * w, 1), flat,
+                    precision=_HIGHEST)
+
+
+def position_averaged(representation) -> bool:
+  """Whether the representation's loss is a function of position averages
+  (it has ``position_sums`` and ``loss_from_statistic``): what the exact
+  tiled objective needs."""
+  return all(callable(getattr(representation, m, None))
+             for m in ("position_sums", "loss_from_statistic"))
 
 
 def averageable(representation) -> bool:
@@ -450,13 +544,19 @@ _TABLE: Dict[str, Tuple[Callable[..., Any], Tuple[str, ...]]] = {
                                         p["seed"], p["swd_redraw_every"]),
             ("swd_directions", "swd_samples", "swd_redraw_every")),
     "cmd": (lambda p: CentralMoments(p["cmd_order"]), ("cmd_order",)),
+    "content_aware": (lambda p: guided.ContentAware(
+        p["ca_clusters"], p["ca_window"], p["ca_temperature"],
+        p["ca_layer"], p["gram_normalization"], p["seed"]),
+                      ("gram_normalization", "ca_clusters", "ca_window",
+                       "ca_temperature", "ca_layer")),
 }
 NAMES = tuple(_TABLE)
 # The parameters of the table with their defaults (the command line's flags).
 DEFAULTS = {"gram_normalization": "paper", "local_window": 0,
             "style_rank": 0, "eigen_loss": "reconstruction",
             "swd_directions": 0, "swd_samples": 16384, "swd_redraw_every": 0,
-            "cmd_order": 5, "seed": 0}
+            "cmd_order": 5, "seed": 0, "ca_clusters": 8, "ca_window": 2,
+            "ca_temperature": 0.05, "ca_layer": "relu4_2"}
 
 
 def from_name(name: str, style_layers: Sequence[str] = (), *,

@@ -364,7 +364,8 @@ def style_targets(params, content: np.ndarray, styles: Sequence[np.ndarray],
   return objective.make_targets(
       params, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec,
       config.weights.style_blend, patches_per_style=max(n, 1),
-      patch_mode=config.patches.mode, guides=guides)
+      patch_mode=config.patches.mode, guides=guides,
+      tile_size=tile_size_for(config, content.shape[:2]))
 
 
 def _clip_on_device(x, *args):

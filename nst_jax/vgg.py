@@ -378,7 +378,7 @@ def blocks(network: str, deepest: str):
   return [tuple(g) for g in groups]
 
 
-def _run_block(x, params, block, wanted, pooling, precision):
+def _run_block(x, params, block, wanted, pooling, precision, on_layer=None):
   out = {}
   for layer in block:
     if isinstance(layer, networks.Conv):
@@ -388,6 +388,8 @@ def _run_block(x, params, block, wanted, pooling, precision):
       x = jax.nn.relu(x)
     else:
       x = _pool(x, layer.window, layer.stride, pooling)
+    if on_layer is not None:
+      x = on_layer(layer.name, x)
     if layer.name in wanted:
       out[layer.name] = x
   return x, out
@@ -396,7 +398,8 @@ def _run_block(x, params, block, wanted, pooling, precision):
 def features(params, images: jax.Array, layers: Sequence[str],
              pooling: str = "max", *, precision: str = "float32",
              remat: bool = False,
-             prescaled: bool = False) -> Dict[str, jax.Array]:
+             prescaled: bool = False,
+             on_layer=None) -> Dict[str, jax.Array]:
   """Feature maps of the named layers for a batch of images.
 
   Args:
@@ -420,6 +423,11 @@ def features(params, images: jax.Array, layers: Sequence[str],
     prescaled: ``images`` are already the network's input and go in as they
       are, not normalised here: for an input scaling of one's own, such as
       LPIPS's (``metrics.lpips_scaling``).
+    on_layer: ``on_layer(name, x) -> x`` applied to the network's input
+      (name ``"input"``, after the input scaling) and to every layer's output
+      before the next layer reads it; ``None``: nothing. The tiled objective
+      (``nst_jax.tiling``) zeroes there what lies outside the image, so a
+      window of a zero-padded canvas has the whole image's features.
 
   Returns:
     ``{layer: (N, H_l, W_l, C_l)}``, computed only up to the deepest layer
@@ -440,9 +448,12 @@ def features(params, images: jax.Array, layers: Sequence[str],
   wanted, out = frozenset(layers), {}
   space = networks.get(network).input_space
   x = images if prescaled else normalize(images, space)
+  if on_layer is not None:
+    x = on_layer("input", x)
   for block in blocks(network, deepest):
     run = functools.partial(_run_block, block=block, wanted=wanted,
-                            pooling=pooling, precision=precision)
+                            pooling=pooling, precision=precision,
+                            on_layer=on_layer)
     if remat:
       run = jax.checkpoint(run)
     block_params = {l.name: params[l.name] for l in block

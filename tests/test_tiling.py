@@ -1,0 +1,224 @@
+"""The exact tiled objective (nst_jax.tiling) against the untiled one, and one
+image's rows sharded over 4 virtual CPU devices (a subprocess).
+
+A tiny random VGG-16 (conftest.tiny_vgg16_params). The images are small but
+split into many tiles whose margins cross pooling boundaries, so a wrong
+margin, alignment, border mask or ownership shows up as a difference far
+above float32 rounding.
+"""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nst_jax import objective
+from nst_jax import representations as R
+from nst_jax import tiling
+from nst_jax import transfer
+from nst_jax.errors import NSTError
+from conftest import tiny_vgg16_params
+
+DEEP = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+SHALLOW = ("relu1_1", "relu2_1", "relu3_1")
+
+
+@pytest.fixture(scope="module")
+def params():
+  return tiny_vgg16_params()
+
+
+def _img(h, w, seed):
+  return jnp.asarray(np.random.default_rng(seed).uniform(size=(h, w, 3)),
+                     jnp.float32)
+
+
+def _rel(a, b):
+  """‖a − b‖ / ‖b‖."""
+  return float(jnp.linalg.norm((a - b).ravel()) / jnp.linalg.norm(b.ravel()))
+
+
+def test_geometry_of_vgg16():
+  # relu5_1 reads 58 px before/after (conv1: 2, conv2: 2·2, conv3: 3·4, conv4:
+  # 3·8, conv5_1: 16) on a 16 px grid.
+  assert tiling.margin_and_alignment("vgg16", DEEP) == (64, 16)
+  assert tiling.margin_and_alignment("vgg16", ("relu2_1",)) == (4, 2)
+  p = tiling.plan("vgg16", DEEP, (150, 130), 48)
+  assert p.count == 4 * 3 and p.window == (144, 144)
+  for (y, x), (y0, y1, x0, x1) in zip(p.starts, p.owned):
+    assert y % 16 == 0 and x % 16 == 0
+    assert (y0 == 0 or y0 - y >= 64) and (y1 >= p.canvas[0]
+                                          or y + 144 - y1 >= 64)
+  rows = sorted({(a, b) for a, b, _, _ in p.owned})
+  assert rows[0][0] == 0 and rows[-1][1] >= 150
+  assert all(a[1] == b[0] for a, b in zip(rows, rows[1:]))   # a partition
+  single = tiling.plan("vgg16", DEEP, (150, 130), 512)
+  assert single.count == 1 and single.window == (150, 130)
+
+
+# The Gaussian W2 loss is ill-conditioned where the covariance is nearly
+# singular: on this random network at relu3_1 the untiled loss itself moves by
+# 0.4-2e-4 relative when the features are perturbed by 1e-7 (float32
+# rounding), so Covariance is compared where positions outnumber channels.
+@pytest.mark.parametrize("rep,layers,content", [
+    (R.Gram(), DEEP, ("relu4_2",)),
+    ({"relu1_1": R.Eigen(rank=6, loss_kind="projected"),
+      "relu2_1": R.Eigen(rank=6, loss_kind="spectrum"),
+      "relu3_1": R.Moments()}, SHALLOW, ("relu2_2",)),
+    ({"relu1_1": R.Covariance(), "relu2_1": R.Covariance(),
+      "relu3_1": R.CentralMoments(order=4)}, SHALLOW, ("relu3_2",)),
+])
+def test_tiled_equals_untiled(params, rep, layers, content):
+  h, w = (150, 130) if layers == DEEP else (88, 80)
+  spec = objective.Spec(content, layers, pooling="max", style=rep)
+  targets = objective.make_targets(params, _img(h, w, 1) if content else None,
+                                   [_img(80, 72, 2), _img(64, 70, 3)], spec,
+                                   style_blend_weights=[2.0, 1.0])
+  weights = objective.make_weights(spec, content_weight=3.0,
+                                   style_weight=1e3, tv_weight=2.0)
+  p = tiling.plan("vgg16", spec.layers, (h, w), 48 if layers == DEEP else 24)
+  assert p.count >= 9
+  x = _img(h, w, 4)
+  grad = lambda f: jax.jit(jax.value_and_grad(f, has_aux=True))(
+      x, params, targets, weights)
+  (v0, t0), g0 = grad(objective.objective_function(spec))
+  (v1, t1), g1 = grad(tiling.objective_function(spec, p))
+  assert abs(float(v1 - v0)) <= 1e-4 * abs(float(v0))
+  for k in ("content", "style", "tv"):
+    assert abs(float(t1[k] - t0[k])) <= 1e-4 * abs(float(t0["total"])), k
+  assert _rel(t1["style_layers"], t0["style_layers"]) < 1e-4
+  assert _rel(g1, g0) < 1e-4
+  # A plain evaluation (pass 1 only) gives the same terms.
+  t2 = jax.jit(tiling.objective_function(spec, p))(x, params, targets,
+                                                   weights)[1]
+  assert abs(float(t2["total"] - v0)) <= 1e-4 * abs(float(v0))
+
+
+def test_lbfgs_tiled_matches_untiled(params):
+  spec = objective.Spec(("relu4_2",), DEEP, pooling="avg")
+  config = transfer.TransferConfig(
+      spec=spec, weights=objective.LossWeights(style=1e3), conv="direct",
+      tile_size=0)
+  config = config.replace(solver=dict(maxiter=5))
+  content, style = np.asarray(_img(130, 100, 5)), np.asarray(_img(90, 90, 6))
+  untiled = transfer.stylize(params, content, [style], config)
+  tiled = transfer.stylize(params, content, [style],
+                           config.replace(tile_size=40), log_every=2)
+  assert tiled.iterations == untiled.iterations == 5
+  assert abs(tiled.loss_history[-1]["total"]
+             - untiled.loss_history[-1]["total"]) <= 1e-4 * abs(
+                 untiled.loss_history[-1]["total"])
+  assert np.max(np.abs(tiled.image - untiled.image)) < 1e-3
+
+
+@pytest.mark.parametrize("rep", [R.Spatial(), R.Local(window=1),
+                                 R.SlicedWasserstein(samples=64)])
+def test_refuses_non_averaged_representations(rep):
+  spec = objective.Spec(("relu2_2",), SHALLOW, style=rep)
+  with pytest.raises(NSTError, match=type(rep).__name__ +
+                     r" style representation at relu1_1 is not a function "
+                     "of position averages") as e:
+    tiling.objective_function(spec, tiling.plan("vgg16", spec.layers,
+                                                (64, 64), 32))
+  assert "\n" not in str(e.value)
+  with pytest.raises(NSTError, match="position averages"):
+    transfer.check_config(transfer.TransferConfig(spec=spec, tile_size=32))
+  transfer.check_config(transfer.TransferConfig(spec=spec, tile_size="auto"))
+
+
+def test_tile_size_values_and_auto():
+  assert tiling.parse_tile_size("auto") == "auto"
+  assert tiling.parse_tile_size("512") == 512
+  for bad in ("-1", "big"):
+    with pytest.raises(NSTError, match="tile_size"):
+      tiling.parse_tile_size(bad)
+  with pytest.raises(NSTError, match="at least 16"):
+    tiling.plan("vgg16", DEEP, (100, 100), 8)
+  spec = objective.Spec()
+  shape = (3072, 4096)
+  untiled = transfer.memory.estimate_bytes("vgg16", spec.layers, shape)
+  assert tiling.choose_tile_size("vgg16", spec, shape,
+                                 available=untiled) == 0
+  size = tiling.choose_tile_size("vgg16", spec, shape, available=8 * 2**30)
+  need = tiling.estimate_bytes("vgg16", spec,
+                               tiling.plan("vgg16", spec.layers, shape, size))
+  assert 0 < size < 4096 and need <= 8 * 2**30 < untiled
+  with pytest.raises(NSTError, match="even in tiles"):
+    tiling.choose_tile_size("vgg16", spec, shape, available=2**30)
+  swd = objective.Spec(style=R.SlicedWasserstein())
+  with pytest.raises(NSTError, match="position averages"):
+    tiling.choose_tile_size("vgg16", swd, shape, available=8 * 2**30)
+
+
+_SHARDED = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import jax, jax.numpy as jnp, numpy as np
+from nst_jax import objective, tiling, transfer
+from conftest import tiny_vgg16_params
+assert jax.local_device_count() == 4
+params = tiny_vgg16_params()
+rng = np.random.default_rng(0)
+img = lambda h, w: jnp.asarray(rng.uniform(size=(h, w, 3)), jnp.float32)
+spec = objective.Spec(("relu3_2",), ("relu1_1", "relu2_1", "relu3_1",
+                                     "relu4_1"))
+targets = objective.make_targets(params, img(96, 80), [img(64, 64)], spec)
+weights = objective.make_weights(spec, content_weight=1.0, style_weight=1e3,
+                                 tv_weight=1.0)
+x = img(96, 80)
+base = transfer.TransferConfig(spec=spec, tile_size=0)
+for tile in (0, 32):
+  one, _ = transfer.objective_for(base.replace(tile_size=tile), (96, 80))
+  four, _ = transfer.objective_for(
+      base.replace(tile_size=tile, image_devices="all"), (96, 80))
+  (v1, _), g1 = jax.jit(jax.value_and_grad(one, has_aux=True))(
+      x, params, targets, weights)
+  mesh = transfer.image_mesh(base.replace(image_devices=4))
+  xs, args = transfer.place_on_mesh(mesh, x, (params, targets, weights))
+  (v4, _), g4 = jax.jit(jax.value_and_grad(four, has_aux=True))(xs, *args)
+  assert len(g4.sharding.device_set) == 4, g4.sharding
+  dv = abs(float(v4 - v1)) / abs(float(v1))
+  dg = float(jnp.linalg.norm((g4 - g1).ravel()) / jnp.linalg.norm(g1.ravel()))
+  print("tile", tile, "value", dv, "grad", dg)
+  assert dv < 1e-4 and dg < 1e-4, (dv, dg)
+print("ok")
+"""
+
+
+def test_rows_sharded_over_four_devices_equal_one():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  here = os.path.dirname(os.path.abspath(__file__))
+  out = subprocess.run([sys.executable, "-c", _SHARDED, here], env=env,
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
+      out.stdout + out.stderr[-3000:])
+
+
+def test_image_devices_values():
+  config = transfer.TransferConfig()
+  assert transfer.image_device_count(config) == 1
+  assert transfer.image_mesh(config) is None
+  have = jax.local_device_count()
+  assert transfer.image_device_count(config.replace(image_devices="all")) == (
+      have)
+  for bad in (0, have + 1, "two"):
+    with pytest.raises(NSTError, match="image_devices"):
+      transfer.check_config(config.replace(image_devices=bad))
+
+
+def test_targets_computed_in_tiles(params):
+  spec = objective.Spec(("relu3_2",), SHALLOW,
+                        style={"relu1_1": R.Gram(), "relu2_1": R.Moments(),
+                               "relu3_1": R.CentralMoments(order=3)})
+  content, styles = _img(88, 80, 7), [_img(72, 96, 8)]
+  whole = objective.make_targets(params, content, styles, spec)
+  tiled = objective.make_targets(params, content, styles, spec, tile_size=16)
+  assert tiling.plan("vgg16", spec.layers, (88, 80), 16).count > 9
+  for a, b in zip(jax.tree_util.tree_leaves(tiled),
+                  jax.tree_util.tree_leaves(whole)):
+    assert a.shape == b.shape and _rel(a, b) < 1e-5
