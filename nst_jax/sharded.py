@@ -10,7 +10,6 @@ grids (``nst_jax.grid``) are built on it; research code calls it with its
 own loss.
 """
 
-import functools
 from typing import Callable, Sequence
 
 import jax
@@ -58,13 +57,32 @@ def _put(tree, mesh: Mesh, batched: bool):
 
 
 def _fetch(tree):
-  """Brings a (possibly multi-host) global array back as numpy on every host."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    return jax.tree_util.tree_map(
-        lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)),
-        tree)
-  return jax.tree_util.tree_map(np.asarray, tree)
+  """Numpy copies of every leaf on every host. A global array that spans
+  other processes' devices is gathered (``process_allgather``: a
+  collective, so every process must call this at the same point, as the
+  chunks and hooks of ``minimize_cells`` do); the others are copied."""
+  def fetch(a):
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return np.asarray(a)
+  return jax.tree_util.tree_map(fetch, tree)
+
+
+def _fetched_hook(hook: solvers.Hook) -> solvers.Hook:
+  """``hook`` whose ``host_fn`` receives numpy arrays also when the batch
+  spans several processes (a plain ``np.asarray`` of such an array fails)."""
+  host_fn = hook.host_fn
+  return hook._replace(host_fn=lambda i, out: host_fn(i, _fetch(out)))
+
+
+def _fetched_progress(on_progress, start: int):
+  """``on_progress(start, p)`` with ``p.value``/``p.evaluations`` as numpy
+  arrays gathered from every process."""
+  def call(p: solvers.Progress):
+    on_progress(start, p._replace(value=_fetch(p.value),
+                                  evaluations=_fetch(p.evaluations)))
+  return call
 
 
 def _take(tree, start: int, stop: int):
@@ -111,13 +129,16 @@ def minimize_cells(fun: Callable, x0, args: tuple, args_axes: tuple,
   if cells == 0:
     raise NSTError("the grid has no cells")
   devices = mesh.devices.size
-  chunk = padded_size(min(chunk_size or cells, cells), devices)
+  # Process 0 decides (its memory budget may differ from the others').
+  chunk = padded_size(solvers._agreed(min(chunk_size or cells, cells)),  # pylint: disable=protected-access
+                      devices)
+  hooks = tuple(_fetched_hook(h) for h in hooks)
   shared = tuple(a for a, ax in zip(args, args_axes) if ax is None)
   shared = _put(shared, mesh, batched=False)
   results = []
   for start in range(0, cells, chunk):
     stop = min(start + chunk, cells)
-    if should_stop is not None and should_stop():
+    if should_stop is not None and solvers._any_process(should_stop()):  # pylint: disable=protected-access
       results.append(_not_started(x0[start:stop]))
       continue
     batch_x0 = _put(_pad(x0[start:stop], chunk), mesh, batched=True)
@@ -130,7 +151,7 @@ def minimize_cells(fun: Callable, x0, args: tuple, args_axes: tuple,
     result = solvers.minimize_batched(
         fun, batch_x0, config, hooks, batch_args, args_axes,
         should_stop=should_stop,
-        on_chunk=None if on_progress is None else functools.partial(
+        on_chunk=None if on_progress is None else _fetched_progress(
             on_progress, start),
         chunk_seconds=progress_seconds if host else None)
     results.append(_take(_fetch(result), 0, stop - start))

@@ -123,12 +123,29 @@ def _evaluate_cells(cells, images):
           "sets": sets}
 
 
+def _join(address: str, processes: int | None, index: int | None) -> None:
+  """``jax.distributed.initialize`` on the flags' values, refused in one line
+  when they cannot describe a run (CPUs talk through gloo collectives, JAX's
+  default)."""
+  if processes is None or index is None:
+    raise NSTError("--coordinator_address needs --num_processes and "
+                   "--process_id")
+  if not 0 <= index < processes:
+    raise NSTError(f"--process_id={index} must be in 0..{processes - 1} "
+                   f"(--num_processes={processes})")
+  try:
+    jax.distributed.initialize(address, processes, index)
+  except (RuntimeError, ValueError) as e:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise NSTError(f"cannot join {address} as process {index} of "
+                   f"{processes}: {first}") from None
+
+
 def main(argv):
   if len(argv) > 1:
     raise NSTError(f"unexpected arguments: {' '.join(argv[1:])}")
   if FLAGS.coordinator_address:
-    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                               FLAGS.process_id)
+    _join(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   if not FLAGS.content or not FLAGS.style:
     raise NSTError("--content and --style are required")
   if FLAGS.preset == "gatys_fig3" and not FLAGS["init"].present:
@@ -187,7 +204,10 @@ def main(argv):
     finally:
       for bar in bars.values():
         bar.close()
-  if jax.process_index() != 0:
+  stopped = sum(s == "interrupted" for s in result.status)
+  if jax.process_index() != 0:   # process 0 writes; the others agree on 130
+    if stopped:
+      sys.exit(130)
     return
   manifest = {
       "params": cli.flag_values(_RECORDED),
@@ -215,7 +235,6 @@ def main(argv):
                 _sheet(axes, result, content, styles, FLAGS.style, title),
                 protect=inputs)
   io.save_json(out / "manifest.json", manifest, protect=inputs)
-  stopped = sum(s == "interrupted" for s in result.status)
   if stopped:
     say(f"interrupted: {stopped} of {len(cells)} cells stopped early "
         "(see stop_reason in manifest.json)")
