@@ -19,6 +19,7 @@ every cell.
 """
 
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -289,11 +290,22 @@ def _batched_totals(spec):
   return lambda x, p, t, w: batched(x, p, t, w)
 
 
+@functools.lru_cache(maxsize=None)
+def _terms_program(spec: objective.Spec):
+  """The objective's terms of a batch of cells, compiled once per spec (and
+  shape): ``(x (B, ...), params, targets (B, ...), weights (B, ...))``."""
+  fun = objective.objective_function(spec)
+  return jax.jit(jax.vmap(lambda x, p, t, w: fun(x, p, t, w)[1],
+                          in_axes=(0, None, 0, 0)))
+
+
 def cell_terms(spec, x, params, targets, weights) -> List[Dict[str, float]]:
   """The weighted loss terms (``transfer.TERMS``) of every cell at ``x``
-  ``(B, H, W, 3)`` (one batched forward pass, ``sharded.cell_aux``)."""
-  terms = sharded.cell_aux(objective.objective_function(spec), x,
-                           (params, targets, weights), (None, 0, 0))
+  ``(B, H, W, 3)``: one batched forward pass, the same values as
+  ``sharded.cell_aux`` of the objective, by a program compiled once per
+  spec and shape (a batch of photos calls it once per chunk)."""
+  terms = _terms_program(spec)(np.asarray(x), params, targets, weights)
+  terms = jax.tree_util.tree_map(np.asarray, terms)
   return [{k: float(terms[k][i]) for k in transfer.TERMS}
           for i in range(x.shape[0])]
 

@@ -98,15 +98,18 @@ def test_two_shapes_two_programs_equal_to_one_by_one():
   params = tiny_vgg16_params()
   photos = _photos()
   style = io.resize_long_edge(io.load_image(STYLE), 40)
-  traced = collections.Counter()
+  traced, lowered = collections.Counter(), collections.Counter()
 
   def listener(event, duration, **kw):
     del duration
     if event == "/jax/core/compile/jaxpr_trace_duration":
       traced[kw.get("fun_name")] += 1
+    if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+      lowered[kw.get("fun_name")] += 1   # every program compiled
 
   def run(**kw):
     traced.clear()
+    lowered.clear()
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
       return list(batch.stylize_batch(params, photos, [style], AXES, LIGHT,
@@ -122,6 +125,11 @@ def test_two_shapes_two_programs_equal_to_one_by_one():
       (0, 0, 2), (2, 0, 2), (1, 1, 1)]
   assert seen[-1] == (3, 3) and all(t == 3 for _, t in seen)
   assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+  # The same batch again compiles nothing (targets, solver, final terms).
+  repeated = run()
+  assert not lowered, lowered
+  for o, first in zip(repeated, outputs):
+    np.testing.assert_array_equal(o.image, first.image)
   alone_config = LIGHT.replace(weights=dict(style=1e7))
   for o in outputs:
     alone = transfer.stylize(params, photos[o.job.content], [style],
