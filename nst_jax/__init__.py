@@ -28,10 +28,13 @@ from nst_jax import sharded
 from nst_jax import solvers
 from nst_jax import statistics
 from nst_jax import synthetic
+from nst_jax import tiling
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax import weights
 from nst_jax import winograd
+from nst_jax import video
+from nst_jax import video_io
 from nst_jax.batch import find_images, stylize_batch
 from nst_jax.color import (combine_luminance, luminance_images, match_color,
                            match_luminance)
@@ -63,9 +66,16 @@ from nst_jax.transfer import RunState
 from nst_jax.transfer import (Init, StylePatches, TransferConfig,
                               TransferResult, stylize, stylize_multiscale)
 from nst_jax.color import ColorControl
+from nst_jax.representations import position_averaged
+from nst_jax.tiling import Plan as TilePlan
 from nst_jax.vgg import features, load_params, prepare_params
+from nst_jax.video import (DISFlow, FarnebackFlow, Temporal, TemporalTargets,
+                           consistency_mask, long_term_weights,
+                           stylize_video, temporal_error, temporal_errors,
+                           temporal_loss, warp)
 
 __all__ = [
+    "tiling", "position_averaged", "TilePlan",
     "NSTError", "Hook", "SolveResult", "SolverConfig", "Spec", "Targets",
     "TransferConfig", "TransferResult", "Weights", "content_loss", "features",
     "gram_loss", "gram_matrix", "io", "load_image", "load_params", "loss_terms",
@@ -85,6 +95,10 @@ __all__ = [
     "metrics", "Lpips", "MetricNetworks", "frechet_distance", "gram_distance",
     "load_metric_networks", "lpips", "patch_frechet_distance", "score",
     "score_set", "sliced_wasserstein_distance", "ssim", "style_distances",
+    "video", "video_io", "DISFlow", "FarnebackFlow", "Temporal",
+    "TemporalTargets", "consistency_mask", "long_term_weights",
+    "stylize_video", "temporal_error", "temporal_errors", "temporal_loss",
+    "warp",
     "checkpoint", "Checkpoint", "SolverState", "state_template", "RunState",
     "batch", "find_images", "stylize_batch",
 ]

@@ -15,6 +15,7 @@ destination, which is renamed over it only when the encoder has finished.
 import contextlib
 import os
 import tempfile
+import warnings
 from typing import Iterable, List, NamedTuple, Sequence
 
 import numpy as np
@@ -25,6 +26,17 @@ from nst_jax.errors import NSTError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff",
                     ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+
+
+@contextlib.contextmanager
+def _quiet_fork():
+  """JAX warns at every ``os.fork`` that forking a multithreaded process may
+  deadlock; ``subprocess`` starts ffmpeg by fork + exec at once, which runs
+  no Python in the child, so the warning is noise to a user."""
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called",
+                            category=RuntimeWarning)
+    yield
 
 
 def _ffmpeg():
@@ -88,7 +100,8 @@ def read_video(path: str, *, max_frames: int = 0) -> Clip:
     raise NSTError(f"cannot read video {path}: no such file")
   try:
     reader = ffmpeg.read_frames(path)
-    meta = next(reader)
+    with _quiet_fork():
+      meta = next(reader)
     w, h = meta["size"]
     frames = []
     for raw in reader:
@@ -160,7 +173,8 @@ def write_video(path: str, frames: Sequence[np.ndarray], fps: float, *,
         audio_path=audio_from, audio_codec="aac" if audio_from else None,
         output_params=["-shortest"] if audio_from else None,
         ffmpeg_log_level="error")
-    writer.send(None)
+    with _quiet_fork():
+      writer.send(None)
     for frame in frames:
       writer.send(io.image_to_uint8(frame))
     writer.close()
