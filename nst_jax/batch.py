@@ -305,8 +305,10 @@ def _run(params, contents, styles, all_jobs, groups, config, skip, mesh,
                                   [contents[c["content"]] for c in cells])
       seconds = time.perf_counter() - began
       status = [solvers.status_name(int(s)) for s in result.status]
-      done += len(part)
-      report(done, total)
+      interrupted = "interrupted" in status
+      if not interrupted:
+        done += len(part)
+        report(done, total)
       for n, k in enumerate(part):
         yield Output(index=k, job=all_jobs[k], image=images[n],
                      terms=terms[n], iterations=int(result.iterations[n]),
@@ -315,6 +317,6 @@ def _run(params, contents, styles, all_jobs, groups, config, skip, mesh,
                      status=status[n], bucket=b, chunk=start // chunk,
                      cells=chunk,
                      seconds=seconds)
-      if "interrupted" in status:
+      if interrupted:
         return
 
