@@ -173,8 +173,9 @@ def tile_size_for(config: TransferConfig, shape: Tuple[int, int]) -> int:
 
 def image_device_count(config: TransferConfig) -> int:
   """The number of devices ``config.image_devices`` names (``"all"``: every
-  local device); raises ``NSTError`` for more than there are."""
-  value, have = config.image_devices, jax.local_device_count()
+  device, of every process after ``jax.distributed.initialize``); raises
+  ``NSTError`` for more than there are."""
+  value, have = config.image_devices, jax.device_count()
   if isinstance(value, str) and value.strip().lower() == "all":
     return have
   try:
@@ -184,17 +185,18 @@ def image_device_count(config: TransferConfig) -> int:
                    f"{value!r}") from None
   if not 1 <= count <= have:
     raise NSTError(f"{param('image_devices')} must be between 1 and the "
-                   f"{have} local device(s), got {count}")
+                   f"{have} device(s), got {count}")
   return count
 
 
 def image_mesh(config: TransferConfig):
-  """The ``jax.sharding.Mesh`` of ``image_device_count(config)`` local
-  devices with one axis ``"rows"`` (``None`` for one device)."""
+  """The ``jax.sharding.Mesh`` of the first ``image_device_count(config)``
+  devices (``jax.devices()``: those of every process when JAX runs over
+  several) with one axis ``"rows"`` (``None`` for one device)."""
   count = image_device_count(config)
   if count == 1:
     return None
-  return jax.sharding.Mesh(np.asarray(jax.local_devices()[:count]), ("rows",))
+  return jax.sharding.Mesh(np.asarray(jax.devices()[:count]), ("rows",))
 
 
 def objective_for(config: TransferConfig, shape: Tuple[int, int]):
@@ -203,16 +205,17 @@ def objective_for(config: TransferConfig, shape: Tuple[int, int]):
   (``objective.objective_function``) or over tiles
   (``tiling.objective_function``) as ``tile_size_for`` decides — and with
   ``image_devices > 1`` the image's rows sharded over ``image_mesh`` (a
-  sharding constraint: XLA partitions the network, exchanging halos)."""
+  sharding constraint: XLA partitions the network, exchanging halos; tiled,
+  each device evaluates its own tiles, one at a time)."""
   from nst_jax import tiling  # pylint: disable=g-import-not-at-top
   spec = config.objective_spec()
   tile = tile_size_for(config, shape)
+  mesh = image_mesh(config)
   if tile:
     fun = tiling.objective_function(
-        spec, tiling.plan(config.network, spec.layers, shape, tile))
+        spec, tiling.plan(config.network, spec.layers, shape, tile), mesh)
   else:
     fun = objective.objective_function(spec)
-  mesh = image_mesh(config)
   if mesh is not None:
     fun = _row_sharded(fun, mesh)
   return fun, tile
@@ -230,11 +233,32 @@ def _row_sharded(fun, mesh):
 
 def place_on_mesh(mesh, image, args):
   """``image`` ``(H, W, 3)`` with its rows sharded over ``mesh``'s
-  ``"rows"`` axis and ``args`` (params, targets, weights) replicated on it."""
+  ``"rows"`` axis and ``args`` (params, targets, weights) replicated on it.
+  Over several processes each builds its shards from its own (identical)
+  host copy (``jax.make_array_from_callback``)."""
   P = jax.sharding.PartitionSpec
-  image = jax.device_put(image, jax.sharding.NamedSharding(mesh, P("rows")))
-  args = jax.device_put(args, jax.sharding.NamedSharding(mesh, P()))
+  if jax.process_count() == 1:
+    image = jax.device_put(image, jax.sharding.NamedSharding(mesh, P("rows")))
+    args = jax.device_put(args, jax.sharding.NamedSharding(mesh, P()))
+    return image, args
+
+  def put(a, spec):
+    a = np.asarray(jax.device_get(a))
+    return jax.make_array_from_callback(
+        a.shape, jax.sharding.NamedSharding(mesh, spec), lambda i: a[i])
+  image = put(image, P("rows"))
+  args = jax.tree_util.tree_map(lambda a: put(a, P()), args)
   return image, args
+
+
+def _gathered(a) -> np.ndarray:
+  """A numpy copy of ``a``, gathered from every process when it spans
+  devices of several (a collective: every process calls it at the same
+  point)."""
+  if isinstance(a, jax.Array) and not a.is_fully_addressable:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+  return np.asarray(a)
 
 
 def tiling_message(config: TransferConfig, shape: Tuple[int, int]) -> str:
@@ -454,7 +478,7 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
     hooks.append(solvers.Hook(
         snapshot_every, _clip_on_device,
         lambda i, x: int(i) > 0 and on_snapshot(
-            int(i), config.color.finish(np.asarray(x), original))))
+            int(i), config.color.finish(_gathered(x), original))))
   on_chunk = None
   iterations_wanted = config.solver.maxiter
   if on_progress is not None:
@@ -512,12 +536,14 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
     state = checkpoint.unflatten(resume.solver, solvers.state_template(
         fun, x0, config.solver, (params, targets, weights)),
                                  what="resumed state")
+    if mesh is not None:   # replicated on the run's devices, like its data
+      state = state._replace(loop=place_on_mesh(mesh, x0, state.loop)[1])
   result = solvers.minimize(
       fun, x0, config.solver, hooks, (params, targets, weights),
       donate=True, should_stop=should_stop, on_chunk=on_chunk,
       chunk_seconds=progress_seconds if chunked else None, restart=restart,
       checkpoint=saver, resume=state)
-  image = np.asarray(jnp.clip(result.x, 0.0, 1.0))
+  image = _gathered(jnp.clip(result.x, 0.0, 1.0))
   iterations = int(result.iterations)
   status = solvers.status_name(int(result.status))
   if status == "non_finite" or not np.all(np.isfinite(image)):

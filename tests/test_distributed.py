@@ -142,3 +142,37 @@ def test_a_process_without_its_index_is_refused_in_one_line():
   proc = run("style_grid.py", *_FLAGS, "--coordinator_address=127.0.0.1:1",
              "--num_processes=2", "--process_id=2")
   assert_one_line_error(proc, "--process_id=2 must be in 0..1")
+
+
+def test_one_image_split_over_two_processes(vgg16_params, tmp_path):
+  """``image_devices="all"``: the rows of one image over the devices of both
+  processes (XLA exchanging halos and reducing the statistics across
+  them) give the single-device transfer."""
+  del vgg16_params
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  script = str(ROOT / "tests/distributed_image_check.py")
+  address = f"127.0.0.1:{_free_port()}"
+  procs = []
+  try:
+    for args in ([tmp_path / "two.npz", address, 2, 0],
+                 [tmp_path / "two.npz", address, 2, 1],
+                 [tmp_path / "one.npz"]):
+      procs.append(subprocess.Popen(
+          [sys.executable, script, *map(str, args)], cwd=ROOT, env=env,
+          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for proc in procs:
+      out = proc.communicate(timeout=_TIMEOUT)[0]
+      assert proc.returncode == 0, out[-3000:]
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+  two, one = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")
+  assert (int(two["devices"]), int(one["devices"])) == (2, 1)
+  assert two["processes"].tolist() == [0, 1]   # the rows span both
+  assert bool(two["status"]) and bool(one["status"])
+  assert int(two["evaluations"]) == int(one["evaluations"])
+  assert two["snapshots"].tolist() == one["snapshots"].tolist() == [2, 4]
+  np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-4)
+  np.testing.assert_allclose(two["image"], one["image"], atol=1e-4)
