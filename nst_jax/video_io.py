@@ -141,7 +141,7 @@ def write_video(path: str, frames: Sequence[np.ndarray], fps: float, *,
   """Encodes ``frames`` ``[(H, W, 3)]`` in [0, 1] (even ``H`` and ``W``)
   into ``path`` (the container from its extension; H.264 for .mp4/.mov/
   .mkv), atomically. ``audio_from``: a file whose first audio track is
-  copied in (re-encoded as AAC, cut to the video's length). ``quality``
+  copied in (re-encoded as AAC, cut to the video's duration). ``quality``
   0-10 is imageio-ffmpeg's (8: CRF 10, close to lossless).
   """
   ffmpeg = _ffmpeg()
@@ -171,7 +171,10 @@ def write_video(path: str, frames: Sequence[np.ndarray], fps: float, *,
     writer = ffmpeg.write_frames(
         tmp, (w, h), fps=fps, quality=quality, macro_block_size=2,
         audio_path=audio_from, audio_codec="aac" if audio_from else None,
-        output_params=["-shortest"] if audio_from else None,
+        # The audio cut to the video's duration (ffmpeg's -shortest may drop
+        # the last video frame where the audio ends a little early).
+        output_params=["-t", f"{len(frames) / fps:.6f}"] if audio_from
+        else None,
         ffmpeg_log_level="error")
     with _quiet_fork():
       writer.send(None)

@@ -291,12 +291,18 @@ def test_frames_folder_errors(tmp_path):
 # The command.
 
 
-def _clip_dir(tmp_path, frames=4):
-  out = tmp_path / "frames"
+def _clip_with_audio(tmp_path, frames=4):
+  """A 4-frame pan at 8 fps with a 440 Hz tone (ffmpeg's lavfi sine)."""
+  import imageio_ffmpeg  # pylint: disable=g-import-not-at-top
   made, _ = video.pan_zoom_clip(io.load_image(CHELSEA), frames=frames,
                                 shape=(32, 48))
-  for i, f in enumerate(made):
-    io.save_image(out / f"frame_{i:05d}.png", f)
+  silent, out = tmp_path / "silent.mp4", tmp_path / "clip.mp4"
+  video_io.write_video(str(silent), made, 8.0)
+  subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+                  "-i", str(silent), "-f", "lavfi", "-i",
+                  "sine=frequency=440:duration=2", "-c:v", "copy", "-c:a",
+                  "aac", "-shortest", str(out)], check=True)
+  assert video_io.read_video(str(out)).has_audio
   return out
 
 
@@ -326,11 +332,11 @@ def test_command_bad_input(tmp_path):
 def test_command_ctrl_c_writes_the_video_so_far_and_resume_finishes(
     tmp_path):
   require_file(weights.weights_path("alexnet"))
-  frames = _clip_dir(tmp_path)
+  clip = _clip_with_audio(tmp_path)
   out = tmp_path / "out.mp4"
   env = dict(os.environ, PYTHONUNBUFFERED="1", NST_JAX_CACHE_DIR="off")
   args = [sys.executable, str(ROOT / "scripts" / "stylize_video.py"), *_FAST,
-          f"--input={frames}", f"--output={out}", "--save_flows"]
+          f"--input={clip}", f"--output={out}", "--save_flows"]
   proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, env=env)
   for line in proc.stdout:
@@ -354,6 +360,7 @@ def test_command_ctrl_c_writes_the_video_so_far_and_resume_finishes(
   assert len(final.frames) == 4 and final.frames[0].shape == (42, 64, 3)
   record = json.loads(out.with_suffix(".json").read_text())
   assert record["stop_reason"] == "finished" and record["frames"] == 4
+  assert record["audio_copied"] and final.has_audio
   assert len(record["temporal_consistency"]["per_pair"]) == 3
   work = tmp_path / "out_frames"
   assert (work / "flow_00001.npy").exists() and (work / "mask_00003.png").exists()
