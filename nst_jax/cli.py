@@ -741,6 +741,40 @@ def _define_compute():
                     "the same device, a little slower; no effect on the CPU.")
 
 
+def _define_distributed():
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0, "
+                      "to run over several processes or hosts "
+                      "(jax.distributed; CPUs use gloo collectives).")
+  flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).",
+                       lower_bound=1)
+  flags.DEFINE_integer("process_id", None, "This process's index (0 writes "
+                       "the outputs).", lower_bound=0)
+
+
+def join_processes() -> bool:
+  """``jax.distributed.initialize`` on ``--coordinator_address``,
+  ``--num_processes`` and ``--process_id`` (call it before anything starts
+  JAX's backend); False without a coordinator. Refuses in one line flags
+  that cannot describe a run, and a coordinator that cannot be joined."""
+  address = flags.FLAGS.coordinator_address
+  if not address:
+    return False
+  processes, index = flags.FLAGS.num_processes, flags.FLAGS.process_id
+  if processes is None or index is None:
+    raise NSTError("--coordinator_address needs --num_processes and "
+                   "--process_id")
+  if not 0 <= index < processes:
+    raise NSTError(f"--process_id={index} must be in 0..{processes - 1} "
+                   f"(--num_processes={processes})")
+  try:
+    jax.distributed.initialize(address, processes, index)
+  except (RuntimeError, ValueError) as e:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise NSTError(f"cannot join {address} as process {index} of "
+                   f"{processes}: {first}") from None
+  return True
+
+
 def _define_output():
   flags.DEFINE_bool("quiet", False, "No progress bar or messages; errors "
                     "only.")
@@ -751,7 +785,7 @@ FLAG_GROUPS = {"images": _define_images, "model": _define_network,
                "masks": _define_masks,
                "solver": _define_solver, "init": _define_init,
                "color": _define_color, "compute": _define_compute,
-               "output": _define_output}
+               "output": _define_output, "distributed": _define_distributed}
 
 
 def define_flags(*items: str, defaults: Dict[str, Any] | None = None
@@ -922,6 +956,10 @@ def transfer_config(*, grid: bool = False):
       color=colors, patches=patches, conv=val("conv", "auto"),
       tile_size=val("tile_size", "auto"),
       image_devices=val("image_devices", 1))
+  if grid and (str(config.tile_size) not in ("auto", "0")
+               or str(config.image_devices) != "1"):
+    raise NSTError("--tile_size and --image_devices apply to one image "
+                   "(nst-stylize); a grid batches its cells instead")
   transfer.check_config(config)
   return config
 

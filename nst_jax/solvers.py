@@ -609,6 +609,17 @@ def _to_host(tree):
       if getattr(a, "is_fully_addressable", True) else a, tree)
 
 
+def _host_copy(tree):
+  """Numpy copies of every leaf; an array spread over several processes is
+  gathered (a collective: every process calls this at the same point)."""
+  def copy(a):
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return np.asarray(jax.device_get(a))
+  return jax.tree_util.tree_map(copy, tree)
+
+
 def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
            should_stop, on_chunk, chunk_seconds,
            restart: "Restart | None" = None,
@@ -661,7 +672,7 @@ def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
 
   def save():
     checkpoint.save(SolverState(
-        jax.device_get(state), np.asarray(done_iters, np.int32),
+        _host_copy(state), np.asarray(done_iters, np.int32),
         np.asarray(done_evals, np.int32), np.int32(processed)))
 
   i = int(_host_scalar(state.i))

@@ -145,34 +145,44 @@ def test_a_process_without_its_index_is_refused_in_one_line():
 
 
 def test_one_image_split_over_two_processes(vgg16_params, tmp_path):
-  """``image_devices="all"``: the rows of one image over the devices of both
-  processes (XLA exchanging halos and reducing the statistics across
-  them) give the single-device transfer."""
+  """``nst-stylize --image_devices=all`` over two processes: the rows of one
+  image over the devices of both (XLA exchanging halos and reducing the
+  statistics across them) give the single-process transfer; process 0
+  writes the outputs, snapshots and resumable state."""
   del vgg16_params
   env = dict(os.environ, PYTHONUNBUFFERED="1")
-  script = str(ROOT / "tests/distributed_image_check.py")
-  address = f"127.0.0.1:{_free_port()}"
-  procs = []
+  address = f"--coordinator_address=127.0.0.1:{_free_port()}"
+  common = [sys.executable, str(ROOT / "scripts/stylize.py"), *_FLAGS[:2],
+            "--size=48", "--iterations=5", "--save_every=2", "--log_every=2",
+            "--tile_size=0", "--content_layers=relu2_1",
+            "--style_layers=relu1_1,relu2_1"]
+  runs = ([f"--output={tmp_path / 'two.png'}", "--image_devices=all",
+           address, "--num_processes=2", f"--process_id={k}"] for k in (0, 1))
+  procs, outs = [], []
   try:
-    for args in ([tmp_path / "two.npz", address, 2, 0],
-                 [tmp_path / "two.npz", address, 2, 1],
-                 [tmp_path / "one.npz"]):
+    for args in [*runs, [f"--output={tmp_path / 'one.png'}"]]:
       procs.append(subprocess.Popen(
-          [sys.executable, script, *map(str, args)], cwd=ROOT, env=env,
-          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+          common + args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+          stderr=subprocess.STDOUT, text=True))
     for proc in procs:
-      out = proc.communicate(timeout=_TIMEOUT)[0]
-      assert proc.returncode == 0, out[-3000:]
+      outs.append(proc.communicate(timeout=_TIMEOUT)[0])
+      assert proc.returncode == 0, outs[-1][-3000:]
+      assert "Traceback" not in outs[-1], outs[-1][-3000:]
   finally:
     for proc in procs:
       if proc.poll() is None:
         proc.kill()
         proc.wait()
-  two, one = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")
-  assert (int(two["devices"]), int(one["devices"])) == (2, 1)
-  assert two["processes"].tolist() == [0, 1]   # the rows span both
-  assert bool(two["status"]) and bool(one["status"])
-  assert int(two["evaluations"]) == int(one["evaluations"])
-  assert two["snapshots"].tolist() == one["snapshots"].tolist() == [2, 4]
-  np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-4)
-  np.testing.assert_allclose(two["image"], one["image"], atol=1e-4)
+  two = json.loads((tmp_path / "two.json").read_text())
+  one = json.loads((tmp_path / "one.json").read_text())
+  assert two["params"]["image_devices"] == "all"
+  assert "rows over 2 devices" in outs[0] and "rows over" not in outs[2]
+  assert two["function_evaluations"] == one["function_evaluations"]
+  np.testing.assert_allclose(two["loss_history"][-1]["total"],
+                             one["loss_history"][-1]["total"], rtol=1e-4)
+  np.testing.assert_allclose(io.load_image(tmp_path / "two.png"),
+                             io.load_image(tmp_path / "one.png"),
+                             atol=1.5 / 255)
+  for name in ("two_0002.png", "two_0004.png"):
+    assert (tmp_path / name).exists()
+  assert not (tmp_path / "two.resume.npz").exists()   # finished: removed

@@ -51,10 +51,7 @@ flags.DEFINE_integer("print_every", 0, "Also log (absl, stderr) the range of "
 flags.DEFINE_enum("preset", None, ["gatys_fig3"], "A published grid.")
 flags.DEFINE_integer("chunk_size", None, "Cells per compiled run (default: "
                      "what fits in 60% of the devices' memory).", lower_bound=1)
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0, to "
-                    "run over several hosts (jax.distributed).")
-flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
-flags.DEFINE_integer("process_id", None, "This process's index.")
+cli.define_flags("distributed")   # not recorded: a re-run joins no one
 flags.DEFINE_bool("evaluate", False, "Score every cell into manifest.json "
                   "(nst_jax.metrics at 256 px: LPIPS and SSIM to the content, "
                   "style distances to the cell's style; per style with 2 or "
@@ -123,29 +120,10 @@ def _evaluate_cells(cells, images):
           "sets": sets}
 
 
-def _join(address: str, processes: int | None, index: int | None) -> None:
-  """``jax.distributed.initialize`` on the flags' values, refused in one line
-  when they cannot describe a run (CPUs talk through gloo collectives, JAX's
-  default)."""
-  if processes is None or index is None:
-    raise NSTError("--coordinator_address needs --num_processes and "
-                   "--process_id")
-  if not 0 <= index < processes:
-    raise NSTError(f"--process_id={index} must be in 0..{processes - 1} "
-                   f"(--num_processes={processes})")
-  try:
-    jax.distributed.initialize(address, processes, index)
-  except (RuntimeError, ValueError) as e:
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    raise NSTError(f"cannot join {address} as process {index} of "
-                   f"{processes}: {first}") from None
-
-
 def main(argv):
   if len(argv) > 1:
     raise NSTError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if FLAGS.coordinator_address:
-    _join(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  cli.join_processes()
   if not FLAGS.content or not FLAGS.style:
     raise NSTError("--content and --style are required")
   if FLAGS.preset == "gatys_fig3" and not FLAGS["init"].present:

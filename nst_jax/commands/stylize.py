@@ -22,6 +22,7 @@ import os
 import sys
 import time
 
+import jax
 from absl import flags
 from absl import logging
 
@@ -86,6 +87,7 @@ cli.define_numbers("scale_iterations", None, "Iterations of each --scales "
                    "level (default: --iterations at every level).", kind=int,
                    lower_bound=0)
 
+cli.define_flags("distributed")   # not recorded: a re-run joins no one
 FLAGS = flags.FLAGS
 # What a run records (and --from_json applies again): every flag of the
 # command but the aliases.
@@ -182,6 +184,9 @@ def main(argv):
     resumed, resumed_meta = _resume.load(_resume.state_path(FLAGS.resume))
     _resume.apply_recorded(resumed_meta, _RECORDED, resumed.iteration)
     cli.apply_deterministic()
+  # Over several processes (--image_devices=all splits the image over all
+  # their devices) every process runs the transfer; process 0 writes.
+  lead = not cli.join_processes() or jax.process_index() == 0
   cli.enable_compilation_cache()
   defaults_message = cli.resolve_device_defaults(size=not FLAGS.scales)
   scales = None if FLAGS.scales is None else list(FLAGS.scales)
@@ -242,12 +247,16 @@ def main(argv):
 
   stem = FLAGS.output[:-4]
   def on_snapshot(iteration, image):
+    if not lead:
+      return
     io.save_image(f"{stem}_{iteration:04d}.png", image, protect=inputs)
     logging.info("wrote snapshot %s_%04d.png", stem, iteration)
 
   state_file = _resume.state_path(FLAGS.output)
   digests = {p: weights.sha256_file(p) for p in dict.fromkeys(inputs)}
   def on_checkpoint(state):
+    if not lead:
+      return
     _resume.save(state_file, state, params=cli.flag_values(_RECORDED),
                  inputs=digests, protect=inputs)
     logging.info("wrote %s at iteration %d", state_file, state.iteration)
@@ -287,6 +296,10 @@ def main(argv):
     finally:
       for bar in bars:
         bar.close()
+  if not lead:   # process 0 writes; the others agree on the exit status
+    if result.status == "interrupted":
+      sys.exit(130)
+    return
   values = cli.flag_values(_RECORDED)
   record = {
       "params": values,
