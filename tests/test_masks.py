@@ -1,0 +1,168 @@
+"""Masks (nst_jax.masks): colour-coded regions → guides, the two-region
+transfer on real weights, and nst-stylize with masks end to end (record,
+--from_json, one-line errors)."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_jax import guided
+from nst_jax import io
+from nst_jax import masks
+from nst_jax import objective
+from nst_jax import transfer
+from nst_jax import vgg
+from nst_jax.errors import NSTError
+import scripting
+
+RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
+
+
+def _mask(h, w, left, right, split=None):
+  m = np.zeros((h, w, 3), np.uint8)
+  split = w // 2 if split is None else split
+  m[:, :split] = left
+  m[:, split:] = right
+  return m
+
+
+def test_region_guides_from_colours():
+  content = _mask(40, 50, RED, BLUE)
+  content[5, 5] = (250, 5, 3)          # a stray anti-aliased pixel joins red
+  style = _mask(6, 6, BLUE, GREEN)     # green is not in the content
+  found = masks.region_guides(content, [RED, style])
+  assert found.colors == (RED, BLUE) and found.unstyled == ()
+  g = found.guides
+  assert g.content.shape == (2, 40, 50)
+  np.testing.assert_array_equal(g.content[0], np.asarray(content[..., 0] > 128,
+                                                         np.float32))
+  assert g.styles[0].shape == (2, 1, 1) and g.styles[0][:, 0, 0].tolist() == [
+      1.0, 0.0]
+  np.testing.assert_array_equal(g.styles[1][1], style[..., 2] == 255)
+  assert g.styles[1][0].sum() == 0
+  assert any("#00ff00" in n and "ignored" in n for n in found.notes)
+
+
+def test_unstyled_colour_and_feathering():
+  content = _mask(20, 20, RED, BLUE)
+  found = masks.region_guides(content, [RED], blur=2.0)
+  assert found.unstyled == (BLUE,) and found.guides.content.shape[0] == 1
+  assert any("#0000ff" in n and "content loss only" in n for n in found.notes)
+  g = found.guides.content[0]
+  assert 0.0 < g[10, 10] < 1.0 and g[10, 0] > 0.99 and g[10, 19] < 0.01
+  with pytest.raises(NSTError, match="none of the content mask's colours"):
+    masks.region_guides(content, [GREEN])
+
+
+def test_bad_mask_files(tmp_path):
+  Image.fromarray(_mask(30, 40, RED, BLUE)).save(tmp_path / "m.png")
+  (tmp_path / "empty.png").write_bytes(b"")
+  with pytest.raises(NSTError, match="aspect ratios differ"):
+    masks.load_guides(str(tmp_path / "m.png"), None, None, (40, 40), [(8, 8)])
+  with pytest.raises(NSTError, match="empty.png"):
+    masks.load_guides(str(tmp_path / "empty.png"), None, None, (30, 40),
+                      [(8, 8)])
+  with pytest.raises(NSTError, match="not a colour"):
+    masks.load_guides(str(tmp_path / "m.png"), None, ["#12"], (30, 40),
+                      [(8, 8)])
+  with pytest.raises(NSTError, match="2 colours for 3 style images"):
+    masks.load_guides(str(tmp_path / "m.png"), None, None, (30, 40),
+                      [(8, 8)] * 3)
+  found = masks.load_guides(str(tmp_path / "m.png"), None, None, (31, 41),
+                            [(8, 8), (8, 8)])   # within 3 %: resized
+  assert found.colors == (RED, BLUE) and found.guides.content.shape == (
+      2, 31, 41)
+
+
+def _region_distances(params, image, guides, styles, layers):
+  """d[k, j] = Σ_l ‖guided Gram of region k of ``image`` − Gram of style
+  j‖ / ‖Gram of style j‖ on VGG features."""
+  feats = vgg.features(params, jnp.asarray(image)[None], layers, "max")
+  style_grams = [vgg.features(params, jnp.asarray(s)[None], layers, "max")
+                 for s in styles]
+  d = np.zeros((guides.shape[0], len(styles)))
+  for l in layers:
+    f = feats[l][0]
+    g = guided.resize_guides(guides, f.shape[:2])
+    grams = np.asarray(guided.guided_gram(f, g))
+    for j, sf in enumerate(style_grams):
+      a = np.asarray(guided.guided_gram(sf[l][0], jnp.ones((1,) +
+                                                           sf[l].shape[1:3])))[0]
+      for k in range(guides.shape[0]):
+        d[k, j] += np.linalg.norm(grams[k] - a) / np.linalg.norm(a)
+  return d
+
+
+def test_two_regions_two_styles_separate(vgg16_params, shared_images):
+  """Left half in one style, right half in the other: with masks each
+  region's Gram (relu3_1, relu4_1) is nearer its own style's; the same run
+  without masks (a 50/50 blend everywhere) does not separate them."""
+  # The left half of the photo and its mirror image: the halves' content is
+  # the same, so nothing but the masks can make their styles differ.
+  half = io.resize_to(io.load_image(shared_images / "tubingen.jpg"),
+                      (48, 64))[:, :32]
+  content = np.concatenate([half, half[:, ::-1]], axis=1)
+  styles = [io.resize_long_edge(io.load_image(shared_images / n), 64)
+            for n in ("starry_night.jpg", "the_scream.jpg")]
+  h, w = content.shape[:2]
+  found = masks.region_guides(_mask(h, w, RED, BLUE), [RED, BLUE])
+  config = transfer.TransferConfig().replace(solver=dict(maxiter=25))
+  layers = ("relu3_1", "relu4_1")   # where the 25 iterations act most
+  spec = config.objective_spec()
+  results = {}
+  for name, rep, guides in (("masked", guided.GuidedGram(), found.guides),
+                            ("global", spec.style, None)):
+    run = config.replace(spec=dict(style=rep))
+    results[name] = transfer.stylize(vgg16_params, content, styles, run,
+                                     log_every=0, guides=guides).image
+  d = _region_distances(vgg16_params, results["masked"],
+                        jnp.asarray(found.guides.content), styles, layers)
+  assert d[0, 0] < d[0, 1] and d[1, 1] < d[1, 0], d
+  d = _region_distances(vgg16_params, results["global"],
+                        jnp.asarray(found.guides.content), styles, layers)
+  assert not (d[0, 0] < d[0, 1] and d[1, 1] < d[1, 0]), d
+
+
+def test_stylize_command_with_masks(tmp_path, vgg16_params, shared_images):
+  """nst-stylize with a content mask and two style colours: the record holds
+  the mask flags and the mask's sha256, --from_json reruns it to the same
+  image; bad masks are one-line errors."""
+  del vgg16_params  # the fixture checks that the weights are there
+  content = shared_images / "tubingen.jpg"
+  styles = f"{shared_images / 'starry_night.jpg'},{shared_images / 'the_scream.jpg'}"
+  mask = tmp_path / "regions.png"
+  Image.fromarray(_mask(48, 64, BLUE, RED, split=40)).save(mask)
+  out = tmp_path / "out.png"
+  common = ["--size=48", "--iterations=3", "--quiet", "--log_every=0"]
+  proc = scripting.run("stylize.py", f"--content={content}",
+                       f"--style={styles}", f"--content_mask={mask}",
+                       "--style_colors=#ff0000,#0000ff", "--mask_blur=1",
+                       f"--output={out}", *common)
+  scripting.assert_ok(proc)
+  record = json.loads((tmp_path / "out.json").read_text())
+  assert record["params"]["content_mask"] == str(mask)
+  assert record["params"]["style_colors"] == ["#ff0000", "#0000ff"]
+  assert len(record["inputs"][str(mask)]) == 64
+  rerun = tmp_path / "rerun.png"
+  proc = scripting.run("stylize.py", f"--from_json={tmp_path / 'out.json'}",
+                       f"--output={rerun}", "--quiet")
+  scripting.assert_ok(proc)
+  np.testing.assert_allclose(io.load_image(rerun), io.load_image(out),
+                             atol=2 / 255)
+  bad = [
+      ([f"--content_mask={tmp_path / 'missing.png'}"], "missing.png"),
+      ([f"--content_mask={mask}", "--style_colors=#00ff00,#0000ff"],
+       "none of the content mask's colours"),
+  ]
+  Image.fromarray(_mask(48, 96, BLUE, RED)).save(tmp_path / "wide.png")
+  bad.append(([f"--content_mask={tmp_path / 'wide.png'}"],
+              "aspect ratios differ"))
+  for flags, fragment in bad:
+    proc = scripting.run("stylize.py", f"--content={content}",
+                         f"--style={styles}", f"--output={tmp_path / 'x.png'}",
+                         *common, *flags)
+    scripting.assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "x.png").exists()
