@@ -235,13 +235,27 @@ def _tile_function(network: str, spec: objective.Spec, p: Plan):
 
 
 @functools.lru_cache(maxsize=None)
-def _sums_function(network: str, spec: objective.Spec, p: Plan):
+def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
   """``sums(image, params, content_targets)``: pass 1 over the tiles (as a
   ``lax.scan`` over windows of one shape: one tile program), with pass 2 as
-  its backward rule."""
+  its backward rule. With a ``mesh`` of ``n`` devices the tiles go ``n`` at
+  a time, one per device (the stacked windows sharded over the mesh's
+  axis; tiles past the last own nothing)."""
   q, extents = _tile_function(network, spec, p)
-  starts = np.asarray(p.starts, np.int32)
-  owned = np.asarray(p.owned, np.int32)
+  n = 1 if mesh is None else int(mesh.devices.size)
+  groups = -(-p.count // n)
+  extra = groups * n - p.count
+  starts = np.asarray(p.starts + ((0, 0),) * extra, np.int32)
+  owned = np.asarray(p.owned + ((0, 0, 0, 0),) * extra, np.int32)
+  grouped = (starts.reshape(groups, n, 2), owned.reshape(groups, n, 4))
+
+  def spread(tree):
+    if mesh is None:
+      return tree
+    tiles = jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec(mesh.axis_names[0]))
+    return jax.tree_util.tree_map(
+        lambda x: jax.lax.with_sharding_constraint(x, tiles), tree)
   sizes = {l: tuple(s[:2]) for l, s in vgg.feature_shapes(
       network, p.window, spec.content_layers, spec.pooling).items()
            } if spec.content_layers else {}
@@ -275,21 +289,27 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan):
           (*sizes[l], c.shape[-1]))
     return window, windows
 
+  def cut_group(canvas, padded, group_starts):
+    return spread(jax.vmap(cut, in_axes=(None, None, 0))(canvas, padded,
+                                                           group_starts))
+
   def forward(image, params, content):
     canvas, padded = pad_image(image), pad_content(content)
 
-    def body(total, tile):
-      start, own = tile
-      window, windows = cut(canvas, padded, start)
-      out = q(window, params, windows, start, own)
-      return jax.tree_util.tree_map(jnp.add, total, out), None
+    def body(total, group):
+      start, own = group
+      window, windows = cut_group(canvas, padded, start)
+      out = jax.vmap(q, in_axes=(0, None, 0, 0, 0))(window, params, windows,
+                                                    start, own)
+      return jax.tree_util.tree_map(lambda t, o: t + jnp.sum(o, axis=0),
+                                    total, out), None
 
     zero = jax.eval_shape(
         lambda c, pr, pc: q(cut(c, pc, starts[0])[0], pr,
                             cut(c, pc, starts[0])[1], starts[0], owned[0]),
         canvas, params, padded)
     zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
-    total, _ = jax.lax.scan(body, zero, (starts, owned))
+    total, _ = jax.lax.scan(body, zero, grouped)
     return total
 
   @jax.custom_vjp
@@ -303,31 +323,38 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan):
     image, params, content = residuals
     canvas, padded = pad_image(image), pad_content(content)
 
-    def body(carry, tile):
+    def one(window, windows, start, own):
+      return jax.vjp(lambda x, pr, cw: q(x, pr, cw, start, own),
+                     window, params, windows)[1](cotangent)
+
+    def body(carry, group):
       grad_canvas, grad_params, grad_content = carry
-      start, own = tile
-      window, windows = cut(canvas, padded, start)
-      _, vjp = jax.vjp(lambda x, pr, cw: q(x, pr, cw, start, own),
-                       window, params, windows)
-      g_window, g_params, g_windows = vjp(cotangent)
-      old = jax.lax.dynamic_slice(grad_canvas, (start[0], start[1], 0),
-                                  g_window.shape)
-      grad_canvas = jax.lax.dynamic_update_slice(
-          grad_canvas, old + g_window, (start[0], start[1], 0))
-      new_content = {}
-      for l in spec.content_layers:
-        stride = extents[l][0]
-        at = (start[0] // stride, start[1] // stride, 0)
-        old = jax.lax.dynamic_slice(grad_content[l], at, g_windows[l].shape)
-        new_content[l] = jax.lax.dynamic_update_slice(
-            grad_content[l], old + g_windows[l], at)
-      grad_params = jax.tree_util.tree_map(jnp.add, grad_params, g_params)
-      return (grad_canvas, grad_params, new_content), None
+      starts_g, owned_g = group
+      window, windows = cut_group(canvas, padded, starts_g)
+      g_window, g_params, g_windows = jax.vmap(one)(window, windows,
+                                                    starts_g, owned_g)
+      grad_content = dict(grad_content)
+      for i in range(n):
+        start = starts_g[i]
+        old = jax.lax.dynamic_slice(grad_canvas, (start[0], start[1], 0),
+                                    g_window.shape[1:])
+        grad_canvas = jax.lax.dynamic_update_slice(
+            grad_canvas, old + g_window[i], (start[0], start[1], 0))
+        for l in spec.content_layers:
+          stride = extents[l][0]
+          at = (start[0] // stride, start[1] // stride, 0)
+          old = jax.lax.dynamic_slice(grad_content[l], at,
+                                      g_windows[l].shape[1:])
+          grad_content[l] = jax.lax.dynamic_update_slice(
+              grad_content[l], old + g_windows[l][i], at)
+      grad_params = jax.tree_util.tree_map(
+          lambda t, g: t + jnp.sum(g, axis=0), grad_params, g_params)
+      return (grad_canvas, grad_params, grad_content), None
 
     zeros = jax.tree_util.tree_map(jnp.zeros_like,
                                    (canvas, params, padded))
     (grad_canvas, grad_params, grad_content), _ = jax.lax.scan(
-        body, zeros, (starts, owned))
+        body, zeros, grouped)
     h, w = p.shape
     grad_content = {l: g[:content[l].shape[0], :content[l].shape[1]]
                     for l, g in grad_content.items()}
@@ -339,7 +366,7 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan):
 
 def loss_terms(params, image: jax.Array, targets: objective.Targets,
                weights: objective.Weights, spec: objective.Spec,
-               p: Plan) -> Dict[str, jax.Array]:
+               p: Plan, mesh=None) -> Dict[str, jax.Array]:
   """``objective.loss_terms`` of the whole ``(H, W, 3)`` image, evaluated
   over the tiles of plan ``p`` (same keys, same values to float32
   rounding)."""
@@ -347,7 +374,7 @@ def loss_terms(params, image: jax.Array, targets: objective.Targets,
   if tuple(image.shape[:2]) != p.shape:
     raise NSTError(f"the tile plan is for a {p.shape[1]}x{p.shape[0]} image, "
                    f"got {image.shape[1]}x{image.shape[0]}")
-  sums_of, extents = _sums_function(network, spec, p)
+  sums_of, extents = _sums_function(network, spec, p, mesh)
   sums = sums_of(image, params, dict(targets.content))
   per_layer = []
   for layer, rep in spec.style_by_layer():
@@ -370,15 +397,17 @@ def loss_terms(params, image: jax.Array, targets: objective.Targets,
 
 
 @functools.lru_cache(maxsize=None)
-def objective_function(spec: objective.Spec, p: Plan):
+def objective_function(spec: objective.Spec, p: Plan, mesh=None):
   """``f(image, params, targets, weights) -> (total, terms)`` evaluated over
   the tiles of ``p``: a drop-in for ``objective.objective_function(spec)``
   (same arguments, values, and gradient by ``jax.grad``), in one tile's
-  memory. Refuses a spec that cannot be tiled (``check_tileable``)."""
+  memory. With a ``jax.sharding.Mesh`` the tiles are spread over its
+  devices, one each at a time. Refuses a spec that cannot be tiled
+  (``check_tileable``)."""
   check_tileable(spec)
 
   def tiled(image, params, targets, weights):
-    terms = loss_terms(params, image, targets, weights, spec, p)
+    terms = loss_terms(params, image, targets, weights, spec, p, mesh)
     return terms["total"], terms
   return tiled
 

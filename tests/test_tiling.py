@@ -13,6 +13,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import scripting
 import numpy as np
 import pytest
 
@@ -73,14 +74,14 @@ def test_geometry_of_vgg16():
       "relu3_1": R.CentralMoments(order=4)}, SHALLOW, ("relu3_2",)),
 ])
 def test_tiled_equals_untiled(params, rep, layers, content):
-  h, w = (150, 130) if layers == DEEP else (88, 80)
+  h, w = (128, 104) if layers == DEEP else (88, 80)
   spec = objective.Spec(content, layers, pooling="max", style=rep)
   targets = objective.make_targets(params, _img(h, w, 1) if content else None,
                                    [_img(80, 72, 2), _img(64, 70, 3)], spec,
                                    style_blend_weights=[2.0, 1.0])
   weights = objective.make_weights(spec, content_weight=3.0,
                                    style_weight=1e3, tv_weight=2.0)
-  p = tiling.plan("vgg16", spec.layers, (h, w), 48 if layers == DEEP else 24)
+  p = tiling.plan("vgg16", spec.layers, (h, w), 32 if layers == DEEP else 24)
   assert p.count >= 9
   x = _img(h, w, 4)
   grad = lambda f: jax.jit(jax.value_and_grad(f, has_aux=True))(
@@ -99,15 +100,15 @@ def test_tiled_equals_untiled(params, rep, layers, content):
 
 
 def test_lbfgs_tiled_matches_untiled(params):
-  spec = objective.Spec(("relu4_2",), DEEP, pooling="avg")
+  spec = objective.Spec(("relu2_2",), SHALLOW, pooling="avg")
   config = transfer.TransferConfig(
       spec=spec, weights=objective.LossWeights(style=1e3), conv="direct",
       tile_size=0)
   config = config.replace(solver=dict(maxiter=5))
-  content, style = np.asarray(_img(130, 100, 5)), np.asarray(_img(90, 90, 6))
+  content, style = np.asarray(_img(88, 72, 5)), np.asarray(_img(64, 64, 6))
   untiled = transfer.stylize(params, content, [style], config)
   tiled = transfer.stylize(params, content, [style],
-                           config.replace(tile_size=40), log_every=2)
+                           config.replace(tile_size=16), log_every=2)
   assert tiled.iterations == untiled.iterations == 5
   assert abs(tiled.loss_history[-1]["total"]
              - untiled.loss_history[-1]["total"]) <= 1e-4 * abs(
@@ -164,27 +165,35 @@ assert jax.local_device_count() == 4
 params = tiny_vgg16_params()
 rng = np.random.default_rng(0)
 img = lambda h, w: jnp.asarray(rng.uniform(size=(h, w, 3)), jnp.float32)
-spec = objective.Spec(("relu3_2",), ("relu1_1", "relu2_1", "relu3_1",
-                                     "relu4_1"))
+spec = objective.Spec(("relu2_2",), ("relu1_1", "relu2_1", "relu3_1"))
 targets = objective.make_targets(params, img(96, 80), [img(64, 64)], spec)
 weights = objective.make_weights(spec, content_weight=1.0, style_weight=1e3,
                                  tv_weight=1.0)
 x = img(96, 80)
 base = transfer.TransferConfig(spec=spec, tile_size=0)
-for tile in (0, 32):
+compiled = lambda f, *a: jax.jit(jax.value_and_grad(f, has_aux=True)).lower(
+    *a).compile()
+for tile in (0, 24):
   one, _ = transfer.objective_for(base.replace(tile_size=tile), (96, 80))
   four, _ = transfer.objective_for(
       base.replace(tile_size=tile, image_devices="all"), (96, 80))
-  (v1, _), g1 = jax.jit(jax.value_and_grad(one, has_aux=True))(
-      x, params, targets, weights)
+  c1 = compiled(one, x, params, targets, weights)
+  (v1, _), g1 = c1(x, params, targets, weights)
   mesh = transfer.image_mesh(base.replace(image_devices=4))
   xs, args = transfer.place_on_mesh(mesh, x, (params, targets, weights))
-  (v4, _), g4 = jax.jit(jax.value_and_grad(four, has_aux=True))(xs, *args)
+  c4 = compiled(four, xs, *args)
+  (v4, _), g4 = c4(xs, *args)
   assert len(g4.sharding.device_set) == 4, g4.sharding
   dv = abs(float(v4 - v1)) / abs(float(v1))
   dg = float(jnp.linalg.norm((g4 - g1).ravel()) / jnp.linalg.norm(g1.ravel()))
   print("tile", tile, "value", dv, "grad", dg)
   assert dv < 1e-4 and dg < 1e-4, (dv, dg)
+  # Per-device temporary memory (XLA's buffer assignment): untiled it falls
+  # with 4 devices; tiled, 4 tiles go at once, one per device, so it stays
+  # one tile's (4 windows on each device would be ~3x).
+  m1, m4 = (c.memory_analysis().temp_size_in_bytes for c in (c1, c4))
+  print("tile", tile, "temp bytes per device", m1, m4)
+  assert m4 < (0.75 if tile == 0 else 1.3) * m1, (m1, m4)
 print("ok")
 """
 
@@ -222,3 +231,46 @@ def test_targets_computed_in_tiles(params):
   for a, b in zip(jax.tree_util.tree_leaves(tiled),
                   jax.tree_util.tree_leaves(whole)):
     assert a.shape == b.shape and _rel(a, b) < 1e-5
+
+
+@pytest.mark.parametrize("script,flags,fragments", [
+    ("stylize.py", ["--style_stat=swd", "--tile_size=64"],
+     ["--tile_size", "SlicedWasserstein", "position averages"]),
+    ("stylize.py", ["--tile_size=big"],
+     ["--tile_size must be 'auto' or a number"]),
+    ("stylize.py", ["--image_devices=99"],
+     ["--image_devices must be between 1 and"]),
+    ("style_grid.py", ["--tile_size=64"], ["a grid batches its cells"]),
+])
+def test_command_refuses_in_one_line(tmp_path, script, flags, fragments):
+  images = scripting.ROOT.parent / "shared" / "images"
+  out = ([f"--output={tmp_path / 'out.png'}"] if script == "stylize.py"
+         else [f"--output_dir={tmp_path / 'grid'}"])
+  proc = scripting.run(script, f"--content={images / 'tubingen.jpg'}",
+                       f"--style={images / 'starry_night.jpg'}", "--size=64",
+                       *out, *flags)
+  scripting.assert_one_line_error(proc, *fragments)
+  assert not list(tmp_path.iterdir())
+
+
+def test_multiscale_adam_snapshots_and_stop_when_tiled(params):
+  spec = objective.Spec(("relu2_2",), SHALLOW)
+  config = transfer.TransferConfig(
+      spec=spec, weights=objective.LossWeights(style=1e3), conv="direct",
+      tile_size=16).replace(solver=dict(method="adam", maxiter=4))
+  content, style = np.asarray(_img(72, 64, 9)), np.asarray(_img(64, 64, 10))
+  snapshots, levels, asked = [], [], []
+
+  def should_stop():   # Ctrl-C during the second level, after 2 iterations
+    asked.append(1)
+    return len(levels) == 1 and len(snapshots) >= 3
+
+  result = transfer.stylize_multiscale(
+      params, content, [style], [48, 72], config, snapshot_every=1,
+      on_snapshot=lambda i, x: snapshots.append((i, x.shape)),
+      on_level=lambda s, r: levels.append((s, r.status)),
+      should_stop=should_stop)
+  assert levels[0] == (48, "max_iterations")
+  assert levels[1][1] == "interrupted" and result.image.shape == (72, 64, 3)
+  assert [s for _, s in snapshots][:4] == [(48, 43, 3)] * 4
+  assert (72, 64, 3) in [s for _, s in snapshots]
