@@ -542,7 +542,7 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
       fun, x0, config.solver, hooks, (params, targets, weights),
       donate=True, should_stop=should_stop, on_chunk=on_chunk,
       chunk_seconds=progress_seconds if chunked else None, restart=restart,
-      checkpoint=saver, resume=None)  # BREAK
+      checkpoint=saver, resume=state)
   image = _gathered(jnp.clip(result.x, 0.0, 1.0))
   iterations = int(result.iterations)
   status = solvers.status_name(int(result.status))
