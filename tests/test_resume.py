@@ -229,11 +229,16 @@ def test_resume_after_kill_9_is_bit_identical(vgg16_params, tmp_path):
   assert not killed.exists()   # the run did not finish
   reached = io.load_arrays(state)[1]["iteration"]
   assert 3 <= reached < 40 and reached % 3 == 0
+  before = {p: p.stat().st_mtime_ns for p in tmp_path.glob("killed_*.png")}
+  assert tmp_path / f"killed_{reached:04d}.png" in before
   out, _ = _finish(_stylize("--resume", tmp_path / "killed.json"))
+  # It went on from the state: no earlier snapshot written again.
+  assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+  assert (tmp_path / f"killed_{reached + 3:04d}.png").exists()
   assert not state.exists()    # a finished run leaves no state behind
   ours = json.loads((tmp_path / "killed.json").read_text())
   theirs = json.loads((tmp_path / "full.json").read_text())
-  assert ours["resumed_at_iteration"] >= reached
+  assert ours["resumed_at_iteration"] == reached
   assert ours["loss_history"][-1]["total"] == theirs["loss_history"][-1][
       "total"]
   for key in ("iterations", "function_evaluations"):
@@ -248,3 +253,20 @@ def test_resume_after_kill_9_is_bit_identical(vgg16_params, tmp_path):
       "history": [], "seconds": 0.0, "iteration": 3, "inputs": {}})
   proc = run("stylize.py", "--resume", tmp_path / "full.png", "--size=64")
   assert_one_line_error(proc, "--size=64 differs from its 48")
+  # An input changed since the run cannot be continued.
+  io.save_arrays(tmp_path / "full.resume.npz", {}, meta={
+      "format": 1, "params": {"size": 48, "iterations": 40,
+                              "output": str(tmp_path / "full.png"),
+                              "content": _IMAGES[0].split("=", 1)[1],
+                              "style": [_IMAGES[1].split("=", 1)[1]]},
+      "history": [], "seconds": 0.0, "iteration": 3,
+      "inputs": {_IMAGES[0].split("=", 1)[1]: "0" * 64}})
+  proc = run("stylize.py", "--resume", tmp_path / "full.json")
+  assert_one_line_error(proc, "chelsea.png is not the one the recorded run "
+                        "read")
+
+
+def test_multiscale_runs_are_not_checkpointed():
+  with pytest.raises(NSTError, match="multi-scale run is not checkpointed"):
+    transfer.stylize_multiscale({}, np.zeros((8, 8, 3), np.float32), [],
+                                [8, 16], on_checkpoint=print)
