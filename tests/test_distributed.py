@@ -92,6 +92,7 @@ def _manifest(out: pathlib.Path) -> dict:
   return json.loads((out / "manifest.json").read_text())
 
 
+@pytest.mark.slow
 def test_two_processes_run_the_grid_of_one(vgg16_params, tmp_path):
   del vgg16_params   # the commands load the real weights themselves
   with _Children(tmp_path) as children:
@@ -115,6 +116,7 @@ def test_two_processes_run_the_grid_of_one(vgg16_params, tmp_path):
   assert not (tmp_path / "two" / "cells" / "cell_004.png").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_one_process_stops_both(vgg16_params, tmp_path):
   del vgg16_params
   with _Children(tmp_path) as children:
@@ -144,6 +146,7 @@ def test_a_process_without_its_index_is_refused_in_one_line():
   assert_one_line_error(proc, "--process_id=2 must be in 0..1")
 
 
+@pytest.mark.slow
 def test_one_image_split_over_two_processes(vgg16_params, tmp_path):
   """``nst-stylize --image_devices=all`` over two processes: the rows of one
   image over the devices of both (XLA exchanging halos and reducing the

@@ -207,6 +207,7 @@ def _finish(proc, timeout=300):
   return out, err
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_is_bit_identical(vgg16_params, tmp_path):
   del vgg16_params   # the commands load the real weights themselves
   flags_ = ["--size=48", "--iterations=40", "--save_every=3", "--quiet"]
@@ -234,7 +235,7 @@ def test_resume_after_kill_9_is_bit_identical(vgg16_params, tmp_path):
   out, _ = _finish(_stylize("--resume", tmp_path / "killed.json"))
   # It went on from the state: no earlier snapshot written again.
   assert all(p.stat().st_mtime_ns == t for p, t in before.items())
-  assert (tmp_path / f"killed_{reached + 3:04d}.png").exists()
+  assert (tmp_path / f"killed_{min(reached + 3, 39):04d}.png").exists()
   assert not state.exists()    # a finished run leaves no state behind
   ours = json.loads((tmp_path / "killed.json").read_text())
   theirs = json.loads((tmp_path / "full.json").read_text())
