@@ -271,3 +271,19 @@ def test_multiscale_runs_are_not_checkpointed():
   with pytest.raises(NSTError, match="multi-scale run is not checkpointed"):
     transfer.stylize_multiscale({}, np.zeros((8, 8, 3), np.float32), [],
                                 [8, 16], on_checkpoint=print)
+
+
+@pytest.mark.slow
+def test_a_state_that_cannot_be_written_ends_the_command_in_one_line(
+    vgg16_params, tmp_path):
+  del vgg16_params
+  (tmp_path / "out.resume.npz").mkdir()   # where the state must go
+  proc = _stylize("--size=48", "--iterations=40", "--save_every=3",
+                  "--quiet", f"--output={tmp_path / 'out.png'}")
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 1, err[-3000:]
+  assert "Traceback" not in err, err[-3000:]
+  lines = [l for l in err.splitlines() if l.startswith("error: ")]
+  assert len(lines) == 1 and "out.resume.npz: it is a directory" in lines[0]
+  assert io.load_image(tmp_path / "out_0003.png").shape[1] == 48  # intact
+  assert not (tmp_path / "out.png").exists()
