@@ -30,6 +30,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from nst_jax import losses
 from nst_jax import memory
 from nst_jax import networks
 from nst_jax import objective
@@ -58,7 +59,7 @@ class GridAxes:
       networks.DEFAULT_STYLE_LAYERS["vgg16"],)
   style_layer_weights: Tuple[Tuple[float, ...] | None, ...] = (None,)
   content_weight: Tuple[float, ...] = (1.0,)
-  style_weight: Tuple[float, ...] = (1e7,)
+  style_weight: Tuple[float, ...] = (losses.DEFAULT_STYLE_WEIGHT,)
   tv_weight: Tuple[float, ...] = (1.0,)
   seed: Tuple[int, ...] = (0,)
 
@@ -121,6 +122,7 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
                on_progress: Callable[[int, solvers.Progress], None]
                | None = None,
                should_stop: Callable[[], bool] | None = None,
+               guides=None,
                ) -> GridResult:
   """Runs every cell of ``axes`` as one batched, sharded optimisation.
 
@@ -134,7 +136,10 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
   by ``transfer.estimate_memory``. ``on_log(iteration, totals (B,))`` is
   called every ``log_every`` iterations; ``on_progress`` and
   ``should_stop`` (a progress bar, Ctrl-C) work as in
-  ``sharded.minimize_cells``.
+  ``sharded.minimize_cells``. ``guides`` (``guided.Guides``: the content's
+  mask and one per style image) give every cell the regions of its style;
+  the targets keep one shape (``K`` regions), so the cells still share one
+  compiled program.
   """
   cells = axes.cells()
   for c in cells:
@@ -146,7 +151,8 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
   start = time.perf_counter()
   params = vgg.prepare_params(params, config.conv, spec.layers)
   original = np.asarray(content, np.float32)
-  x0, targets, weights = cell_data(params, [original], styles, cells, config)
+  x0, targets, weights = cell_data(params, [original], styles, cells, config,
+                                   guides=guides)
 
   mesh = sharded.cell_mesh() if mesh is None else mesh
   devices = mesh.devices.size
@@ -203,7 +209,7 @@ def cell_config(config: transfer.TransferConfig,
 
 def cell_data(params, contents: Sequence[np.ndarray],
               styles: Sequence[np.ndarray], cells: Sequence[Dict[str, Any]],
-              config: transfer.TransferConfig
+              config: transfer.TransferConfig, *, guides=None
               ) -> Tuple[np.ndarray, objective.Targets, objective.Weights]:
   """Starting images, targets and weights of a batch of cells.
 
@@ -229,7 +235,8 @@ def cell_data(params, contents: Sequence[np.ndarray],
     if (i, s) not in pair_targets:
       content, prepared_styles = prepared[i]
       pair_targets[i, s] = transfer.style_targets(
-          params, content, [prepared_styles[s]], config)
+          params, content, [prepared_styles[s]], config,
+          None if guides is None else guides.select(s))
   per_cell = [pair_targets[c.get("content", 0), c["style"]] for c in cells]
   stack = lambda *leaves: np.stack([np.asarray(l) for l in leaves])
   if len(prepared) == 1:   # one content: its features shared, not copied
@@ -313,10 +320,11 @@ def cell_terms(spec, x, params, targets, weights) -> List[Dict[str, float]]:
 # --- the Gatys et al. Fig. 3 preset ---------------------------------------------
 
 # Paper α/β (Caffe VGG, 0-255 input) → this project's β at α = 1 (torchvision
-# weights, [0, 1] input): the paper's 1e-3 look corresponds to β = 1e7 here
-# (nst_jax.transfer.TransferConfig), so β = 1e4 / (α/β)_paper.
+# weights, [0, 1] input, size-invariant content term): the paper's 1e-3 look
+# corresponds to the default β here (losses.DEFAULT_STYLE_WEIGHT), so
+# β = 1e-3 · default / (α/β)_paper.
 GATYS_RATIOS = (1e-5, 1e-4, 1e-3, 1e-2)
-GATYS_SCALE = 1e4
+GATYS_SCALE = 1e-3 * losses.DEFAULT_STYLE_WEIGHT
 
 
 def gatys_fig3_axes(network: str = "vgg16") -> GridAxes:

@@ -166,3 +166,33 @@ def test_stylize_command_with_masks(tmp_path, vgg16_params, shared_images):
                          *common, *flags)
     scripting.assert_one_line_error(proc, fragment)
     assert not (tmp_path / "x.png").exists()
+
+
+def test_style_grid_with_masks_matches_single_runs():
+  """A grid over two style images with masks: each cell is the transfer of
+  its style with that style's regions (guides.select), same image."""
+  from conftest import tiny_vgg16_params, tol  # pylint: disable=g-import-not-at-top
+  from nst_jax import grid  # pylint: disable=g-import-not-at-top
+  params = tiny_vgg16_params()
+  rng = np.random.default_rng(0)
+  content = rng.uniform(size=(32, 32, 3)).astype(np.float32)
+  styles = [rng.uniform(size=(24, 32, 3)).astype(np.float32),
+            rng.uniform(size=(32, 24, 3)).astype(np.float32)]
+  found = masks.region_guides(_mask(32, 32, RED, BLUE), [RED, BLUE])
+  config = transfer.TransferConfig(
+      spec=objective.Spec(("relu2_1",), ("relu1_1", "relu2_1"),
+                          style=guided.GuidedGram()),
+      solver=transfer.solvers.SolverConfig(maxiter=3), conv="direct")
+  axes = grid.GridAxes(style=(0, 1),
+                       style_layer_sets=(("relu1_1", "relu2_1"),),
+                       style_weight=(1e3,))
+  result = grid.style_grid(params, content, styles, axes, config,
+                           guides=found.guides)
+  for i in (0, 1):
+    single = transfer.stylize(
+        params, content, [styles[i]],
+        config.replace(weights=dict(style=1e3)), log_every=0,
+        guides=found.guides.select(i))
+    np.testing.assert_allclose(result.images[i], single.image,
+                               atol=tol(1e-5, 1e-4))
+  assert not np.allclose(result.images[0], result.images[1])

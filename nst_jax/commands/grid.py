@@ -37,12 +37,13 @@ from nst_jax import cli
 from nst_jax import figures
 from nst_jax import grid
 from nst_jax import io
+from nst_jax import masks
 from nst_jax import vgg
 from nst_jax.commands import _evaluation
 from nst_jax.errors import NSTError
 
 _SHARED = cli.define_flags("images", "model", "loss", "representation", "solver",
-                           "init", "color", "compute", "output")
+                           "init", "color", "compute", "output", "masks")
 flags.DEFINE_string("output_dir", "out/grid", "Receives sheet.png, cells/, "
                     "manifest.json.")
 flags.DEFINE_integer("print_every", 0, "Also log (absl, stderr) the range of "
@@ -133,12 +134,23 @@ def main(argv):
   axes = _axes(config)
   cells = axes.cells()
   out = pathlib.Path(FLAGS.output_dir)
-  inputs = [FLAGS.content, *FLAGS.style]
+  inputs = [FLAGS.content, *FLAGS.style,
+            *[p for p in [FLAGS.content_mask, *(FLAGS.style_masks or [])]
+              if p]]
   content = io.load_image(FLAGS.content)
   shape = io.long_edge_shape(content.shape[:2], FLAGS.size)
   content = io.resize_to(content, shape)
   styles = [io.resize_long_edge(io.load_image(p), FLAGS.size)
             for p in FLAGS.style]
+  guides = None
+  if FLAGS.content_mask:   # each cell: the regions of its style image
+    found = masks.load_guides(FLAGS.content_mask, FLAGS.style_masks,
+                              FLAGS.style_colors, shape,
+                              [s.shape[:2] for s in styles],
+                              blur=FLAGS.mask_blur)
+    for note in found.notes:
+      logging.warning("%s", note)
+    guides = found.guides
   params = vgg.load_params(FLAGS.weights or FLAGS.network)
   say = (lambda *a, **k: None) if FLAGS.quiet else print
   if FLAGS.quiet:
@@ -178,7 +190,8 @@ def main(argv):
                                log_every=FLAGS.print_every, on_log=on_log,
                                on_chunk=on_chunk,
                                on_progress=None if FLAGS.quiet else on_progress,
-                               should_stop=stopper.stop_requested)
+                               should_stop=stopper.stop_requested,
+                               guides=guides)
     finally:
       for bar in bars.values():
         bar.close()
