@@ -80,11 +80,12 @@ class _Children:
     return False
 
 
-def _pair(children, out, *extra):
-  """Processes 0 and 1 of one run."""
+def _pair(children, out, *extra, own=((), ())):
+  """Processes 0 and 1 of one run; ``own[k]``: flags of process k only."""
   address = f"--coordinator_address=127.0.0.1:{_free_port()}"
   return [children.start(f"process{k}", *extra, f"--output_dir={out}",
-                         address, "--num_processes=2", f"--process_id={k}")
+                         address, "--num_processes=2", f"--process_id={k}",
+                         *own[k])
           for k in (0, 1)]
 
 
@@ -96,7 +97,9 @@ def _manifest(out: pathlib.Path) -> dict:
 def test_two_processes_run_the_grid_of_one(vgg16_params, tmp_path):
   del vgg16_params   # the commands load the real weights themselves
   with _Children(tmp_path) as children:
-    pair = _pair(children, tmp_path / "two", "--iterations=4")
+    # Process 1 would take all 4 cells at once: process 0 decides (2).
+    pair = _pair(children, tmp_path / "two", "--iterations=4",
+                 own=((), ("--chunk_size=4",)))
     one = children.start("single", "--iterations=4",
                          f"--output_dir={tmp_path / 'one'}")
     for proc in [*pair, one]:
