@@ -267,6 +267,13 @@ def test_resume_after_kill_9_is_bit_identical(vgg16_params, tmp_path):
                         "read")
 
 
+def test_a_batch_is_not_resumed(tmp_path):
+  proc = run("stylize.py", *_IMAGES, f"--output_dir={tmp_path}",
+             f"--resume={tmp_path / 'a.json'}")
+  assert_one_line_error(proc, "--resume continues or spreads one run, not a "
+                        "batch")
+
+
 def test_multiscale_runs_are_not_checkpointed():
   with pytest.raises(NSTError, match="multi-scale run is not checkpointed"):
     transfer.stylize_multiscale({}, np.zeros((8, 8, 3), np.float32), [],

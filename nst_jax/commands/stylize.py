@@ -167,6 +167,9 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   say = (lambda *a: None) if FLAGS.quiet else (
       lambda text: print(text, flush=True))
+  if FLAGS.output_dir and (FLAGS.resume or FLAGS.coordinator_address):
+    raise NSTError(f"--{'resume' if FLAGS.resume else 'coordinator_address'}"
+                   " continues or spreads one run, not a batch (--output_dir)")
   if FLAGS.output_dir:   # a batch: nst_jax.commands._batch
     _batch.main(_RECORDED)
     return
