@@ -59,10 +59,12 @@ class TransferConfig:
     network's default layers — Gatys et al. 2016: relu4_2; relu1_1 …
     relu5_1 — with the ``Gram`` representation);
   * ``weights`` (``objective.LossWeights``: α, β, γ, per-layer and blend
-    weights). The default β/α = 1e7 is calibrated by eye at 256-512 px for
-    the torchvision weights, whose normalised input is ~1/58 of Caffe's
-    0-255 scale (Gram losses shrink ~58⁴, content losses ~58²); the paper's
-    α/β = 1e-3…1e-4 refers to Caffe's input;
+    weights). The default β = 800 at α = 1 (``losses.DEFAULT_STYLE_WEIGHT``)
+    was chosen by measurement against the Lua implementation's published
+    pictures (docs/benchmarks.md) for the torchvision weights and the
+    size-invariant content term (``objective.Spec.size_invariant``); the
+    paper's α/β = 1e-3…1e-4 refers to Caffe's 0-255 input and summed
+    content term;
   * ``solver`` (``solvers.SolverConfig``: method, iterations, step size,
     L-BFGS memory); ``init`` (``Init``); ``color``
     (``color.ColorControl``); ``patches`` (``StylePatches``);
@@ -272,7 +274,8 @@ def tiling_message(config: TransferConfig, shape: Tuple[int, int]) -> str:
   if tile:
     spec = config.objective_spec()
     p = tiling.plan(config.network, spec.layers, shape, tile)
-    text = (f"{how}tiled, {tile} px interiors: {p.count} windows of "
+    text = (f"{how}tiled, {tile} px interiors: {p.count} "
+            f"window{'s' if p.count > 1 else ''} of "
             f"{p.window[1]}x{p.window[0]} (margin {p.margin}), about "
             f"{need:.1f} GiB")
   else:

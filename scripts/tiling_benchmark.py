@@ -35,10 +35,15 @@ cli.define_flags("content", "style", "size", "iterations", "history_size",
                                                   "starry_night.jpg")],
                            "size": 1024, "iterations": 5})
 flags.DEFINE_string("json", None, "Append the result as one JSON line here.")
-flags.DEFINE_enum("mode", "run", ["run", "overhead"], "run: one transfer "
-                  "(peak memory, seconds per iteration); overhead: in one "
-                  "process, value-and-gradient untiled and tiled at "
-                  "--tile_size, interleaved --repeats times (median ratio).")
+flags.DEFINE_enum("mode", "run", ["run", "overhead", "buffers"],
+                  "run: one transfer (peak memory, seconds per iteration); "
+                  "overhead: in one process, value-and-gradient untiled and "
+                  "tiled at --tile_size, interleaved --repeats times (median "
+                  "ratio); buffers: XLA's buffer assignment of one value-and-"
+                  "gradient untiled and tiled at each of --sizes (compiled "
+                  "from shapes, nothing allocated).")
+flags.DEFINE_list("sizes", ["1024", "2048", "4096", "8192"], "buffers: long "
+                  "edges.")
 flags.DEFINE_integer("repeats", 5, "overhead: interleaved repeats.")
 FLAGS = flags.FLAGS
 
@@ -70,6 +75,43 @@ def overhead(config, params, content, style, shape):
           "ratio": round(med["tiled"] / med["untiled"], 3)}
 
 
+def buffers(config, params, content_shape):
+  """Per long edge of ``--sizes``: XLA's bytes (arguments + temporaries) of
+  one value-and-gradient, untiled and at ``--tile_size``, compiled from
+  shapes alone."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from nst_jax import objective  # pylint: disable=g-import-not-at-top
+  spec = config.objective_spec()
+  params = vgg.prepare_params(params, config.conv, spec.layers)
+  weights = config.weights.arrays(spec)
+  f32 = lambda shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+  rows = []
+  for size in map(int, FLAGS.sizes):
+    shape = io.long_edge_shape(content_shape, size)
+    content = vgg.feature_shapes(config.network, shape, spec.content_layers,
+                                 spec.pooling)
+    channels = vgg.feature_shapes(config.network, (64, 64), spec.style_layers,
+                                  spec.pooling)
+    targets = objective.Targets(
+        {l: f32(s) for l, s in content.items()},
+        {l: f32((1, s[2], s[2])) for l, s in channels.items()}, f32((1,)))
+    row = {"mode": "buffers", "size": size, "shape": list(shape),
+           "tile_size": int(FLAGS.tile_size)}
+    for name, tile in (("untiled", 0), ("tiled", int(FLAGS.tile_size))):
+      fun, _ = transfer.objective_for(config.replace(tile_size=tile), shape)
+      start = time.perf_counter()
+      compiled = jax.jit(jax.value_and_grad(fun, has_aux=True)).lower(
+          f32((*shape, 3)), params, targets, weights).compile()
+      m = compiled.memory_analysis()
+      row[f"{name}_gib"] = round((m.temp_size_in_bytes
+                                  + m.argument_size_in_bytes) / 2**30, 2)
+      row[f"{name}_compile_seconds"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(row), flush=True)
+    rows.append(row)
+  return rows
+
+
 def main(argv):
   del argv
   config = transfer.TransferConfig().replace(
@@ -83,6 +125,12 @@ def main(argv):
   how = transfer.tiling_message(config, shape)
   print(f"{shape[1]}x{shape[0]}: {how}", flush=True)
   params = vgg.load_params("vgg16")
+  if FLAGS.mode == "buffers":
+    rows = buffers(config, params, content.shape[:2])
+    if FLAGS.json:
+      with open(FLAGS.json, "a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return
   if FLAGS.mode == "overhead":
     row = {"mode": "overhead", "size": FLAGS.size, "shape": list(shape),
            "tile_size": FLAGS.tile_size, "repeats": FLAGS.repeats,
