@@ -50,7 +50,8 @@ from nst_jax.metrics import (Lpips, MetricNetworks, frechet_distance,
                              sliced_wasserstein_distance, ssim,
                              style_distances)
 from nst_jax.grid import GridAxes, GridResult, style_grid
-from nst_jax.guided import ContentAware, GuidedGram, Guides, guided_gram
+from nst_jax.guided import (ContentAware, GuidedGram, GuidedMoments, Guides,
+                            guided_gram)
 from nst_jax.objective import (LossWeights, Spec, Targets, Weights, loss_terms,
                                make_objective, make_targets, make_weights,
                                objective_function, stack_targets)
@@ -99,6 +100,7 @@ __all__ = [
     "load_metric_networks", "lpips", "patch_frechet_distance", "score",
     "score_set", "sliced_wasserstein_distance", "ssim", "style_distances",
     "guided", "masks", "ContentAware", "GuidedGram", "Guides", "guided_gram",
+    "GuidedMoments",
     "video", "video_io", "DISFlow", "FarnebackFlow", "Temporal",
     "TemporalTargets", "consistency_mask", "long_term_weights",
     "stylize_video", "temporal_error", "temporal_errors", "temporal_loss",

@@ -582,9 +582,10 @@ def _define_loss():
   define_numbers("content_weight", (default.content,), "α; a grid takes "
                   "several (an axis).", lower_bound=0)
   define_numbers("style_weight", None, "β (default: the representation's "
-                 "suggestion: 1e7, calibrated for gram; 1.5e7 for swd, 1.8e7 "
-                 "for cmd; see README 'Style representations' for the "
-                 "others); a grid takes several (an axis).", lower_bound=0)
+                 "suggestion: 800, measured for gram (docs/benchmarks.md); "
+                 "1200 for swd, 1440 for cmd; see README 'Style "
+                 "representations' for the others); a grid takes several "
+                 "(an axis).", lower_bound=0)
   define_numbers("tv_weight", (default.tv,), "Total-variation weight γ; a "
                   "grid takes several (an axis).", lower_bound=0)
   flags.DEFINE_bool("size_invariant", objective.Spec().size_invariant,
@@ -662,7 +663,8 @@ def _define_masks():
                       "content (any size, the content's aspect): each colour "
                       "takes the style of the style regions of that colour "
                       "(Gatys et al. 2017 §4); a colour no style has keeps "
-                      "only the content loss. Needs --style_stat=gram.")
+                      "only the content loss. Needs --style_stat=gram "
+                      "or moments.")
   flags.DEFINE_list("style_masks", None, "One colour-coded mask per style "
                     "image (default: each style image is one region, of "
                     "--style_colors or of the content mask's colours in "

@@ -212,7 +212,7 @@ class GuidedGram:
   normalization: str = "paper"
   downsample: str = "resize"
   same_size = False
-  suggested_style_weight = 1e7
+  suggested_style_weight = losses.DEFAULT_STYLE_WEIGHT
   averageable = False        # crops of a style would need crops of its guides
   guided = True
 
@@ -234,6 +234,66 @@ class GuidedGram:
   def loss(self, features, target):
     return guided_gram_loss(guided_gram(features, target["guides"]), target,
                             self.normalization)
+
+
+def guided_raw_moments(features: jax.Array, guides: jax.Array):
+  """Per-region raw moments ``(h, w, C), (K, h, w) → ((K, C), (K, C))``:
+  ``E_k[F] = Σ_p g_k F / Σ_p g_k`` and ``E_k[F²]`` likewise (a region with
+  no area gives zeros)."""
+  h, w, c = features.shape
+  flat = features.reshape(h * w, c)
+  g = guides.reshape(guides.shape[0], h * w)
+  area = jnp.sum(g, axis=1)
+  area = jnp.where(area > 0, area, 1.0)[:, None]
+  mean = jnp.einsum("km,mc->kc", g, flat, precision=_HIGHEST) / area
+  square = jnp.einsum("km,mc->kc", g, jnp.square(flat),
+                      precision=_HIGHEST) / area
+  return mean, square
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidedMoments:
+  """Per-channel mean and standard deviation per region (the thesis's
+  moments, seed 002, weighted by guides as in Gatys et al. 2017 §4).
+
+  Statistic: the per-region raw moments and areas (``guided_raw_moments``);
+  target: ``statistics.moments_from_raw`` of them ``(S, K, 2, C)``, the
+  region weights (``region_weights``) and the optimised image's guides.
+  Loss: ``losses.moments_loss`` per region, ``Σ_k weight_sk · loss_sk``.
+  With one guide of ones it is ``Moments`` (to rounding).
+  """
+  downsample: str = "resize"
+  same_size = False
+  suggested_style_weight = 1e7
+  averageable = False
+  guided = True
+
+  def __post_init__(self):
+    check_choice("GuidedMoments.downsample", self.downsample, DOWNSAMPLES)
+
+  def layer_guides(self, guides, shape):
+    resized = resize_guides(guides, shape)
+    return erode_guides(resized) if self.downsample == "inside" else resized
+
+  def statistic(self, features, guides):
+    mean, square = guided_raw_moments(features, guides)
+    h, w, _ = features.shape
+    return {"mean": mean, "square": square,
+            "area": jnp.sum(guides, axis=(1, 2)) / (h * w)}
+
+  def target(self, stacked, guides):
+    return {"moments": statistics.moments_from_raw(stacked["mean"],
+                                                   stacked["square"]),
+            "weight": region_weights(stacked["area"], guides),
+            "guides": guides}
+
+  def loss(self, features, target):
+    moments = statistics.moments_from_raw(
+        *guided_raw_moments(features, target["guides"]))
+    per = losses.moments_loss(
+        jnp.broadcast_to(moments, target["moments"].shape),
+        target["moments"])
+    return jnp.sum(target["weight"] * per, axis=-1)
 
 
 # --- content-aware style (§9) --------------------------------------------------
@@ -326,7 +386,7 @@ class ContentAware:
   seed: int = 0
   samples: int = 8192
   same_size = False
-  suggested_style_weight = 1e7
+  suggested_style_weight = losses.DEFAULT_STYLE_WEIGHT
   averageable = False
   guided = True
 
@@ -440,21 +500,24 @@ def output_guides(spec, image_guides_: dict, shapes: dict) -> dict:
 # name of an unguided representation → its guided version, for masks.
 def guided_version(representation, downsample: str = "resize"):
   """The guided version of ``representation`` for user masks: ``Gram`` →
-  ``GuidedGram`` (same normalisation); a representation that is already
+  ``GuidedGram`` (same normalisation), ``Moments`` → ``GuidedMoments``; a
+  representation that is already
   guided with guides of its own (``ContentAware``) cannot take masks too.
-  Raises ``NSTError`` for the others (guided moments, covariance and sliced
-  Wasserstein are not implemented)."""
+  Raises ``NSTError`` for the others (guided covariance, central moments
+  and sliced Wasserstein are not implemented)."""
   from nst_jax import representations  # pylint: disable=g-import-not-at-top
   if isinstance(representation, representations.PerLayer) or isinstance(
       representation, dict):
     raise NSTError("masks take one style representation for every layer")
-  if isinstance(representation, GuidedGram):
+  if isinstance(representation, (GuidedGram, GuidedMoments)):
     return representation
   if isinstance(representation, representations.Gram):
     return GuidedGram(representation.normalization, downsample)
+  if isinstance(representation, representations.Moments):
+    return GuidedMoments(downsample)
   if hasattr(representation, "make_guides"):
     raise NSTError(f"{type(representation).__name__} makes its own guides: "
                    "give masks or content-aware style, not both")
-  raise NSTError(f"masks need the gram style representation (guided "
-                 f"versions of {type(representation).__name__} are not "
-                 "implemented): use --style_stat=gram")
+  raise NSTError(f"masks need the gram or moments style representation "
+                 f"(guided versions of {type(representation).__name__} are "
+                 "not implemented): use --style_stat=gram")

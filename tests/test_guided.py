@@ -165,7 +165,36 @@ def test_bad_guides_are_refused(params):
 def test_guided_version_for_masks():
   assert guided.guided_version(representations.Gram("notes"), "inside") == (
       guided.GuidedGram("notes", "inside"))
+  assert guided.guided_version(representations.Moments()) == (
+      guided.GuidedMoments())
   with pytest.raises(NSTError, match="use --style_stat=gram"):
     guided.guided_version(representations.SlicedWasserstein())
   with pytest.raises(NSTError, match="not both"):
     guided.guided_version(guided.ContentAware())
+
+
+def test_guided_moments_ones_guide_is_moments(params):
+  content, styles = _img(32, 32, 1), [_img(40, 24, 2), _img(24, 36, 3)]
+  plain_spec = _spec(representations.Moments())
+  spec = _spec(guided.GuidedMoments())
+  guides = guided.Guides(np.ones((1, 32, 32), np.float32),
+                         tuple(np.ones((1, 5, 5), np.float32) for _ in styles))
+  image = _img(32, 32, 4)
+  weights = objective.make_weights(plain_spec, content_weight=1.0,
+                                   style_weight=1e3, tv_weight=0.0)
+  plain = objective.make_targets(params, content, styles, plain_spec)
+  masked = objective.make_targets(params, content, styles, spec,
+                                  guides=guides)
+  a = objective.loss_terms(params, image, plain, weights, plain_spec)
+  b = objective.loss_terms(params, image, masked, weights, spec)
+  np.testing.assert_allclose(np.asarray(b["style_layers"]),
+                             np.asarray(a["style_layers"]), rtol=1e-5)
+  # two regions: each region's moments against a numpy reference
+  f = np.random.default_rng(3).normal(size=(4, 5, 3)).astype(np.float32)
+  g = np.zeros((2, 4, 5), np.float32)
+  g[0, :, :2], g[1, :, 2:] = 1.0, 0.5
+  mean, square = guided.guided_raw_moments(jnp.asarray(f), jnp.asarray(g))
+  np.testing.assert_allclose(mean[0], f[:, :2].reshape(-1, 3).mean(0),
+                             rtol=1e-5)
+  np.testing.assert_allclose(square[1], (f[:, 2:] ** 2).reshape(-1, 3).mean(0),
+                             rtol=1e-5)
