@@ -20,7 +20,7 @@ history) raise ``ValueError`` naming the parameter.
 
 import itertools
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -258,7 +258,7 @@ def _text(draw, xy, text, font, anchor, fill=_TEXT):
   because Pillow's bitmap fallback font refuses ``anchor``."""
   left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
   x = xy[0] - {"l": left, "m": (left + right) / 2, "r": right}[anchor[0]]
-  y = xy[1] - {"t": top, "m": (top + bottom) / 2}[anchor[1]]
+  y = xy[1] - {"t": top, "m": (top + bottom) / 2, "b": bottom}[anchor[1]]
   draw.text((x, y), text, fill=fill, font=font)
 
 
@@ -504,4 +504,114 @@ def loss_curves(history, *, title: str | None = None, width: int = 900,
     _panel(image, box, xs, levels, starts, curves, _log_range(curves), xlabel,
            font)
   _legend(draw, curves, 72, bottom + 48, width - _PAD, font)
+  return np.asarray(image, np.float32) / 255.0
+
+
+class Series(NamedTuple):
+  """One curve of ``metric_panels``: a name, x and y values (equal length;
+  None or non-finite values break the line), and an optional dashed look."""
+  name: str
+  xs: Sequence[float]
+  ys: Sequence[float]
+  dashed: bool = False
+
+
+class Panel(NamedTuple):
+  """One plot of ``metric_panels``: its curves, axis labels, a log10 x axis
+  or not, dashed horizontal reference lines ``[(y, label)]`` or ``[(y,
+  label, series_name)]`` (e.g. a peer's score; drawn in that series' colour)
+  and vertical marks ``[(x, label)]`` (e.g. the chosen value)."""
+  series: Sequence[Series]
+  xlabel: str
+  ylabel: str
+  log_x: bool = False
+  hlines: Sequence[Tuple[float, str]] = ()
+  marks: Sequence[Tuple[float, str]] = ()
+
+
+def _axis(lo: float, hi: float, log: bool):
+  """(ticks, to_unit, label) of an axis over [lo, hi]: ``to_unit`` maps a
+  value to [0, 1] along it (log10 when ``log``)."""
+  if log:
+    a, b = math.log10(lo), math.log10(hi)
+    b = a + 1 if b <= a else b
+    return (_ticks_log(10 ** a, 10 ** b),
+            lambda v: (math.log10(v) - a) / (b - a), _format_log)
+  lo, hi = (lo - 1, hi + 1) if hi <= lo else (lo, hi)
+  return _ticks_linear(lo, hi), lambda v: (v - lo) / (hi - lo), (
+      lambda v: f"{v:g}")
+
+
+def metric_panels(panels: Sequence[Panel], *, title: str | None = None,
+                  width: int = 900, height: int = 380) -> np.ndarray:
+  """Metric curves in panels side by side (e.g. style distance and LPIPS
+  against β, or against seconds); returns float32 ``(height, width, 3)`` in
+  [0, 1]. Series share colours by position across panels and one legend;
+  y axes are linear, padded by 5 %. Raises ValueError for no panels, a
+  series whose xs and ys differ in length, a log x axis with values <= 0,
+  or a figure too small."""
+  if not panels:
+    raise ValueError(f"{param('panels')} is empty: nothing to plot")
+  font = _font(_FONT_SIZE)
+  image = Image.new("RGB", (width, height), "white")
+  draw = ImageDraw.Draw(image)
+  top = _PAD + 2
+  if title:
+    _text(draw, (width / 2, _PAD), title, _font(_FONT_SIZE + 3), "mt")
+    top += _FONT_SIZE + 12
+  names = list(dict.fromkeys(s.name for p in panels for s in p.series))
+  colour = {n: _LAYER_COLOURS[i % len(_LAYER_COLOURS)]
+            for i, n in enumerate(names)}
+  legend = [(n, colour[n], 2, False, None) for n in names]
+  scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+  bottom = height - _PAD - 48 - _legend(scratch, legend, 0, 0,
+                                        width - 72 - _PAD, font)
+  slot = width / len(panels)
+  if bottom - top < 60 or slot < 200:
+    raise ValueError(f"{param('width')} {width} and {param('height')} "
+                     f"{height} are too small for {len(panels)} panels")
+  for k, panel in enumerate(panels):
+    points = []
+    for s in panel.series:
+      if len(s.xs) != len(s.ys):
+        raise ValueError(f"series {s.name!r} has {len(s.xs)} xs and "
+                         f"{len(s.ys)} ys")
+      points += [(x, y) for x, y in zip(map(_number, s.xs), map(_number, s.ys))
+                 if x is not None and y is not None]
+    xs = [x for x, _ in points] + [x for x, _ in panel.marks]
+    ys = [y for _, y in points] + [line[0] for line in panel.hlines]
+    if panel.log_x and any(x <= 0 for x in xs):
+      raise ValueError(f"a log x axis needs positive values ({panel.xlabel})")
+    xs, ys = xs or [1.0], ys or [0.0]
+    pad = 0.05 * (max(ys) - min(ys) or 1.0)
+    xticks, xunit, xfmt = _axis(min(xs), max(xs), panel.log_x)
+    yticks, yunit, yfmt = _axis(min(ys) - pad, max(ys) + pad, False)
+    left, right = round(k * slot) + 72, round((k + 1) * slot) - 16
+    px = lambda x: left + xunit(x) * (right - left)
+    py = lambda y: bottom - yunit(y) * (bottom - top)
+    for t in xticks:
+      if 0 <= xunit(t) <= 1:
+        draw.line([(px(t), top), (px(t), bottom)], fill=_GRID)
+        _text(draw, (px(t), bottom + 4), xfmt(t), font, "mt")
+    for t in yticks:
+      if 0 <= yunit(t) <= 1:
+        draw.line([(left, py(t)), (right, py(t))], fill=_GRID)
+        _text(draw, (left - 5, py(t)), yfmt(t), font, "rm")
+    for y, label, *name in panel.hlines:
+      ink = colour.get(name[0], _BOUNDARY_TEXT) if name else _BOUNDARY_TEXT
+      _dashes(draw, [(left, py(y)), (right, py(y))], ink, 1)
+      _text(draw, (right - 4, py(y) - 3), label, font, "rb", ink)
+    for x, label in panel.marks:
+      draw.line([(px(x), top), (px(x), bottom)], fill=_BOUNDARY, width=2)
+      _text(draw, (px(x) + 4, top + 4), label, font, "lt", _BOUNDARY_TEXT)
+    for s in panel.series:
+      run = [(px(x), py(y)) for x, y in zip(map(_number, s.xs),
+                                            map(_number, s.ys))
+             if x is not None and y is not None]
+      if run:
+        _polyline(draw, run, colour[s.name], 2, s.dashed)
+    draw.rectangle((left, top, right, bottom), outline=_FRAME)
+    _text(draw, ((left + right) / 2, bottom + 23), panel.xlabel, font, "mt")
+    _text(draw, (left + 4, top + 4), panel.ylabel, font, "lt")
+  _legend(draw, legend, 72, bottom + 48, width - _PAD, font)
   return np.asarray(image, np.float32) / 255.0

@@ -22,6 +22,15 @@ from nst_jax.errors import check_choice
 
 GRAM_NORMALIZATIONS = ("paper", "notes")
 
+# The default style weight β (at α = 1, γ = 1) of the Gram loss ("paper")
+# with the size-invariant content and TV terms (``objective.Spec``): chosen
+# by measurement (``scripts/calibrate.py``; docs/benchmarks.md, "The default
+# style weight"): the smallest β of the sweep at which both of the Lua
+# implementation's published pictures of ../shared/reference/ are matched
+# in style distance, at a lower LPIPS to the photo. The other
+# representations' ``suggested_style_weight`` are multiples of it.
+DEFAULT_STYLE_WEIGHT = 800.0
+
 
 def content_loss(features: jax.Array, target: jax.Array) -> jax.Array:
   """``L_content = ½ Σ_ij (F_ij − P_ij)²`` (Gatys et al. 2016, eq. 1).

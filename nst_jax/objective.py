@@ -84,10 +84,12 @@ class Spec:
 
   def suggested_style_weight(self) -> float:
     """β for this spec when the user gives none: the largest
-    ``suggested_style_weight`` of its representations (1e7, the Gram's
-    calibration, for one that suggests none)."""
-    return max(float(getattr(r, "suggested_style_weight", 1e7))
-               for r in self.representations()) if self.style_layers else 1e7
+    ``suggested_style_weight`` of its representations (the Gram's
+    ``losses.DEFAULT_STYLE_WEIGHT`` for one that suggests none)."""
+    default = losses.DEFAULT_STYLE_WEIGHT
+    return max(float(getattr(r, "suggested_style_weight", default))
+               for r in self.representations()) if self.style_layers else (
+                   default)
 
   @property
   def same_size(self) -> bool:
@@ -169,7 +171,7 @@ class LossWeights:
   (``style_layers``; default ``1/L``) and one blend weight per style image
   (``style_blend``; default equal). ``arrays(spec)`` makes ``Weights``."""
   content: float = 1.0
-  style: float = 1e7
+  style: float = losses.DEFAULT_STYLE_WEIGHT
   tv: float = 1.0
   style_layers: Tuple[float, ...] | None = None
   style_blend: Tuple[float, ...] | None = None

@@ -20,8 +20,9 @@ dataclasses) with three pure methods and two flags:
 * ``averageable`` — false when the statistics of crops cannot be averaged
   (optional attribute, default true).
 * ``suggested_style_weight`` — β that gives this representation about the
-  Gram's style strength at the default 1e7 (optional, default 1e7; the
-  command line uses it when ``--style_weight`` is not given).
+  Gram's style strength at its default ``STYLE_WEIGHT`` (optional, default
+  ``STYLE_WEIGHT``; the command line uses it when ``--style_weight`` is not
+  given).
 
 Two optional methods make a representation *position-averaged*, which the
 exact tiled objective (``nst_jax.tiling``, ``--tile_size``) needs:
@@ -66,6 +67,7 @@ from nst_jax.errors import NSTError, check_choice, param
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 NORMALIZATIONS = losses.GRAM_NORMALIZATIONS
+STYLE_WEIGHT = losses.DEFAULT_STYLE_WEIGHT  # the Gram's β; see losses
 
 
 def _check_normalization(owner: str, normalization: str) -> None:
@@ -87,7 +89,7 @@ class Gram:
   """
   normalization: str = "paper"
   same_size = False
-  suggested_style_weight = 1e7
+  suggested_style_weight = STYLE_WEIGHT
   averageable = True
 
   def __post_init__(self):
@@ -121,7 +123,7 @@ class Spatial:
   """
   normalization: str = "paper"
   same_size = True
-  suggested_style_weight = 1e7
+  suggested_style_weight = STYLE_WEIGHT
   averageable = True
 
   def __post_init__(self):
@@ -150,7 +152,7 @@ class Local:
   window: int = 0
   normalization: str = "paper"
   same_size = True
-  suggested_style_weight = 1e7
+  suggested_style_weight = STYLE_WEIGHT
   averageable = False
 
   def __post_init__(self):
@@ -188,7 +190,7 @@ class Eigen:
   loss_kind: str = "reconstruction"
   normalization: str = "paper"
   same_size = False
-  suggested_style_weight = 1e7
+  suggested_style_weight = STYLE_WEIGHT
   averageable = True
 
   def __post_init__(self):
@@ -252,7 +254,7 @@ class Moments:
   Loss ``losses.moments_loss``.
   """
   same_size = False
-  suggested_style_weight = 1e7
+  suggested_style_weight = STYLE_WEIGHT
   averageable = True
 
   def statistic(self, features):
@@ -287,7 +289,7 @@ class Covariance:
   (``statistics.covariance_from_gram``, ``statistics.sqrtm_psd``).
   """
   same_size = False
-  suggested_style_weight = 1e7
+  suggested_style_weight = STYLE_WEIGHT
   averageable = True
 
   def statistic(self, features):
@@ -343,10 +345,10 @@ class SlicedWasserstein:
   seed: int = 0
   redraw_every: int = 0
   same_size = False
-  # β matching the Gram's initial style loss at 1e7: the loss at the content
+  # β matching the Gram's initial style loss at its β (×1.5): the loss at the content
   # image is 0.51-0.92x the Gram's over five paintings (256 px, VGG-16,
   # 2026-11-30; geometric mean 0.65).
-  suggested_style_weight = 1.5e7
+  suggested_style_weight = 1.5 * STYLE_WEIGHT
   averageable = False
 
   def __post_init__(self):
@@ -428,10 +430,10 @@ class CentralMoments:
   order: int = 5
   squash: bool = True
   same_size = False
-  # β matching the Gram's initial style loss at 1e7: the loss at the content
+  # β matching the Gram's initial style loss at its β (×1.8): the loss at the content
   # image is 0.36-0.81x the Gram's over five paintings (256 px, VGG-16,
   # 2026-11-30; geometric mean 0.54).
-  suggested_style_weight = 1.8e7
+  suggested_style_weight = 1.8 * STYLE_WEIGHT
   averageable = True
 
   def __post_init__(self):

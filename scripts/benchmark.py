@@ -70,7 +70,7 @@ flags.DEFINE_float("check_grad_rtol", 1e-3, "Largest relative difference "
                    "implementations round differently, and at 512 px each "
                    "is ~1e-4..5e-4 from a float64 reference.")
 flags.DEFINE_enum("mode", "compare", ["compare", "memory", "precision",
-                                      "layers", "representations"],
+                                      "layers", "representations", "quality"],
                   "compare: nst_jax against PyTorch; memory: nst_jax only, "
                   "per size the estimate (transfer.estimate_memory), XLA's "
                   "buffer assignment and the measured peak of a short run "
@@ -81,7 +81,14 @@ flags.DEFINE_enum("mode", "compare", ["compare", "memory", "precision",
                   "forward and input gradient, direct against Winograd; "
                   "representations: one value-and-gradient of the default "
                   "objective per --style_stats representation, interleaved, "
-                  "with its ratio to gram.")
+                  "with its ratio to gram; quality: style distance and "
+                  "LPIPS of the current image against seconds for nst_jax's "
+                  "L-BFGS and Adam and the PyTorch loop, and the seconds "
+                  "each needs to be as stylised as PyTorch's last image.")
+flags.DEFINE_integer("quality_every", 10, "--mode=quality: evaluations "
+                     "between scored images.", lower_bound=1)
+flags.DEFINE_string("plot", None, "--mode=quality: write the curves (one "
+                    "row of panels per size) to this PNG.")
 flags.DEFINE_list("style_stats", ["gram", "moments", "covariance", "swd", "cmd"],
                   "Representations timed by --mode=representations "
                   "(names of --style_stat, default parameters).")
@@ -169,6 +176,114 @@ def _jax_run(fun, method, iterations, x0, args):
   }
 
 
+def _jax_images(fun, method, iterations, x0, args, every):
+  """Compiles (not timed) and runs the solver loop once; every ``every``-th
+  evaluation's image reaches the host with its time: ``(trace, seconds)``,
+  trace ``[(seconds, image)]`` (images clipped to [0, 1])."""
+  trace, count, start = [], [0], [0.0]
+
+  def record(x):
+    if count[0] % every == 0:
+      trace.append((time.perf_counter() - start[0],
+                    np.clip(np.asarray(x), 0, 1)))
+    count[0] += 1
+
+  def traced(x, *a):
+    out = fun(x, *a)
+    jax.debug.callback(record, x)
+    return out
+
+  cfg = _config().solver
+  cfg = dataclasses.replace(cfg, method=method, maxiter=iterations)
+  run = jax.jit(lambda x, a: solvers.minimize(traced, x, cfg, (), a))
+  compiled = run.lower(x0, args).compile()
+  start[0] = time.perf_counter()
+  result = jax.block_until_ready(compiled(x0, args))
+  seconds = time.perf_counter() - start[0]
+  trace.append((seconds, np.clip(np.asarray(result.x), 0, 1)))
+  return trace, seconds
+
+
+def _first_time(curve, target):
+  """The first seconds at which ``curve`` ``[(seconds, value)]`` is at or
+  below ``target``; None if never."""
+  return next((t for t, v in curve if v <= target), None)
+
+
+def quality_size(size, params, content_full, style_full, torch_mod, nets):
+  """Quality against time at one long edge: the default transfer with
+  nst_jax's L-BFGS (``--optimizer``'s default) and Adam and with the
+  PyTorch loop (same objective), each current image scored by
+  ``metrics.score`` (relative sliced Wasserstein distance to the style,
+  LPIPS-VGG to the content, at ``metrics.SCORE_SIZE``)."""
+  from nst_jax import metrics  # pylint: disable=g-import-not-at-top
+  iterations, every = FLAGS.iterations, FLAGS.quality_every
+  config = _config()
+  shape, content, style, spec, targets, weights = _problem(
+      size, params, content_full, style_full, config)
+  fun = objective.objective_function(spec)
+  args = (params, targets, weights)
+  x0 = jnp.asarray(content)
+  print(f"\n== quality, {size} px ({shape[1]}x{shape[0]}), {iterations} "
+        f"iterations, β {config.weights.style:g}, size_invariant "
+        f"{spec.size_invariant} ==", flush=True)
+  runs = {}
+  for method in ("optax_lbfgs", "adam"):
+    runs[method] = _jax_images(fun, method, iterations, x0, args, every)
+  if torch_mod is not None:
+    tobj = _torch_objective(params, content, style, config, spec, weights,
+                            "cpu")
+    trace, count = [], [0]
+
+    def keep(seconds, img):
+      if count[0] % every == 0:
+        trace.append((seconds, np.clip(
+            img[0].permute(1, 2, 0).cpu().numpy(), 0, 1)))
+      count[0] += 1
+    run = tr.torch_lbfgs(tobj, content, iterations, on_evaluation=keep)
+    trace.append((run.seconds, np.clip(run.image, 0, 1)))
+    runs["torch"] = (trace, run.seconds)
+  curves = {}
+  for name, (trace, seconds) in runs.items():
+    scores = metrics.score(nets, content, style, [im for _, im in trace])
+    curves[name] = {"seconds": [t for t, _ in trace], "run_seconds": seconds,
+                    "swd": scores["swd"].tolist(),
+                    "lpips_vgg": scores["lpips_vgg"].tolist(),
+                    "gram": scores["gram"].tolist()}
+  target = curves["torch"]["swd"][-1] if "torch" in curves else None
+  print(f"  {'run':12s} {'seconds':>8s} {'SWD':>6s} {'LPIPS':>6s} "
+        f"{'Gram':>6s}  seconds to PyTorch's final SWD"
+        + (f" ({target:.3f})" if target is not None else ""), flush=True)
+  for name, c in curves.items():
+    reach = (None if target is None else
+             _first_time(zip(c["seconds"], c["swd"]), target))
+    c["seconds_to_torch_swd"] = reach
+    print(f"  {name:12s} {c['run_seconds']:8.1f} {c['swd'][-1]:6.3f} "
+          f"{c['lpips_vgg'][-1]:6.3f} {c['gram'][-1]:6.3f}  "
+          + ("never" if reach is None and target is not None else
+             _fmt(reach, " s")), flush=True)
+  return {"size": size, "shape": list(shape), "iterations": iterations,
+          "every": every, "style_weight": config.weights.style,
+          "size_invariant": spec.size_invariant, "torch_final_swd": target,
+          "curves": curves}
+
+
+def quality_figure(results):
+  """One row of panels (SWD and LPIPS against seconds) per size."""
+  rows = []
+  for r in results:
+    panels = [figures.Panel(
+        [figures.Series(name, c["seconds"], c[key])
+         for name, c in r["curves"].items()], "seconds",
+        f"{label}, {r['size']} px",
+        hlines=([(r["torch_final_swd"], "PyTorch final")]
+                if key == "swd" and r["torch_final_swd"] else ()))
+              for key, label in (("swd", "style SWD (lower: more stylised)"),
+                                 ("lpips_vgg", "LPIPS to the content"))]
+    rows.append(figures.metric_panels(panels, height=340))
+  return np.concatenate(rows, axis=0)
+
+
 def _device_memory_peak():
   try:
     stats = jax.devices()[0].memory_stats() or {}
@@ -187,6 +302,20 @@ def _problem(size, params, content_full, style_full, config):
                                    [jnp.asarray(style)], spec)
   weights = config.weights.arrays(spec)
   return shape, content, style, spec, targets, weights
+
+
+def _torch_objective(params, content, style, config, spec, weights, device):
+  """``torch_reference``'s objective equal to nst_jax's for ``spec``: it
+  writes the paper's sums, so α and γ are divided by
+  ``objective.size_scale`` (the pixel count when ``spec.size_invariant``)."""
+  unscale = 1.0 / objective.size_scale(spec, content.shape)
+  return tr.torch_objective(
+      params, content, [style], content_layers=spec.content_layers,
+      style_layers=spec.style_layers,
+      style_layer_weights=[float(v) for v in weights.style_layers],
+      content_weight=config.weights.content * unscale,
+      style_weight=config.weights.style, tv_weight=config.weights.tv * unscale,
+      pooling=spec.pooling, device=device)
 
 
 def bench_size(size, params, content_full, style_full, torch_mod, peak,
@@ -214,13 +343,8 @@ def bench_size(size, params, content_full, style_full, torch_mod, peak,
   tobj = None
   if torch_mod is not None:
     device = "cuda" if platform == "gpu" else "cpu"
-    tobj = tr.torch_objective(
-        params, content, [style], content_layers=spec.content_layers,
-        style_layers=spec.style_layers,
-        style_layer_weights=[float(v) for v in weights.style_layers],
-        content_weight=config.weights.content,
-        style_weight=config.weights.style, tv_weight=config.weights.tv,
-        pooling=spec.pooling, device=device)
+    tobj = _torch_objective(params, content, style, config, spec, weights,
+                            device)
     # The check compares the objectives themselves: float32 on both sides.
     spec32 = dataclasses.replace(spec, precision="float32", remat=False)
     vg32 = (vg if spec32 == spec else jax.jit(jax.value_and_grad(
@@ -568,7 +692,7 @@ def main(argv):
       print("jaxopt is not installed: skipping --solvers=lbfgs", flush=True)
       FLAGS.solvers = [m for m in FLAGS.solvers if m != "lbfgs"]
   torch_mod = None
-  if FLAGS.torch and FLAGS.mode == "compare":
+  if FLAGS.torch and FLAGS.mode in ("compare", "quality"):
     torch_mod = tr.import_torch()
     if on_gpu:
       if not torch_mod.cuda.is_available():
@@ -610,12 +734,20 @@ def main(argv):
     elif FLAGS.mode == "representations":
       results.append(representations_size(size, params, content_full,
                                           style_full))
+    elif FLAGS.mode == "quality":
+      from nst_jax import metrics  # pylint: disable=g-import-not-at-top
+      nets = metrics.load_metric_networks()
+      results.append(quality_size(size, params, content_full, style_full,
+                                  torch_mod, nets))
     elif FLAGS.mode == "memory":
       results.append(memory_size(size, params, content_full, style_full,
                                  platform))
     else:
       results.append(bench_size(size, params, content_full, style_full,
                                 torch_mod, peak, platform))
+  if FLAGS.mode == "quality" and FLAGS.plot:
+    io.save_image(FLAGS.plot, quality_figure(results))
+    print(f"wrote {FLAGS.plot}")
   if FLAGS.json:
     record = {"date": time.strftime("%Y-%m-%d"), "platform": platform,
               "device": described, "jax": jax.__version__,

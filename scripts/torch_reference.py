@@ -174,9 +174,11 @@ class TorchRun(NamedTuple):
 
 
 def torch_lbfgs(objective: TorchObjective, x0: np.ndarray, iterations: int,
-                history_size: int = 10) -> TorchRun:
+                history_size: int = 10, on_evaluation=None) -> TorchRun:
   """neural-style-pt's optimisation: one ``LBFGS.step`` with ``max_iter =
-  iterations``, ``lr=1``, no line search, tolerances disabled (-1)."""
+  iterations``, ``lr=1``, no line search, tolerances disabled (-1).
+  ``on_evaluation(seconds, image)``, if given, sees each evaluated image
+  (``(1, 3, H, W)`` tensor; its time counts)."""
   torch = import_torch()
   img = torch_image(x0, objective.device).requires_grad_(True)
   opt = torch.optim.LBFGS([img], lr=1, max_iter=iterations,
@@ -189,6 +191,8 @@ def torch_lbfgs(objective: TorchObjective, x0: np.ndarray, iterations: int,
     loss = objective.loss(img)
     loss.backward()
     trace.append((time.perf_counter() - start, float(loss.detach())))
+    if on_evaluation is not None:
+      on_evaluation(trace[-1][0], img.detach())
     return loss
 
   _sync(torch, objective.device)

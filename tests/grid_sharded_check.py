@@ -21,7 +21,8 @@ def main():
   style = io.resize_long_edge(
       io.load_image(ROOT / "examples/style_brushwork.png"), 40)
   config = transfer.TransferConfig(
-      spec=objective.Spec(content_layers=("relu2_1",)),
+      # The paper's sums: the β axis below is on their scale.
+      spec=objective.Spec(content_layers=("relu2_1",), size_invariant=False),
       solver=solvers.SolverConfig(maxiter=6),
       init=transfer.Init("noise"))
   axes = grid.GridAxes(style_layer_sets=(("relu1_1", "relu2_1"),),

@@ -100,7 +100,8 @@ def test_torch_objective_equals_ours(vgg16_params):
   tobj = tr.torch_objective(
       vgg16_params, content, [style], content_layers=spec.content_layers,
       style_layers=spec.style_layers, style_layer_weights=[0.2] * 5,
-      content_weight=1.0, style_weight=1e7, tv_weight=1.0)
+      content_weight=1.0 * 32 * 40, style_weight=1e7,
+      tv_weight=1.0 * 32 * 40)  # the paper's sums: α, γ times H·W
   torch_value, torch_grad = tr.torch_value_and_grad(tobj, x)
   errors = tr.compare_with_torch(float(value), np.asarray(grad), torch_value,
                                  torch_grad)

@@ -106,16 +106,21 @@ def _hand_terms(params, image, targets, weights, spec):
   tv = (np.sum((x[1:] - x[:-1]) ** 2) + np.sum((x[:, 1:] - x[:, :-1]) ** 2))
   style_layers = (float(weights.style) * np.asarray(weights.style_layers)
                   * np.array(per_layer))
-  return {"content": float(weights.content) * content,
+  # Spec.size_invariant: content and TV as per-pixel averages.
+  scale = 1.0 / (x.shape[0] * x.shape[1]) if spec.size_invariant else 1.0
+  return {"content": float(weights.content) * scale * content,
           "style": style_layers.sum(), "style_layers": style_layers,
-          "tv": float(weights.tv) * tv}
+          "tv": float(weights.tv) * scale * tv}
 
 
-@pytest.mark.parametrize("normalization", ["paper", "notes"])
-def test_loss_terms_match_hand_computation(params, problem, normalization):
+@pytest.mark.parametrize("normalization,size_invariant",
+                         [("paper", True), ("notes", True), ("paper", False)])
+def test_loss_terms_match_hand_computation(params, problem, normalization,
+                                           size_invariant):
   content, styles, _, weights = problem
   spec = objective.Spec(SPEC.content_layers, SPEC.style_layers, SPEC.pooling,
-                        representations.Gram(normalization))
+                        representations.Gram(normalization),
+                        size_invariant=size_invariant)
   targets = objective.make_targets(params, content, styles, spec,
                                    style_blend_weights=[3.0, 1.0])
   image = _img(32, 32, 7)
@@ -149,6 +154,8 @@ def test_loss_terms_match_library_building_blocks(params, problem):
     per.append(jnp.sum(targets.style_blend * e))
   style = weights.style * jnp.sum(weights.style_layers * jnp.stack(per))
   tv = losses.total_variation_loss(image)
+  scale = 1.0 / (32 * 32)   # SPEC.size_invariant: per-pixel averages
+  c, tv = c * scale, tv * scale
   terms = jax.jit(objective.loss_terms, static_argnums=4)(
       params, image, targets, weights, SPEC)
   np.testing.assert_allclose(float(terms["content"]), float(weights.content * c),
@@ -373,3 +380,43 @@ def test_make_objective_prepares_fast_kernels(params, monkeypatch):
   np.testing.assert_allclose(float(fast), float(direct),
                              rtol=tol(1e-4, 1e-3))
   assert calls == ["direct", "winograd"]
+
+
+def _content_share(vgg16_params, size, size_invariant, style_weight=200.0):
+  """‖∇ content term‖ / (‖∇ content‖ + ‖∇ style‖) at a noisy start of the
+  bundled pair at ``size``: half content, half the style image seen at 64 px
+  and resized, so that the start is the same picture at every size (noise
+  drawn per pixel would be finer, relative to the picture, at 256 px, and
+  its Gram mismatch with it)."""
+  from nst_jax import io  # pylint: disable=g-import-not-at-top
+  content = io.resize_long_edge(io.load_image("examples/chelsea.png"), size)
+  style = io.resize_long_edge(io.load_image("examples/style_brushwork.png"),
+                              size)
+  spec = objective.Spec(size_invariant=size_invariant)
+  targets = objective.make_targets(vgg16_params, content, [style], spec)
+  weights = objective.make_weights(spec, content_weight=1.0,
+                                   style_weight=style_weight, tv_weight=0.0)
+  noise = io.resize_to(io.resize_long_edge(style, 64), content.shape[:2])
+  image = jnp.asarray(0.5 * content + 0.5 * noise, jnp.float32)
+
+  def term(name):
+    return lambda x: objective.loss_terms(vgg16_params, x, targets, weights,
+                                          spec)[name]
+  g_content = jax.jit(jax.grad(term("content")))(image)
+  g_style = jax.jit(jax.grad(term("style")))(image)
+  c, s = float(jnp.linalg.norm(g_content)), float(jnp.linalg.norm(g_style))
+  return c / (c + s)
+
+
+@pytest.mark.slow
+def test_size_invariance_keeps_the_content_share_of_the_gradient(vgg16_params):
+  """Issue 12: with ``size_invariant`` the content term's share of the
+  initial gradient is the same (within 10 %) at 128 and 256 px; with the
+  paper's sums it is not (the content term grows with the pixel count)."""
+  small = _content_share(vgg16_params, 128, True)
+  large = _content_share(vgg16_params, 256, True)
+  assert abs(large / small - 1) < 0.10, (small, large)
+  # The paper's sums with the same balance at 128 px (β × the pixel count).
+  paper_small = _content_share(vgg16_params, 128, False, 200.0 * 128 * 85)
+  paper_large = _content_share(vgg16_params, 256, False, 200.0 * 128 * 85)
+  assert paper_large / paper_small > 2, (paper_small, paper_large)

@@ -7,8 +7,11 @@ torch and evaluated in float64 by ``scripts/make_torch_fixtures.py`` at a
 fixed 64×64 image, with a 64×64 content and a 48×64 style image stored beside
 it. Here nst_jax's public objective (``make_targets``, ``make_weights``,
 ``objective_function`` of a default ``Spec()``) evaluates the same point in
-float32, through ``jax.jit``, with both convolution algorithms. Needs the real
-VGG-16 weights; torch is not needed.
+float32, through ``jax.jit``, with both convolution algorithms. The default
+spec is size-invariant (content and TV divided by the pixel count ``H·W``),
+so α and γ are multiplied by ``H·W`` here: that gives exactly the paper's
+sums the fixture holds, and checks the factor. Needs the real VGG-16
+weights; torch is not needed.
 
 Tolerances: 1e-5 on the values and 1e-4 on the gradients, which agree to
 ~1e-6 and ~3e-6 (Winograd; measured on the CPU); on a GPU, whose cuDNN
@@ -65,8 +68,10 @@ def ours(request, vgg16_params, reference):
   content = (reference["content_image"] / np.float32(255)).astype(np.float32)
   style = (reference["style_image"] / np.float32(255)).astype(np.float32)
   targets = objective.make_targets(params, content, [style], spec)
-  weights = objective.make_weights(spec, content_weight=ALPHA,
-                                   style_weight=BETA, tv_weight=GAMMA)
+  pixels = reference["image"].shape[0] * reference["image"].shape[1]
+  assert spec.size_invariant
+  weights = objective.make_weights(spec, content_weight=ALPHA * pixels,
+                                   style_weight=BETA, tv_weight=GAMMA * pixels)
   terms, grad, per_term = _evaluate(jnp.asarray(reference["image"]), params,
                                     targets, weights)
   grads = {"total": grad, **dict(zip(TERMS, per_term))}

@@ -1,0 +1,159 @@
+"""Chooses the default style weight β by measurement (issue 12, "size-independent
+defaults").
+
+Runs the default transfer (VGG-16, Gram, L-BFGS, content init) for every
+``--pairs`` content:style pair at every ``--style_weights`` β and every
+``--sizes`` size, scores each result with :mod:`nst_jax.metrics` at one size
+(``--score_size``: relative sliced Wasserstein and Gram distances to the
+style, LPIPS-VGG to the content), scores the published reference pictures the
+same way, and writes ``calibration.json`` and the curve of both metrics
+against β (``calibration.png``)::
+
+  python scripts/calibrate.py --output_dir=out/calibrate \\
+      --pairs=shared/images/tubingen.jpg:shared/images/starry_night.jpg \\
+      --style_weights=100,200,400,800 --sizes=256 --iterations=300
+
+Finished runs (their PNG present) are scored again, not re-run, so an
+interrupted sweep continues where it stopped. Bad input: one line, exit 1.
+"""
+
+import json
+import os
+import time
+
+from absl import flags
+import numpy as np
+
+from nst_jax import cli
+from nst_jax import figures
+from nst_jax import io
+from nst_jax import metrics
+from nst_jax import transfer
+from nst_jax import vgg
+from nst_jax.errors import NSTError
+
+_PAIRS = flags.DEFINE_list(
+    "pairs", None, "content:style image pairs, comma-separated "
+    "(a style may carry a published reference picture as "
+    "content:style:reference).")
+_BETAS = flags.DEFINE_list("style_weights", ["100", "200", "400", "800"],
+                           "β values of the sweep.")
+_SIZES = flags.DEFINE_list("sizes", ["256"], "Output long edges.")
+_ITERATIONS = flags.DEFINE_integer("iterations", 300, "L-BFGS iterations.")
+_SCORE = flags.DEFINE_integer("score_size", metrics.SCORE_SIZE,
+                              "Long edge every image is scored at.")
+_OUT = flags.DEFINE_string("output_dir", "out/calibrate", "Where results, "
+                           "calibration.json and calibration.png go.")
+_INVARIANT = flags.DEFINE_bool("size_invariant", True, "Spec.size_invariant "
+                               "of the runs.")
+_CHOSEN = flags.DEFINE_float("chosen", None, "β to mark on the curve.")
+_SCORE_ONLY = flags.DEFINE_bool("score_only", False, "Score the results "
+                                "already in --output_dir; run nothing.")
+
+
+def curve_figure(record, chosen=None):
+  """Style distances and LPIPS against β, one series per pair, the
+  reference pictures' scores as dashed lines: float32 ``(H, W, 3)``."""
+  pairs = list(dict.fromkeys(r["pair"] for r in record["runs"]))
+  panels = []
+  for key, label in (("swd", "style SWD (lower: more stylised)"),
+                     ("gram", "Gram distance"),
+                     ("lpips_vgg", "LPIPS-VGG to the content")):
+    series = []
+    for pair in pairs:
+      for size in sorted({r["size"] for r in record["runs"]}):
+        runs = sorted((r for r in record["runs"]
+                       if r["pair"] == pair and r["size"] == size),
+                      key=lambda r: r["style_weight"])
+        if runs:
+          series.append(figures.Series(
+              pair if size == record["runs"][0]["size"] else
+              f"{pair} {size}px", [r["style_weight"] for r in runs],
+              [r[key] for r in runs]))
+    hlines = [(ref[key], "published (Lua)", ref["pair"])
+              for ref in record["references"]]
+    panels.append(figures.Panel(series, "style weight (beta)", label,
+                                log_x=True, hlines=hlines,
+                                marks=[(chosen, f"chosen {chosen:g}")]
+                                if chosen else ()))
+  return figures.metric_panels(panels, width=1200, height=420)
+
+
+def _stem(path: str) -> str:
+  return os.path.splitext(os.path.basename(path))[0]
+
+
+def parse_pairs(items):
+  """``[(content, style, reference | None)]`` from ``content:style[:ref]``."""
+  pairs = []
+  for item in items or ():
+    parts = item.split(":")
+    if len(parts) not in (2, 3):
+      raise NSTError(f"--pairs: expected content:style[:reference], got "
+                     f"{item!r}")
+    pairs.append((parts[0], parts[1], parts[2] if len(parts) == 3 else None))
+  if not pairs:
+    raise NSTError("--pairs: give at least one content:style pair")
+  return pairs
+
+
+def run_one(params, content_path, style_path, beta, size, iterations,
+            invariant):
+  """The default transfer of one pair at ``size`` with style weight ``beta``;
+  ``(image, seconds)``."""
+  content = io.resize_long_edge(io.load_image(content_path), size)
+  style = io.resize_long_edge(io.load_image(style_path), size)
+  config = transfer.TransferConfig().replace(
+      weights=dict(style=float(beta)), solver=dict(maxiter=iterations),
+      spec=dict(size_invariant=invariant))
+  start = time.perf_counter()
+  result = transfer.stylize(params, content, [style], config, log_every=0)
+  return np.asarray(result.image), time.perf_counter() - start
+
+
+def main(argv):
+  del argv
+  pairs = parse_pairs(_PAIRS.value)
+  betas = [float(b) for b in _BETAS.value]
+  sizes = [int(s) for s in _SIZES.value]
+  os.makedirs(_OUT.value, exist_ok=True)
+  params = vgg.load_params("vgg16")
+  nets = metrics.load_metric_networks()
+  rows, references = [], []
+  for content_path, style_path, reference in pairs:
+    content, style = io.load_image(content_path), io.load_image(style_path)
+    pair = f"{_stem(content_path)}+{_stem(style_path)}"
+    if reference:
+      scores = metrics.score(nets, content, style, [io.load_image(reference)],
+                             size=_SCORE.value)
+      references.append({"pair": pair, "image": reference,
+                         **{k: float(v[0]) for k, v in scores.items()}})
+    for size in sizes:
+      for beta in betas:
+        path = os.path.join(_OUT.value, f"{pair}_{size}_b{beta:g}.png")
+        seconds = None
+        if os.path.exists(path):
+          image = io.load_image(path)
+        elif _SCORE_ONLY.value:
+          continue
+        else:
+          image, seconds = run_one(params, content_path, style_path, beta,
+                                   size, _ITERATIONS.value, _INVARIANT.value)
+          io.save_image(path, image)
+        scores = metrics.score(nets, content, style, [image],
+                               size=_SCORE.value)
+        row = {"pair": pair, "size": size, "style_weight": beta,
+               "seconds": seconds, "image": path,
+               **{k: float(v[0]) for k, v in scores.items()}}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+  record = {"iterations": _ITERATIONS.value, "score_size": _SCORE.value,
+            "size_invariant": _INVARIANT.value, "runs": rows,
+            "references": references}
+  io.save_json(os.path.join(_OUT.value, "calibration.json"), record)
+  io.save_image(os.path.join(_OUT.value, "calibration.png"),
+                curve_figure(record, _CHOSEN.value))
+
+
+if __name__ == "__main__":
+  cli.run(main)
