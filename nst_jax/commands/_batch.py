@@ -28,9 +28,7 @@ import sys
 import time
 from typing import Dict, List, Sequence
 
-import jax
 from absl import flags
-from absl import logging
 
 from nst_jax import batch
 from nst_jax import cli
