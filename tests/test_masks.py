@@ -109,7 +109,10 @@ def test_two_regions_two_styles_separate(vgg16_params, shared_images):
             for n in ("starry_night.jpg", "the_scream.jpg")]
   h, w = content.shape[:2]
   found = masks.region_guides(_mask(h, w, RED, BLUE), [RED, BLUE])
-  config = transfer.TransferConfig().replace(solver=dict(maxiter=25))
+  # The default layers but relu5_1 (one VGG block less to compile).
+  config = transfer.TransferConfig(spec=objective.Spec(
+      style_layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1"))).replace(
+          solver=dict(maxiter=25))
   layers = ("relu3_1", "relu4_1")   # where the 25 iterations act most
   spec = config.objective_spec()
   results = {}
@@ -136,7 +139,8 @@ def test_stylize_command_with_masks(tmp_path, vgg16_params, shared_images):
   mask = tmp_path / "regions.png"
   Image.fromarray(_mask(48, 64, BLUE, RED, split=40)).save(mask)
   out = tmp_path / "out.png"
-  common = ["--size=48", "--iterations=3", "--quiet", "--log_every=0"]
+  common = ["--size=48", "--iterations=3", "--quiet", "--log_every=0",
+            "--content_layers=relu2_1", "--style_layers=relu1_1,relu2_1"]
   proc = scripting.run("stylize.py", f"--content={content}",
                        f"--style={styles}", f"--content_mask={mask}",
                        "--style_colors=#ff0000,#0000ff", "--mask_blur=1",
@@ -154,8 +158,6 @@ def test_stylize_command_with_masks(tmp_path, vgg16_params, shared_images):
                              atol=2 / 255)
   bad = [
       ([f"--content_mask={tmp_path / 'missing.png'}"], "missing.png"),
-      ([f"--content_mask={mask}", "--style_colors=#00ff00,#0000ff"],
-       "none of the content mask's colours"),
   ]
   Image.fromarray(_mask(48, 96, BLUE, RED)).save(tmp_path / "wide.png")
   bad.append(([f"--content_mask={tmp_path / 'wide.png'}"],
