@@ -336,11 +336,12 @@ class Temporal:
   """How frames are tied together (Ruder et al.):
 
   * ``weight`` — ``λ`` of the temporal loss (0: none). Pixels are in [0, 1]
-    and the loss is a mean, so it does not grow with the frame size; the
-    default 2e10 is calibrated against the default ``β = 1e7`` (measured on
-    a 64 px pan, 10 iterations a frame: λ = 2e8 changes nothing beyond the
-    warm start, 2e10 halves its temporal error, 2e11 quarters it with
-    visibly weaker style; docs/benchmarks.md).
+    and the loss is a mean, so like the size-invariant objective it does
+    not change with the frame size; the default 1e6 is calibrated against
+    the Gram's default ``β = 800`` (``losses.DEFAULT_STYLE_WEIGHT``; scale
+    it with β): on a 64 px pan, 10 iterations a frame, it halves the
+    temporal error left by the warm start alone for a 1.4× style term,
+    4e6 divides it by 3 for 2.1× (docs/benchmarks.md).
   * ``offsets`` — the set ``J`` of previous frames the loss looks back to:
     ``(1,)`` is the short-term loss (eq. 7), e.g. ``(1, 2, 4)`` the
     long-term one (eq. 9, weights ``long_term_weights``).
@@ -352,7 +353,7 @@ class Temporal:
 
   ``INDEPENDENT`` is per-frame stylisation without any of it.
   """
-  weight: float = 2e10
+  weight: float = 1e6
   offsets: Tuple[int, ...] = (1,)
   warm_start: bool = True
   first_iterations: int = 0
