@@ -15,7 +15,7 @@
     in the "style" of Hoover Tower at night, global versus content-aware.
 
 Each writes ``<output_dir>/<figure>.png`` (the inputs, the mask where there
-is one, and the results side by side) and, for (a), the mask it drew
+is one, and the results side by side, as a 256-colour PNG) and, for (a), the mask it drew
 (``tubingen_sky_mask.png``), which ``nst-stylize --content_mask`` reads the
 same way. Every run is the library's ``transfer.stylize`` with the shared
 flags' defaults unless given (``--size``, ``--iterations``, ``--style_weight``
@@ -26,6 +26,7 @@ import os
 
 import numpy as np
 from absl import flags
+from PIL import Image
 from absl import logging
 
 from nst_jax import cli
@@ -137,6 +138,27 @@ def figure_night(params, config):
            f"content-aware (K={FLAGS.ca_clusters}, s={FLAGS.ca_window})"])
 
 
+def palette_image(sheet: np.ndarray) -> Image.Image:
+  """A float ``(H, W, 3)`` figure in [0, 1] as a 256-colour palette image
+  (Pillow's median cut, Floyd–Steinberg dithering): a third of the bytes of
+  an RGB PNG of a photographic sheet, for the README's < 400 KB pictures."""
+  rgb = Image.fromarray(io.image_to_uint8(sheet), "RGB")
+  return rgb.quantize(256, method=Image.Quantize.MEDIANCUT,
+                      dither=Image.Dither.FLOYDSTEINBERG)
+
+
+def save_palette_png(path: str, sheet: np.ndarray) -> None:
+  """``palette_image(sheet)`` written to ``path`` atomically (a temporary
+  file beside it, then a rename)."""
+  tmp = f"{path}.tmp-{os.getpid()}"
+  try:
+    palette_image(sheet).save(tmp, "PNG", optimize=True)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
 FIGURES = {"regions": figure_regions, "halves": figure_halves,
            "night": figure_night}
 
@@ -152,8 +174,8 @@ def main(argv):
   for name in names:
     images, labels = FIGURES[name](params, config)
     path = os.path.join(FLAGS.output_dir, f"{name}.png")
-    io.save_image(path, figures.side_by_side(images, labels,
-                                             height=FLAGS.height))
+    save_palette_png(path, figures.side_by_side(images, labels,
+                                                height=FLAGS.height))
     if not FLAGS.quiet:
       print(f"wrote {path}", flush=True)
 
