@@ -24,6 +24,7 @@ import tqdm.auto
 import tqdm.autonotebook
 import tqdm.std
 from absl import flags
+from absl import logging as absl_logging
 
 from nst_jax.errors import NSTError
 
@@ -180,6 +181,18 @@ def run_main(main: Callable[[list], None]) -> Callable[[list], None]:
       print("error: interrupted", file=sys.stderr)
       sys.exit(130)
   return wrapped
+
+
+def command_start(argv, quiet: bool) -> Callable[[str], None]:
+  """The common start of a command's ``main``: refuses positional
+  arguments (``NSTError``), silences absl's INFO logging under ``quiet``
+  and returns ``say(text)``, which prints a line unless ``quiet``."""
+  if len(argv) > 1:
+    raise NSTError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if quiet:
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    return lambda text: None
+  return lambda text: print(text, flush=True)
 
 
 def parse_flags(argv):

@@ -436,6 +436,18 @@ def _legend(draw, curves, left, top, right, font) -> int:
   return y + row
 
 
+def _canvas(width: int, height: int, title: str | None):
+  """A white ``width × height`` figure with ``title`` centred on top:
+  ``(image, draw, top)``, ``top`` the first free pixel row."""
+  image = Image.new("RGB", (width, height), "white")
+  draw = ImageDraw.Draw(image)
+  top = _PAD + 2
+  if title:
+    _text(draw, (width / 2, _PAD), title, _font(_FONT_SIZE + 3), "mt")
+    top += _FONT_SIZE + 12
+  return image, draw, top
+
+
 MAX_DECADES = 8  # a term starting near 0 (content at a content init) would
                  # otherwise squeeze every other curve into a thin band
 
@@ -485,12 +497,7 @@ def loss_curves(history, *, title: str | None = None, width: int = 900,
   seconds = [_number(r.get("seconds")) for r in history]
   panels = [(iterations, "iteration")] + (
       [(seconds, "seconds")] if any(s is not None for s in seconds) else [])
-  image = Image.new("RGB", (width, height), "white")
-  draw = ImageDraw.Draw(image)
-  top = _PAD + 2
-  if title:
-    _text(draw, (width / 2, _PAD), title, _font(_FONT_SIZE + 3), "mt")
-    top += _FONT_SIZE + 12
+  image, draw, top = _canvas(width, height, title)
   scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))  # measures the legend
   bottom = height - _PAD - 48 - _legend(scratch, curves, 0, 0,
                                         width - 72 - _PAD, font)
@@ -553,12 +560,7 @@ def metric_panels(panels: Sequence[Panel], *, title: str | None = None,
   if not panels:
     raise ValueError(f"{param('panels')} is empty: nothing to plot")
   font = _font(_FONT_SIZE)
-  image = Image.new("RGB", (width, height), "white")
-  draw = ImageDraw.Draw(image)
-  top = _PAD + 2
-  if title:
-    _text(draw, (width / 2, _PAD), title, _font(_FONT_SIZE + 3), "mt")
-    top += _FONT_SIZE + 12
+  image, draw, top = _canvas(width, height, title)
   names = list(dict.fromkeys(s.name for p in panels for s in p.series))
   colour = {n: _LAYER_COLOURS[i % len(_LAYER_COLOURS)]
             for i, n in enumerate(names)}

@@ -218,12 +218,8 @@ def quality_size(size, params, content_full, style_full, torch_mod, nets):
   LPIPS-VGG to the content, at ``metrics.SCORE_SIZE``)."""
   from nst_jax import metrics  # pylint: disable=g-import-not-at-top
   iterations, every = FLAGS.iterations, FLAGS.quality_every
-  config = _config()
-  shape, content, style, spec, targets, weights = _problem(
-      size, params, content_full, style_full, config)
-  fun = objective.objective_function(spec)
-  args = (params, targets, weights)
-  x0 = jnp.asarray(content)
+  config, shape, content, style, spec, weights, fun, args, x0 = _setup(
+      size, params, content_full, style_full)
   print(f"\n== quality, {size} px ({shape[1]}x{shape[0]}), {iterations} "
         f"iterations, β {config.weights.style:g}, size_invariant "
         f"{spec.size_invariant} ==", flush=True)
@@ -304,6 +300,18 @@ def _problem(size, params, content_full, style_full, config):
   return shape, content, style, spec, targets, weights
 
 
+def _setup(size, params, content_full, style_full):
+  """``_problem`` for the flags' config, with the objective, its data and
+  the content init: ``(config, shape, content, style, spec, weights, fun,
+  args, x0)``."""
+  config = _config()
+  shape, content, style, spec, targets, weights = _problem(
+      size, params, content_full, style_full, config)
+  fun = objective.objective_function(spec)
+  return (config, shape, content, style, spec, weights, fun,
+          (params, targets, weights), jnp.asarray(content))
+
+
 def _torch_objective(params, content, style, config, spec, weights, device):
   """``torch_reference``'s objective equal to nst_jax's for ``spec``: it
   writes the paper's sums, so α and γ are divided by
@@ -322,12 +330,8 @@ def bench_size(size, params, content_full, style_full, torch_mod, peak,
                platform):
   """Every figure at one long edge; returns them as a dict."""
   iterations = FLAGS.iterations
-  config = _config()
-  shape, content, style, spec, targets, weights = _problem(
-      size, params, content_full, style_full, config)
-  fun = objective.objective_function(spec)
-  args = (params, targets, weights)
-  x0 = jnp.asarray(content)
+  config, shape, content, style, spec, weights, fun, args, x0 = _setup(
+      size, params, content_full, style_full)
   flops = bm.evaluation_flops(config.network, shape, spec.layers)
   h, w = shape
   print(f"\n== {size} px ({w}x{h}), {iterations} iterations, conv work "

@@ -365,3 +365,25 @@ def test_log_range_is_at_most_max_decades():
              {"iteration": 10, "total": 1e6, "content": 1e5}]
   image = figures.loss_curves(history)
   assert image.shape == (420, 900, 3)
+
+
+def test_metric_panels_draw_each_series_and_refuse_bad_input():
+  a = figures.Series("a", [50, 100, 200], [0.3, 0.2, 0.1])
+  b = figures.Series("b", [50, 100, 200], [0.1, 0.15, 0.2], dashed=True)
+  panel = figures.Panel([a, b], "beta", "distance", log_x=True,
+                        hlines=[(0.25, "peer", "a")], marks=[(100, "chosen")])
+  image = figures.metric_panels([panel, panel._replace(log_x=False)],
+                                title="t", width=700, height=300)
+  assert image.shape == (300, 700, 3) and image.dtype == np.float32
+  pixels = (np.asarray(image) * 255).round().astype(int).reshape(-1, 3)
+  for index in (0, 1):   # both series' colours are on the figure
+    colour = np.asarray(figures._LAYER_COLOURS[index])
+    assert (np.abs(pixels - colour).sum(axis=1) == 0).sum() > 50, index
+  with pytest.raises(ValueError, match="empty"):
+    figures.metric_panels([])
+  with pytest.raises(ValueError, match="2 xs and 3 ys"):
+    figures.metric_panels([figures.Panel(
+        [figures.Series("c", [1, 2], [1, 2, 3])], "x", "y")])
+  with pytest.raises(ValueError, match="log x axis"):
+    figures.metric_panels([figures.Panel([a._replace(xs=[0, 1, 2])], "x",
+                                         "y", log_x=True)])

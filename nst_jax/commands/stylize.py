@@ -161,12 +161,7 @@ def _side_paths(output: str) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise NSTError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if FLAGS.quiet:
-    logging.set_verbosity(logging.WARNING)
-  say = (lambda *a: None) if FLAGS.quiet else (
-      lambda text: print(text, flush=True))
+  say = cli.command_start(argv, FLAGS.quiet)
   if FLAGS.output_dir and (FLAGS.resume or FLAGS.coordinator_address):
     raise NSTError(f"--{'resume' if FLAGS.resume else 'coordinator_address'}"
                    " continues or spreads one run, not a batch (--output_dir)")

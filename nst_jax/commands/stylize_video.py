@@ -26,7 +26,6 @@ import time
 
 import numpy as np
 from absl import flags
-from absl import logging
 
 from nst_jax import cli
 from nst_jax import io
@@ -146,12 +145,7 @@ def _frame_record(r: video.FrameResult) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise NSTError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if FLAGS.quiet:
-    logging.set_verbosity(logging.WARNING)
-  say = (lambda *a: None) if FLAGS.quiet else (
-      lambda text: print(text, flush=True))
+  say = cli.command_start(argv, FLAGS.quiet)
   cli.enable_compilation_cache()
   defaults_message = cli.resolve_device_defaults()
   if not FLAGS.input or not FLAGS.style:
