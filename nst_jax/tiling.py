@@ -194,19 +194,36 @@ def _weights(h, w, oy, ox, rows: Tuple[Any, Any], cols: Tuple[Any, Any]):
           * _rows_mask(w, ox, *cols)[None, :])
 
 
+def _border_mask(extents, p: Plan):
+  """``start -> on_layer`` for ``vgg.features``: zeroes, after the input
+  scaling and every layer, the rows (columns) outside the image at that
+  layer — only along an axis whose windows reach past the image (canvas
+  larger than the image); ``None`` when none does (every window then lies
+  in the image and its edges are the image's or covered by margins)."""
+  rows, cols = p.canvas[0] > p.shape[0], p.canvas[1] > p.shape[1]
+
+  def at(start):
+    if not (rows or cols):
+      return None
+
+    def mask(name, x):
+      stride, h_l, w_l = extents[name]
+      m = jnp.ones((1, 1), jnp.float32)
+      if rows:
+        m = m * _rows_mask(x.shape[1], start[0] // stride, 0, h_l)[:, None]
+      if cols:
+        m = m * _rows_mask(x.shape[2], start[1] // stride, 0, w_l)[None, :]
+      return x * m[None, :, :, None]
+    return mask
+  return at
+
+
 def _tile_function(network: str, spec: objective.Spec, p: Plan):
   """``q(window, params, content_windows, start, owned) -> {"style": {layer:
   sums}, "content": scalar}`` for one window: the owned positions' weighted
   sums (``position_sums``) and content loss ``½ Σ w (F − P)²``."""
   extents = _extents(network, spec, p.shape)
-
-  def on_layer(start):
-    def mask(name, x):
-      stride, h_l, w_l = extents[name]
-      oy, ox = start[0] // stride, start[1] // stride
-      m = _weights(x.shape[1], x.shape[2], oy, ox, (0, h_l), (0, w_l))
-      return x * m[None, :, :, None]
-    return mask
+  on_layer = _border_mask(extents, p)
 
   def owned_weights(name, shape, start, owned):
     stride, h_l, w_l = extents[name]
@@ -509,13 +526,8 @@ def _content_function(network: str, layers: Tuple[str, ...], pooling: str,
       window = jax.lax.dynamic_slice(canvas, (start[0], start[1], 0),
                                      (*p.window, 3))
 
-      def mask(name, x):
-        stride, h_l, w_l = extents[name]
-        m = _weights(x.shape[1], x.shape[2], start[0] // stride,
-                     start[1] // stride, (0, h_l), (0, w_l))
-        return x * m[None, :, :, None]
       feats = vgg.features(params, window[None], layers, pooling,
-                           on_layer=mask)
+                           on_layer=_border_mask(extents, p)(start))
       new = {}
       for l in layers:
         stride, h_l, w_l = extents[l]
