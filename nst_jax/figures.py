@@ -605,7 +605,9 @@ def metric_panels(panels: Sequence[Panel], *, title: str | None = None,
       _text(draw, (right - 4, py(y) - 3), label, font, "rb", ink)
     for x, label in panel.marks:
       draw.line([(px(x), top), (px(x), bottom)], fill=_BOUNDARY, width=2)
-      _text(draw, (px(x) + 4, top + 4), label, font, "lt", _BOUNDARY_TEXT)
+      right_half = px(x) > (left + right) / 2   # label inside the frame
+      _text(draw, (px(x) + (-4 if right_half else 4), bottom - 4), label,
+            font, "rb" if right_half else "lb", _BOUNDARY_TEXT)
     for s in panel.series:
       run = [(px(x), py(y)) for x, y in zip(map(_number, s.xs),
                                             map(_number, s.ys))
