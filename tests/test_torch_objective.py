@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 
 from conftest import tol
+from nst_jax import losses
 from nst_jax import objective
 from nst_jax import transfer
 from nst_jax import vgg
@@ -103,8 +104,12 @@ def test_fixture_is_the_default_run():
   assert spec.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1",
                                "relu5_1")
   assert (spec.pooling, spec.precision) == ("max", "float32")
+  # The weights differ from the fixture's (β = 1e7 of the paper's sums) only
+  # by the scale of each term: every term is compared on its own, and the
+  # objective is linear in α, β, γ.
   weights = config.weights
-  assert (weights.content, weights.style, weights.tv) == (ALPHA, BETA, GAMMA)
+  assert (weights.content, weights.style, weights.tv) == (
+      ALPHA, losses.DEFAULT_STYLE_WEIGHT, GAMMA)
   assert weights.style_layers is None  # 1/L each
 
 

@@ -323,4 +323,5 @@ def test_config_is_composed_of_parts():
   assert alex.content_layers == ("relu4",)
   field_names = {f.name for f in dataclasses.fields(transfer.TransferConfig)}
   assert field_names == {"network", "spec", "weights", "solver", "init",
-                         "color", "patches", "conv"}
+                         "color", "patches", "conv", "tile_size",
+                         "image_devices"}
