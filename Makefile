@@ -62,8 +62,11 @@ demo: weights
 # would preallocate most of the device's memory. WORKERS= overrides.
 WORKERS ?= $(if $(filter 1,$(GPU)),1,2)
 
+# --dist worksteal: a worker that runs out of tests takes some from the
+# other (the multi-process and tiling tests are long); --durations: the
+# slowest tests in every log, to keep the suite under 10 minutes.
 test: weights
-	$(PY) -m pytest -q -n $(WORKERS)
+	$(PY) -m pytest -q -n $(WORKERS) --dist worksteal --durations=15
 
 # Resolves what a GPU machine installs, `.[test,cuda12]`, against the package
 # index as a fresh venv would, and installs nothing: pip reads each wheel's
