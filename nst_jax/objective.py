@@ -439,7 +439,17 @@ def loss_terms(params, image: jax.Array, targets: Targets, weights: Weights,
   for l, rep in spec.style_by_layer():
     per_style = rep.loss(feats[l][0], targets.style[l])  # (S,)
     per_layer.append(jnp.sum(targets.style_blend * per_style))
-  per_layer = (jnp.stack(per_layer) if per_layer else jnp.zeros((0,)))
+  return weighted_terms(image, content, per_layer, weights, spec)
+
+
+def weighted_terms(image: jax.Array, content: jax.Array,
+                   per_layer: Sequence[jax.Array], weights: Weights,
+                   spec: Spec) -> Dict[str, jax.Array]:
+  """The terms of ``loss_terms`` from the unweighted pieces: the content
+  loss summed over content layers (a scalar), each style layer's blended
+  loss ``per_layer`` (L scalars) and the image ``(H, W, 3)`` (for TV and
+  ``size_scale``). Shared by the whole-image and the tiled objective."""
+  per_layer = (jnp.stack(per_layer) if len(per_layer) else jnp.zeros((0,)))
   style_layers = weights.style * weights.style_layers * per_layer
   scale = jnp.float32(size_scale(spec, image.shape))
   terms = {

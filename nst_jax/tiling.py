@@ -39,14 +39,12 @@ decomposition exact. Array contract as ``nst_jax.objective``: the image is
 
 import dataclasses
 import functools
-import math
 from typing import Any, Dict, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import losses
 from nst_jax import memory
 from nst_jax import networks
 from nst_jax import objective
@@ -400,17 +398,8 @@ def loss_terms(params, image: jax.Array, targets: objective.Targets,
                                        sums["style"][layer])
     per_style = rep.loss_from_statistic(statistic, targets.style[layer])
     per_layer.append(jnp.sum(targets.style_blend * per_style))
-  per_layer = (jnp.stack(per_layer) if per_layer else jnp.zeros((0,)))
-  style_layers = weights.style * weights.style_layers * per_layer
-  scale = jnp.float32(objective.size_scale(spec, image.shape))
-  terms = {
-      "content": weights.content * scale * sums["content"],
-      "style": jnp.sum(style_layers),
-      "tv": weights.tv * scale * losses.total_variation_loss(image),
-      "style_layers": style_layers,
-  }
-  terms["total"] = terms["content"] + terms["style"] + terms["tv"]
-  return terms
+  return objective.weighted_terms(image, sums["content"], per_layer, weights,
+                                  spec)
 
 
 @functools.lru_cache(maxsize=None)
