@@ -193,8 +193,25 @@ def _gram_target(stacked, guides):
           "guides": guides}
 
 
+class _GuidedGramMethods:
+  """``statistic``/``target``/``loss`` of a guided Gram (per-region Grams
+  normalised by area, ``guided_gram_loss``), shared by ``GuidedGram`` (user
+  masks) and ``ContentAware`` (§9's guides); each class supplies its
+  ``layer_guides`` and ``normalization``."""
+
+  def statistic(self, features, guides):
+    return _gram_statistic(features, guides)
+
+  def target(self, stacked, guides):
+    return _gram_target(stacked, guides)
+
+  def loss(self, features, target):
+    return guided_gram_loss(guided_gram(features, target["guides"]), target,
+                            self.normalization)
+
+
 @dataclasses.dataclass(frozen=True)
-class GuidedGram:
+class GuidedGram(_GuidedGramMethods):
   """The Gram of Gatys et al. 2016 per region (Gatys et al. 2017, §4).
 
   ``downsample``: how the image-level guides reach a layer —
@@ -224,16 +241,6 @@ class GuidedGram:
   def layer_guides(self, guides, shape):
     resized = resize_guides(guides, shape)
     return erode_guides(resized) if self.downsample == "inside" else resized
-
-  def statistic(self, features, guides):
-    return _gram_statistic(features, guides)
-
-  def target(self, stacked, guides):
-    return _gram_target(stacked, guides)
-
-  def loss(self, features, target):
-    return guided_gram_loss(guided_gram(features, target["guides"]), target,
-                            self.normalization)
 
 
 def guided_raw_moments(features: jax.Array, guides: jax.Array):
@@ -356,7 +363,7 @@ def soft_assignments(features: jax.Array, centroids: np.ndarray,
 
 
 @dataclasses.dataclass(frozen=True)
-class ContentAware:
+class ContentAware(_GuidedGramMethods):
   """Content-aware style (Nikulin & Novak, seed 001, §9), made feasible.
 
   §9 proposes ``E_l ~ ‖Σ_{x,y} (F^c_k(x,y) G_ij(x,y) − P^c_k(x,y)
@@ -421,16 +428,6 @@ class ContentAware:
 
   def layer_guides(self, guides, shape):
     return blur_guides(resize_guides(guides, shape), int(self.window))
-
-  def statistic(self, features, guides):
-    return _gram_statistic(features, guides)
-
-  def target(self, stacked, guides):
-    return _gram_target(stacked, guides)
-
-  def loss(self, features, target):
-    return guided_gram_loss(guided_gram(features, target["guides"]), target,
-                            self.normalization)
 
 
 # --- what the objective calls ----------------------------------------------------
