@@ -139,7 +139,21 @@ def guided_gram(features: jax.Array, guides: jax.Array) -> jax.Array:
   The ``K`` Grams are computed one after another (``lax.map``), each one's
   weighted features ``g_k F`` recomputed in the backward pass
   (``jax.checkpoint``), so memory holds one ``(M, C)`` product at a time,
-  not ``K`` of them."""
+  not ``K`` of them (``guided_gram_sums``)."""
+  h, w, _ = features.shape
+  gram = guided_gram_sums(features, guides)                  # (K, C, C)
+  area = jnp.sum(guides.reshape(guides.shape[0], h * w), axis=1)
+  return per_area(gram, area)
+
+
+def guided_gram_sums(features: jax.Array, guides: jax.Array) -> jax.Array:
+  """The numerators of ``guided_gram``: ``(h, w, C), (K, h, w) → (K, C,
+  C)``, ``Σ_p g_k(p) F_i(p) F_j(p)`` (Gatys et al. 2017, §4). A sum over
+  positions, so the sums of the tiles of an image (each tile's guides
+  multiplied by the 0/1 map of the positions it owns) add up to the whole
+  image's (``nst_jax.tiling``). The ``K`` products go one after another
+  (``lax.map``), each recomputed in the backward pass (``jax.checkpoint``):
+  one ``(h·w, C)`` weighted copy of the features lives at a time."""
   h, w, c = features.shape
   flat = features.reshape(h * w, c)
   g = guides.reshape(guides.shape[0], h * w)
@@ -148,9 +162,15 @@ def guided_gram(features: jax.Array, guides: jax.Array) -> jax.Array:
   def one(gk):
     return jnp.einsum("mi,mj->ij", gk[:, None] * flat, flat,
                       precision=_HIGHEST)
-  gram = jax.lax.map(one, g)                                 # (K, C, C)
-  area = jnp.sum(g, axis=1)
-  return gram / jnp.where(area > 0, area, 1.0)[:, None, None]
+  return jax.lax.map(one, g)
+
+
+def per_area(sums: jax.Array, area: jax.Array) -> jax.Array:
+  """Region sums ``(K, ...)`` divided by the regions' areas ``(K,)`` (any
+  common scale: sums of guides, or their means); a region with no area
+  (exactly 0) gives zeros, as ``guided_gram`` does."""
+  area = jnp.where(area > 0, area, 1.0)
+  return sums / area.reshape(area.shape + (1,) * (sums.ndim - 1))
 
 
 def guided_gram_loss(grams: jax.Array, target: dict,
@@ -209,6 +229,32 @@ class _GuidedGramMethods:
     return guided_gram_loss(guided_gram(features, target["guides"]), target,
                             self.normalization)
 
+  # The exact tiled objective (``nst_jax.tiling``; protocol in
+  # ``nst_jax.representations``): the guided Gram is a quotient of two
+  # position sums, ``Σ_p g_k F Fᵀ / Σ_p g_k``, so it is tiled like the Gram,
+  # each window with its slice of the optimised image's guides.
+
+  def position_maps(self, target):
+    """The per-position data of the sums: the optimised image's guides at
+    this layer, ``(K, H_l, W_l)`` (``target["guides"]``)."""
+    return target["guides"]
+
+  def position_sums(self, features, weights, guides):
+    """``{"gram": Σ_p w g_k F Fᵀ (K, C, C), "area": Σ_p w g_k (K,)}`` of
+    features ``(h, w, C)``, owned-position weights ``(h, w)`` and the
+    window's guides ``(K, h, w)`` (``guided_gram_sums``: one ``(h·w, C)``
+    product at a time)."""
+    owned = guides * weights[None]
+    return {"gram": guided_gram_sums(features, owned),
+            "area": jnp.sum(owned, axis=(1, 2))}
+
+  def loss_from_statistic(self, statistic, target):
+    """``guided_gram_loss`` of ``G_k = gram_k / area_k`` (the sums divided
+    by the layer's position count ``H_l·W_l``: the position count cancels;
+    a region with no area gives zeros, as ``guided_gram``)."""
+    return guided_gram_loss(per_area(statistic["gram"], statistic["area"]),
+                            target, self.normalization)
+
 
 @dataclasses.dataclass(frozen=True)
 class GuidedGram(_GuidedGramMethods):
@@ -247,15 +293,21 @@ def guided_raw_moments(features: jax.Array, guides: jax.Array):
   """Per-region raw moments ``(h, w, C), (K, h, w) → ((K, C), (K, C))``:
   ``E_k[F] = Σ_p g_k F / Σ_p g_k`` and ``E_k[F²]`` likewise (a region with
   no area gives zeros)."""
+  h, w, _ = features.shape
+  mean, square = guided_moment_sums(features, guides)
+  area = jnp.sum(guides.reshape(guides.shape[0], h * w), axis=1)
+  return per_area(mean, area), per_area(square, area)
+
+
+def guided_moment_sums(features: jax.Array, guides: jax.Array):
+  """The numerators of ``guided_raw_moments``: ``(h, w, C), (K, h, w) →
+  ((K, C), (K, C))``, ``Σ_p g_k F`` and ``Σ_p g_k F²`` (sums over
+  positions: the tiles' sums add up to the whole image's)."""
   h, w, c = features.shape
   flat = features.reshape(h * w, c)
   g = guides.reshape(guides.shape[0], h * w)
-  area = jnp.sum(g, axis=1)
-  area = jnp.where(area > 0, area, 1.0)[:, None]
-  mean = jnp.einsum("km,mc->kc", g, flat, precision=_HIGHEST) / area
-  square = jnp.einsum("km,mc->kc", g, jnp.square(flat),
-                      precision=_HIGHEST) / area
-  return mean, square
+  return (jnp.einsum("km,mc->kc", g, flat, precision=_HIGHEST),
+          jnp.einsum("km,mc->kc", g, jnp.square(flat), precision=_HIGHEST))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,12 +347,36 @@ class GuidedMoments:
             "guides": guides}
 
   def loss(self, features, target):
-    moments = statistics.moments_from_raw(
-        *guided_raw_moments(features, target["guides"]))
+    return self._loss_of_raw(
+        guided_raw_moments(features, target["guides"]), target)
+
+  def _loss_of_raw(self, raw, target):
+    moments = statistics.moments_from_raw(*raw)
     per = losses.moments_loss(
         jnp.broadcast_to(moments, target["moments"].shape),
         target["moments"])
     return jnp.sum(target["weight"] * per, axis=-1)
+
+  # The exact tiled objective, as the guided Gram's (``_GuidedGramMethods``).
+
+  def position_maps(self, target):
+    """The optimised image's guides at this layer ``(K, H_l, W_l)``."""
+    return target["guides"]
+
+  def position_sums(self, features, weights, guides):
+    """``{"mean": Σ_p w g_k F, "square": Σ_p w g_k F², "area": Σ_p w g_k}``
+    ``((K, C), (K, C), (K,))`` of features ``(h, w, C)``, owned-position
+    weights ``(h, w)`` and the window's guides ``(K, h, w)``."""
+    owned = guides * weights[None]
+    mean, square = guided_moment_sums(features, owned)
+    return {"mean": mean, "square": square,
+            "area": jnp.sum(owned, axis=(1, 2))}
+
+  def loss_from_statistic(self, statistic, target):
+    """The loss from the per-region raw moments ``sum_k / area_k``."""
+    area = statistic["area"]
+    return self._loss_of_raw((per_area(statistic["mean"], area),
+                              per_area(statistic["square"], area)), target)
 
 
 # --- content-aware style (§9) --------------------------------------------------

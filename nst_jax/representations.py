@@ -39,6 +39,16 @@ A representation whose loss needs more than such averages (sorting all
 positions, comparing maps position by position) has neither
 (``position_averaged`` is false).
 
+A third optional method serves sums that weigh positions by per-position
+data of the target (the optimised image's guides of ``nst_jax.guided``):
+
+* ``position_maps(target)`` — the pytree of maps ``(..., H_l, W_l)`` over
+  the whole layer that the sums need (constants: no gradient). The tiled
+  objective cuts each window's slice ``(..., h, w)`` (zero past the image)
+  and calls ``position_sums(features, weights, maps)`` with it; the
+  identity becomes ``loss(F, target) == loss_from_statistic(position_sums(F,
+  ones, position_maps(target)) / (H·W), target)`` (``position_maps_of``).
+
 An optional ``redraw(target, round)`` lets a representation re-draw the
 random part of its target (``SlicedWasserstein(redraw_every=K)``): the
 transfer calls it every ``redraw_every`` iterations.
@@ -497,6 +507,21 @@ def position_averaged(representation) -> bool:
   tiled objective needs."""
   return all(callable(getattr(representation, m, None))
              for m in ("position_sums", "loss_from_statistic"))
+
+
+def takes_position_maps(representation) -> bool:
+  """Whether the representation's ``position_sums`` takes a third argument,
+  its window of ``position_maps(target)`` (guided representations)."""
+  return callable(getattr(representation, "position_maps", None))
+
+
+def position_maps_of(representation, target):
+  """``representation.position_maps(target)`` (the per-position maps its
+  ``position_sums`` takes as a third argument), or ``None`` for a
+  representation whose sums need none."""
+  if not takes_position_maps(representation):
+    return None
+  return representation.position_maps(target)
 
 
 def averageable(representation) -> bool:

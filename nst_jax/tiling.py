@@ -164,8 +164,8 @@ def check_tileable(spec: objective.Spec) -> None:
           f"{param('tile_size')}: the {type(rep).__name__} style "
           f"representation at {layer} is not a function of position averages"
           " (no position_sums/loss_from_statistic), so it cannot be tiled "
-          "exactly: use an untiled run or gram, eigen, moments, covariance "
-          "or cmd")
+          "exactly: use an untiled run or gram, eigen, moments, covariance, "
+          "cmd, content_aware, or masks (guided gram or moments)")
 
 
 def _extents(network: str, spec: objective.Spec, shape: Tuple[int, int]):
@@ -217,9 +217,11 @@ def _border_mask(extents, p: Plan):
 
 
 def _tile_function(network: str, spec: objective.Spec, p: Plan):
-  """``q(window, params, content_windows, start, owned) -> {"style": {layer:
-  sums}, "content": scalar}`` for one window: the owned positions' weighted
-  sums (``position_sums``) and content loss ``½ Σ w (F − P)²``."""
+  """``q(window, params, content_windows, map_windows, start, owned) ->
+  {"style": {layer: sums}, "content": scalar}`` for one window: the owned
+  positions' weighted sums (``position_sums``; a layer in ``map_windows``
+  also gets its window of the representation's ``position_maps``) and
+  content loss ``½ Σ w (F − P)²``."""
   extents = _extents(network, spec, p.shape)
   on_layer = _border_mask(extents, p)
 
@@ -230,15 +232,16 @@ def _tile_function(network: str, spec: objective.Spec, p: Plan):
                     (owned[0] // stride, jnp.minimum(owned[1] // stride, h_l)),
                     (owned[2] // stride, jnp.minimum(owned[3] // stride, w_l)))
 
-  def q(window, params, content_windows, start, owned):
+  def q(window, params, content_windows, map_windows, start, owned):
     feats = vgg.features(params, window[None], spec.layers, spec.pooling,
                          precision=spec.precision, remat=spec.remat,
                          on_layer=on_layer(start))
     style = {}
     for layer, rep in spec.style_by_layer():
       f = feats[layer][0]
+      maps = (map_windows[layer],) if layer in map_windows else ()
       style[layer] = rep.position_sums(
-          f, owned_weights(layer, f.shape, start, owned))
+          f, owned_weights(layer, f.shape, start, owned), *maps)
     content = jnp.float32(0)
     for layer in spec.content_layers:
       f = feats[layer][0]
@@ -251,11 +254,14 @@ def _tile_function(network: str, spec: objective.Spec, p: Plan):
 
 @functools.lru_cache(maxsize=None)
 def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
-  """``sums(image, params, content_targets)``: pass 1 over the tiles (as a
-  ``lax.scan`` over windows of one shape: one tile program), with pass 2 as
-  its backward rule. With a ``mesh`` of ``n`` devices the tiles go ``n`` at
-  a time, one per device (the stacked windows sharded over the mesh's
-  axis; tiles past the last own nothing)."""
+  """``sums(image, params, content_targets, maps)``: pass 1 over the tiles
+  (as a ``lax.scan`` over windows of one shape: one tile program), with pass
+  2 as its backward rule. ``maps`` ``{layer: pytree of (..., H_l, W_l)}``
+  are the whole layers' ``position_maps`` (guides): each window gets its
+  slice, zero past the image; constants (zero cotangent). With a ``mesh``
+  of ``n`` devices the tiles go ``n`` at a time, one per device (the
+  stacked windows sharded over the mesh's axis; tiles past the last own
+  nothing)."""
   q, extents = _tile_function(network, spec, p)
   n = 1 if mesh is None else int(mesh.devices.size)
   groups = -(-p.count // n)
@@ -272,8 +278,7 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
     return jax.tree_util.tree_map(
         lambda x: jax.lax.with_sharding_constraint(x, tiles), tree)
   sizes = {l: tuple(s[:2]) for l, s in vgg.feature_shapes(
-      network, p.window, spec.content_layers, spec.pooling).items()
-           } if spec.content_layers else {}
+      network, p.window, spec.layers, spec.pooling).items()}
 
   def pad_image(image):
     h, w = p.shape
@@ -292,7 +297,22 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
                            (0, max(0, need_x - c.shape[1])), (0, 0)))
     return out
 
-  def cut(canvas, content, start):
+  def pad_maps(maps):
+    # Zeros past the image up to the last window's reach (the owned weights
+    # are 0 there; a slice must not be clamped back into the layer).
+    out = {}
+    for l, m in maps.items():
+      stride = extents[l][0]
+      need = (int(starts[:, 0].max()) // stride + sizes[l][0],
+              int(starts[:, 1].max()) // stride + sizes[l][1])
+      out[l] = jax.tree_util.tree_map(
+          lambda x, need=need: jnp.pad(
+              x, ((0, 0),) * (x.ndim - 2)
+              + tuple((0, max(0, n - e)) for n, e in zip(need,
+                                                         x.shape[-2:]))), m)
+    return out
+
+  def cut(canvas, content, maps, start):
     window = jax.lax.dynamic_slice(canvas, (start[0], start[1], 0),
                                    (*p.window, 3))
     windows = {}
@@ -302,15 +322,23 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
       windows[l] = jax.lax.dynamic_slice(
           c, (start[0] // stride, start[1] // stride, 0),
           (*sizes[l], c.shape[-1]))
-    return window, windows
+    map_windows = {}
+    for l, m in maps.items():
+      stride = extents[l][0]
+      at = (start[0] // stride, start[1] // stride)
+      map_windows[l] = jax.tree_util.tree_map(
+          lambda x, at=at, l=l: jax.lax.dynamic_slice(
+              x, (0,) * (x.ndim - 2) + at, x.shape[:-2] + sizes[l]), m)
+    return window, windows, map_windows
 
-  def cut_group(canvas, padded, group_starts):
-    return spread(jax.vmap(cut, in_axes=(None, None, 0))(canvas, padded,
-                                                           group_starts))
+  def cut_group(canvas, padded, pmaps, group_starts):
+    return spread(jax.vmap(cut, in_axes=(None, None, None, 0))(
+        canvas, padded, pmaps, group_starts))
 
-  def group_sums(window, windows, params, group_starts, group_owned):
-    out = jax.vmap(q, in_axes=(0, None, 0, 0, 0))(window, params, windows,
-                                                  group_starts, group_owned)
+  def group_sums(window, windows, mwindows, params, group_starts,
+                 group_owned):
+    out = jax.vmap(q, in_axes=(0, None, 0, 0, 0, 0))(
+        window, params, windows, mwindows, group_starts, group_owned)
     return jax.tree_util.tree_map(lambda o: jnp.sum(o, axis=0), out)
 
   # Every group but the last is scanned; the last one is run apart, so that
@@ -321,29 +349,30 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
   head = (grouped[0][:-1], grouped[1][:-1])
   last = (grouped[0][-1], grouped[1][-1])
 
-  def scan_head(canvas, padded, params):
+  def scan_head(canvas, padded, pmaps, params):
     def body(total, group):
-      window, windows = cut_group(canvas, padded, group[0])
-      out = group_sums(window, windows, params, *group)
+      window, windows, mwindows = cut_group(canvas, padded, pmaps, group[0])
+      out = group_sums(window, windows, mwindows, params, *group)
       return jax.tree_util.tree_map(jnp.add, total, out), None
 
-    zero = jax.eval_shape(
-        lambda c, pr, pc: q(cut(c, pc, starts[0])[0], pr,
-                            cut(c, pc, starts[0])[1], starts[0], owned[0]),
-        canvas, params, padded)
+    def first(c, pr, pc, pm):
+      window, windows, mwindows = cut(c, pc, pm, starts[0])
+      return q(window, pr, windows, mwindows, starts[0], owned[0])
+    zero = jax.eval_shape(first, canvas, params, padded, pmaps)
     zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
     return jax.lax.scan(body, zero, head)[0]
 
-  def forward(image, params, content, keep_last: bool):
+  def forward(image, params, content, maps, keep_last: bool):
     canvas, padded = pad_image(image), pad_content(content)
-    total = scan_head(canvas, padded, params)
+    pmaps = pad_maps(maps)
+    total = scan_head(canvas, padded, pmaps, params)
     # The last group after the others (its saved activations are then live
     # only from here to the backward pass, never beside another group's).
     total, canvas = jax.lax.optimization_barrier((total, canvas))
-    window, windows = cut_group(canvas, padded, last[0])
+    window, windows, mwindows = cut_group(canvas, padded, pmaps, last[0])
 
     def run_last(wd, pr, wds):
-      return group_sums(wd, wds, pr, *last)
+      return group_sums(wd, wds, mwindows, pr, *last)
     if keep_last:
       out, pullback = jax.vjp(run_last, window, params, windows)
     else:
@@ -351,19 +380,20 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
     return jax.tree_util.tree_map(jnp.add, total, out), pullback
 
   @jax.custom_vjp
-  def sums(image, params, content):
-    return forward(image, params, content, keep_last=False)[0]
+  def sums(image, params, content, maps):
+    return forward(image, params, content, maps, keep_last=False)[0]
 
-  def fwd(image, params, content):
-    total, pullback = forward(image, params, content, keep_last=True)
-    return total, (image, params, content, pullback)
+  def fwd(image, params, content, maps):
+    total, pullback = forward(image, params, content, maps, keep_last=True)
+    return total, (image, params, content, maps, pullback)
 
   def bwd(residuals, cotangent):
-    image, params, content, pullback = residuals
+    image, params, content, maps, pullback = residuals
     canvas, padded = pad_image(image), pad_content(content)
+    pmaps = pad_maps(maps)
 
-    def one(window, windows, start, own):
-      return jax.vjp(lambda x, pr, cw: q(x, pr, cw, start, own),
+    def one(window, windows, mwindows, start, own):
+      return jax.vjp(lambda x, pr, cw: q(x, pr, cw, mwindows, start, own),
                      window, params, windows)[1](cotangent)
 
     def add(carry, starts_g, g_window, g_params, g_windows):
@@ -387,9 +417,10 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
 
     def body(carry, group):
       starts_g, owned_g = group
-      window, windows = cut_group(canvas, padded, starts_g)
+      window, windows, mwindows = cut_group(canvas, padded, pmaps, starts_g)
       g_window, g_params, g_windows = jax.vmap(one)(window, windows,
-                                                    starts_g, owned_g)
+                                                    mwindows, starts_g,
+                                                    owned_g)
       g_params = jax.tree_util.tree_map(lambda g: jnp.sum(g, axis=0),
                                         g_params)
       return add(carry, starts_g, g_window, g_params, g_windows), None
@@ -404,7 +435,9 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
     h, w = p.shape
     grad_content = {l: g[:content[l].shape[0], :content[l].shape[1]]
                     for l, g in grad_content.items()}
-    return grad_canvas[:h, :w], grad_params, grad_content
+    # The maps (guides) are constants of the objective: zero cotangent.
+    return (grad_canvas[:h, :w], grad_params, grad_content,
+            jax.tree_util.tree_map(jnp.zeros_like, maps))
 
   sums.defvjp(fwd, bwd)
   return sums, extents
@@ -421,7 +454,12 @@ def loss_terms(params, image: jax.Array, targets: objective.Targets,
     raise NSTError(f"the tile plan is for a {p.shape[1]}x{p.shape[0]} image, "
                    f"got {image.shape[1]}x{image.shape[0]}")
   sums_of, extents = _sums_function(network, spec, p, mesh)
-  sums = sums_of(image, params, dict(targets.content))
+  maps = {}
+  for layer, rep in spec.style_by_layer():
+    m = representations.position_maps_of(rep, targets.style[layer])
+    if m is not None:
+      maps[layer] = m
+  sums = sums_of(image, params, dict(targets.content), maps)
   per_layer = []
   for layer, rep in spec.style_by_layer():
     _, h_l, w_l = extents[layer]
@@ -581,13 +619,22 @@ def style_statistics(params, image: jax.Array, spec: objective.Spec,
                      p: Plan) -> Dict[str, Any]:
   """``objective.style_statistics`` of one style image ``(H, W, 3)``
   computed tile by tile: each layer's ``position_sums`` over the tiles
-  divided by its position count (float32 features, as targets are)."""
+  divided by its position count (float32 features, as targets are).
+  Representations whose sums take ``position_maps`` (guided: the style's
+  statistics need the style image's guides) are refused in one line;
+  ``objective.make_targets`` computes theirs untiled."""
   check_tileable(spec)
+  for layer, rep in spec.style_by_layer():
+    if representations.takes_position_maps(rep):
+      raise NSTError(
+          f"the style statistics of {type(rep).__name__} at {layer} take "
+          "per-position maps (guides) and are not computed in tiles: "
+          "compute them untiled (objective.style_statistics with guides)")
   style_spec = dataclasses.replace(spec, content_layers=(),
                                    precision="float32", remat=False)
   network = vgg.network_of(params)
   sums_of, extents = _sums_function(network, style_spec, p)
-  sums = jax.jit(sums_of)(image, params, {})["style"]
+  sums = jax.jit(sums_of)(image, params, {}, {})["style"]
   return {l: jax.tree_util.tree_map(
       lambda s, m=extents[l][1] * extents[l][2]: s / m, sums[l])
           for l, _ in style_spec.style_by_layer()}

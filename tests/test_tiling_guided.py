@@ -1,0 +1,142 @@
+"""The exact tiled objective (nst_jax.tiling) for guided representations
+(nst_jax.guided: masks' GuidedGram and GuidedMoments, ContentAware) against
+the untiled one; an empty region; the style statistics refused in tiles.
+
+A tiny random VGG-16 (conftest.tiny_vgg16_params), 88x80 px in 24 px tiles
+(>= 9 windows whose margins cross the pooling boundaries), so a window's
+guides cut at the wrong place, with the wrong owned weights or clamped at
+the image's edge show up far above float32 rounding.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nst_jax import guided
+from nst_jax import masks
+from nst_jax import objective
+from nst_jax import representations as R
+from nst_jax import tiling
+from nst_jax.errors import NSTError
+from conftest import tiny_vgg16_params
+
+SHALLOW = ("relu1_1", "relu2_1", "relu3_1")
+RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
+
+
+@pytest.fixture(scope="module")
+def params():
+  return tiny_vgg16_params()
+
+
+def _img(h, w, seed):
+  return jnp.asarray(np.random.default_rng(seed).uniform(size=(h, w, 3)),
+                     jnp.float32)
+
+
+def _rel(a, b):
+  """‖a − b‖ / ‖b‖."""
+  return float(jnp.linalg.norm((a - b).ravel()) / jnp.linalg.norm(b.ravel()))
+
+
+def _mask_guides(h, w, styles):
+  """Three regions from a colour mask (diagonal stripes red, blue, green,
+  feathered: every window's guides differ from its neighbours'), the first
+  style masked red/blue, the second all green; and a fourth region that
+  the content does not have (empty: its guide is 0 everywhere) but the
+  first style does."""
+  y, x = np.mgrid[:h, :w]
+  m = np.asarray([RED, BLUE, GREEN], np.uint8)[((x + 2 * y) // 11) % 3]
+  s = np.zeros(tuple(styles[0].shape[:2]) + (3,), np.uint8)
+  s[:, : s.shape[1] // 2] = RED
+  s[:, s.shape[1] // 2:] = BLUE
+  found = masks.region_guides(m, [s, GREEN], blur=1.5)
+  assert found.guides.content.shape[0] == 3
+  g = found.guides
+  content = np.concatenate([g.content, np.zeros_like(g.content[:1])])
+  first = np.concatenate([g.styles[0], g.styles[0][:1]])     # present here
+  second = np.concatenate([g.styles[1], np.zeros_like(g.styles[1][:1])])
+  return guided.Guides(content, (first, second))
+
+
+CASES = {
+    "masks": (guided.GuidedGram(), ("relu2_2",)),
+    "masks_inside_moments": ({"relu1_1": guided.GuidedGram(
+        "notes", downsample="inside"), "relu2_1": R.Gram(),
+                              "relu3_1": guided.GuidedMoments()}, ()),
+    "content_aware": (guided.ContentAware(clusters=3, window=1,
+                                          guide_layer="relu2_1"),
+                      ("relu3_2",)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_guided_tiled_equals_untiled(params, case):
+  rep, content_layers = CASES[case]
+  h, w = 88, 80
+  spec = objective.Spec(content_layers, SHALLOW, pooling="max", style=rep)
+  styles = [_img(80, 72, 2), _img(64, 70, 3)]
+  guides = None if case == "content_aware" else _mask_guides(h, w, styles)
+  targets = objective.make_targets(params, _img(h, w, 1), styles, spec,
+                                   style_blend_weights=[2.0, 1.0],
+                                   guides=guides)
+  if guides is not None:   # the empty region is in the targets, weight 0
+    for layer, rep_l in spec.style_by_layer():
+      if guided.is_guided(rep_l):
+        assert float(jnp.max(targets.style[layer]["guides"][3])) == 0.0
+        assert float(jnp.max(targets.style[layer]["weight"][:, 3])) == 0.0
+  weights = objective.make_weights(spec, content_weight=3.0,
+                                   style_weight=1e3, tv_weight=2.0)
+  p = tiling.plan("vgg16", spec.layers, (h, w), 24)
+  assert p.count >= 9 and p.canvas != (h, w)    # windows reach past the image
+  x = _img(h, w, 4)
+  grad = lambda f: jax.jit(jax.value_and_grad(f, has_aux=True))(
+      x, params, targets, weights)
+  (v0, t0), g0 = grad(objective.objective_function(spec))
+  (v1, t1), g1 = grad(tiling.objective_function(spec, p))
+  assert np.isfinite(float(v0)) and float(t0["style"]) > 0
+  assert abs(float(v1 - v0)) <= 1e-4 * abs(float(v0))
+  assert _rel(t1["style_layers"], t0["style_layers"]) < 1e-4
+  assert _rel(g1, g0) < 1e-4
+  # A plain evaluation (pass 1 only) gives the same total.
+  t2 = jax.jit(tiling.objective_function(spec, p))(x, params, targets,
+                                                   weights)[1]
+  assert abs(float(t2["total"] - v0)) <= 1e-4 * abs(float(v0))
+
+
+def test_position_sums_of_guided_are_the_statistic():
+  """The protocol's identity for maps: the loss from the sums over all
+  positions (weights 1, the whole layer's guides) divided by H·W is the
+  loss; the sums of two complementary halves add up to the whole's."""
+  rng = np.random.default_rng(0)
+  f = jnp.asarray(rng.normal(size=(6, 7, 5)), jnp.float32)
+  g = jnp.asarray(rng.uniform(size=(3, 6, 7)), jnp.float32).at[1].set(0.0)
+  for rep in (guided.GuidedGram(), guided.GuidedMoments()):
+    stacked = rep.statistic(f[::-1] * 1.5, g)
+    target = rep.target(jax.tree_util.tree_map(lambda a: a[None], stacked),
+                        g)
+    maps = R.position_maps_of(rep, target)
+    whole = rep.position_sums(f, jnp.ones((6, 7)), maps)
+    want = rep.loss(f, target)
+    got = rep.loss_from_statistic(
+        jax.tree_util.tree_map(lambda s: s / 42, whole), target)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    top = jnp.zeros((6, 7)).at[:3].set(1.0)
+    halves = jax.tree_util.tree_map(
+        jnp.add, rep.position_sums(f, top, maps),
+        rep.position_sums(f, 1.0 - top, maps))
+    for a, b in zip(jax.tree_util.tree_leaves(halves),
+                    jax.tree_util.tree_leaves(whole)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert R.position_maps_of(R.Gram(), {}) is None
+  assert R.takes_position_maps(guided.ContentAware())
+
+
+def test_guided_style_statistics_refused_in_tiles(params):
+  spec = objective.Spec((), SHALLOW, style=guided.GuidedGram())
+  p = tiling.plan("vgg16", spec.layers, (64, 64), 16)
+  with pytest.raises(NSTError, match="GuidedGram at relu1_1 take "
+                     "per-position maps") as e:
+    tiling.style_statistics(params, _img(64, 64, 5), spec, p)
+  assert "\n" not in str(e.value)
