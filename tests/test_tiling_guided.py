@@ -8,6 +8,10 @@ guides cut at the wrong place, with the wrong owned weights or clamped at
 the image's edge show up far above float32 rounding.
 """
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,11 +64,13 @@ def _mask_guides(h, w, styles):
   return guided.Guides(content, (first, second))
 
 
+# Masks: guided Grams (both downsamplings, both normalisations) and guided
+# moments beside an unguided layer (only the guided layers take maps).
 CASES = {
-    "masks": (guided.GuidedGram(), ("relu2_2",)),
-    "masks_inside_moments": ({"relu1_1": guided.GuidedGram(
-        "notes", downsample="inside"), "relu2_1": R.Gram(),
-                              "relu3_1": guided.GuidedMoments()}, ()),
+    "masks": ({"relu1_1": guided.GuidedGram(), "relu1_2": R.Gram(),
+               "relu2_1": guided.GuidedMoments(),
+               "relu3_1": guided.GuidedGram("notes", downsample="inside")},
+              ("relu2_2",)),
     "content_aware": (guided.ContentAware(clusters=3, window=1,
                                           guide_layer="relu2_1"),
                       ("relu3_2",)),
@@ -75,7 +81,8 @@ CASES = {
 def test_guided_tiled_equals_untiled(params, case):
   rep, content_layers = CASES[case]
   h, w = 88, 80
-  spec = objective.Spec(content_layers, SHALLOW, pooling="max", style=rep)
+  layers = tuple(rep) if isinstance(rep, dict) else SHALLOW
+  spec = objective.Spec(content_layers, layers, pooling="max", style=rep)
   styles = [_img(80, 72, 2), _img(64, 70, 3)]
   guides = None if case == "content_aware" else _mask_guides(h, w, styles)
   targets = objective.make_targets(params, _img(h, w, 1), styles, spec,
@@ -140,3 +147,51 @@ def test_guided_style_statistics_refused_in_tiles(params):
                      "per-position maps") as e:
     tiling.style_statistics(params, _img(64, 64, 5), spec, p)
   assert "\n" not in str(e.value)
+
+
+_SHARDED = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import jax, jax.numpy as jnp, numpy as np
+from nst_jax import guided, objective, tiling, transfer
+from conftest import tiny_vgg16_params
+from test_tiling_guided import _img, _mask_guides
+assert jax.local_device_count() == 4
+params = tiny_vgg16_params()
+spec = objective.Spec(("relu2_1",), ("relu1_1", "relu2_1"),
+                      style=guided.GuidedGram())
+styles = [_img(64, 64, 2), _img(48, 64, 3)]
+targets = objective.make_targets(params, _img(72, 64, 1), styles, spec,
+                                 guides=_mask_guides(72, 64, styles))
+weights = objective.make_weights(spec, content_weight=1.0, style_weight=1e3,
+                                 tv_weight=1.0)
+x = _img(72, 64, 4)
+base = transfer.TransferConfig(spec=spec, tile_size=16)
+assert tiling.plan("vgg16", spec.layers, (72, 64), 16).count == 20
+one, _ = transfer.objective_for(base.replace(tile_size=0), (72, 64))
+four, _ = transfer.objective_for(base.replace(image_devices=4), (72, 64))
+grad = lambda f: jax.jit(jax.value_and_grad(f, has_aux=True))
+(v1, _), g1 = grad(one)(x, params, targets, weights)
+mesh = transfer.image_mesh(base.replace(image_devices=4))
+xs, args = transfer.place_on_mesh(mesh, x, (params, targets, weights))
+(v4, _), g4 = grad(four)(xs, *args)
+assert len(g4.sharding.device_set) == 4, g4.sharding
+dv = abs(float(v4 - v1)) / abs(float(v1))
+dg = float(jnp.linalg.norm((g4 - g1).ravel()) / jnp.linalg.norm(g1.ravel()))
+print("value", dv, "grad", dg)
+assert dv < 1e-4 and dg < 1e-4, (dv, dg)
+print("ok")
+"""
+
+
+def test_guided_tiles_sharded_over_four_devices_equal_one():
+  """--image_devices with masks: 4 tiles at a time, one per virtual CPU
+  device (a subprocess), the same loss and gradient as one device
+  untiled."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  here = os.path.dirname(os.path.abspath(__file__))
+  out = subprocess.run([sys.executable, "-c", _SHARDED, here], env=env,
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
+      out.stdout + out.stderr[-3000:])
