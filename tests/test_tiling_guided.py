@@ -8,6 +8,7 @@ guides cut at the wrong place, with the wrong owned weights or clamped at
 the image's edge show up far above float32 rounding.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -16,14 +17,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from nst_jax import guided
 from nst_jax import masks
 from nst_jax import objective
 from nst_jax import representations as R
 from nst_jax import tiling
+from nst_jax import transfer
 from nst_jax.errors import NSTError
-from conftest import tiny_vgg16_params
+from conftest import require_file, tiny_vgg16_params
+import scripting
 
 SHALLOW = ("relu1_1", "relu2_1", "relu3_1")
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
@@ -140,6 +144,20 @@ def test_position_sums_of_guided_are_the_statistic():
   assert R.takes_position_maps(guided.ContentAware())
 
 
+def test_guided_representations_are_tileable():
+  for rep in (guided.GuidedGram(), guided.GuidedMoments(),
+              guided.ContentAware()):
+    spec = objective.Spec(("relu2_2",), SHALLOW, style=rep)
+    tiling.check_tileable(spec)
+    transfer.check_config(transfer.TransferConfig(spec=spec, tile_size=32))
+  spec = objective.Spec(("relu2_2",), SHALLOW, style=R.SlicedWasserstein())
+  with pytest.raises(NSTError, match="gram, eigen, moments, covariance, cmd, "
+                     r"content_aware, or masks \(guided gram or moments\)"
+                     ) as e:
+    tiling.check_tileable(spec)
+  assert "\n" not in str(e.value)
+
+
 def test_guided_style_statistics_refused_in_tiles(params):
   spec = objective.Spec((), SHALLOW, style=guided.GuidedGram())
   p = tiling.plan("vgg16", spec.layers, (64, 64), 16)
@@ -195,3 +213,26 @@ def test_guided_tiles_sharded_over_four_devices_equal_one():
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
       out.stdout + out.stderr[-3000:])
+
+
+def test_stylize_command_with_masks_in_tiles(tmp_path, shared_images):
+  """nst-stylize with a content mask and --tile_size: 9 windows, the run
+  completes and its record keeps the tile size."""
+  from nst_jax import weights   # pylint: disable=g-import-not-at-top
+  require_file(weights.weights_path("vgg16"))
+  m = np.zeros((48, 64, 3), np.uint8)
+  m[:, :40], m[:, 40:] = BLUE, RED
+  Image.fromarray(m).save(tmp_path / "regions.png")
+  out = tmp_path / "out.png"
+  proc = scripting.run(
+      "stylize.py", f"--content={shared_images / 'tubingen.jpg'}",
+      f"--style={shared_images / 'starry_night.jpg'},"
+      f"{shared_images / 'the_scream.jpg'}",
+      f"--content_mask={tmp_path / 'regions.png'}",
+      "--style_colors=#ff0000,#0000ff", "--size=48", "--iterations=2",
+      "--log_every=0", "--content_layers=relu2_1",
+      "--style_layers=relu1_1,relu2_1", "--tile_size=16", f"--output={out}")
+  scripting.assert_ok(proc)
+  assert "tiled, 16 px interiors: 9 windows" in proc.stdout + proc.stderr
+  record = json.loads((tmp_path / "out.json").read_text())
+  assert str(record["params"]["tile_size"]) == "16" and out.exists()
