@@ -166,11 +166,11 @@ def guided_gram_sums(features: jax.Array, guides: jax.Array) -> jax.Array:
 
 
 def per_area(sums: jax.Array, area: jax.Array) -> jax.Array:
-  """Region sums ``(K, ...)`` divided by the regions' areas ``(K,)`` (any
-  common scale: sums of guides, or their means); a region with no area
-  (exactly 0) gives zeros, as ``guided_gram`` does."""
+  """Region sums ``(..., K, ...)`` divided by the regions' areas ``(...,
+  K)`` (any common scale: sums of guides, or their means over positions); a
+  region with no area (exactly 0) gives zeros, as ``guided_gram`` does."""
   area = jnp.where(area > 0, area, 1.0)
-  return sums / area.reshape(area.shape + (1,) * (sums.ndim - 1))
+  return sums / area.reshape(area.shape + (1,) * (sums.ndim - area.ndim))
 
 
 def guided_gram_loss(grams: jax.Array, target: dict,
@@ -202,13 +202,15 @@ def region_weights(style_area: jax.Array, output_guides: jax.Array
 
 
 def _gram_statistic(features, guides):
+  # Position averages (``Σ_p g_k F Fᵀ / M``, ``Σ_p g_k / M``): what the
+  # tiles' sums give too (``position_sums`` / M); the target divides them.
   h, w, _ = features.shape
-  return {"gram": guided_gram(features, guides),
+  return {"gram": guided_gram_sums(features, guides) / (h * w),
           "area": jnp.sum(guides, axis=(1, 2)) / (h * w)}
 
 
 def _gram_target(stacked, guides):
-  return {"gram": stacked["gram"],
+  return {"gram": per_area(stacked["gram"], stacked["area"]),
           "weight": region_weights(stacked["area"], guides),
           "guides": guides}
 
@@ -266,9 +268,11 @@ class GuidedGram(_GuidedGramMethods):
   separate regions better). Default ``"resize"``: on small images the
   erosion removes a region's whole border band at every layer.
 
-  Statistic: ``{"gram": (K, C, C), "area": (K,)}`` (the fraction of the
-  style's positions in each region); target: those stacked over ``S``
-  styles, the ``(S, K)`` region weights (``region_weights``) and the
+  Statistic: position averages ``{"gram": Σ_p g_k F Fᵀ / M (K, C, C),
+  "area": Σ_p g_k / M (K,)}`` (``area``: the fraction of the style's
+  positions in each region), so that tiles' sums give it too; target: the
+  per-region Grams ``gram / area`` stacked over ``S`` styles ``(S, K, C,
+  C)``, the ``(S, K)`` region weights (``region_weights``) and the
   optimised image's guides at this layer ``(K, h, w)``. Loss
   ``guided_gram_loss``. With one guide of ones it is ``Gram`` exactly.
   """
@@ -315,8 +319,10 @@ class GuidedMoments:
   """Per-channel mean and standard deviation per region (the thesis's
   moments, seed 002, weighted by guides as in Gatys et al. 2017 §4).
 
-  Statistic: the per-region raw moments and areas (``guided_raw_moments``);
-  target: ``statistics.moments_from_raw`` of them ``(S, K, 2, C)``, the
+  Statistic: position averages ``Σ_p g_k F / M``, ``Σ_p g_k F² / M`` and
+  ``Σ_p g_k / M`` (tiles' sums give them too); target:
+  ``statistics.moments_from_raw`` of the per-region raw moments (averages
+  over area, ``guided_raw_moments``) ``(S, K, 2, C)``, the
   region weights (``region_weights``) and the optimised image's guides.
   Loss: ``losses.moments_loss`` per region, ``Σ_k weight_sk · loss_sk``.
   With one guide of ones it is ``Moments`` (to rounding).
@@ -335,14 +341,15 @@ class GuidedMoments:
     return erode_guides(resized) if self.downsample == "inside" else resized
 
   def statistic(self, features, guides):
-    mean, square = guided_raw_moments(features, guides)
+    mean, square = guided_moment_sums(features, guides)
     h, w, _ = features.shape
-    return {"mean": mean, "square": square,
+    return {"mean": mean / (h * w), "square": square / (h * w),
             "area": jnp.sum(guides, axis=(1, 2)) / (h * w)}
 
   def target(self, stacked, guides):
-    return {"moments": statistics.moments_from_raw(stacked["mean"],
-                                                   stacked["square"]),
+    area = stacked["area"]
+    return {"moments": statistics.moments_from_raw(
+        per_area(stacked["mean"], area), per_area(stacked["square"], area)),
             "weight": region_weights(stacked["area"], guides),
             "guides": guides}
 
@@ -562,12 +569,21 @@ def image_guides(params, content, styles, spec, guides: Guides | None,
   return out
 
 
+def guides_at_layers(spec, guides: dict, shapes: dict) -> dict:
+  """``{layer: (K, h, w)}``: one image's image-level guides
+  ``guides[layer]`` ``(K, H_g, W_g)`` brought to each guided layer of
+  spatial shape ``shapes[layer][:2]`` by its representation's
+  ``layer_guides``."""
+  reps = dict(spec.style_by_layer())
+  return {l: reps[l].layer_guides(jnp.asarray(g), shapes[l][:2])
+          for l, g in guides.items()}
+
+
 def output_guides(spec, image_guides_: dict, shapes: dict) -> dict:
   """``{layer: (K, h, w)}``: the optimised image's guides at each guided
   layer of spatial shape ``shapes[layer][:2]``."""
-  reps = dict(spec.style_by_layer())
-  return {l: reps[l].layer_guides(jnp.asarray(g.content), shapes[l][:2])
-          for l, g in image_guides_.items()}
+  return guides_at_layers(
+      spec, {l: g.content for l, g in image_guides_.items()}, shapes)
 
 
 # name of an unguided representation → its guided version, for masks.

@@ -347,20 +347,27 @@ def make_targets(params, content: jax.Array | None,
             f"the content's {content.shape[1]}x{content.shape[0]}")
   style_targets = {}
   if spec.style_layers:
-    per_image = guided.image_guides(
-        params, content, styles, spec, guides,
-        lambda p, image, layer: _content_targets(p, image, (layer,),
-                                                 spec.pooling)[layer])
+    def features_of(p, image, layer):   # a guide layer's, in tiles if big
+      plan = tiled(image.shape, (layer,))
+      return (_content_targets(p, image, (layer,), spec.pooling)[layer]
+              if plan is None else tiling.content_features(
+                  p, image, (layer,), spec.pooling, plan)[layer])
+    per_image = guided.image_guides(params, content, styles, spec, guides,
+                                    features_of)
     if per_image and n > 1:
       raise NSTError("style patches cannot be used with guided style "
                      "statistics (masks, content-aware style)")
-    stacked = stack([
-        tiling.style_statistics(params, s, spec, tiled(s.shape,
-                                                       spec.style_layers))
-        if not per_image and tiled(s.shape, spec.style_layers) is not None
-        else style_statistics(
-            params, s, spec, {l: g.styles[i] for l, g in per_image.items()})
-        for i, s in enumerate(styles)])
+    def statistics_of(i, s):
+      own = {l: g.styles[i] for l, g in per_image.items()}
+      plan = tiled(s.shape, spec.style_layers)
+      if plan is None:
+        return style_statistics(params, s, spec, own)
+      # Tiled; a guided layer's sums take the style's guides at that layer.
+      return tiling.style_statistics(
+          params, s, spec, plan, guided.guides_at_layers(
+              spec, own, vgg.feature_shapes(network, s.shape[:2],
+                                            spec.style_layers, spec.pooling)))
+    stacked = stack([statistics_of(i, s) for i, s in enumerate(styles)])
     if n > 1 and patch_mode == "mean":
       stacked = jax.tree_util.tree_map(
           lambda x: x.reshape(-1, n, *x.shape[1:]).mean(axis=1), stacked)

@@ -616,25 +616,32 @@ def content_features(params, image: jax.Array, layers: Sequence[str],
 
 
 def style_statistics(params, image: jax.Array, spec: objective.Spec,
-                     p: Plan) -> Dict[str, Any]:
+                     p: Plan, maps: Dict[str, Any] | None = None
+                     ) -> Dict[str, Any]:
   """``objective.style_statistics`` of one style image ``(H, W, 3)``
   computed tile by tile: each layer's ``position_sums`` over the tiles
   divided by its position count (float32 features, as targets are).
-  Representations whose sums take ``position_maps`` (guided: the style's
-  statistics need the style image's guides) are refused in one line;
-  ``objective.make_targets`` computes theirs untiled."""
+  A representation whose sums take per-position maps
+  (``representations.takes_position_maps``: guided ones) needs this style
+  image's maps of its whole layer in ``maps[layer]`` — for a guided one the
+  style's guides at that layer ``(K, H_l, W_l)`` (``guided.layer_guides``);
+  each window gets its slice. Raises ``NSTError`` (one line) when they are
+  missing."""
   check_tileable(spec)
+  maps = dict(maps or {})
   for layer, rep in spec.style_by_layer():
-    if representations.takes_position_maps(rep):
+    if representations.takes_position_maps(rep) and layer not in maps:
       raise NSTError(
           f"the style statistics of {type(rep).__name__} at {layer} take "
-          "per-position maps (guides) and are not computed in tiles: "
-          "compute them untiled (objective.style_statistics with guides)")
+          "per-position maps (the style image's guides at that layer) and "
+          "none were given")
   style_spec = dataclasses.replace(spec, content_layers=(),
                                    precision="float32", remat=False)
   network = vgg.network_of(params)
   sums_of, extents = _sums_function(network, style_spec, p)
-  sums = jax.jit(sums_of)(image, params, {}, {})["style"]
+  maps = {l: maps[l] for l, rep in style_spec.style_by_layer()
+          if representations.takes_position_maps(rep)}
+  sums = jax.jit(sums_of)(image, params, {}, maps)["style"]
   return {l: jax.tree_util.tree_map(
       lambda s, m=extents[l][1] * extents[l][2]: s / m, sums[l])
           for l, _ in style_spec.style_by_layer()}

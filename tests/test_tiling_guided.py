@@ -1,6 +1,7 @@
 """The exact tiled objective (nst_jax.tiling) for guided representations
 (nst_jax.guided: masks' GuidedGram and GuidedMoments, ContentAware) against
-the untiled one; an empty region; the style statistics refused in tiles.
+the untiled one, with an empty region; their targets computed in tiles; over
+4 virtual devices; nst-stylize with masks in tiles.
 
 A tiny random VGG-16 (conftest.tiny_vgg16_params), 88x80 px in 24 px tiles
 (>= 9 windows whose margins cross the pooling boundaries), so a window's
@@ -158,7 +159,29 @@ def test_guided_representations_are_tileable():
   assert "\n" not in str(e.value)
 
 
-def test_guided_style_statistics_refused_in_tiles(params):
+@pytest.mark.parametrize("case", ["masks", "content_aware"])
+def test_guided_targets_computed_in_tiles(params, case):
+  """make_targets(tile_size=...) of guided representations: the style
+  statistics (each window with its slice of the style's guides) and a
+  content-aware guide layer's features in tiles, the same targets."""
+  rep = ({"relu1_1": guided.GuidedGram(downsample="inside"),
+          "relu2_1": guided.GuidedMoments()} if case == "masks" else
+         guided.ContentAware(clusters=2, window=1, guide_layer="relu2_1"))
+  layers = ("relu1_1", "relu2_1")
+  spec = objective.Spec(("relu2_1",), layers, pooling="max", style=rep)
+  content, styles = _img(72, 64, 7), [_img(64, 72, 8), _img(64, 72, 9)]
+  guides = None if case == "content_aware" else _mask_guides(72, 64, styles)
+  assert tiling.plan("vgg16", layers, (64, 72), 16).count >= 9
+  whole = objective.make_targets(params, content, styles, spec,
+                                 guides=guides)
+  tiled = objective.make_targets(params, content, styles, spec,
+                                 guides=guides, tile_size=16)
+  for a, b in zip(jax.tree_util.tree_leaves(tiled),
+                  jax.tree_util.tree_leaves(whole)):
+    assert a.shape == b.shape and _rel(a, b) < 1e-5
+
+
+def test_guided_style_statistics_need_maps_in_tiles(params):
   spec = objective.Spec((), SHALLOW, style=guided.GuidedGram())
   p = tiling.plan("vgg16", spec.layers, (64, 64), 16)
   with pytest.raises(NSTError, match="GuidedGram at relu1_1 take "
