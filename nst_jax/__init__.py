@@ -51,7 +51,7 @@ from nst_jax.metrics import (Lpips, MetricNetworks, frechet_distance,
                              style_distances)
 from nst_jax.grid import GridAxes, GridResult, style_grid
 from nst_jax.guided import (ContentAware, GuidedGram, GuidedMoments, Guides,
-                            guided_gram)
+                            guided_gram, guided_gram_sums)
 from nst_jax.objective import (LossWeights, Spec, Targets, Weights, loss_terms,
                                make_objective, make_targets, make_weights,
                                objective_function, stack_targets)
@@ -70,7 +70,8 @@ from nst_jax.transfer import RunState
 from nst_jax.transfer import (Init, StylePatches, TransferConfig,
                               TransferResult, stylize, stylize_multiscale)
 from nst_jax.color import ColorControl
-from nst_jax.representations import position_averaged
+from nst_jax.representations import (position_averaged, position_maps_of,
+                                     takes_position_maps)
 from nst_jax.tiling import Plan as TilePlan
 from nst_jax.vgg import features, load_params, prepare_params
 from nst_jax.video import (DISFlow, FarnebackFlow, Temporal, TemporalTargets,
@@ -79,7 +80,8 @@ from nst_jax.video import (DISFlow, FarnebackFlow, Temporal, TemporalTargets,
                            temporal_loss, warp)
 
 __all__ = [
-    "tiling", "position_averaged", "TilePlan",
+    "tiling", "position_averaged", "TilePlan", "position_maps_of",
+    "takes_position_maps", "guided_gram_sums",
     "NSTError", "Hook", "SolveResult", "SolverConfig", "Spec", "Targets",
     "TransferConfig", "TransferResult", "Weights", "content_loss", "features",
     "gram_loss", "gram_matrix", "io", "load_image", "load_params", "loss_terms",

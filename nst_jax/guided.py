@@ -32,6 +32,13 @@ a representation with ``guided = True`` also has
   from the features at ``guide_layer`` (``ContentAware``); otherwise the
   caller passes ``Guides`` (``objective.make_targets(guides=...)``).
 
+The guided Grams and moments are quotients of position sums, so they are
+tiled exactly (``nst_jax.tiling``): their statistics are position averages
+(``Σ_p g_k F Fᵀ / M`` and ``Σ_p g_k / M``; the target divides one by the
+other), ``position_sums(features, weights, guides)`` takes a window's guides
+and ``position_maps(target)`` names the optimised image's
+(``nst_jax.representations``, the position-averaged protocol).
+
 Array contract: features ``(h, w, C)`` float32; guides float32 ``>= 0``
 (masks in [0, 1]).
 """

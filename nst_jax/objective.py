@@ -304,7 +304,8 @@ def make_targets(params, content: jax.Array | None,
 
   ``tile_size > 0`` computes the content features and the style statistics
   of images larger than a tile tile by tile (``nst_jax.tiling``: exact, in
-  one tile's memory; position-averaged representations only).
+  one tile's memory; position-averaged representations only, guided ones
+  with each style's guides at the layer; a guide layer's features too).
   """
   network = vgg.network_of(params)
   from nst_jax import tiling  # pylint: disable=g-import-not-at-top

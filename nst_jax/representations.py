@@ -46,8 +46,11 @@ data of the target (the optimised image's guides of ``nst_jax.guided``):
   the whole layer that the sums need (constants: no gradient). The tiled
   objective cuts each window's slice ``(..., h, w)`` (zero past the image)
   and calls ``position_sums(features, weights, maps)`` with it; the
-  identity becomes ``loss(F, target) == loss_from_statistic(position_sums(F,
-  ones, position_maps(target)) / (H·W), target)`` (``position_maps_of``).
+  identities become ``loss(F, target) == loss_from_statistic(
+  position_sums(F, ones, position_maps(target)) / (H·W), target)`` and,
+  with the layer's guides ``g`` as maps (a style image's for its
+  statistics), ``statistic(F, g) == position_sums(F, ones, g) / (H·W)``
+  (``takes_position_maps``, ``position_maps_of``).
 
 An optional ``redraw(target, round)`` lets a representation re-draw the
 random part of its target (``SlicedWasserstein(redraw_every=K)``): the

@@ -2,9 +2,10 @@
 
 Content and total-variation losses are sums over positions, and the style
 losses of the position-averaged representations (``Gram``, ``Eigen``,
-``Moments``, ``Covariance``, ``CentralMoments``: those with
-``position_sums`` and ``loss_from_statistic``, see
-``nst_jax.representations``) are functions of averages over positions. So
+``Moments``, ``Covariance``, ``CentralMoments``, and the guided ``GuidedGram``,
+``ContentAware``, ``GuidedMoments``: those with ``position_sums`` and
+``loss_from_statistic``, see ``nst_jax.representations``) are functions of
+averages over positions. So
 the loss of an ``(H, W, 3)`` image and its gradient come out exactly, in the
 memory of one tile, from two passes over equal windows of the image:
 
@@ -18,6 +19,13 @@ memory of one tile, from two passes over equal windows of the image:
    once (ordinary reverse mode from the terms), and each window is run again
    and back-propagated with it (``jax.vjp``); the windows' image gradients
    are added into the whole image's.
+
+Guided statistics weigh positions by the optimised image's guides
+(Gatys et al. 2017 §4: ``G_k = Σ_p g_k F Fᵀ / Σ_p g_k``, a quotient of two
+position sums): a representation whose sums need such per-position data
+names it (``position_maps(target)``, the guides ``(K, H_l, W_l)`` of the
+whole layer), and each window gets its slice, zero past the image (owned
+weights are 0 there), as a constant of the sums (zero cotangent).
 
 Pass 2 is the backward rule of the sums (``jax.custom_vjp``), so
 ``jax.value_and_grad`` of ``objective_function(spec, plan)`` is the exact

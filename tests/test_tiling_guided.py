@@ -118,9 +118,10 @@ def test_guided_tiled_equals_untiled(params, case):
 
 
 def test_position_sums_of_guided_are_the_statistic():
-  """The protocol's identity for maps: the loss from the sums over all
+  """The protocol's identities for maps: the loss from the sums over all
   positions (weights 1, the whole layer's guides) divided by H·W is the
-  loss; the sums of two complementary halves add up to the whole's."""
+  loss, and those averages are the statistic; the sums of two
+  complementary halves add up to the whole's."""
   rng = np.random.default_rng(0)
   f = jnp.asarray(rng.normal(size=(6, 7, 5)), jnp.float32)
   g = jnp.asarray(rng.uniform(size=(3, 6, 7)), jnp.float32).at[1].set(0.0)
@@ -134,6 +135,10 @@ def test_position_sums_of_guided_are_the_statistic():
     got = rep.loss_from_statistic(
         jax.tree_util.tree_map(lambda s: s / 42, whole), target)
     np.testing.assert_allclose(got, want, rtol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(rep.statistic(f, g)),
+                    jax.tree_util.tree_leaves(rep.position_sums(
+                        f, jnp.ones((6, 7)), g))):
+      np.testing.assert_allclose(a, b / 42, rtol=1e-5, atol=1e-7)
     top = jnp.zeros((6, 7)).at[:3].set(1.0)
     halves = jax.tree_util.tree_map(
         jnp.add, rep.position_sums(f, top, maps),
