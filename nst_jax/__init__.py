@@ -66,7 +66,7 @@ from nst_jax.statistics import (channel_mean_covariance, channel_moments,
                                 gram_eigen, gram_matrix, gram_spectrum,
                                 local_gram, low_rank_gram, project_features,
                                 spatial_autocorrelation, sqrtm_psd)
-from nst_jax.transfer import RunState
+from nst_jax.transfer import Levels, RunState, pyramid
 from nst_jax.transfer import (Init, StylePatches, TransferConfig,
                               TransferResult, stylize, stylize_multiscale)
 from nst_jax.color import ColorControl
@@ -108,6 +108,7 @@ __all__ = [
     "stylize_video", "temporal_error", "temporal_errors", "temporal_loss",
     "warp",
     "checkpoint", "Checkpoint", "SolverState", "state_template", "RunState",
+    "Levels", "pyramid",
     "batch", "find_images", "stylize_batch",
 ]
 __version__ = "0.1.0"

@@ -347,6 +347,21 @@ class RunState(NamedTuple):
   history: List[Dict[str, Any]]
   seconds: float
   iteration: int
+  # A coarse-to-fine run (``stylize_multiscale``) also says at which
+  # ``level`` (index into its scales) the state is and what the finished
+  # levels left (``Levels``); a single-level run leaves the defaults.
+  level: int = 0
+  before: "Levels | None" = None
+
+
+class Levels(NamedTuple):
+  """What the finished levels of a coarse-to-fine run add to its result:
+  their records (each with a ``size`` key), iterations, evaluations and
+  seconds."""
+  history: Sequence[Dict[str, Any]] = ()
+  iterations: int = 0
+  evaluations: int = 0
+  seconds: float = 0.0
 
 
 @functools.lru_cache(maxsize=None)
@@ -572,13 +587,50 @@ def style_size(size: int, style_scale: float) -> int:
   return max(1, int(round(size * style_scale)))
 
 
+# The default pyramid (``pyramid``): levels down to this long edge. 256 px
+# is the size the default style weight was calibrated at (docs/benchmarks.md,
+# issue 12); a larger output painted at one scale gets finer strokes and none
+# of the painting's large structures (VGG's receptive fields cover less of
+# it), so it starts from the 256 px result instead.
+PYRAMID_BASE = 256
+# Iterations of every level after the first, as a fraction of the first's:
+# measured on The Scream at 512 px (docs/benchmarks.md), 500 + 100 kept the
+# 256 px look better than 300 + 200 (style SWD at 256 px 0.162 against
+# 0.172; one level of 500: 0.219) at less than half one level's cost.
+PYRAMID_FINE_FRACTION = 0.2
+
+
+def pyramid(size: int, iterations: int, base: int = PYRAMID_BASE
+            ) -> Tuple[List[int], List[int]]:
+  """``(scales, scale_iterations)`` of the default coarse-to-fine run for an
+  output long edge ``size`` and ``iterations``: ``size`` halved while the
+  half is at least ``base`` (512 → 256, 512; 1000 → 250, 500, 1000 with
+  ``base=200``), the coarsest level ``iterations`` and each finer one
+  ``PYRAMID_FINE_FRACTION`` of them (at least 1): a finer level starts from
+  the upsampled result and only adds detail. ``base`` 0, or ``size`` below
+  ``2·base``, gives one level: ``([size], [iterations])``."""
+  size, iterations, base = int(size), int(iterations), int(base)
+  if size < 1 or base < 0:
+    raise NSTError(f"pyramid: size {size} and base {base} must be positive")
+  scales = [size]
+  while base > 0 and scales[0] // 2 >= base:
+    scales.insert(0, scales[0] // 2)
+  fine = max(1, int(round(iterations * PYRAMID_FINE_FRACTION)))
+  return scales, [iterations] + [fine] * (len(scales) - 1)
+
+
 def stylize_multiscale(params, content: np.ndarray,
                        styles: Sequence[np.ndarray], scales: Sequence[int],
                        config: TransferConfig = TransferConfig(), *,
                        scale_iterations: Sequence[int] | None = None,
                        style_scale: float = 1.0,
                        on_level: Callable[[int, TransferResult], None] | None
-                       = None, **kwargs) -> TransferResult:
+                       = None,
+                       on_snapshot: Callable[[int, np.ndarray], None] | None
+                       = None,
+                       on_checkpoint: Callable[[RunState], None] | None = None,
+                       resume: RunState | None = None,
+                       **kwargs) -> TransferResult:
   """Coarse-to-fine transfer: one ``stylize`` per long edge in ``scales``.
 
   ``content`` and ``styles`` are given at any resolution (ideally at least the
@@ -588,13 +640,22 @@ def stylize_multiscale(params, content: np.ndarray,
   (jcjohnson/neural-style's multires recipe, pystiche's ``ImagePyramid``):
   the coarse levels fix the large-scale structure cheaply, the fine ones
   only add detail. ``scale_iterations`` gives the iterations of each level
-  (default: ``config.solver.maxiter`` at every level); ``on_level(size,
-  result)`` is called after each level; styles are resized to
-  ``style_scale`` times the level's long edge (``style_size``); other keyword
-  arguments go to ``stylize``. ``guides`` (masks) are given once, at any
-  resolution: every level resizes them to each of its layers (a level's
-  content and styles keep their aspect ratios, so the same maps fit). A level that ends ``interrupted`` (its
+  (default: ``config.solver.maxiter`` at every level; ``pyramid`` gives the
+  default pyramid); ``on_level(size, result)`` is called after each level;
+  styles are resized to ``style_scale`` times the level's long edge
+  (``style_size``); other keyword arguments go to ``stylize``. ``guides``
+  (masks) are given once, at any resolution: every level resizes them to
+  each of its layers (a level's content and styles keep their aspect
+  ratios, so the same maps fit). A level that ends ``interrupted`` (its
   ``should_stop``) ends the pyramid there.
+
+  ``on_snapshot(iteration, image)`` counts the iterations of the whole run
+  (a level's snapshots come after the earlier levels' iterations).
+  ``on_checkpoint`` gets ``RunState``s whose ``level`` and ``before``
+  (``Levels``: the finished levels' records and counts) say where the run
+  is; ``resume=`` such a state skips the finished levels and continues the
+  level it names, to the image an uninterrupted run reaches (same
+  arguments).
 
   Returns the last level's result, its ``loss_history`` the records of every
   level in order (each with a ``size`` key), ``iterations``,
@@ -614,12 +675,10 @@ def stylize_multiscale(params, content: np.ndarray,
   if len(scale_iterations) != len(scales):
     raise NSTError(f"got {len(scale_iterations)} iteration counts for "
                    f"{len(scales)} scales")
+  if resume is not None and not 0 <= resume.level < len(scales):
+    raise NSTError(f"the resumed state is at level {resume.level}, but the "
+                   f"run has {len(scales)} scales")
   content = np.asarray(content, np.float32)
-  if kwargs.get("resume") is not None or kwargs.get("on_checkpoint"):
-    raise NSTError("a multi-scale run is not checkpointed or resumed (each "
-                   "level is a run of its own): drop "
-                   f"{param('resume')}/{param('on_checkpoint')} or "
-                   f"{param('scales')}")
   check_config(config)
   for size in scales:   # refuse before any work, as stylize would per level
     shape = io.long_edge_shape(content.shape[:2], size)
@@ -628,29 +687,42 @@ def stylize_multiscale(params, content: np.ndarray,
   # Once for every level (each stylize would transform the kernels again).
   params = vgg.prepare_params(params, config.conv,
                               config.objective_spec().layers)
-  history: List[Dict[str, float]] = []
+  done = Levels() if resume is None else (resume.before or Levels())
+  first = 0 if resume is None else resume.level
   result, image = None, None
-  iterations = evaluations = 0
-  seconds = 0.0
-  for size, n in zip(scales, scale_iterations):
+  for index in range(first, len(scales)):
+    size, n = scales[index], scale_iterations[index]
     shape = io.long_edge_shape(content.shape[:2], size)
     level_content = io.resize_to(content, shape)
     level_styles = [io.resize_long_edge(np.asarray(s, np.float32),
                                         style_size(size, style_scale))
                     for s in styles]
     init = None if image is None else io.resize_to(image, shape)
+    level_kwargs = dict(kwargs)
+    if on_snapshot is not None:
+      level_kwargs["on_snapshot"] = (
+          lambda i, x, before=done.iterations: on_snapshot(before + i, x))
+    if on_checkpoint is not None:
+      level_kwargs["on_checkpoint"] = (
+          lambda s, index=index, before=done: on_checkpoint(
+              s._replace(level=index, before=before)))
+    if resume is not None and index == first:
+      level_kwargs["resume"] = resume._replace(level=0, before=None)
     result = stylize(params, level_content, level_styles,
                      config.replace(solver=dict(maxiter=n)),
-                     init_image=init, **kwargs)
+                     init_image=init, **level_kwargs)
     image = result.image
-    history += [{**r, "size": size} for r in result.loss_history]
-    iterations += result.iterations
-    evaluations += result.function_evaluations
-    seconds += result.wall_seconds
+    done = Levels(
+        list(done.history) + [{**r, "size": size}
+                              for r in result.loss_history],
+        done.iterations + result.iterations,
+        done.evaluations + result.function_evaluations,
+        done.seconds + result.wall_seconds)
     if on_level is not None:
       on_level(size, result)
     if result.status == "interrupted":
       break
-  return result._replace(loss_history=history, iterations=iterations,
-                         function_evaluations=evaluations,
-                         wall_seconds=seconds)
+  return result._replace(loss_history=list(done.history),
+                         iterations=done.iterations,
+                         function_evaluations=done.evaluations,
+                         wall_seconds=done.seconds)

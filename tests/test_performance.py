@@ -12,6 +12,7 @@ rest run on random weights of VGG-16's shapes.
 import collections
 
 import dataclasses
+import json
 import os
 import pathlib
 import subprocess
@@ -349,9 +350,15 @@ def test_stylize_command_with_scales(tmp_path, vgg16_params):
       [sys.executable, str(ROOT / "scripts" / "stylize.py"),
        f"--content={ROOT / 'examples' / 'chelsea.png'}",
        f"--style={ROOT / 'examples' / 'style_brushwork.png'}",
-       "--scales=32,48", "--scale_iterations=2,1", "--checkpoint",
+       "--size=64", "--pyramid_base=32", "--iterations=3", "--checkpoint",
        "--print_every=0", f"--output={out}"],
       capture_output=True, text=True, env=env, timeout=300)
   assert proc.returncode == 0, proc.stderr
-  assert max(io.load_image(out).shape[:2]) == 48
+  # The default pyramid: 64 px is painted over 32 and 64 px (3 + 1 its).
+  assert max(io.load_image(out).shape[:2]) == 64
+  assert "coarse to fine (32 px: 3 iterations, 64 px: 1 iterations)" in (
+      proc.stdout)
   assert "level 32 px done" in proc.stdout
+  record = json.loads(out.with_suffix(".json").read_text())
+  assert sorted({r["size"] for r in record["loss_history"]}) == [32, 64]
+  assert record["iterations"] == 4 and record["params"]["pyramid_base"] == 32

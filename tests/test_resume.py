@@ -274,10 +274,54 @@ def test_a_batch_is_not_resumed(tmp_path):
                         "batch")
 
 
-def test_multiscale_runs_are_not_checkpointed():
-  with pytest.raises(NSTError, match="multi-scale run is not checkpointed"):
-    transfer.stylize_multiscale({}, np.zeros((8, 8, 3), np.float32), [],
-                                [8, 16], on_checkpoint=print)
+def test_a_coarse_to_fine_run_resumes_at_its_level(tmp_path):
+  """States written in each level of a pyramid (through the file format)
+  continue it to the image, records and counts of a run never stopped;
+  snapshots count the iterations of the whole run."""
+  from nst_jax.commands import _resume
+  params, content, styles, config = _small_run(tmp_path)
+  scales, iterations = [24, 40], [5, 4]
+  saved, snaps = [], []
+
+  def on_checkpoint(state):
+    path = tmp_path / f"s{len(saved)}.resume.npz"
+    _resume.save(path, state, params={}, inputs={})
+    saved.append(path)
+  full = transfer.stylize_multiscale(
+      params, content, styles, scales, config, scale_iterations=iterations,
+      log_every=2, checkpoint_every=2, on_checkpoint=on_checkpoint,
+      snapshot_every=2, on_snapshot=lambda i, x: snaps.append(i))
+  assert snaps == [2, 4, 7, 9]
+  states = [_resume.load(p)[0] for p in saved]
+  # (none at a level's last iteration: the level ends there)
+  assert [(s.level, s.iteration) for s in states] == [(0, 2), (0, 4), (1, 2)]
+  assert states[0].before == transfer.Levels([], 0, 0, 0.0)
+  assert states[2].before.iterations == 5
+  for state in (states[1], states[2]):
+    resumed = transfer.stylize_multiscale(
+        params, content, styles, scales, config,
+        scale_iterations=iterations, log_every=2, resume=state)
+    np.testing.assert_array_equal(resumed.image, full.image)
+    assert resumed.iterations == full.iterations == 9
+    assert resumed.function_evaluations == full.function_evaluations
+    assert [(r["size"], r["iteration"], r["total"])
+            for r in resumed.loss_history] == [
+                (r["size"], r["iteration"], r["total"])
+                for r in full.loss_history]
+  with pytest.raises(NSTError, match="at level 1, but the run has 1 scales"):
+    transfer.stylize_multiscale(params, content, styles, [40], config,
+                                resume=states[2])
+
+
+@pytest.mark.parametrize("size, iterations, base, scales, counts", [
+    (512, 500, 256, [256, 512], [500, 100]),
+    (1024, 300, 256, [256, 512, 1024], [300, 60, 60]),
+    (1000, 10, 200, [250, 500, 1000], [10, 2, 2]),
+    (511, 500, 256, [511], [500]),
+    (2048, 500, 0, [2048], [500]),
+    (64, 1, 16, [16, 32, 64], [1, 1, 1])])
+def test_pyramid(size, iterations, base, scales, counts):
+  assert transfer.pyramid(size, iterations, base) == (scales, counts)
 
 
 @pytest.mark.slow

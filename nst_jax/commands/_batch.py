@@ -44,7 +44,7 @@ FLAGS = flags.FLAGS
 NOT_IN_BATCH = ("output", "scales", "scale_iterations", "save_every", "plot",
                 "sheet", "from_json", "resume", "style_blend_weights",
                 "evaluate", "log_every", "content_mask", "style_masks",
-                "style_colors")
+                "style_colors", "pyramid_base")
 # Recorded flags that change nothing in a result: a record that differs only
 # in them is still a finished result.
 NOT_COMPARED = ("quiet", "log_every", "output_dir")

@@ -6,15 +6,18 @@ The state of ``out/result.png`` is ``out/result.resume.npz``
 (``state_path``): the solver state (``transfer.RunState.solver``: the
 iterate, L-BFGS memory or Adam moments, counts, re-draw round) as named
 arrays, and as JSON the run's flag values, its inputs' sha256, the loss
-history, seconds and iteration. It is written atomically
-(``io.save_arrays``) after every snapshot (``--save_every``) and when
-Ctrl-C stops the run, read with ``allow_pickle=False`` (nothing in it can
-run code), restored against a freshly initialised state
-(``checkpoint.unflatten``), and removed when the run finishes.
+history, seconds and iteration (of a coarse-to-fine run: of its current
+level, with the level's index and the finished levels' ``Levels``). It is
+written atomically (``io.save_arrays``) after every snapshot
+(``--save_every``) and when Ctrl-C stops the run, read with
+``allow_pickle=False`` (nothing in it can run code), restored against a
+freshly initialised state (``checkpoint.unflatten``), and removed when the
+run finishes.
 
 A resumed run takes every flag from the record; a flag given on the command
 line must have the recorded value, except those in ``CHANGEABLE``, which do
-not change the iterates (``--iterations`` may grow: the run goes on).
+not change the iterates (``--iterations`` may grow: the run goes on; not
+in a coarse-to-fine run, whose levels' iterations it sets).
 No flags are defined here.
 """
 
@@ -55,7 +58,9 @@ def save(path: str, state: transfer.RunState, *, params: Dict[str, Any],
   io.save_arrays(path, state.solver, meta={
       "format": FORMAT, "params": params, "inputs": inputs,
       "history": state.history, "seconds": state.seconds,
-      "iteration": state.iteration}, protect=protect)
+      "iteration": state.iteration, "level": state.level,
+      "before": None if state.before is None else state.before._asdict()},
+      protect=protect)
 
 
 def load(path: str) -> tuple[transfer.RunState, Dict[str, Any]]:
@@ -70,8 +75,15 @@ def load(path: str) -> tuple[transfer.RunState, Dict[str, Any]]:
     raise NSTError(f"{path} is not a resumable state of this version of "
                    f"nst-stylize (format {meta.get('format')!r})")
   history = meta.get("history") or []
+  before = meta.get("before")
+  if before is not None:   # a coarse-to-fine run's finished levels
+    before = transfer.Levels(list(before["history"]),
+                             int(before["iterations"]),
+                             int(before["evaluations"]),
+                             float(before["seconds"]))
   return transfer.RunState(arrays, list(history), float(meta["seconds"]),
-                           int(meta["iteration"])), meta
+                           int(meta["iteration"]),
+                           int(meta.get("level") or 0), before), meta
 
 
 def _same(given: Any, recorded: Any) -> bool:
@@ -82,12 +94,15 @@ def apply_recorded(meta: Mapping[str, Any], recorded_names: Sequence[str],
                    iteration: int) -> None:
   """Sets every recorded flag the command line did not give; refuses (one
   line) a given flag whose value differs from the record's, unless it is in
-  ``CHANGEABLE``, and ``--iterations`` below the state's ``iteration``."""
+  ``CHANGEABLE``, and ``--iterations`` below the state's ``iteration`` (or,
+  in a coarse-to-fine run, other than the recorded one)."""
   values = dict(meta["params"])
   given = cli.flag_values([n for n in recorded_names
                            if n in flags.FLAGS and flags.FLAGS[n].present])
-  for name, value in given.items():
-    if name in CHANGEABLE or name in _SKIPPED or name not in values:
+  levels = meta.get("before") is not None   # coarse to fine: --iterations
+  for name, value in given.items():         # sets every level's iterations
+    if name in _SKIPPED or name not in values or (
+        name in CHANGEABLE and not (levels and name == "iterations")):
       continue
     if not _same(value, values[name]):
       raise NSTError(f"--resume continues the recorded run: --{name}="

@@ -86,6 +86,14 @@ cli.define_numbers("scales", None, "Coarse-to-fine long edges, e.g. "
 cli.define_numbers("scale_iterations", None, "Iterations of each --scales "
                    "level (default: --iterations at every level).", kind=int,
                    lower_bound=0)
+flags.DEFINE_integer(
+    "pyramid_base", transfer.PYRAMID_BASE, "Without --scales, a --size of at "
+    "least twice this long edge is painted coarse to fine, so that it keeps "
+    "the large-scale look of a small result: levels halving --size down to "
+    "this (512: 256,512; 1024: 256,512,1024), the first --iterations "
+    "iterations, each finer one "
+    f"{transfer.PYRAMID_FINE_FRACTION:.0%} of them (nst_jax.transfer.pyramid)."
+    " 0: one level at --size.", lower_bound=0)
 
 cli.define_flags("distributed")   # not recorded: a re-run joins no one
 FLAGS = flags.FLAGS
@@ -93,7 +101,7 @@ FLAGS = flags.FLAGS
 # command but the aliases.
 _RECORDED = _SHARED + ["output", "output_dir", "style_scale", "log_every", "save_every",
                        "plot", "sheet", "from_json", "scales",
-                       "scale_iterations", "evaluate"]
+                       "scale_iterations", "pyramid_base", "evaluate"]
 
 
 def _check_output(output: str, inputs) -> str:
@@ -115,8 +123,10 @@ def _check_output(output: str, inputs) -> str:
 def _reproduce() -> None:
   """Applies the parameters recorded by an earlier run (--from_json)."""
   values = cli.load_run_params(FLAGS.from_json)
-  # Records written before --size_invariant existed ran the paper's sums.
+  # Records written before --size_invariant existed ran the paper's sums,
+  # before --pyramid_base one level.
   values.setdefault("size_invariant", False)
+  values.setdefault("pyramid_base", 0)
   unknown = cli.apply_params(values, skip=("from_json", "output", "quiet"))
   if unknown:
     logging.warning("ignored recorded parameters this version does not "
@@ -192,16 +202,23 @@ def main(argv):
                       else list(FLAGS.scale_iterations))
   if scale_iterations is not None and scales is None:
     raise NSTError("--scale_iterations needs --scales")
+  if scales is None:   # the default pyramid (one level below 2·base)
+    scales, scale_iterations = transfer.pyramid(FLAGS.size, FLAGS.iterations,
+                                                FLAGS.pyramid_base)
+    if len(scales) == 1:
+      scales = scale_iterations = None
   size = scales[-1] if scales else FLAGS.size
   if not FLAGS.content or not FLAGS.style:
     raise NSTError("--content and --style are required")
   inputs = [FLAGS.content, *FLAGS.style, *_mask_files()]
   record_path = _check_output(FLAGS.output, inputs)
   if resumed is not None:
-    if scales:
-      raise NSTError("--resume does not continue a --scales run (each level "
-                     "is a run of its own)")
     _resume.check_inputs(resumed_meta, inputs)
+    if (resumed.before is not None) != bool(scales):
+      kind = lambda levels: "coarse-to-fine" if levels else "one-level"
+      raise NSTError(f"--resume: {FLAGS.resume} is the state of a "
+                     f"{kind(resumed.before is not None)} run, the flags now "
+                     f"describe a {kind(scales)} one")
   config = cli.transfer_config()
   if FLAGS.style_weight is None:   # recorded as the β the run used
     FLAGS.style_weight = (config.weights.style,)
@@ -235,8 +252,15 @@ def main(argv):
   h, w = content.shape[:2]
   if defaults_message:
     say(defaults_message)
-  say(f"nst_jax: {w}x{h}, {FLAGS.network}, {FLAGS.optimizer}, "
-      f"{FLAGS.iterations} iterations on {cli.device_description()}")
+  if scales:
+    levels = zip(scales, scale_iterations or [FLAGS.iterations] * len(scales))
+    say(f"nst_jax: {w}x{h} coarse to fine ("
+        + ", ".join(f"{s} px: {n} iterations" for s, n in levels)
+        + f"), {FLAGS.network}, {FLAGS.optimizer} on "
+        f"{cli.device_description()}")
+  else:
+    say(f"nst_jax: {w}x{h}, {FLAGS.network}, {FLAGS.optimizer}, "
+        f"{FLAGS.iterations} iterations on {cli.device_description()}")
   say(transfer.tiling_message(config, shape))
   if config.objective_spec().same_size:
     logging.info("--style_stat=%s compares feature maps position by position: "
@@ -259,7 +283,8 @@ def main(argv):
                  inputs=digests, protect=inputs)
     logging.info("wrote %s at iteration %d", state_file, state.iteration)
 
-  bars, levels_done = [], []
+  bars = []
+  levels_done = list(scales[:resumed.level]) if scales and resumed else []
   def on_progress(p):
     if not bars:
       label = f"{scales[len(levels_done)]} px" if scales else ""
@@ -271,7 +296,9 @@ def main(argv):
   run = dict(log_every=FLAGS.log_every, snapshot_every=FLAGS.save_every,
              on_snapshot=on_snapshot,
              on_progress=None if FLAGS.quiet else on_progress,
-             should_stop=stopper.stop_requested, guides=guides)
+             should_stop=stopper.stop_requested, guides=guides,
+             checkpoint_every=FLAGS.save_every, on_checkpoint=on_checkpoint,
+             resume=resumed)
   with stopper:
     try:
       if scales:
@@ -287,10 +314,7 @@ def main(argv):
             scale_iterations=scale_iterations, style_scale=FLAGS.style_scale,
             on_level=on_level, **run)
       else:
-        result = transfer.stylize(params, content, styles, config,
-                                  checkpoint_every=FLAGS.save_every,
-                                  on_checkpoint=on_checkpoint,
-                                  resume=resumed, **run)
+        result = transfer.stylize(params, content, styles, config, **run)
     finally:
       for bar in bars:
         bar.close()
@@ -345,11 +369,9 @@ def main(argv):
       f"evaluations ({record['evaluations_per_iteration']:.2f}/iteration), "
       f"{result.wall_seconds:.1f} s, final loss {last['total']:.4g}")
   if interrupted:
-    if not scales:
-      say(f"continue with: nst-stylize --resume={record_path}")
+    say(f"continue with: nst-stylize --resume={record_path}")
     sys.exit(130)
-  if not scales:
-    _resume.remove(state_file)
+  _resume.remove(state_file)
 
 
 def run():
