@@ -165,3 +165,28 @@ def tiny_vgg16_params(seed=0):
         "bias": jnp.asarray(rng.normal(size=shapes["bias"]) * 0.1, jnp.float32),
     }
   return params
+
+
+def random_image(h, w, seed):
+  """``(h, w, 3)`` float32 uniform in [0, 1), seeded."""
+  return jnp.asarray(np.random.default_rng(seed).uniform(size=(h, w, 3)),
+                     jnp.float32)
+
+
+def relative_error(a, b):
+  """‖a − b‖ / ‖b‖ (flattened)."""
+  return float(jnp.linalg.norm((a - b).ravel()) / jnp.linalg.norm(b.ravel()))
+
+
+def run_on_virtual_devices(code: str, count: int = 4) -> None:
+  """Runs ``code`` in a fresh Python on ``count`` virtual CPU devices (its
+  first argument: this tests directory, to import ``conftest``) and asserts
+  that it exits 0 having printed ``ok`` last."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
+  here = os.path.dirname(os.path.abspath(__file__))
+  out = subprocess.run([sys.executable, "-c", code, here], env=env,
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
+      out.stdout + out.stderr[-3000:])

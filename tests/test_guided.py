@@ -13,6 +13,7 @@ from nst_jax import representations
 from nst_jax import statistics
 from nst_jax.errors import NSTError
 from conftest import tiny_vgg16_params
+from conftest import random_image as _img
 
 LAYERS = ("relu1_1", "relu2_1")
 
@@ -20,11 +21,6 @@ LAYERS = ("relu1_1", "relu2_1")
 @pytest.fixture(scope="module")
 def params():
   return tiny_vgg16_params()
-
-
-def _img(h, w, seed):
-  return jnp.asarray(np.random.default_rng(seed).uniform(size=(h, w, 3)),
-                     jnp.float32)
 
 
 def _spec(style):

@@ -20,6 +20,7 @@ from nst_jax import statistics
 from nst_jax import vgg
 from nst_jax.errors import NSTError
 from conftest import tiny_vgg16_params, tol
+from conftest import random_image as _img
 
 SPEC = objective.Spec(content_layers=("relu2_2",),
                       style_layers=("relu1_1", "relu2_1", "relu3_1"),
@@ -29,11 +30,6 @@ SPEC = objective.Spec(content_layers=("relu2_2",),
 @pytest.fixture(scope="module")
 def params():
   return tiny_vgg16_params()
-
-
-def _img(h, w, seed):
-  return jnp.asarray(np.random.default_rng(seed).uniform(size=(h, w, 3)),
-                     jnp.float32)
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,8 @@ margin, alignment, border mask or ownership shows up as a difference far
 above float32 rounding.
 """
 
-import os
-import subprocess
-import sys
 
 import jax
-import jax.numpy as jnp
 import scripting
 import numpy as np
 import pytest
@@ -23,6 +19,8 @@ from nst_jax import tiling
 from nst_jax import transfer
 from nst_jax.errors import NSTError
 from conftest import tiny_vgg16_params
+from conftest import random_image as _img, relative_error as _rel
+from conftest import run_on_virtual_devices
 
 DEEP = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 SHALLOW = ("relu1_1", "relu2_1", "relu3_1")
@@ -31,16 +29,6 @@ SHALLOW = ("relu1_1", "relu2_1", "relu3_1")
 @pytest.fixture(scope="module")
 def params():
   return tiny_vgg16_params()
-
-
-def _img(h, w, seed):
-  return jnp.asarray(np.random.default_rng(seed).uniform(size=(h, w, 3)),
-                     jnp.float32)
-
-
-def _rel(a, b):
-  """‖a − b‖ / ‖b‖."""
-  return float(jnp.linalg.norm((a - b).ravel()) / jnp.linalg.norm(b.ravel()))
 
 
 def test_geometry_of_vgg16():
@@ -159,7 +147,6 @@ def test_tile_size_values_and_auto():
 
 
 _SHARDED = r"""
-import sys
 sys.path.insert(0, sys.argv[1])
 import jax, jax.numpy as jnp, numpy as np
 from nst_jax import objective, tiling, transfer
@@ -202,13 +189,7 @@ print("ok")
 
 
 def test_rows_sharded_over_four_devices_equal_one():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
-  here = os.path.dirname(os.path.abspath(__file__))
-  out = subprocess.run([sys.executable, "-c", _SHARDED, here], env=env,
-                       capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
-      out.stdout + out.stderr[-3000:])
+  run_on_virtual_devices(_SHARDED)
 
 
 def test_image_devices_values():

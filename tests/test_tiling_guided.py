@@ -10,9 +10,6 @@ the image's edge show up far above float32 rounding.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +25,8 @@ from nst_jax import tiling
 from nst_jax import transfer
 from nst_jax.errors import NSTError
 from conftest import require_file, tiny_vgg16_params
+from conftest import random_image as _img, relative_error as _rel
+from conftest import run_on_virtual_devices
 import scripting
 
 SHALLOW = ("relu1_1", "relu2_1", "relu3_1")
@@ -37,16 +36,6 @@ RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
 @pytest.fixture(scope="module")
 def params():
   return tiny_vgg16_params()
-
-
-def _img(h, w, seed):
-  return jnp.asarray(np.random.default_rng(seed).uniform(size=(h, w, 3)),
-                     jnp.float32)
-
-
-def _rel(a, b):
-  """‖a − b‖ / ‖b‖."""
-  return float(jnp.linalg.norm((a - b).ravel()) / jnp.linalg.norm(b.ravel()))
 
 
 def _mask_guides(h, w, styles):
@@ -203,7 +192,6 @@ def test_guided_style_statistics_need_maps_in_tiles(params):
 
 
 _SHARDED = r"""
-import sys
 sys.path.insert(0, sys.argv[1])
 import jax, jax.numpy as jnp, numpy as np
 from nst_jax import guided, objective, tiling, transfer
@@ -241,13 +229,7 @@ def test_guided_tiles_sharded_over_four_devices_equal_one():
   """--image_devices with masks: 4 tiles at a time, one per virtual CPU
   device (a subprocess), the same loss and gradient as one device
   untiled."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
-  here = os.path.dirname(os.path.abspath(__file__))
-  out = subprocess.run([sys.executable, "-c", _SHARDED, here], env=env,
-                       capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
-      out.stdout + out.stderr[-3000:])
+  run_on_virtual_devices(_SHARDED)
 
 
 def test_stylize_command_with_masks_in_tiles(tmp_path, shared_images):
