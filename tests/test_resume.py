@@ -319,7 +319,8 @@ def test_a_coarse_to_fine_run_resumes_at_its_level(tmp_path):
     (1000, 10, 200, [250, 500, 1000], [10, 2, 2]),
     (511, 500, 256, [511], [500]),
     (2048, 500, 0, [2048], [500]),
-    (64, 1, 16, [16, 32, 64], [1, 1, 1])])
+    (64, 1, 16, [16, 32, 64], [1, 1, 1]),
+    (64, 0, 16, [16, 32, 64], [0, 0, 0])])
 def test_pyramid(size, iterations, base, scales, counts):
   assert transfer.pyramid(size, iterations, base) == (scales, counts)
 
