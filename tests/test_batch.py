@@ -202,6 +202,8 @@ def test_command_writes_resumes_and_fails_alone(tmp_path, vgg16_params):
     record = json.loads((out / f"{name}.json").read_text())
     assert record["params"]["output_dir"] is None
     assert record["params"]["style"] == [str(STYLE)]
+    # One level at --size: --from_json of the record must not paint a pyramid.
+    assert record["params"]["pyramid_base"] == 0
     assert record["iterations"] == 3
   summary = json.loads((out / "batch.json").read_text())
   assert summary["done"] == 2 and summary["skipped"] == 0
@@ -224,6 +226,11 @@ def test_command_writes_resumes_and_fails_alone(tmp_path, vgg16_params):
   record = json.loads(record_path.read_text())
   record["params"]["iterations"] = 2
   record_path.write_text(json.dumps(record))
+  # A record written before --pyramid_base (no such key) is still finished.
+  older = out / f"{names[1]}.json"
+  record = json.loads(older.read_text())
+  del record["params"]["pyramid_base"]
+  older.write_text(json.dumps(record))
   third = scripting.run("stylize.py", *args)
   scripting.assert_one_line_error(third, "broken.jpg")
   assert "1 images to make (1 finished before" in third.stdout, third.stdout

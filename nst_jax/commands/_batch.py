@@ -46,8 +46,10 @@ NOT_IN_BATCH = ("output", "scales", "scale_iterations", "save_every", "plot",
                 "evaluate", "log_every", "content_mask", "style_masks",
                 "style_colors", "pyramid_base")
 # Recorded flags that change nothing in a result: a record that differs only
-# in them is still a finished result.
-NOT_COMPARED = ("quiet", "log_every", "output_dir")
+# in them is still a finished result (a batch paints one level whatever
+# --pyramid_base says; its records say 0, those written before said 256 or
+# nothing).
+NOT_COMPARED = ("quiet", "log_every", "output_dir", "pyramid_base")
 
 
 def names_several(content: str) -> bool:
@@ -84,8 +86,11 @@ def _cell_params(base: Dict, job: batch.Job, content: str, style: str,
   """The flag values of the single nst-stylize run that makes ``job``."""
   cell = job.cell
   layer_weights = cell["style_layer_weights"]
+  # pyramid_base 0: the batch paints one level at --size, and --from_json of
+  # this record must too.
   return {**base, "content": content, "style": [style], "output": output,
-          "output_dir": None, "content_weight": cell["content_weight"],
+          "output_dir": None, "pyramid_base": 0,
+          "content_weight": cell["content_weight"],
           "style_weight": cell["style_weight"],
           "tv_weight": cell["tv_weight"], "seed": cell["seed"],
           "style_layers": list(cell["style_layer_sets"]),
