@@ -313,6 +313,44 @@ def test_a_coarse_to_fine_run_resumes_at_its_level(tmp_path):
                                 resume=states[2])
 
 
+@pytest.mark.slow
+def test_a_killed_coarse_to_fine_command_resumes_at_its_level(vgg16_params,
+                                                             tmp_path):
+  """nst-stylize --resume of a --scales run killed in its second level,
+  whose --scale_iterations exceed --iterations: the run goes on (it was
+  refused as "below the iterations done"), and the record counts the
+  iteration it resumed at over the whole run, as its "iterations"."""
+  del vgg16_params   # the command loads the real weights itself
+  out = tmp_path / "c2f.png"
+  state = tmp_path / "c2f.resume.npz"
+  proc = _stylize("--scales=24,48", "--scale_iterations=2,40",
+                  "--iterations=3", "--save_every=5", "--quiet",
+                  f"--output={out}")
+  try:   # no state in level 0 (2 iterations): the first is level 1's 5th
+    deadline = time.monotonic() + 300
+    while not state.exists():
+      assert proc.poll() is None, proc.communicate()[1][-3000:]
+      assert time.monotonic() < deadline, "no state written"
+      time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  meta = io.load_arrays(state)[1]
+  assert meta["level"] == 1 and meta["before"]["iterations"] == 2
+  reached = meta["iteration"]
+  assert 5 <= reached < 40 and reached % 5 == 0
+  _finish(_stylize("--resume", tmp_path / "c2f.json"))
+  record = json.loads((tmp_path / "c2f.json").read_text())
+  assert record["iterations"] == 42 and record["stop_reason"] != "interrupted"
+  assert record["resumed_at_iteration"] == 2 + reached
+  assert [r["size"] for r in record["loss_history"]][::len(
+      record["loss_history"]) - 1] == [24, 48]
+  assert io.load_image(out).shape[:2] == (32, 48)
+  assert not state.exists()
+
+
 @pytest.mark.parametrize("size, iterations, base, scales, counts", [
     (512, 500, 256, [256, 512], [500, 100]),
     (1024, 300, 256, [256, 512, 1024], [300, 60, 60]),

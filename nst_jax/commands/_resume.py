@@ -110,7 +110,10 @@ def apply_recorded(meta: Mapping[str, Any], recorded_names: Sequence[str],
                      f"{value!r} differs from its {values[name]!r} (drop "
                      "the flag, or start a new run)")
   cli.apply_params(values, skip=_SKIPPED)
-  if flags.FLAGS.iterations is not None and flags.FLAGS.iterations < iteration:
+  # (A coarse-to-fine state's iteration is its level's, which --iterations
+  # need not bound: --scale_iterations may give a level more.)
+  if not levels and flags.FLAGS.iterations is not None and (
+      flags.FLAGS.iterations < iteration):
     raise NSTError(f"--iterations={flags.FLAGS.iterations} is below the "
                    f"{iteration} iterations the resumed run has done")
 

@@ -336,8 +336,9 @@ def main(argv):
       "device": cli.device_description(),
       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
   }
-  if resumed is not None:
-    record["resumed_at_iteration"] = resumed.iteration
+  if resumed is not None:   # counted like "iterations": over the whole run
+    record["resumed_at_iteration"] = resumed.iteration + (
+        resumed.before.iterations if resumed.before is not None else 0)
   io.save_image(FLAGS.output, result.image,
                 metadata={"nst_jax": cli.params_json(values)}, protect=inputs)
   if FLAGS.evaluate:
