@@ -17,8 +17,9 @@ memory of one tile, from two passes over equal windows of the image:
    give every term of the objective (``objective.loss_terms``'s formula);
 2. the derivative of the loss with respect to each layer's sums is formed
    once (ordinary reverse mode from the terms), and each window is run again
-   and back-propagated with it (``jax.vjp``); the windows' image gradients
-   are added into the whole image's.
+   and back-propagated with it (``jax.vjp``) — but the last group of
+   windows, whose pass-1 activations are kept for it; the windows' image
+   gradients are added into the whole image's.
 
 Guided statistics weigh positions by the optimised image's guides
 (Gatys et al. 2017 §4: ``G_k = Σ_p g_k F Fᵀ / Σ_p g_k``, a quotient of two
