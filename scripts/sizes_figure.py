@@ -34,11 +34,13 @@ from nst_jax import vgg
 from nst_jax.errors import NSTError
 
 cli.define_flags("content", "style")
-_SIZES = flags.DEFINE_list("sizes", ["256", "512", "1024"], "Long edges.")
+cli.define_numbers("sizes", (256, 512, 1024), "Long edges.", kind=int,
+                   lower_bound=1)
 _ITERATIONS = flags.DEFINE_integer("iterations", 500, "--iterations of each "
-                                   "run (the pyramid's first level).")
+                                   "run (the pyramid's first level).",
+                                   lower_bound=0)
 _BASE = flags.DEFINE_integer("pyramid_base", transfer.PYRAMID_BASE,
-                             "As nst-stylize's.")
+                             "As nst-stylize's.", lower_bound=0)
 _PYRAMID = flags.DEFINE_bool("pyramid", True, "The command's default; "
                              "--nopyramid: each size at one level.")
 _SCORE = flags.DEFINE_integer("score_size", metrics.SCORE_SIZE,
@@ -64,7 +66,9 @@ def main(argv):
   del argv
   if not flags.FLAGS.content or not flags.FLAGS.style:
     raise NSTError("--content and --style are required")
-  sizes = sorted(int(s) for s in _SIZES.value)
+  sizes = sorted(set(flags.FLAGS.sizes))
+  if _PYRAMID.value:   # refused before anything is read or written
+    scales, counts = check_nested(sizes, _ITERATIONS.value, _BASE.value)
   content = io.load_image(flags.FLAGS.content)
   style = io.load_image(flags.FLAGS.style[0])
   stem = lambda p: os.path.splitext(os.path.basename(p))[0]
@@ -78,11 +82,9 @@ def main(argv):
   seconds = {}
   todo = [s for s in sizes if not os.path.exists(path(s))]
   if todo and _PYRAMID.value:
-    scales, counts = check_nested(sizes, _ITERATIONS.value, _BASE.value)
-
     def on_level(size, result):
       seconds[size] = result.wall_seconds
-      if size in sizes:
+      if size in todo:   # a finished result is kept as it is
         io.save_image(path(size), result.image)
         print(f"{size} px: {result.wall_seconds:.1f} s", flush=True)
     transfer.stylize_multiscale(params, content, [style], scales, config,

@@ -181,3 +181,14 @@ def test_benchmark_grid_bad_input(weights):
   proc = run("benchmark_grid.py", "--cells=5", "--size=32",
              f"--content={CONTENT}", f"--style={STYLE}")
   assert_one_line_error(proc, "cells", "multiple of 4")
+
+
+@pytest.mark.parametrize("sizes, fragments", [
+    ("abc", ("--sizes=abc", "integers")),
+    ("48,64", ("pyramid of 48 px ([48])", "start of 64 px's ([32, 64])"))])
+def test_sizes_figure_bad_input(tmp_path, sizes, fragments):
+  out = tmp_path / "sizes"
+  proc = run("sizes_figure.py", f"--content={CONTENT}", f"--style={STYLE}",
+             f"--sizes={sizes}", "--pyramid_base=32", f"--output_dir={out}")
+  assert_one_line_error(proc, *fragments)
+  assert not out.exists()   # refused before anything is written
