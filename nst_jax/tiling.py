@@ -61,6 +61,9 @@ from nst_jax import representations
 from nst_jax import vgg
 from nst_jax.errors import NSTError, param
 
+# Whether pass 2 reuses the last group's pass-1 activations (one window's
+# forward less per evaluation) instead of running it again.
+REUSE_LAST = True
 # Tile interiors ``choose_tile_size`` tries, largest first.
 AUTO_TILE_SIZES = (4096, 2048, 1024, 512, 256)
 
@@ -262,7 +265,8 @@ def _tile_function(network: str, spec: objective.Spec, p: Plan):
 
 
 @functools.lru_cache(maxsize=None)
-def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
+def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None,
+                   reuse_last: bool = True):
   """``sums(image, params, content_targets, maps)``: pass 1 over the tiles
   (as a ``lax.scan`` over windows of one shape: one tile program), with pass
   2 as its backward rule. ``maps`` ``{layer: pytree of (..., H_l, W_l)}``
@@ -352,9 +356,9 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
 
   # Every group but the last is scanned; the last one is run apart, so that
   # the backward pass can reuse its forward activations (``jax.vjp`` in
-  # ``fwd``) instead of running it again: one window's forward less per
-  # evaluation, the same peak memory (the saved activations are one group's,
-  # and pass 2 uses them before it scans the other groups).
+  # ``fwd``; ``reuse_last``) instead of running it again: one window's
+  # forward less per evaluation. XLA's temporary memory is not always the
+  # same for it (more with 2 windows, less with 4: docs/benchmarks.md).
   head = (grouped[0][:-1], grouped[1][:-1])
   last = (grouped[0][-1], grouped[1][-1])
 
@@ -393,7 +397,8 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
     return forward(image, params, content, maps, keep_last=False)[0]
 
   def fwd(image, params, content, maps):
-    total, pullback = forward(image, params, content, maps, keep_last=True)
+    total, pullback = forward(image, params, content, maps,
+                              keep_last=reuse_last)
     return total, (image, params, content, maps, pullback)
 
   def bwd(residuals, cotangent):
@@ -438,9 +443,13 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
                                    (canvas, params, padded))
     # The last group from its saved activations first (freeing them), then
     # the others again forward and backward.
-    carry = add(zeros, last[0], *pullback(cotangent))
-    (grad_canvas, grad_params, grad_content), _ = jax.lax.scan(
-        body, carry, head)
+    if reuse_last:
+      carry = add(zeros, last[0], *pullback(cotangent))
+      (grad_canvas, grad_params, grad_content), _ = jax.lax.scan(
+          body, carry, head)
+    else:
+      (grad_canvas, grad_params, grad_content), _ = jax.lax.scan(
+          body, zeros, grouped)
     h, w = p.shape
     grad_content = {l: g[:content[l].shape[0], :content[l].shape[1]]
                     for l, g in grad_content.items()}
@@ -462,7 +471,7 @@ def loss_terms(params, image: jax.Array, targets: objective.Targets,
   if tuple(image.shape[:2]) != p.shape:
     raise NSTError(f"the tile plan is for a {p.shape[1]}x{p.shape[0]} image, "
                    f"got {image.shape[1]}x{image.shape[0]}")
-  sums_of, extents = _sums_function(network, spec, p, mesh)
+  sums_of, extents = _sums_function(network, spec, p, mesh, REUSE_LAST)
   maps = {}
   for layer, rep in spec.style_by_layer():
     m = representations.position_maps_of(rep, targets.style[layer])

@@ -49,20 +49,32 @@ FLAGS = flags.FLAGS
 
 
 def overhead(config, params, content, style, shape):
-  """Median seconds of one value-and-gradient, untiled and tiled, measured
-  alternately in this process (their ratio is the tiling's overhead)."""
+  """Median seconds and XLA temporary bytes of one value-and-gradient,
+  untiled and tiled — with pass 2 running every window again and with it
+  reusing the last group's pass-1 activations (``tiling.REUSE_LAST``) —
+  measured alternately in this process (the ratios are the tiling's
+  overhead)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from nst_jax import tiling  # pylint: disable=g-import-not-at-top
   spec = config.objective_spec()
   params = vgg.prepare_params(params, config.conv, spec.layers)
   targets = transfer.style_targets(params, content, [style], config)
   weights = config.weights.arrays(spec)
   x = jax.numpy.asarray(content)
-  programs = {}
-  for name, tile in (("untiled", 0), ("tiled", config.tile_size)):
+  programs, temp = {}, {}
+  default = tiling.REUSE_LAST
+  for name, tile, reuse in (("untiled", 0, default),
+                            ("tiled_rerun", config.tile_size, False),
+                            ("tiled_reuse", config.tile_size, True)):
+    tiling.REUSE_LAST = reuse   # read when the objective is traced
     fun, _ = transfer.objective_for(config.replace(tile_size=tile), shape)
-    programs[name] = jax.jit(jax.value_and_grad(fun, has_aux=True))
-    jax.block_until_ready(programs[name](x, params, targets, weights))
+    compiled = jax.jit(jax.value_and_grad(fun, has_aux=True)).lower(
+        x, params, targets, weights).compile()
+    temp[name] = compiled.memory_analysis().temp_size_in_bytes
+    programs[name] = compiled
+    jax.block_until_ready(compiled(x, params, targets, weights))
+  tiling.REUSE_LAST = default
   times = {n: [] for n in programs}
   for _ in range(FLAGS.repeats):
     for name, program in programs.items():
@@ -70,9 +82,13 @@ def overhead(config, params, content, style, shape):
       jax.block_until_ready(program(x, params, targets, weights))
       times[name].append(time.perf_counter() - start)
   med = {n: float(np.median(t)) for n, t in times.items()}
-  return {"untiled_seconds": round(med["untiled"], 3),
-          "tiled_seconds": round(med["tiled"], 3),
-          "ratio": round(med["tiled"] / med["untiled"], 3)}
+  out = {}
+  for name in programs:
+    out[f"{name}_seconds"] = round(med[name], 3)
+    out[f"{name}_temp_gib"] = round(temp[name] / 2**30, 3)
+    if name != "untiled":
+      out[f"{name}_ratio"] = round(med[name] / med["untiled"], 3)
+  return out
 
 
 def buffers(config, params, content_shape):

@@ -90,6 +90,29 @@ def test_tiled_equals_untiled(params, rep, layers, content):
   assert abs(float(t2["total"] - v0)) <= 1e-4 * abs(float(v0))
 
 
+def test_pass_2_rerunning_or_reusing_the_last_group_agree(params,
+                                                          monkeypatch):
+  """``tiling.REUSE_LAST`` off (pass 2 runs every window again) and on (the
+  last group's pass-1 activations are reused): the same value and gradient
+  as untiled."""
+  spec = objective.Spec(("relu2_2",), SHALLOW, pooling="max")
+  targets = objective.make_targets(params, _img(56, 48, 1), [_img(40, 40, 2)],
+                                   spec)
+  weights = objective.make_weights(spec, content_weight=1.0, style_weight=1e3,
+                                   tv_weight=1.0)
+  p = tiling.plan("vgg16", spec.layers, (56, 48), 16)
+  x = _img(56, 48, 4)
+  grad = lambda f: jax.jit(jax.value_and_grad(f, has_aux=True))(
+      x, params, targets, weights)
+  (v0, _), g0 = grad(objective.objective_function(spec))
+  for reuse in (False, True):
+    monkeypatch.setattr(tiling, "REUSE_LAST", reuse)
+    tiling.objective_function.cache_clear()
+    (v1, _), g1 = grad(tiling.objective_function(spec, p))
+    assert abs(float(v1 - v0)) <= 1e-4 * abs(float(v0)), reuse
+    assert _rel(g1, g0) < 1e-4, reuse
+
+
 def test_lbfgs_tiled_matches_untiled(params):
   spec = objective.Spec(("relu2_2",), SHALLOW, pooling="avg")
   config = transfer.TransferConfig(
