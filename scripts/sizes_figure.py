@@ -13,7 +13,7 @@ comparison)::
   python scripts/sizes_figure.py --content=../shared/images/tubingen.jpg \\
       --style=../shared/images/the_scream.jpg --sizes=256,512,1024 \\
       --iterations=500 --output_dir=out/sizes \\
-      --figure=docs/images/calibration/sizes.png
+      --figure=docs/images/calibration/sizes_scream.jpg
 
 Writes ``<output_dir>/<pair>_<size>.png`` (a finished one is scored, not run
 again), ``sizes.json`` and the figure. Bad input: one line, exit 1.
@@ -115,12 +115,28 @@ def main(argv):
                 "score_size": _SCORE.value, "runs": rows})
   if _FIGURE.value:
     labels = ["content"] + [
-        f"{r['size']} px: SWD {r['scored_at'][str(_SCORE.value)]['swd']:.3f}"
+        f"{r['size']} px - style SWD "
+        f"{r['scored_at'][str(_SCORE.value)]['swd']:.3f}"
         for r in rows]
-    io.save_image(_FIGURE.value, figures.side_by_side(
+    save_figure(_FIGURE.value, figures.side_by_side(
         [io.resize_long_edge(content, 512)] + [np.asarray(im)
                                                for im in images],
         labels, height=300))
+
+
+def save_figure(path: str, image) -> None:
+  """A PNG (``io.save_image``), or for a ``.jpg`` path a JPEG of quality 88
+  (a photo-like figure for the README at a fifth of the PNG's bytes),
+  written to a temporary file and renamed."""
+  if not path.lower().endswith((".jpg", ".jpeg")):
+    io.save_image(path, image)
+    return
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  pixels = np.round(np.clip(np.asarray(image), 0, 1) * 255).astype(np.uint8)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  Image.fromarray(pixels).save(path + ".tmp", format="JPEG", quality=88,
+                               optimize=True)
+  os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":
