@@ -606,18 +606,16 @@ def pyramid(size: int, iterations: int, base: int = PYRAMID_BASE
   output long edge ``size`` and ``iterations``: ``size`` halved while the
   half is at least ``base`` (512 → 256, 512; 1000 → 250, 500, 1000 with
   ``base=200``), the coarsest level ``iterations`` and each finer one
-  ``PYRAMID_FINE_FRACTION`` of them (at least 1 when ``iterations`` is): a
-  finer level starts from the upsampled result and only adds detail.
-  ``base`` 0, or ``size`` below ``2·base``, gives one level: ``([size],
-  [iterations])``."""
+  ``PYRAMID_FINE_FRACTION`` of them (at least 1): a finer level starts from the upsampled result and only adds detail.
+  ``base`` 0, ``size`` below ``2·base`` or no iterations give one level:
+  ``([size], [iterations])``."""
   size, iterations, base = int(size), int(iterations), int(base)
   if size < 1 or base < 0:
     raise NSTError(f"pyramid: size {size} and base {base} must be positive")
   scales = [size]
-  while base > 0 and scales[0] // 2 >= base:
+  while base > 0 and iterations > 0 and scales[0] // 2 >= base:
     scales.insert(0, scales[0] // 2)
-  fine = max(min(iterations, 1),
-             int(round(iterations * PYRAMID_FINE_FRACTION)))
+  fine = max(1, int(round(iterations * PYRAMID_FINE_FRACTION)))
   return scales, [iterations] + [fine] * (len(scales) - 1)
 
 

@@ -358,7 +358,7 @@ def test_a_killed_coarse_to_fine_command_resumes_at_its_level(vgg16_params,
     (511, 500, 256, [511], [500]),
     (2048, 500, 0, [2048], [500]),
     (64, 1, 16, [16, 32, 64], [1, 1, 1]),
-    (64, 0, 16, [16, 32, 64], [0, 0, 0])])
+    (64, 0, 16, [64], [0])])
 def test_pyramid(size, iterations, base, scales, counts):
   assert transfer.pyramid(size, iterations, base) == (scales, counts)
 
@@ -377,3 +377,14 @@ def test_a_state_that_cannot_be_written_ends_the_command_in_one_line(
   assert len(lines) == 1 and "out.resume.npz: it is a directory" in lines[0]
   assert io.load_image(tmp_path / "out_0003.png").shape[1] == 48  # intact
   assert not (tmp_path / "out.png").exists()
+
+
+def test_an_incomplete_coarse_to_fine_state_is_refused_in_one_line(tmp_path):
+  from nst_jax.commands import _resume
+  path = tmp_path / "x.resume.npz"
+  io.save_arrays(path, {}, meta={"format": 1, "params": {}, "seconds": 0.0,
+                                 "iteration": 3, "level": 1,
+                                 "before": {"history": []}})
+  with pytest.raises(NSTError, match="not a complete resumable state.*"
+                     "iterations"):
+    _resume.load(str(path))

@@ -76,14 +76,18 @@ def load(path: str) -> tuple[transfer.RunState, Dict[str, Any]]:
                    f"nst-stylize (format {meta.get('format')!r})")
   history = meta.get("history") or []
   before = meta.get("before")
-  if before is not None:   # a coarse-to-fine run's finished levels
-    before = transfer.Levels(list(before["history"]),
-                             int(before["iterations"]),
-                             int(before["evaluations"]),
-                             float(before["seconds"]))
-  return transfer.RunState(arrays, list(history), float(meta["seconds"]),
-                           int(meta["iteration"]),
-                           int(meta.get("level") or 0), before), meta
+  try:
+    if before is not None:   # a coarse-to-fine run's finished levels
+      before = transfer.Levels(list(before["history"]),
+                               int(before["iterations"]),
+                               int(before["evaluations"]),
+                               float(before["seconds"]))
+    return transfer.RunState(arrays, list(history), float(meta["seconds"]),
+                             int(meta["iteration"]),
+                             int(meta.get("level") or 0), before), meta
+  except (KeyError, TypeError, ValueError) as e:
+    raise NSTError(f"{path} is not a complete resumable state (bad or "
+                   f"missing field: {e})") from None
 
 
 def _same(given: Any, recorded: Any) -> bool:
