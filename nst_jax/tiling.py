@@ -17,9 +17,9 @@ memory of one tile, from two passes over equal windows of the image:
    give every term of the objective (``objective.loss_terms``'s formula);
 2. the derivative of the loss with respect to each layer's sums is formed
    once (ordinary reverse mode from the terms), and each window is run again
-   and back-propagated with it (``jax.vjp``) — but the last group of
-   windows, whose pass-1 activations are kept for it; the windows' image
-   gradients are added into the whole image's.
+   and back-propagated with it (``jax.vjp``; with ``REUSE_LAST`` the last
+   group of windows keeps its pass-1 activations instead); the windows'
+   image gradients are added into the whole image's.
 
 Guided statistics weigh positions by the optimised image's guides
 (Gatys et al. 2017 §4: ``G_k = Σ_p g_k F Fᵀ / Σ_p g_k``, a quotient of two
@@ -62,8 +62,12 @@ from nst_jax import vgg
 from nst_jax.errors import NSTError, param
 
 # Whether pass 2 reuses the last group's pass-1 activations (one window's
-# forward less per evaluation) instead of running it again.
-REUSE_LAST = True
+# forward less per evaluation) instead of running it again. Off: measured at
+# 1024×768 in 2 windows (docs/benchmarks.md, "Tiled objective") it is 1.29×
+# the untiled time instead of 1.81×, but XLA then holds more temporary
+# memory than untiled (1.91 GiB against 1.69; 1.23 rerunning), and memory
+# is what tiles are for; with many windows it saves 1/n of the time.
+REUSE_LAST = False
 # Tile interiors ``choose_tile_size`` tries, largest first.
 AUTO_TILE_SIZES = (4096, 2048, 1024, 512, 256)
 
@@ -357,8 +361,7 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None,
   # Every group but the last is scanned; the last one is run apart, so that
   # the backward pass can reuse its forward activations (``jax.vjp`` in
   # ``fwd``; ``reuse_last``) instead of running it again: one window's
-  # forward less per evaluation. XLA's temporary memory is not always the
-  # same for it (more with 2 windows, less with 4: docs/benchmarks.md).
+  # forward less per evaluation (``REUSE_LAST``, off: it costs memory).
   head = (grouped[0][:-1], grouped[1][:-1])
   last = (grouped[0][-1], grouped[1][-1])
 
