@@ -314,15 +314,16 @@ def _setup(size, params, content_full, style_full):
 
 def _torch_objective(params, content, style, config, spec, weights, device):
   """``torch_reference``'s objective equal to nst_jax's for ``spec``: it
-  writes the paper's sums, so α and γ are divided by
-  ``objective.size_scale`` (the pixel count when ``spec.size_invariant``)."""
-  unscale = 1.0 / objective.size_scale(spec, content.shape)
+  writes the paper's sums, so α and γ are multiplied by
+  ``objective.size_scale`` (``1/(H·W)`` when ``spec.size_invariant``), as
+  nst_jax's content and TV terms are."""
+  scale = objective.size_scale(spec, content.shape)
   return tr.torch_objective(
       params, content, [style], content_layers=spec.content_layers,
       style_layers=spec.style_layers,
       style_layer_weights=[float(v) for v in weights.style_layers],
-      content_weight=config.weights.content * unscale,
-      style_weight=config.weights.style, tv_weight=config.weights.tv * unscale,
+      content_weight=config.weights.content * scale,
+      style_weight=config.weights.style, tv_weight=config.weights.tv * scale,
       pooling=spec.pooling, device=device)
 
 
@@ -360,7 +361,13 @@ def bench_size(size, params, content_full, style_full, torch_mod, peak,
     # there are no ties.
     noisy = (0.998 * content + 0.001 + np.random.default_rng(0).uniform(
         -1e-3, 1e-3, content.shape)).astype(np.float32)  # inside (0, 1)
-    for name, image in (("init", content), ("init+noise", noisy)):
+    # And at an image far from the content (uniform noise), where the
+    # content term weighs as much as the style term: a wrong α or γ (e.g.
+    # the size-invariant factor) shows there, not at the init.
+    far = np.random.default_rng(1).uniform(0.001, 0.999, content.shape
+                                           ).astype(np.float32)
+    for name, image in (("init", content), ("init+noise", noisy),
+                        ("noise", far)):
       (v32, _), g32 = vg32(jnp.asarray(image), *args)
       tv, tg = tr.torch_value_and_grad(tobj, image)
       check = tr.compare_with_torch(float(v32), np.asarray(g32), tv, tg)
