@@ -62,12 +62,13 @@ from nst_jax import vgg
 from nst_jax.errors import NSTError, param
 
 # Whether pass 2 reuses the last group's pass-1 activations (one window's
-# forward less per evaluation) instead of running it again. Off: measured at
+# forward less per evaluation) instead of running it again. On: measured at
 # 1024×768 in 2 windows (docs/benchmarks.md, "Tiled objective") it is 1.29×
-# the untiled time instead of 1.81×, but XLA then holds more temporary
-# memory than untiled (1.91 GiB against 1.69; 1.23 rerunning), and memory
-# is what tiles are for; with many windows it saves 1/n of the time.
-REUSE_LAST = False
+# the untiled time instead of 1.81×, though XLA then holds more temporary
+# memory (1.91 GiB against 1.69 untiled, 1.23 rerunning); rerunning every
+# window hung XLA's CPU runtime in one test configuration (covariance and
+# central moments, 9 windows), not yet understood.
+REUSE_LAST = True
 # Tile interiors ``choose_tile_size`` tries, largest first.
 AUTO_TILE_SIZES = (4096, 2048, 1024, 512, 256)
 
@@ -361,7 +362,7 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None,
   # Every group but the last is scanned; the last one is run apart, so that
   # the backward pass can reuse its forward activations (``jax.vjp`` in
   # ``fwd``; ``reuse_last``) instead of running it again: one window's
-  # forward less per evaluation (``REUSE_LAST``, off: it costs memory).
+  # forward less per evaluation (``REUSE_LAST``).
   head = (grouped[0][:-1], grouped[1][:-1])
   last = (grouped[0][-1], grouped[1][-1])
 
@@ -384,7 +385,8 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None,
     total = scan_head(canvas, padded, pmaps, params)
     # The last group after the others (its saved activations are then live
     # only from here to the backward pass, never beside another group's).
-    total, canvas = jax.lax.optimization_barrier((total, canvas))
+    if keep_last:
+      total, canvas = jax.lax.optimization_barrier((total, canvas))
     window, windows, mwindows = cut_group(canvas, padded, pmaps, last[0])
 
     def run_last(wd, pr, wds):

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -207,14 +206,9 @@ def _finish(proc, timeout=300):
   return out, err
 
 
-@pytest.mark.slow
-def test_resume_after_kill_9_is_bit_identical(vgg16_params, tmp_path):
-  del vgg16_params   # the commands load the real weights themselves
-  flags_ = ["--size=48", "--iterations=40", "--save_every=3", "--quiet"]
-  _finish(_stylize(*flags_, f"--output={tmp_path / 'full.png'}"))
-  killed = tmp_path / "killed.png"
-  state = tmp_path / "killed.resume.npz"
-  proc = _stylize(*flags_, f"--output={killed}")
+def _kill_9_once_written(proc, state):
+  """Kills ``proc`` with SIGKILL as soon as ``state`` exists (within 300 s
+  of waiting) and checks it died of it."""
   try:
     deadline = time.monotonic() + 300
     while not state.exists():
@@ -227,6 +221,17 @@ def test_resume_after_kill_9_is_bit_identical(vgg16_params, tmp_path):
     if proc.poll() is None:
       proc.kill()
   assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_is_bit_identical(vgg16_params, tmp_path):
+  del vgg16_params   # the commands load the real weights themselves
+  flags_ = ["--size=48", "--iterations=40", "--save_every=3", "--quiet"]
+  _finish(_stylize(*flags_, f"--output={tmp_path / 'full.png'}"))
+  killed = tmp_path / "killed.png"
+  state = tmp_path / "killed.resume.npz"
+  proc = _stylize(*flags_, f"--output={killed}")
+  _kill_9_once_written(proc, state)
   assert not killed.exists()   # the run did not finish
   reached = io.load_arrays(state)[1]["iteration"]
   assert 3 <= reached < 40 and reached % 3 == 0
@@ -326,17 +331,8 @@ def test_a_killed_coarse_to_fine_command_resumes_at_its_level(vgg16_params,
   proc = _stylize("--scales=24,48", "--scale_iterations=2,40",
                   "--iterations=3", "--save_every=5", "--quiet",
                   f"--output={out}")
-  try:   # no state in level 0 (2 iterations): the first is level 1's 5th
-    deadline = time.monotonic() + 300
-    while not state.exists():
-      assert proc.poll() is None, proc.communicate()[1][-3000:]
-      assert time.monotonic() < deadline, "no state written"
-      time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-  finally:
-    if proc.poll() is None:
-      proc.kill()
+  # No state in level 0 (2 iterations): the first is level 1's 5th.
+  _kill_9_once_written(proc, state)
   meta = io.load_arrays(state)[1]
   assert meta["level"] == 1 and meta["before"]["iterations"] == 2
   reached = meta["iteration"]

@@ -170,6 +170,7 @@ def test_tile_size_values_and_auto():
 
 
 _SHARDED = r"""
+import sys
 sys.path.insert(0, sys.argv[1])
 import jax, jax.numpy as jnp, numpy as np
 from nst_jax import objective, tiling, transfer

@@ -192,6 +192,7 @@ def test_guided_style_statistics_need_maps_in_tiles(params):
 
 
 _SHARDED = r"""
+import sys
 sys.path.insert(0, sys.argv[1])
 import jax, jax.numpy as jnp, numpy as np
 from nst_jax import guided, objective, tiling, transfer
