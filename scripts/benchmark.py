@@ -87,6 +87,11 @@ flags.DEFINE_enum("mode", "compare", ["compare", "memory", "precision",
                   "each needs to be as stylised as PyTorch's last image.")
 flags.DEFINE_integer("quality_every", 10, "--mode=quality: evaluations "
                      "between scored images.", lower_bound=1)
+flags.DEFINE_list("quality_runs", ["optax_lbfgs", "adam", "pyramid"],
+                  "--mode=quality: nst_jax's runs: optax_lbfgs and adam at "
+                  "the size (one level), pyramid: the default coarse to "
+                  "fine run (transfer.pyramid; only where it has more than "
+                  "one level).")
 flags.DEFINE_string("plot", None, "--mode=quality: write the curves (one "
                     "row of panels per size) to this PNG.")
 flags.DEFINE_list("style_stats", ["gram", "moments", "covariance", "swd", "cmd"],
@@ -210,10 +215,34 @@ def _first_time(curve, target):
   return next((t for t, v in curve if v <= target), None)
 
 
+def _pyramid_images(scales, scale_iterations, params, content_full,
+                    style_full, every):
+  """nst_jax's default coarse-to-fine L-BFGS run (``transfer.pyramid``'s
+  levels) as one ``(trace, seconds)`` like ``_jax_images``: each level starts
+  from the previous level's result resized to its shape (``io.resize_to``,
+  as ``transfer.stylize_multiscale`` does) and its times continue the
+  previous level's. As for the one-level runs, compilation and the targets
+  are not timed. Trace images have their level's size."""
+  trace, offset, image = [], 0.0, None
+  for level_size, level_iterations in zip(scales, scale_iterations):
+    _, shape, _, _, _, _, fun, args, x0 = _setup(
+        level_size, params, content_full, style_full)
+    if image is not None:
+      x0 = jnp.asarray(io.resize_to(image, shape))
+    level_trace, seconds = _jax_images(fun, "optax_lbfgs", level_iterations,
+                                       x0, args, every)
+    trace += [(offset + t, im) for t, im in level_trace]
+    offset += seconds
+    image = level_trace[-1][1]
+  return trace, offset
+
+
 def quality_size(size, params, content_full, style_full, torch_mod, nets):
   """Quality against time at one long edge: the default transfer with
-  nst_jax's L-BFGS (``--optimizer``'s default) and Adam and with the
-  PyTorch loop (same objective), each current image scored by
+  nst_jax's L-BFGS (``--optimizer``'s default) and Adam at one level, its
+  default coarse-to-fine run (``_pyramid_images``; ``--quality_runs`` picks
+  among the three) and the PyTorch loop (same objective, one level), each
+  current image scored by
   ``metrics.score`` (relative sliced Wasserstein distance to the style,
   LPIPS-VGG to the content, at ``metrics.SCORE_SIZE``)."""
   from nst_jax import metrics  # pylint: disable=g-import-not-at-top
@@ -224,8 +253,17 @@ def quality_size(size, params, content_full, style_full, torch_mod, nets):
         f"iterations, β {config.weights.style:g}, size_invariant "
         f"{spec.size_invariant} ==", flush=True)
   runs = {}
+  unknown = set(FLAGS.quality_runs) - {"optax_lbfgs", "adam", "pyramid"}
+  if unknown:
+    raise NSTError(f"--quality_runs: unknown {sorted(unknown)}; known: "
+                   "optax_lbfgs, adam, pyramid")
   for method in ("optax_lbfgs", "adam"):
-    runs[method] = _jax_images(fun, method, iterations, x0, args, every)
+    if method in FLAGS.quality_runs:
+      runs[method] = _jax_images(fun, method, iterations, x0, args, every)
+  scales, scale_iterations = transfer.pyramid(size, iterations)
+  if "pyramid" in FLAGS.quality_runs and len(scales) > 1:
+    runs["pyramid"] = _pyramid_images(scales, scale_iterations, params,
+                                      content_full, style_full, every)
   if torch_mod is not None:
     tobj = _torch_objective(params, content, style, config, spec, weights,
                             "cpu")
