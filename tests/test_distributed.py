@@ -42,12 +42,17 @@ class _Children:
   def __init__(self, tmp_path: pathlib.Path):
     self.tmp, self.procs = tmp_path, []
 
-  def start(self, name: str, *args) -> subprocess.Popen:
+  def start(self, name: str, *args, command=None) -> subprocess.Popen:
+    """Starts ``command`` (default: ``nst-grid`` with ``_FLAGS``) with
+    ``args``, its output to a log file: a pipe nobody reads while the test
+    waits on another process could fill and stop this one, and with it its
+    peer."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log = open(self.tmp / f"{name}.log", "w+")  # pylint: disable=consider-using-with
+    if command is None:
+      command = [sys.executable, str(ROOT / "scripts/style_grid.py"), *_FLAGS]
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts/style_grid.py"), *_FLAGS,
-         *map(str, args)], cwd=ROOT, env=env, stdout=log,
+        [*command, *map(str, args)], cwd=ROOT, env=env, stdout=log,
         stderr=subprocess.STDOUT, text=True)
     proc.log = log
     self.procs.append(proc)
@@ -57,7 +62,11 @@ class _Children:
     try:
       proc.wait(timeout=_TIMEOUT)
     except subprocess.TimeoutExpired:
-      pytest.fail(f"timed out: {self.text(proc)[-3000:]}")
+      # Every child's last lines: where a two-process run stopped shows in
+      # its peer's log as much as in its own.
+      pytest.fail("timed out:\n" + "\n".join(
+          f"--- {pathlib.Path(p.log.name).name}:\n{self.text(p)[-1500:]}"
+          for p in self.procs))
     assert proc.returncode == status, self.text(proc)[-3000:]
     assert "Traceback" not in self.text(proc), self.text(proc)[-3000:]
     return self.text(proc)
@@ -156,29 +165,19 @@ def test_one_image_split_over_two_processes(vgg16_params, tmp_path):
   statistics across them) give the single-process transfer; process 0
   writes the outputs, snapshots and resumable state."""
   del vgg16_params
-  env = dict(os.environ, PYTHONUNBUFFERED="1")
   address = f"--coordinator_address=127.0.0.1:{_free_port()}"
   common = [sys.executable, str(ROOT / "scripts/stylize.py"), *_FLAGS[:2],
             "--size=48", "--iterations=5", "--save_every=2", "--log_every=2",
             "--tile_size=0", "--content_layers=relu2_1",
             "--style_layers=relu1_1,relu2_1"]
-  runs = ([f"--output={tmp_path / 'two.png'}", "--image_devices=all",
-           address, "--num_processes=2", f"--process_id={k}"] for k in (0, 1))
-  procs, outs = [], []
-  try:
-    for args in [*runs, [f"--output={tmp_path / 'one.png'}"]]:
-      procs.append(subprocess.Popen(
-          common + args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-          stderr=subprocess.STDOUT, text=True))
-    for proc in procs:
-      outs.append(proc.communicate(timeout=_TIMEOUT)[0])
-      assert proc.returncode == 0, outs[-1][-3000:]
-      assert "Traceback" not in outs[-1], outs[-1][-3000:]
-  finally:
-    for proc in procs:
-      if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+  with _Children(tmp_path) as children:
+    procs = [children.start(f"two_{k}", f"--output={tmp_path / 'two.png'}",
+                            "--image_devices=all", address,
+                            "--num_processes=2", f"--process_id={k}",
+                            command=common) for k in (0, 1)]
+    procs.append(children.start("one", f"--output={tmp_path / 'one.png'}",
+                                command=common))
+    outs = [children.wait(proc) for proc in procs]
   two = json.loads((tmp_path / "two.json").read_text())
   one = json.loads((tmp_path / "one.json").read_text())
   assert two["params"]["image_devices"] == "all"
