@@ -17,7 +17,7 @@ memory of one tile, from two passes over equal windows of the image:
    give every term of the objective (``objective.loss_terms``'s formula);
 2. the derivative of the loss with respect to each layer's sums is formed
    once (ordinary reverse mode from the terms), and each window is run again
-   and back-propagated with it (``jax.vjp``; with ``REUSE_LAST`` the last
+   and back-propagated with it (``jax.vjp``; with ``Plan.reuse_last`` the last
    group of windows keeps its pass-1 activations instead); the windows'
    image gradients are added into the whole image's.
 
@@ -61,14 +61,6 @@ from nst_jax import representations
 from nst_jax import vgg
 from nst_jax.errors import NSTError, param
 
-# Whether pass 2 reuses the last group's pass-1 activations (one window's
-# forward less per evaluation) instead of running it again. On: measured at
-# 1024×768 in 2 windows (docs/benchmarks.md, "Tiled objective") it is 1.29×
-# the untiled time instead of 1.81×, though XLA then holds more temporary
-# memory (1.91 GiB against 1.69 untiled, 1.23 rerunning); rerunning every
-# window hung XLA's CPU runtime in one test configuration (covariance and
-# central moments, 9 windows), not yet understood.
-REUSE_LAST = True
 # Tile interiors ``choose_tile_size`` tries, largest first.
 AUTO_TILE_SIZES = (4096, 2048, 1024, 512, 256)
 
@@ -122,7 +114,17 @@ class Plan:
   top-left corners ``((y, x), …)`` on the ``alignment`` grid; ``owned`` the
   input rows and columns each tile owns, ``((y0, y1, x0, x1), …)``, a
   partition of the canvas (the image and its bottom/right padding) on the
-  ``alignment`` grid; ``canvas`` ``(h, w)`` covers every window."""
+  ``alignment`` grid; ``canvas`` ``(h, w)`` covers every window.
+
+  ``reuse_last``: whether pass 2 (the backward rule) reuses the last group
+  of windows' pass-1 activations (one window's forward less per evaluation)
+  instead of running it again. On by default: measured at 1024×768 in 2
+  windows (docs/benchmarks.md, "Tiled objective") it is 1.29× the untiled
+  time instead of 1.81×, though XLA then holds more temporary memory (1.91
+  GiB against 1.69 untiled, 1.23 rerunning); rerunning every window hung
+  XLA's CPU runtime in one test configuration (covariance and central
+  moments, 9 windows), not yet understood. Both give the same value and
+  gradient."""
   shape: Tuple[int, int]
   window: Tuple[int, int]
   starts: Tuple[Tuple[int, int], ...]
@@ -130,6 +132,7 @@ class Plan:
   canvas: Tuple[int, int]
   margin: int
   alignment: int
+  reuse_last: bool = True
 
   @property
   def count(self) -> int:
@@ -156,10 +159,11 @@ def _axis(extent: int, tile: int, margin: int, align: int):
 
 
 def plan(network: str, layers: Sequence[str], shape: Tuple[int, int],
-         tile_size: int) -> Plan:
+         tile_size: int, *, reuse_last: bool = True) -> Plan:
   """The windows for an ``(H, W)`` image read at ``layers``, with tile
   interiors of about ``tile_size`` pixels on each side (the long edge of a
-  tile's interior; at least the alignment)."""
+  tile's interior; at least the alignment); ``reuse_last`` as in
+  :class:`Plan`."""
   margin, align = margin_and_alignment(network, layers)
   if int(tile_size) < align:
     raise NSTError(f"{param('tile_size')} must be at least {align} for "
@@ -169,7 +173,8 @@ def plan(network: str, layers: Sequence[str], shape: Tuple[int, int],
   wx, sx, bx, cx = _axis(w, int(tile_size), margin, align)
   starts = tuple((y, x) for y in sy for x in sx)
   owned = tuple((a, b, c, d) for a, b in by for c, d in bx)
-  return Plan((h, w), (wy, wx), starts, owned, (cy, cx), margin, align)
+  return Plan((h, w), (wy, wx), starts, owned, (cy, cx), margin, align,
+              bool(reuse_last))
 
 
 def check_tileable(spec: objective.Spec) -> None:
@@ -270,8 +275,7 @@ def _tile_function(network: str, spec: objective.Spec, p: Plan):
 
 
 @functools.lru_cache(maxsize=None)
-def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None,
-                   reuse_last: bool = True):
+def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None):
   """``sums(image, params, content_targets, maps)``: pass 1 over the tiles
   (as a ``lax.scan`` over windows of one shape: one tile program), with pass
   2 as its backward rule. ``maps`` ``{layer: pytree of (..., H_l, W_l)}``
@@ -361,8 +365,8 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None,
 
   # Every group but the last is scanned; the last one is run apart, so that
   # the backward pass can reuse its forward activations (``jax.vjp`` in
-  # ``fwd``; ``reuse_last``) instead of running it again: one window's
-  # forward less per evaluation (``REUSE_LAST``).
+  # ``fwd``; ``Plan.reuse_last``) instead of running it again: one
+  # window's forward less per evaluation.
   head = (grouped[0][:-1], grouped[1][:-1])
   last = (grouped[0][-1], grouped[1][-1])
 
@@ -403,7 +407,7 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None,
 
   def fwd(image, params, content, maps):
     total, pullback = forward(image, params, content, maps,
-                              keep_last=reuse_last)
+                              keep_last=p.reuse_last)
     return total, (image, params, content, maps, pullback)
 
   def bwd(residuals, cotangent):
@@ -448,7 +452,7 @@ def _sums_function(network: str, spec: objective.Spec, p: Plan, mesh=None,
                                    (canvas, params, padded))
     # The last group from its saved activations first (freeing them), then
     # the others again forward and backward.
-    if reuse_last:
+    if p.reuse_last:
       carry = add(zeros, last[0], *pullback(cotangent))
       (grad_canvas, grad_params, grad_content), _ = jax.lax.scan(
           body, carry, head)
@@ -476,7 +480,7 @@ def loss_terms(params, image: jax.Array, targets: objective.Targets,
   if tuple(image.shape[:2]) != p.shape:
     raise NSTError(f"the tile plan is for a {p.shape[1]}x{p.shape[0]} image, "
                    f"got {image.shape[1]}x{image.shape[0]}")
-  sums_of, extents = _sums_function(network, spec, p, mesh, REUSE_LAST)
+  sums_of, extents = _sums_function(network, spec, p, mesh)
   maps = {}
   for layer, rep in spec.style_by_layer():
     m = representations.position_maps_of(rep, targets.style[layer])

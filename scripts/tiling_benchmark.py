@@ -14,6 +14,7 @@ the first (from the progress callbacks between iterations; the first
 includes compilation), the first iteration's seconds, and the final loss.
 """
 
+import dataclasses
 import json
 import os
 import resource
@@ -23,6 +24,7 @@ from absl import flags
 
 from nst_jax import cli
 from nst_jax import io
+from nst_jax import objective
 from nst_jax import transfer
 from nst_jax import vgg
 
@@ -51,7 +53,7 @@ FLAGS = flags.FLAGS
 def overhead(config, params, content, style, shape):
   """Median seconds and XLA temporary bytes of one value-and-gradient,
   untiled and tiled — with pass 2 running every window again and with it
-  reusing the last group's pass-1 activations (``tiling.REUSE_LAST``) —
+  reusing the last group's pass-1 activations (``Plan.reuse_last``) —
   measured alternately in this process (the ratios are the tiling's
   overhead)."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -63,18 +65,17 @@ def overhead(config, params, content, style, shape):
   weights = config.weights.arrays(spec)
   x = jax.numpy.asarray(content)
   programs, temp = {}, {}
-  default = tiling.REUSE_LAST
-  for name, tile, reuse in (("untiled", 0, default),
-                            ("tiled_rerun", config.tile_size, False),
-                            ("tiled_reuse", config.tile_size, True)):
-    tiling.REUSE_LAST = reuse   # read when the objective is traced
-    fun, _ = transfer.objective_for(config.replace(tile_size=tile), shape)
+  spec_plan = tiling.plan(config.network, spec.layers, shape, config.tile_size)
+  for name, reuse in (("untiled", None), ("tiled_rerun", False),
+                      ("tiled_reuse", True)):
+    fun = (objective.objective_function(spec) if reuse is None else
+           tiling.objective_function(
+               spec, dataclasses.replace(spec_plan, reuse_last=reuse)))
     compiled = jax.jit(jax.value_and_grad(fun, has_aux=True)).lower(
         x, params, targets, weights).compile()
     temp[name] = compiled.memory_analysis().temp_size_in_bytes
     programs[name] = compiled
     jax.block_until_ready(compiled(x, params, targets, weights))
-  tiling.REUSE_LAST = default
   times = {n: [] for n in programs}
   for _ in range(FLAGS.repeats):
     for name, program in programs.items():

@@ -8,6 +8,8 @@ above float32 rounding.
 """
 
 
+import dataclasses
+
 import jax
 import scripting
 import numpy as np
@@ -90,9 +92,8 @@ def test_tiled_equals_untiled(params, rep, layers, content):
   assert abs(float(t2["total"] - v0)) <= 1e-4 * abs(float(v0))
 
 
-def test_pass_2_rerunning_or_reusing_the_last_group_agree(params,
-                                                          monkeypatch):
-  """``tiling.REUSE_LAST`` off (pass 2 runs every window again) and on (the
+def test_pass_2_rerunning_or_reusing_the_last_group_agree(params):
+  """``Plan.reuse_last`` off (pass 2 runs every window again) and on (the
   last group's pass-1 activations are reused): the same value and gradient
   as untiled."""
   spec = objective.Spec(("relu2_2",), SHALLOW, pooling="max")
@@ -106,9 +107,8 @@ def test_pass_2_rerunning_or_reusing_the_last_group_agree(params,
       x, params, targets, weights)
   (v0, _), g0 = grad(objective.objective_function(spec))
   for reuse in (False, True):
-    monkeypatch.setattr(tiling, "REUSE_LAST", reuse)
-    tiling.objective_function.cache_clear()
-    (v1, _), g1 = grad(tiling.objective_function(spec, p))
+    (v1, _), g1 = grad(tiling.objective_function(
+        spec, dataclasses.replace(p, reuse_last=reuse)))
     assert abs(float(v1 - v0)) <= 1e-4 * abs(float(v0)), reuse
     assert _rel(g1, g0) < 1e-4, reuse
 
