@@ -446,13 +446,25 @@ SCORE_SIZE = 256
 ASPECT_TOLERANCE = 0.05
 
 
-def scoring_images(content, style, results, size: int = SCORE_SIZE):
+def scoring_images(content, style, results, size: int = SCORE_SIZE,
+                   via: int | None = None):
   """``(content, style, results)`` as :func:`score` compares them: the
   content and the style resized to a long edge of ``size`` (``io``'s
   Lanczos), each result ``(H_i, W_i, 3)`` resized to the content's shape and
   stacked ``(N, H, W, 3)``; float32 numpy. A result whose aspect ratio is
   more than ``ASPECT_TOLERANCE`` from the content's is an NSTError (it is
-  not a result of this content)."""
+  not a result of this content).
+
+  ``via`` (a long edge of at least ``size``): every result is first resized
+  to the content's shape at that long edge, so that results made at
+  different sizes all pass through the same downsampling to ``size``.
+  Without it a result made at ``size`` is scored as it is while larger ones
+  lose the detail near their Nyquist frequency to the Lanczos filter, which
+  the style distances weigh heavily (docs/benchmarks.md, "Scored at one
+  size")."""
+  if via is not None and int(via) < int(size):
+    raise NSTError(f"{errors.param('via')} must be at least the scoring size "
+                   f"{size}, got {via}")
   content = np.asarray(content, np.float32)
   ratio = content.shape[1] / content.shape[0]
   for index, result in enumerate(results):
@@ -465,19 +477,25 @@ def scoring_images(content, style, results, size: int = SCORE_SIZE):
   content = io.resize_long_edge(content, size)
   style = io.resize_long_edge(np.asarray(style, np.float32), size)
   shape = content.shape[:2]
+  if via is not None:
+    through = io.long_edge_shape(shape, int(via))
+    results = [io.resize_to(np.asarray(r, np.float32), through)
+               for r in results]
   stacked = np.stack([io.resize_to(np.asarray(r, np.float32), shape)
                       for r in results])
   return content, style, stacked
 
 
 def score(nets: MetricNetworks, content, style, results, *,
-          size: int = SCORE_SIZE) -> Dict[str, np.ndarray]:
+          size: int = SCORE_SIZE, via: int | None = None
+          ) -> Dict[str, np.ndarray]:
   """:func:`score_arrays` of images of any sizes, all scored at one size
-  (:func:`scoring_images`), so that results of different sizes compare:
-  ``{field: (N,) float64 numpy}``."""
+  (:func:`scoring_images`, with its ``via``), so that results of different
+  sizes compare: ``{field: (N,) float64 numpy}``."""
   if not len(results):
     raise NSTError(f"{errors.param('results')} is empty: nothing to score")
-  content, style, stacked = scoring_images(content, style, results, size)
+  content, style, stacked = scoring_images(content, style, results, size,
+                                            via)
   scores = score_arrays(nets, jnp.asarray(content), jnp.asarray(style),
                         jnp.asarray(stacked))
   return {k: np.asarray(scores[k], np.float64) for k in SCORE_FIELDS}

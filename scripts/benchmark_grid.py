@@ -5,7 +5,8 @@
 Both sides run the same cells (β at ¼, 1, 4 and 16 times the default,
 seeds for the noise init), the same solver and iterations, on the same
 device, in this one process. Each side runs twice and the second (warm) run
-is timed, so compilation is reported apart. Prints one line per side and the
+is timed, so compilation is reported apart (``--runs=1``: the first run is
+timed, compilation included). Prints one line per side and the
 ratio; with ``--score`` also each side's results scored by
 ``nst_jax.metrics`` (style SWD and LPIPS-VGG to the content at 256 px, mean
 over the cells and the largest difference between the sides' cells): the
@@ -29,6 +30,11 @@ cli.define_flags("content", "style", "size", "iterations", "init", "optimizer",
 flags.DEFINE_integer("cells", 16, "Number of grid cells.", lower_bound=1)
 flags.DEFINE_integer("chunk_size", None, "Cells per compiled run.")
 flags.DEFINE_bool("score", False, "Also score both sides' results.")
+flags.DEFINE_integer("runs", 2, "Runs of each side: 2 times the second "
+                     "(warm) run and reports compilation apart; 1 times the "
+                     "first, compilation included (each side compiles once: "
+                     "the sequential cells share one program).",
+                     lower_bound=1, upper_bound=2)
 FLAGS = flags.FLAGS
 
 
@@ -78,6 +84,9 @@ def main(argv):
     if out is not None:
       evaluations[name] = int(out.function_evaluations.sum())
       images[name] = list(out.images)
+    if FLAGS.runs == 1:
+      times[name] = (cold, cold)
+      continue
     t = time.perf_counter()
     run()
     times[name] = (cold, time.perf_counter() - t)
@@ -87,25 +96,36 @@ def main(argv):
         f"{cli.device_description()}, {time.strftime('%Y-%m-%d')}")
   for name, (cold, warm) in times.items():
     print(f"{name:10s}  warm {warm:8.2f} s  ({warm / FLAGS.cells:.3f} s/cell)  "
-          f"first run {cold:8.2f} s (compile ~{cold - warm:.1f} s)")
+          f"first run {cold:8.2f} s (compile ~{cold - warm:.1f} s)"
+          if FLAGS.runs == 2 else
+          f"{name:10s}  first run {cold:8.2f} s, compilation included "
+          f"({cold / FLAGS.cells:.3f} s/cell)")
   print(f"evaluations summed over cells: {evaluations}; a batch steps every "
         "cell through the longest line search of the batch")
-  print(f"batched/sequential (warm): "
+  print(f"batched/sequential ({'warm' if FLAGS.runs == 2 else 'first run'}): "
         f"{times['batched'][1] / times['sequential'][1]:.2f}x")
   if FLAGS.score:
-    _print_scores(content, style, images, times)
+    _print_scores(content, style, images, times, cells)
 
 
-def _print_scores(content, style, images, times):
-  """Each side's results scored (``metrics.score`` at 256 px): mean style
-  SWD and LPIPS-VGG over the cells, and the largest per-cell difference."""
+def _print_scores(content, style, images, times, cells):
+  """Each side's results scored (``metrics.score`` at 256 px): each cell's
+  style SWD and LPIPS-VGG on both sides, their means over the cells, and
+  the largest per-cell difference."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from nst_jax import metrics  # pylint: disable=g-import-not-at-top
   nets = metrics.load_metric_networks()
   scores = {name: metrics.score(nets, content, style, ims)
             for name, ims in images.items()}
+  print(f"{'cell':22s} " + "  ".join(f"{n + ' SWD / LPIPS':>26s}"
+                                      for n in scores))
+  for i, cell in enumerate(cells):
+    label = f"β {cell['style_weight']:g}, seed {cell['seed']}"
+    print(f"{label:22s} " + "  ".join(
+        f"{s['swd'][i]:>14.4f} / {s['lpips_vgg'][i]:.4f}"
+        for s in scores.values()))
   for name, s in scores.items():
-    print(f"{name:10s}  warm {times[name][1]:8.2f} s  style SWD "
+    print(f"{name:10s}  {times[name][1]:8.2f} s  style SWD "
           f"{np.mean(s['swd']):.4f}  LPIPS-VGG {np.mean(s['lpips_vgg']):.4f}"
           "  (means over the cells)")
   for key in ("swd", "lpips_vgg"):

@@ -1,6 +1,8 @@
 """The same flags at several sizes (issue 12): one pair painted with the
 default transfer at every ``--sizes`` long edge, each result scored at one
-size (``--score_size``) and at its own, and side by side in one figure.
+size (``--score_size``: straight, and through the largest size so that
+every result passes through the same downsampling) and at its own, and
+side by side in one figure.
 
 Every size runs the command's default (``nst-stylize --size=S``): one level
 below ``2·--pyramid_base``, else the coarse-to-fine pyramid of
@@ -98,16 +100,21 @@ def main(argv):
     io.save_image(path(size), result.image)
   nets = metrics.load_metric_networks()
   images = [io.load_image(path(s)) for s in sizes]
-  at_one = metrics.score(nets, content, style, images, size=_SCORE.value)
+  # At one size straight, and through the largest size (every result then
+  # passes through the same downsampling: metrics.scoring_images).
+  via = f"{_SCORE.value}_via_{max(sizes)}"
+  at_one = {str(_SCORE.value): metrics.score(nets, content, style, images,
+                                             size=_SCORE.value),
+            via: metrics.score(nets, content, style, images,
+                               size=_SCORE.value, via=max(sizes))}
   rows = []
   for i, (size, image) in enumerate(zip(sizes, images)):
     own = metrics.score(nets, content, style, [image], size=size)
+    scored = {key: {k: float(v[i]) for k, v in scores.items()}
+              for key, scores in at_one.items()}
+    scored["own"] = {k: float(v[0]) for k, v in own.items()}
     rows.append({"size": size, "image": path(size),
-                 "level_seconds": seconds.get(size),
-                 "scored_at": {str(_SCORE.value): {
-                     k: float(v[i]) for k, v in at_one.items()},
-                               "own": {k: float(v[0])
-                                       for k, v in own.items()}}})
+                 "level_seconds": seconds.get(size), "scored_at": scored})
     print(json.dumps(rows[-1]), flush=True)
   io.save_json(os.path.join(_OUT.value, f"sizes{kind}.json"),
                {"pair": pair, "iterations": _ITERATIONS.value,

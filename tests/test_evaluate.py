@@ -49,6 +49,7 @@ def test_evaluate_the_examples(weights, tmp_path):
   assert "ArtFID" in proc.stdout and "cannot be fetched here" in proc.stdout
   record = json.loads(out.read_text())
   assert record["size"] == 256 and record["style"] == str(STYLE)
+  assert record["via"] is None
   assert set(record["fields"]) == set(metrics.SCORE_FIELDS)
   assert len(record["results"]) == 2
   row = record["results"][0]
@@ -110,6 +111,9 @@ def test_evaluate_a_grid_folder_takes_the_cells_of_its_style(weights, results,
      ["--content, --style and --results are required"]),
     (["--content={content}", "--style={style}", "--results={empty}"],
      ["no images in"]),
+    (["--content={content}", "--style={style}", "--results={content}",
+      "--via=100"],
+     ["--via must be at least the scoring size 256, got 100"]),
 ])
 def test_evaluate_bad_input(weights, tmp_path, args, fragments):
   (tmp_path / "empty").mkdir()

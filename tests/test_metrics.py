@@ -18,7 +18,7 @@ import pytest
 import scipy.linalg
 
 from conftest import require_file, tiny_vgg16_params, tol
-from nst_jax import metrics, networks, vgg, weights
+from nst_jax import io, metrics, networks, vgg, weights
 from nst_jax.errors import NSTError
 
 DATA = Path(__file__).parent / "data"
@@ -338,6 +338,30 @@ def test_score_an_image_against_itself(nets):
   assert metrics.score_arrays._cache_size() == before
   with pytest.raises(NSTError, match="`results` is empty"):
     metrics.score(nets, content, style, [], size=64)
+
+
+def test_scoring_through_a_larger_size(nets):
+  """``via``: every result goes to the content's shape at that long edge
+  first — a result made at the scoring size is scored as its upsampled copy
+  is, one already that large as without ``via``; the scoring's own
+  downsampling blurs the detail of a noise image (not an identity)."""
+  rng = np.random.default_rng(12)
+  content = rng.uniform(size=(48, 64, 3)).astype(np.float32)
+  style = rng.uniform(size=(60, 80, 3)).astype(np.float32) ** 2
+  result = rng.uniform(size=(48, 64, 3)).astype(np.float32)
+  big = io.resize_to(result, (96, 128))
+  _, _, through = metrics.scoring_images(content, style, [result, big], 64,
+                                         via=128)
+  _, _, straight = metrics.scoring_images(content, style, [big], 64)
+  np.testing.assert_allclose(through[0], straight[0], atol=1e-6)
+  np.testing.assert_allclose(through[1], straight[0], atol=1e-6)
+  assert np.abs(straight[0] - result).mean() > 0.02
+  scores = metrics.score(nets, content, style, [result], size=64, via=128)
+  again = metrics.score(nets, content, style, [big], size=64)
+  np.testing.assert_allclose(scores["swd"], again["swd"], rtol=1e-5)
+  with pytest.raises(NSTError, match="`via` must be at least the scoring "
+                     "size 64, got 32"):
+    metrics.scoring_images(content, style, [result], 64, via=32)
 
 
 def test_score_set_is_zero_for_the_style_itself(nets):

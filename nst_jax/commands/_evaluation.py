@@ -35,10 +35,12 @@ SET_NOTE = ("patch Fréchet distance between the style image's and the "
 
 def result_records(nets: metrics.MetricNetworks, content: np.ndarray,
                    style: np.ndarray, results: Sequence[np.ndarray], *,
-                   size: int = metrics.SCORE_SIZE) -> list:
+                   size: int = metrics.SCORE_SIZE,
+                   via: int | None = None) -> list:
   """One ``{field: float}`` per result, fields of ``metrics.SCORE_FIELDS``
-  (:func:`nst_jax.metrics.score` at ``size``)."""
-  scores = metrics.score(nets, content, style, list(results), size=size)
+  (:func:`nst_jax.metrics.score` at ``size``, through ``via``)."""
+  scores = metrics.score(nets, content, style, list(results), size=size,
+                         via=via)
   return [{field: float(scores[field][i]) for field in metrics.SCORE_FIELDS}
           for i in range(len(results))]
 

@@ -37,6 +37,12 @@ _RESULTS = flags.DEFINE_list(
     "results", None, "Result images to score, comma-separated; a folder "
     "stands for its images, a grid's output folder for its cells/ (only the "
     "cells of --style when its manifest.json says which).")
+_VIA = flags.DEFINE_integer(
+    "via", None, "Resize every result to this long edge (at least --size) "
+    "before scoring it at --size, so that results made at different sizes "
+    "pass through the same downsampling (nst_jax.metrics.scoring_images); "
+    "default: each straight to --size. The set's Fréchet distance does not "
+    "use it.", lower_bound=1)
 _JSON = flags.DEFINE_string("json", None, "Also write the scores as JSON to "
                             "this path ('-': print the JSON instead of the "
                             "table).")
@@ -120,11 +126,11 @@ def main(argv):
   cli.enable_compilation_cache()
   nets = metrics.load_metric_networks()
   rows = _evaluation.result_records(nets, content, style, results,
-                                    size=FLAGS.size)
+                                    size=FLAGS.size, via=_VIA.value)
   set_scores = _evaluation.set_record(nets, style, results, size=FLAGS.size)
   record = {
       "content": FLAGS.content, "style": style_path, "size": FLAGS.size,
-      "fields": _evaluation.FIELDS,
+      "via": _VIA.value, "fields": _evaluation.FIELDS,
       "results": [{"image": p, **row} for p, row in zip(paths, rows)],
       "set": set_scores, "device": cli.device_description(),
       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -133,7 +139,9 @@ def main(argv):
     json.dump(record, sys.stdout, indent=2)
     print()
     return
-  print(f"scored at {FLAGS.size} px against content {FLAGS.content} and "
+  print(f"scored at {FLAGS.size} px"
+        + (f" (each result through {_VIA.value} px)" if _VIA.value else "")
+        + f" against content {FLAGS.content} and "
         f"style {style_path}")
   print(format_table(rows, paths))
   for field, text in _evaluation.FIELDS.items():
