@@ -474,11 +474,14 @@ def scoring_images(content, style, results, size: int = SCORE_SIZE,
           f"{errors.param('results')}[{index}] is {w}x{h}, not the content's "
           f"aspect ratio ({content.shape[1]}x{content.shape[0]}): score "
           "results of this content")
+  # ``via``'s shape from the content's own (not from its ``size`` copy, whose
+  # rounded short edge scaled up can miss a result made at ``via`` by a row).
+  through = (None if via is None else
+             io.long_edge_shape(content.shape[:2], int(via)))
   content = io.resize_long_edge(content, size)
   style = io.resize_long_edge(np.asarray(style, np.float32), size)
   shape = content.shape[:2]
-  if via is not None:
-    through = io.long_edge_shape(shape, int(via))
+  if through is not None:
     results = [io.resize_to(np.asarray(r, np.float32), through)
                for r in results]
   stacked = np.stack([io.resize_to(np.asarray(r, np.float32), shape)
