@@ -201,11 +201,13 @@ def image_mesh(config: TransferConfig):
   return jax.sharding.Mesh(np.asarray(jax.devices()[:count]), ("rows",))
 
 
-def objective_for(config: TransferConfig, shape: Tuple[int, int]):
+def objective_for(config: TransferConfig, shape: Tuple[int, int], *,
+                  reuse_last: bool = True):
   """``(f, tile_size)``: the objective ``f(image, params, targets, weights)
   -> (total, terms)`` of an ``(H, W)`` run of ``config`` — untiled
   (``objective.objective_function``) or over tiles
-  (``tiling.objective_function``) as ``tile_size_for`` decides — and with
+  (``tiling.objective_function``, its plan's ``reuse_last`` as given: see
+  ``tiling.Plan``) as ``tile_size_for`` decides — and with
   ``image_devices > 1`` the image's rows sharded over ``image_mesh`` (a
   sharding constraint: XLA partitions the network, exchanging halos; tiled,
   each device evaluates its own tiles, one at a time)."""
@@ -215,7 +217,8 @@ def objective_for(config: TransferConfig, shape: Tuple[int, int]):
   mesh = image_mesh(config)
   if tile:
     fun = tiling.objective_function(
-        spec, tiling.plan(config.network, spec.layers, shape, tile), mesh)
+        spec, tiling.plan(config.network, spec.layers, shape, tile,
+                          reuse_last=reuse_last), mesh)
   else:
     fun = objective.objective_function(spec)
   if mesh is not None:

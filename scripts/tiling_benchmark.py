@@ -14,7 +14,6 @@ the first (from the progress callbacks between iterations; the first
 includes compilation), the first iteration's seconds, and the final loss.
 """
 
-import dataclasses
 import json
 import os
 import resource
@@ -24,9 +23,9 @@ from absl import flags
 
 from nst_jax import cli
 from nst_jax import io
-from nst_jax import objective
 from nst_jax import transfer
 from nst_jax import vgg
+from nst_jax.errors import NSTError
 
 _SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))), os.pardir, "shared", "images")
@@ -58,19 +57,22 @@ def overhead(config, params, content, style, shape):
   overhead)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from nst_jax import tiling  # pylint: disable=g-import-not-at-top
   spec = config.objective_spec()
   params = vgg.prepare_params(params, config.conv, spec.layers)
   targets = transfer.style_targets(params, content, [style], config)
   weights = config.weights.arrays(spec)
   x = jax.numpy.asarray(content)
   programs, temp = {}, {}
-  spec_plan = tiling.plan(config.network, spec.layers, shape, config.tile_size)
-  for name, reuse in (("untiled", None), ("tiled_rerun", False),
-                      ("tiled_reuse", True)):
-    fun = (objective.objective_function(spec) if reuse is None else
-           tiling.objective_function(
-               spec, dataclasses.replace(spec_plan, reuse_last=reuse)))
+  tile = transfer.tile_size_for(config, shape)
+  if not tile:
+    raise NSTError(f"--mode=overhead compares untiled with tiled: --tile_size="
+                   f"{FLAGS.tile_size} leaves {shape[1]}x{shape[0]} untiled; "
+                   "pass a tile size in pixels")
+  for name, tile_size, reuse in (("untiled", 0, True),
+                                 ("tiled_rerun", tile, False),
+                                 ("tiled_reuse", tile, True)):
+    fun, _ = transfer.objective_for(config.replace(tile_size=tile_size),
+                                    shape, reuse_last=reuse)
     compiled = jax.jit(jax.value_and_grad(fun, has_aux=True)).lower(
         x, params, targets, weights).compile()
     temp[name] = compiled.memory_analysis().temp_size_in_bytes
