@@ -465,6 +465,9 @@ def scoring_images(content, style, results, size: int = SCORE_SIZE,
   if via is not None and int(via) < int(size):
     raise NSTError(f"{errors.param('via')} must be at least the scoring size "
                    f"{size}, got {via}")
+  if via is not None and int(via) > io.MAX_RESIZE_EDGE:
+    raise NSTError(f"{errors.param('via')} must be at most "
+                   f"{io.MAX_RESIZE_EDGE} px, got {via}")
   content = np.asarray(content, np.float32)
   ratio = content.shape[1] / content.shape[0]
   for index, result in enumerate(results):

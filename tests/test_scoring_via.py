@@ -5,8 +5,10 @@ resampled before the downsampling every result shares. No networks: the
 images only."""
 
 import numpy as np
+import pytest
 
 from nst_jax import io, metrics
+from nst_jax.errors import NSTError
 
 
 def test_a_result_made_at_via_is_not_resampled_first():
@@ -25,3 +27,12 @@ def test_a_result_made_at_via_is_not_resampled_first():
   _, _, straight = metrics.scoring_images(content, style, [result], 64)
   assert through.shape == straight.shape == (1, 34, 64, 3)
   np.testing.assert_array_equal(through, straight)
+
+
+def test_via_out_of_range_is_named_as_via():
+  """Beyond ``io.MAX_RESIZE_EDGE`` the error names ``via`` (not the ``size``
+  of the resize inside)."""
+  image = np.full((30, 40, 3), 0.5, np.float32)
+  with pytest.raises(NSTError, match="`via` must be at most 16384 px, got "
+                     "20000"):
+    metrics.scoring_images(image, image, [image], 64, via=20000)
