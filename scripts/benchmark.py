@@ -253,10 +253,6 @@ def quality_size(size, params, content_full, style_full, torch_mod, nets):
         f"iterations, β {config.weights.style:g}, size_invariant "
         f"{spec.size_invariant} ==", flush=True)
   runs = {}
-  unknown = set(FLAGS.quality_runs) - {"optax_lbfgs", "adam", "pyramid"}
-  if unknown:
-    raise NSTError(f"--quality_runs: unknown {sorted(unknown)}; known: "
-                   "optax_lbfgs, adam, pyramid")
   for method in ("optax_lbfgs", "adam"):
     if method in FLAGS.quality_runs:
       runs[method] = _jax_images(fun, method, iterations, x0, args, every)
@@ -731,6 +727,10 @@ def main(argv):
              [256, 512, 1024] if on_gpu else [256, 512])
   except ValueError:
     raise NSTError(f"--sizes must be integers, got {FLAGS.sizes}") from None
+  unknown = set(FLAGS.quality_runs) - {"optax_lbfgs", "adam", "pyramid"}
+  if unknown:  # before anything is loaded or run
+    raise NSTError(f"--quality_runs: unknown {sorted(unknown)}; known: "
+                   "optax_lbfgs, adam, pyramid")
   for method in FLAGS.solvers:
     if method not in ("optax_lbfgs", "lbfgs"):
       raise NSTError(f"--solvers takes optax_lbfgs and lbfgs, got {method!r}")
