@@ -73,9 +73,11 @@ class _Children:
 
   @staticmethod
   def text(proc) -> str:
-    proc.log.flush()
-    proc.log.seek(0)
-    return proc.log.read()
+    # Through a fresh open: the child writes through a copy of ``proc.log``'s
+    # descriptor, which shares its offset, so seeking that one back to 0
+    # while the child runs would make the child's next line overwrite the
+    # log's start (and a line polled for could be missed).
+    return pathlib.Path(proc.log.name).read_text(errors="replace")
 
   def __enter__(self):
     return self
