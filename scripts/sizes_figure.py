@@ -101,12 +101,14 @@ def main(argv):
   nets = metrics.load_metric_networks()
   images = [io.load_image(path(s)) for s in sizes]
   # At one size straight, and through the largest size (every result then
-  # passes through the same downsampling: metrics.scoring_images).
-  via = f"{_SCORE.value}_via_{max(sizes)}"
+  # passes through the same downsampling: metrics.scoring_images); through
+  # --score_size itself when every result is smaller (via is at least it).
+  through = max(max(sizes), _SCORE.value)
+  via = f"{_SCORE.value}_via_{through}"
   at_one = {str(_SCORE.value): metrics.score(nets, content, style, images,
                                              size=_SCORE.value),
             via: metrics.score(nets, content, style, images,
-                               size=_SCORE.value, via=max(sizes))}
+                               size=_SCORE.value, via=through)}
   rows = []
   for i, (size, image) in enumerate(zip(sizes, images)):
     own = metrics.score(nets, content, style, [image], size=size)
