@@ -118,6 +118,9 @@ def main(argv):
   if len(FLAGS.style) != 1:
     raise NSTError(f"--style takes one style image, got {len(FLAGS.style)}: "
                    "score each style's results separately")
+  if _VIA.value is not None and _VIA.value < FLAGS.size:   # before loading
+    raise NSTError(f"--via must be at least the scoring size {FLAGS.size}, "
+                   f"got {_VIA.value}")
   style_path = FLAGS.style[0]
   paths = result_paths(_RESULTS.value, style_path)
   content = io.load_image(FLAGS.content)
