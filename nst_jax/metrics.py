@@ -370,8 +370,8 @@ def frechet_distance(mean_a: jax.Array, cov_a: jax.Array, mean_b: jax.Array,
   cross = jnp.einsum("...ij,...jk,...kl->...il", root_a, cov_b, root_a,
                      precision=_HIGHEST)
   cross = 0.5 * (cross + jnp.swapaxes(cross, -1, -2))
-  trace_sqrt = jnp.sum(jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(cross), 0.0)),
-                       axis=-1)
+  values = statistics.each_matrix(jnp.linalg.eigvalsh, cross)
+  trace_sqrt = jnp.sum(jnp.sqrt(jnp.maximum(values, 0.0)), axis=-1)
   distance = (jnp.sum(jnp.square(mean_a - mean_b), axis=-1)
               + jnp.trace(cov_a, axis1=-2, axis2=-1)
               + jnp.trace(cov_b, axis1=-2, axis2=-1) - 2.0 * trace_sqrt)
@@ -455,8 +455,9 @@ def scoring_images(content, style, results, size: int = SCORE_SIZE,
   more than ``ASPECT_TOLERANCE`` from the content's is an NSTError (it is
   not a result of this content).
 
-  ``via`` (a long edge of at least ``size``): every result is first resized
-  to the content's shape at that long edge, so that results made at
+  ``via`` (a long edge from ``size`` to ``io.MAX_RESIZE_EDGE``): every
+  result is first resized to the content's shape at that long edge
+  (``io.long_edge_shape`` of the content as given), so that results made at
   different sizes all pass through the same downsampling to ``size``.
   Without it a result made at ``size`` is scored as it is while larger ones
   lose the detail near their Nyquist frequency to the Lanczos filter, which
