@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nst_jax import statistics
 from nst_jax.errors import check_choice
 
 GRAM_NORMALIZATIONS = ("paper", "notes")
@@ -210,14 +211,14 @@ def moments_loss(moments: jax.Array, target: jax.Array) -> jax.Array:
 def _trace_sqrt(matrix, floor):
   """``Σ_k sqrt(max(λ_k, floor))`` of a symmetric ``(..., C, C)``; ``floor``
   ``(..., 1)`` is treated as a constant."""
-  values = jnp.linalg.eigvalsh(matrix)
+  values = statistics.each_matrix(jnp.linalg.eigvalsh, matrix)
   return jnp.sum(jnp.sqrt(jnp.maximum(values, floor)), axis=-1)
 
 
 @_trace_sqrt.defjvp
 def _trace_sqrt_jvp(primals, tangents):
   (matrix, floor), (dmatrix, _) = primals, tangents
-  values, vectors = jnp.linalg.eigh(matrix)
+  values, vectors = statistics.each_matrix(jnp.linalg.eigh, matrix)
   clamped = jnp.maximum(values, floor)
   # d tr f(M) = tr(f'(M) dM), f'(λ) = 1/(2√λ) above the floor, 0 below.
   slope = jnp.where(values > floor, 0.5 / jnp.sqrt(clamped), 0.0)

@@ -99,6 +99,27 @@ def local_gram(features: jax.Array, *, window: int) -> jax.Array:
   return out
 
 
+def each_matrix(decomposition, matrix: jax.Array):
+  """``decomposition`` (``jnp.linalg.eigh``, ``eigvalsh`` …) of a stack of
+  square matrices ``(..., C, C)``, one matrix per call (``lax.map`` over the
+  flattened leading axes); the same outputs as one batched call.
+
+  Why: on the CPU jaxlib splits a batched LAPACK decomposition over XLA's
+  intra-op thread pool from inside one of that pool's workers and blocks
+  the worker until the pieces are done. When two such decompositions run at
+  once and block every worker (2 on a 2-core machine), the pieces never
+  run and the program never ends: seen with jaxlib 0.10.2 in the tiled
+  objective's backward pass with ``Covariance`` on two layers and two style
+  images (docs/benchmarks.md, "Tiled objective"). A single matrix is not
+  split."""
+  lead = matrix.shape[:-2]
+  if len(lead) == 0:
+    return decomposition(matrix)
+  flat = matrix.reshape((-1,) + matrix.shape[-2:])
+  out = jax.lax.map(decomposition, flat)
+  return jax.tree_util.tree_map(lambda a: a.reshape(lead + a.shape[1:]), out)
+
+
 def gram_eigen(gram: jax.Array, *, rank: int | None = None):
   """Eigen-decomposition of a symmetric Gram ``(..., C, C)``, largest first.
 
@@ -110,7 +131,7 @@ def gram_eigen(gram: jax.Array, *, rank: int | None = None):
   """
   c = gram.shape[-1]
   r = c if not rank else min(int(rank), c)
-  values, vectors = jnp.linalg.eigh(gram)                # ascending
+  values, vectors = each_matrix(jnp.linalg.eigh, gram)   # ascending
   values = values[..., ::-1][..., :r]
   vectors = vectors[..., :, ::-1][..., :, :r]
   return values, vectors
@@ -130,7 +151,7 @@ def gram_spectrum(gram: jax.Array, *, rank: int | None = None) -> jax.Array:
   (..., r)``, largest first (seed 002)."""
   c = gram.shape[-1]
   r = c if not rank else min(int(rank), c)
-  return jnp.linalg.eigvalsh(gram)[..., ::-1][..., :r]
+  return each_matrix(jnp.linalg.eigvalsh, gram)[..., ::-1][..., :r]
 
 
 def project_features(features: jax.Array, basis: jax.Array) -> jax.Array:
@@ -242,7 +263,7 @@ def sqrtm_psd(matrix: jax.Array, *, eps: float = 1e-6) -> jax.Array:
   clamped. Used on style targets only (no gradient needed); the loss
   ``losses.gaussian_w2_loss`` differentiates ``tr sqrt(·)`` its own way.
   """
-  values, vectors = jnp.linalg.eigh(matrix)
+  values, vectors = each_matrix(jnp.linalg.eigh, matrix)
   floor = eps * jnp.maximum(values[..., -1:], 1e-30)
   root = jnp.sqrt(jnp.maximum(values, floor))
   return jnp.einsum("...ir,...r,...jr->...ij", vectors, root, vectors,

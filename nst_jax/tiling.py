@@ -121,10 +121,10 @@ class Plan:
   instead of running it again. On by default: measured at 1024×768 in 2
   windows (docs/benchmarks.md, "Tiled objective") it is 1.29× the untiled
   time instead of 1.81×, though XLA then holds more temporary memory (1.91
-  GiB against 1.69 untiled, 1.23 rerunning); rerunning every window hung
-  XLA's CPU runtime in one test configuration (covariance and central
-  moments, 9 windows), not yet understood. Both give the same value and
-  gradient."""
+  GiB against 1.69 untiled, 1.23 rerunning). Both give the same value and
+  gradient. (Rerunning every window once hung on the CPU with
+  ``Covariance`` on two layers: two batched eigh blocking both workers of
+  XLA's pool; ``statistics.each_matrix`` fixed it.)"""
   shape: Tuple[int, int]
   window: Tuple[int, int]
   starts: Tuple[Tuple[int, int], ...]

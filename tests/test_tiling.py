@@ -9,6 +9,9 @@ above float32 rounding.
 
 
 import dataclasses
+import os
+import pathlib
+import sys
 
 import jax
 import scripting
@@ -282,3 +285,49 @@ def test_multiscale_adam_snapshots_and_stop_when_tiled(params):
   assert levels[1][1] == "interrupted" and result.image.shape == (72, 64, 3)
   assert [s for _, s in snapshots][:4] == [(48, 43, 3)] * 4
   assert (72, 64, 3) in [s for _, s in snapshots]
+
+
+_RERUN_COVARIANCE = r"""
+import dataclasses, sys
+sys.path.insert(0, sys.argv[1])
+import jax
+from conftest import random_image as img, tiny_vgg16_params
+from nst_jax import objective, representations as R, tiling
+params = tiny_vgg16_params()
+rep = {"relu1_1": R.Covariance(), "relu2_1": R.Covariance(),
+       "relu3_1": R.CentralMoments(order=4)}
+spec = objective.Spec(("relu3_2",), ("relu1_1", "relu2_1", "relu3_1"),
+                      pooling="max", style=rep)
+targets = objective.make_targets(params, img(88, 80, 1),
+                                 [img(80, 72, 2), img(64, 70, 3)], spec,
+                                 style_blend_weights=[2.0, 1.0])
+weights = objective.make_weights(spec, content_weight=3.0, style_weight=1e3,
+                                 tv_weight=2.0)
+p = dataclasses.replace(tiling.plan("vgg16", spec.layers, (88, 80), 24),
+                        reuse_last=False)
+step = jax.jit(jax.value_and_grad(tiling.objective_function(spec, p),
+                                  has_aux=True))
+x = img(88, 80, 4)
+for _ in range(3):
+  jax.block_until_ready(step(x, params, targets, weights))
+print("ok")
+"""
+
+
+def test_rerunning_pass_2_with_two_batched_eigh_finishes():
+  """Regression: every window rerun in pass 2, ``Covariance`` on two layers
+  and two style images (a batch of 2 matrices per layer) hung on the second
+  evaluation on this 2-core CPU: jaxlib split both layers' batched eigh over
+  XLA's pool from inside its two workers and blocked both
+  (``statistics.each_matrix`` decomposes one matrix per call). In a fresh
+  process with a timeout, so that a hang fails this test, not the suite."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  here = str(pathlib.Path(__file__).parent)
+  try:
+    out = subprocess.run([sys.executable, "-c", _RERUN_COVARIANCE, here],
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                         capture_output=True, text=True, timeout=150)
+  except subprocess.TimeoutExpired:
+    pytest.fail("three evaluations did not finish in 150 s (a hang)")
+  assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (
+      out.stdout + out.stderr[-3000:])
