@@ -111,7 +111,8 @@ def each_matrix(decomposition, matrix: jax.Array):
   run and the program never ends: seen with jaxlib 0.10.2 in the tiled
   objective's backward pass with ``Covariance`` on two layers and two style
   images (docs/benchmarks.md, "Tiled objective"). A single matrix is not
-  split."""
+  split. Under ``jax.vmap`` (a grid's cells) each call is batched over the
+  vmapped axis again, so this does not cover that case."""
   lead = matrix.shape[:-2]
   if len(lead) == 0:
     return decomposition(matrix)
