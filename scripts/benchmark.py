@@ -260,6 +260,9 @@ def quality_size(size, params, content_full, style_full, torch_mod, nets):
   if "pyramid" in FLAGS.quality_runs and len(scales) > 1:
     runs["pyramid"] = _pyramid_images(scales, scale_iterations, params,
                                       content_full, style_full, every)
+  elif "pyramid" in FLAGS.quality_runs:
+    print(f"  (no pyramid run: the default transfer at {size} px is one "
+          f"level, below 2 x {transfer.PYRAMID_BASE} px)", flush=True)
   if torch_mod is not None:
     tobj = _torch_objective(params, content, style, config, spec, weights,
                             "cpu")

@@ -36,8 +36,9 @@ def _free_port() -> int:
 
 
 class _Children:
-  """Started ``nst-grid`` processes, all killed on leaving (the test's
-  failure must not leave one waiting for its peer)."""
+  """Started command processes (``nst-grid`` by default), each writing to
+  its own log file, all killed on leaving (the test's failure must not
+  leave one waiting for its peer)."""
 
   def __init__(self, tmp_path: pathlib.Path):
     self.tmp, self.procs = tmp_path, []
