@@ -183,9 +183,11 @@ class LossWeights:
 
 
 def make_weights(spec: Spec, *, content_weight: float, style_weight: float,
-                 tv_weight: float = 0.0,
+                 tv_weight: float = LossWeights.tv,
                  style_layer_weights: Sequence[float] | None = None) -> Weights:
-  """Builds ``Weights``; per-layer weights default to ``1/L`` (Gatys §2)."""
+  """Builds ``Weights``; per-layer weights default to ``1/L`` (Gatys §2).
+  ``tv_weight`` defaults to ``LossWeights``'s γ (the one source of the
+  defaults)."""
   n = len(spec.style_layers)
   if style_layer_weights is None:
     style_layer_weights = [1.0 / n] * n if n else []

@@ -274,7 +274,7 @@ def test_make_weights_errors(kwargs, match):
 def test_make_weights_defaults():
   w = objective.make_weights(SPEC, content_weight=1.0, style_weight=2.0)
   np.testing.assert_allclose(np.asarray(w.style_layers), [1 / 3] * 3)
-  assert float(w.tv) == 0.0
+  assert float(w.tv) == objective.LossWeights().tv
   assert all(x.dtype == jnp.float32 for x in w)
 
 
@@ -308,7 +308,8 @@ def test_texture_synthesis_without_content(params):
   spec = objective.Spec(content_layers=(), style_layers=("relu1_1", "relu2_1"))
   targets = objective.make_targets(params, None, [_img(24, 24, 1)], spec)
   assert targets.content == {}
-  weights = objective.make_weights(spec, content_weight=1.0, style_weight=1.0)
+  weights = objective.make_weights(spec, content_weight=1.0, style_weight=1.0,
+                                   tv_weight=0.0)
   fun = objective.make_objective(params, targets, weights, spec)
   total, terms = fun(_img(16, 16, 2))
   assert float(terms["content"]) == 0.0
@@ -323,7 +324,8 @@ def test_weights_from_python_floats_do_not_recompile(params, problem):
   targets = objective.make_targets(params, content, styles, SPEC)
   fun = jax.jit(objective.objective_function(SPEC))
   image = _img(32, 32, 7)
-  made = objective.make_weights(SPEC, content_weight=1.0, style_weight=2.0)
+  made = objective.make_weights(SPEC, content_weight=1.0, style_weight=2.0,
+                                tv_weight=0.0)
   plain = objective.Weights(1.0, 2.0, 0.0, [1 / 3] * 3)
   assert plain.style.dtype == jnp.float32 and plain.style_layers.shape == (3,)
   fun(image, params, targets, made)
