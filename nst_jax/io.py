@@ -414,8 +414,11 @@ def _umask() -> int:
   return mask
 
 
-def _final_mode(path) -> int:
-  """Permissions for the new file: those of the file it replaces, if any."""
+def new_file_mode(path) -> int:
+  """The permissions an atomic write gives ``path``: those of the file it
+  replaces, else the process's default for a new file (``0o666`` less the
+  umask), as ``open`` would have given it. A temporary file is created
+  ``0o600``; every writer chmods it to this before the rename."""
   try:
     return os.stat(path).st_mode & 0o7777
   except OSError:
@@ -458,7 +461,7 @@ def _atomic_write(path, write: Callable[[Any], None], suffix: str) -> None:
       write(tmp)
       tmp.flush()
       os.fsync(tmp.fileno())
-    os.chmod(tmp.name, _final_mode(target))
+    os.chmod(tmp.name, new_file_mode(target))
     os.replace(tmp.name, target)
   except BaseException as e:
     with contextlib.suppress(OSError):

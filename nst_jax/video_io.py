@@ -9,7 +9,9 @@ Every problem a person can cause — an unreadable or empty video, a folder
 with no images or with frames of different sizes, an output that would
 overwrite an input — is an ``NSTError`` with a one-line message. Videos are
 written atomically: ffmpeg encodes into a temporary file beside the
-destination, which is renamed over it only when the encoder has finished.
+destination, which is renamed over it only when the encoder has finished,
+with the mode an image written by ``nst_jax.io`` gets (the replaced file's,
+else the umask's).
 """
 
 import contextlib
@@ -121,11 +123,33 @@ def read_video(path: str, *, max_frames: int = 0) -> Clip:
   return Clip(frames, fps, path, bool(meta.get("audio_codec")))
 
 
+def still_image_format(path: str) -> str | None:
+  """The format of ``path`` if it is a still image (a JPEG, a PNG, a
+  one-frame GIF, …: what Pillow opens as a single frame), else ``None``
+  (an animation, a video, an unreadable file)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(path) as im:
+      # Pillow identifies an MPEG-1 video stream ("MPEG") without decoding it.
+      if im.format == "MPEG" or getattr(im, "is_animated", False):
+        return None
+      return im.format or "image"
+  except (OSError, ValueError, Image.DecompressionBombError):
+    return None
+
+
 def read_clip(path: str, *, fps: float = 25.0, max_frames: int = 0) -> Clip:
   """A folder of frames (``read_frames_dir``, at ``fps``) or a video file
-  (``read_video``, at its own rate)."""
+  (``read_video``, at its own rate). A still image is refused (ffmpeg would
+  read it as a one-frame clip)."""
   if os.path.isdir(path):
     return read_frames_dir(path, fps=fps, max_frames=max_frames)
+  if os.path.isfile(path):
+    kind = still_image_format(path)
+    if kind is not None:
+      raise NSTError(f"{path} is a still image ({kind}), not a video: give a "
+                     "video file or a folder of frames (one image: "
+                     "nst-stylize)")
   return read_video(path, max_frames=max_frames)
 
 
@@ -181,6 +205,7 @@ def write_video(path: str, frames: Sequence[np.ndarray], fps: float, *,
     for frame in frames:
       writer.send(io.image_to_uint8(frame))
     writer.close()
+    os.chmod(tmp, io.new_file_mode(path))   # mkstemp made it 0o600
     os.replace(tmp, path)
   except BaseException as e:
     with contextlib.suppress(OSError):
