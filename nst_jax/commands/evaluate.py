@@ -1,10 +1,12 @@
-"""Scores stylised results: distance to the content photo, to the painting,
-and, for a set, to the painting's patches.
+"""``nst-evaluate``: scores stylised results: distance to the content
+photo, to the painting, and, for a set, to the painting's patches.
 
-  python scripts/evaluate.py --content=photo.jpg --style=painting.jpg \\
+  nst-evaluate --content=photo.jpg --style=painting.jpg \\
       --results=out/a.png,out/b.png [--json=scores.json]
-  python scripts/evaluate.py --content=photo.jpg --style=painting.jpg \\
+  nst-evaluate --content=photo.jpg --style=painting.jpg \\
       --results=out/grid          # a grid's cells/ (or a folder of images)
+
+(``python scripts/evaluate.py`` runs the same command from a checkout.)
 
 Every image is scored at one size (``--size``, long edge, default 256), so
 results made at different sizes compare. One row per result: LPIPS (VGG-16
@@ -160,7 +162,7 @@ def main(argv):
 
 
 def run():
-  """Entry point of ``scripts/evaluate.py``."""
+  """The ``nst-evaluate`` console command (and ``scripts/evaluate.py``)."""
   cli.run(main)
 
 
