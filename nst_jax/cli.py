@@ -12,6 +12,7 @@ runs. The commands themselves are in ``nst_jax.commands``.
 import json
 import logging
 import os
+import platform
 import re
 import signal
 import sys
@@ -30,12 +31,22 @@ from nst_jax.errors import NSTError
 
 
 def device_description() -> str:
-  """E.g. ``"cpu: cpu (2 devices)"`` or ``"gpu: NVIDIA H100 80GB HBM3"``."""
+  """What the run ran on, for messages and records: the platform, how many
+  devices of it JAX sees (over every process) and what they are, e.g.
+  ``"gpu: 1 device (NVIDIA H100 80GB HBM3)"``. A CPU device's kind says
+  only ``cpu``, so there the machine and its cores stand instead:
+  ``"cpu: 1 device (x86_64, 2 cores)"``."""
   devices = jax.devices()
   d = devices[0]
-  kind = getattr(d, "device_kind", d.platform)
-  extra = f" ({len(devices)} devices)" if len(devices) > 1 else ""
-  return f"{d.platform}: {kind}{extra}"
+  kinds = list(dict.fromkeys(str(getattr(x, "device_kind", "") or "")
+                             for x in devices))
+  kind = ", ".join(k for k in kinds if k)
+  if d.platform == "cpu" or kind.lower() in ("", "cpu", d.platform):
+    cores = os.cpu_count()
+    kind = ", ".join([platform.machine() or "unknown machine",
+                      *([f"{cores} cores"] if cores else [])])
+  count = len(devices)
+  return f"{d.platform}: {count} device{'' if count == 1 else 's'} ({kind})"
 
 
 CACHE_DIR_ENV = "NST_JAX_CACHE_DIR"
@@ -903,6 +914,9 @@ def representation(style_layers: Sequence[str]):
 def transfer_config(*, grid: bool = False):
   """The ``TransferConfig`` of one run from the shared flags the command
   defined; a flag it did not define keeps the library's default.
+  ``--content_layers`` and (but in a grid) ``--style_layers`` left out are
+  set to the network's default layers, so that a run record names the layers
+  the run used.
 
   With ``grid`` the flags that are axes of a grid (weights, layer sets,
   seeds) may hold several values: the config then takes the union of the
@@ -931,6 +945,11 @@ def transfer_config(*, grid: bool = False):
   else:
     style_layers = single("style_layers")
   style_layers = tuple(style_layers or networks.DEFAULT_STYLE_LAYERS[network])
+  # Layers left to the network's defaults are recorded as the ones used.
+  if "content_layers" in f and f["content_layers"].value is None:
+    f["content_layers"].value = list(content_layers)
+  if not grid and "style_layers" in f and f["style_layers"].value is None:
+    f["style_layers"].value = (style_layers,)
   spec = objective.Spec(
       content_layers, style_layers, pooling=val("pooling", "max"),
       style=(representation(style_layers) if "style_stat" in f

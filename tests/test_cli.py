@@ -63,6 +63,12 @@ def test_smoke_run_writes_png_and_record(smoke):
   assert record["iterations"] == 12
   assert record["params"]["style_blend_weights"] == [1.0, 3.0]
   assert record["params"]["size"] == 48
+  # The layers used (the network's defaults), not null; what ran it.
+  assert record["params"]["content_layers"] == ["relu4_2"]
+  assert record["params"]["style_layers"] == ["relu1_1", "relu2_1", "relu3_1",
+                                              "relu4_1", "relu5_1"]
+  assert record["device"] == cli.device_description()
+  assert re.fullmatch(r"\w+: \d+ devices? \(.+\)", record["device"])
   history = record["loss_history"]
   assert [h["iteration"] for h in history] == [0, 4, 8, 12]
   for h in history:

@@ -4,6 +4,7 @@ defaults per device and re-running a recorded run (nst_jax.cli)."""
 import io as pyio
 import json
 import os
+import re
 import signal
 
 import numpy as np
@@ -140,6 +141,30 @@ def test_first_interrupt_asks_to_stop_second_aborts():
                                             ("rocm", (512, 500))])
 def test_device_defaults(platform, want):
   assert cli.device_defaults(platform) == want
+
+
+class _Device:
+  def __init__(self, platform, kind):
+    self.platform, self.device_kind = platform, kind
+
+
+@pytest.mark.parametrize("devices, want", [
+    ([_Device("cpu", "cpu")], r"cpu: 1 device \(x86_64, 2 cores\)"),
+    ([_Device("cpu", "cpu")] * 4, r"cpu: 4 devices \(x86_64, 2 cores\)"),
+    ([_Device("gpu", "NVIDIA H100 80GB HBM3")],
+     r"gpu: 1 device \(NVIDIA H100 80GB HBM3\)"),
+    ([_Device("gpu", "NVIDIA H100 80GB HBM3")] * 8,
+     r"gpu: 8 devices \(NVIDIA H100 80GB HBM3\)"),
+    ([_Device("tpu", "TPU v4")] * 4, r"tpu: 4 devices \(TPU v4\)"),
+])
+def test_device_description_says_what_and_how_many(monkeypatch, devices,
+                                                   want):
+  import platform  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(cli.jax, "devices", lambda: devices)
+  monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+  monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+  assert re.fullmatch(want, cli.device_description()), (
+      cli.device_description())
 
 
 # --- recorded parameters ---------------------------------------------------------

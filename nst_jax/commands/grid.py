@@ -159,8 +159,7 @@ def main(argv):
     say(defaults_message)
   say(f"nst_jax grid: {len(cells)} cells ({' x '.join(axes.varying()) or 'one'}"
         f"), {shape[1]}x{shape[0]}, {FLAGS.iterations} iterations, "
-        f"{FLAGS.optimizer}, on {len(jax.devices())} device(s): "
-        f"{cli.device_description()}", flush=True)
+        f"{FLAGS.optimizer}, on {cli.device_description()}", flush=True)
 
   def on_log(iteration, totals):
     logging.info("iteration %5d  loss per cell %.4g .. %.4g", iteration,
