@@ -207,12 +207,16 @@ def command_start(argv, quiet: bool) -> Callable[[str], None]:
 
 
 def parse_flags(argv):
-  """absl ``flags_parser`` that reports a bad flag as one ``error:`` line."""
+  """absl ``flags_parser`` that reports a bad flag as one ``error:`` line
+  and a deprecated flag name as one ``warning:`` line."""
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
   except flags.Error as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
     sys.exit(2)
+  for note in deprecation_notes():
+    print(note, file=sys.stderr)
+  return rest
 
 
 def run(main: Callable[[list], None]) -> None:
@@ -469,10 +473,14 @@ def apply_params(values: dict, *, skip: Sequence[str] = ()) -> list[str]:
   """Sets every flag named in ``values`` that the command line did not give
   (command-line flags win) and is not in ``skip``; returns the names of
   recorded parameters this script does not know (left alone). Values are
-  parsed like command-line text, so a bad one is an ``NSTError``."""
+  parsed like command-line text, so a bad one is an ``NSTError``. A
+  parameter recorded under a flag's former name (``DEPRECATED_FLAGS``:
+  ``checkpoint``) sets the flag of the new name (``remat``)."""
   unknown = []
+  values = {DEPRECATED_FLAGS.get(k, k) if DEPRECATED_FLAGS.get(k) not in values
+            else k: v for k, v in values.items()}   # records of old names
   for name, value in values.items():
-    if name in skip:
+    if name in skip or name in DEPRECATED_FLAGS:
       continue
     if name not in flags.FLAGS:
       unknown.append(name)
@@ -556,6 +564,29 @@ class _SetsParser(flags.ArgumentParser):
 
 def _serialize_sets(value):
   return ";".join(",".join(str(v) for v in g) for g in value or ())
+
+
+# Renamed flags, {old name: new name}, as the commands of this process
+# defined them (``define_deprecated_alias``).
+DEPRECATED_FLAGS: Dict[str, str] = {}
+
+
+def define_deprecated_alias(old: str, new: str) -> None:
+  """Keeps flag ``new``'s former name ``old`` working: an alias that prints
+  a one-line deprecation note when given (``parse_flags``), left out of
+  ``--help`` (``--helpfull`` lists it) and of run records, and a recorded
+  run that recorded ``old`` runs again with it (``apply_params``)."""
+  flags.DEFINE_alias(old, new)
+  flags.FLAGS[old].help = f"Deprecated name of --{new}; use --{new}."
+  DEPRECATED_FLAGS[old] = new
+
+
+def deprecation_notes() -> list[str]:
+  """One ``warning: --old is deprecated: use --new`` line per deprecated
+  name the command line gave."""
+  return [f"warning: --{old} is deprecated: use --{new}"
+          for old, new in DEPRECATED_FLAGS.items()
+          if old in flags.FLAGS and flags.FLAGS[old].present]
 
 
 def define_numbers(name, default, help_text, kind=float, lower_bound=None):
@@ -759,9 +790,12 @@ def _define_compute():
   flags.DEFINE_string("image_devices", "1", "Shard the image's rows over N "
                       "local devices (all: every one); XLA partitions the "
                       "network.")
-  flags.DEFINE_bool("checkpoint", False, "Gradient checkpointing per VGG "
-                    "block (one more forward pass; on the CPU it measured no "
-                    "memory saving: see docs/benchmarks.md).")
+  flags.DEFINE_bool("remat", False, "Gradient rematerialisation "
+                    "(jax.checkpoint) per VGG block: activations recomputed "
+                    "in the backward pass instead of kept (one more forward "
+                    "pass; on the CPU it measured no memory saving: see "
+                    "docs/benchmarks.md). Not --resume's run checkpoints.")
+  define_deprecated_alias("checkpoint", "remat")
   flags.DEFINE_bool("deterministic", False, "Deterministic GPU reductions "
                     "(XLA's --xla_gpu_deterministic_ops): the same image on "
                     "the same device, a little slower; no effect on the CPU.")
@@ -822,13 +856,16 @@ def define_flags(*items: str, defaults: Dict[str, Any] | None = None
   (e.g. a figure script's smaller ``size``); name, type and help stay the
   ones here."""
   wanted: Dict[str, set | None] = {}
-  if set(FLAG_GROUPS) & set(_GROUP_OF):   # a group must not shadow a flag
-    raise ValueError(f"group names {set(FLAG_GROUPS) & set(_GROUP_OF)} are "
-                     "also flag names")
+  # A group must not shadow a flag of another group (``init`` is both the
+  # group and its flag).
+  shadowed = {g for g in FLAG_GROUPS if _GROUP_OF.get(g, g) != g}
+  if shadowed:
+    raise ValueError(f"group names {shadowed} are also flag names")
   for item in items:
     if item in FLAG_GROUPS:
       wanted[item] = None
       continue
+    item = DEPRECATED_FLAGS.get(item, item)
     group = _group_of(item)
     if wanted.get(group, set()) is not None:
       wanted.setdefault(group, set()).add(item)
@@ -837,8 +874,10 @@ def define_flags(*items: str, defaults: Dict[str, Any] | None = None
     before = set(flags.FLAGS)
     FLAG_GROUPS[group]()
     for name in [n for n in flags.FLAGS if n not in before]:
-      if only is None or name in only:
-        names.append(name)
+      target = DEPRECATED_FLAGS.get(name, name)  # an alias goes with its flag
+      if only is None or target in only:
+        if name not in DEPRECATED_FLAGS:   # recorded under the new name only
+          names.append(name)
       else:
         delattr(flags.FLAGS, name)
   for name, value in (defaults or {}).items():
@@ -955,7 +994,7 @@ def transfer_config(*, grid: bool = False):
       style=(representation(style_layers) if "style_stat" in f
              else objective.Spec().style),
       precision=val("precision", "float32"),
-      remat=bool(val("checkpoint", False)),
+      remat=bool(val("remat", False)),
       size_invariant=bool(val("size_invariant",
                               objective.Spec().size_invariant)))
   default = objective.LossWeights()
