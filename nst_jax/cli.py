@@ -206,9 +206,108 @@ def command_start(argv, quiet: bool) -> Callable[[str], None]:
   return lambda text: print(text, flush=True)
 
 
-def parse_flags(argv):
+# What asks for a command's help (absl's --help, --helpshort and -?, and
+# -h); absl's --helpfull still lists every flag, absl's own too.
+HELP_ARGS = ("--help", "-help", "--helpshort", "-helpshort", "-?", "-h")
+
+# The sections of --help, in order: the shared groups (``FLAG_GROUPS``) and
+# the topics of the commands' own flags (``_OWN_TOPICS``).
+_SECTIONS = {
+    "images": "Images", "model": "Model and weights",
+    "loss": "Loss weights", "representation": "Style representation",
+    "masks": "Masks (guided transfer)", "solver": "Solver",
+    "init": "Initial image", "color": "Colour", "scales": "Coarse to fine",
+    "video": "Video", "grid": "Grid", "evaluation": "Evaluation",
+    "runs": "Running again and resuming", "compute": "Compute",
+    "output": "Output", "distributed": "Several processes or hosts",
+}
+# The topic of each command's own flags (the shared ones have their group);
+# a flag named nowhere is listed under "Other flags".
+_OWN_TOPICS = {
+    "style_scale": "images", "input": "images", "results": "images",
+    "network": "model", "from_file": "model", "weights_dir": "model",
+    "force": "model",
+    "scales": "scales", "scale_iterations": "scales",
+    "pyramid_base": "scales",
+    "temporal_weight": "video", "long_term": "video", "warm_start": "video",
+    "independent": "video", "first_iterations": "video", "flow": "video",
+    "fps": "video", "max_frames": "video",
+    "preset": "grid", "chunk_size": "compute",
+    "evaluate": "evaluation", "score_size": "evaluation", "via": "evaluation",
+    "from_json": "runs", "resume": "runs",
+    "output": "output", "output_dir": "output", "log_every": "output",
+    "save_every": "output", "plot": "output", "sheet": "output",
+    "json": "output", "work_dir": "output", "save_flows": "output",
+    "audio": "output", "print_every": "output",
+}
+_ALIAS_HELP = re.compile(r"Alias for --(\w+)\.$")
+
+
+def _flag_entry(flag, aliases: Sequence[str], width: int) -> str:
+  """One flag of ``--help``: ``--name (or --alias): help (default: …)
+  (syntax)``, wrapped to ``width`` columns."""
+  name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
+  name += "".join(f" (or --{a})" for a in aliases)
+  text = f"{name}: {' '.join(str(flag.help or '').split())}"
+  if flag.default is not None:
+    text += f" (default: {flag.default_as_str})"
+  syntax = getattr(flag.parser, "syntactic_help", "")
+  if syntax and not flag.boolean:
+    text += f" ({syntax})"
+  return flags.text_wrap(text, width, indent="      ", firstline_indent="  ")
+
+
+def help_text(prog: str, about: str | None = None, *,
+              width: int = 80) -> str:
+  """A command's ``--help``: ``about`` (its module's docstring), then every
+  flag the command defined, grouped by topic (the shared groups of
+  ``FLAG_GROUPS``, the topics of ``_OWN_TOPICS``), each with its help,
+  default and syntax. absl's own flags (logging, debugging) are left to
+  ``--helpfull``, and so are deprecated names (``DEPRECATED_FLAGS``)."""
+  ours = [f for module, listed in flags.FLAGS.flags_by_module_dict().items()
+          if not module.startswith("absl") for f in listed]
+  aliases: Dict[str, list] = {}
+  entries: Dict[str, Any] = {}
+  for flag in ours:
+    if flag.name in DEPRECATED_FLAGS or flag.name in entries:
+      continue
+    target = _ALIAS_HELP.match(str(flag.help or ""))
+    if target and target.group(1) in flags.FLAGS:
+      aliases.setdefault(target.group(1), []).append(flag.name)
+    else:
+      entries[flag.name] = flag
+  sections: Dict[str, list] = {}
+  for name, flag in entries.items():
+    topic = _DEFINED_IN.get(name) or _OWN_TOPICS.get(name, "other")
+    sections.setdefault(topic, []).append(
+        _flag_entry(flag, aliases.get(name, ()), width))
+  lines = [f"Usage: {prog} [flags]"]
+  if about and about.strip():
+    lines += ["", about.strip("\n")]
+  lines += ["", "Flags (--helpfull also lists absl's own: logging, "
+            "debugging):"]
+  for topic in [*_SECTIONS, "other"]:
+    if topic in sections:
+      lines += ["", f"{_SECTIONS.get(topic, 'Other flags')}:",
+                *sections[topic]]
+  return "\n".join(lines)
+
+
+def _asks_for_help(argv) -> bool:
+  args = list(argv[1:])
+  if "--" in args:
+    args = args[:args.index("--")]
+  return any(a in HELP_ARGS for a in args)
+
+
+def parse_flags(argv, *, about: str | None = None):
   """absl ``flags_parser`` that reports a bad flag as one ``error:`` line
-  and a deprecated flag name as one ``warning:`` line."""
+  and a deprecated flag name as one ``warning:`` line. ``--help`` (or
+  ``-h``, ``-?``, ``--helpshort``) prints ``help_text`` (``about``: the
+  command's description) to stdout and exits 0."""
+  if _asks_for_help(argv):
+    print(help_text(os.path.basename(argv[0]) if argv else "command", about))
+    sys.exit(0)
   try:
     rest = flags.FLAGS(argv)
   except flags.Error as e:
@@ -220,9 +319,14 @@ def parse_flags(argv):
 
 
 def run(main: Callable[[list], None]) -> None:
-  """``absl.app.run`` with one-line errors for flags and ``NSTError``s."""
+  """``absl.app.run`` with one-line errors for flags and ``NSTError``s, and
+  ``--help`` listing the command's own flags by topic (``help_text``, the
+  command's description from the docstring of ``main``'s module)."""
   from absl import app  # pylint: disable=g-import-not-at-top
-  app.run(run_main(main), flags_parser=parse_flags)
+  module = sys.modules.get(getattr(main, "__module__", ""), None)
+  about = getattr(module, "__doc__", None)
+  app.run(run_main(main),
+          flags_parser=lambda argv: parse_flags(argv, about=about))
 
 
 def params_json(values: dict) -> str:
@@ -876,6 +980,7 @@ def define_flags(*items: str, defaults: Dict[str, Any] | None = None
     for name in [n for n in flags.FLAGS if n not in before]:
       target = DEPRECATED_FLAGS.get(name, name)  # an alias goes with its flag
       if only is None or target in only:
+        _DEFINED_IN[name] = group
         if name not in DEPRECATED_FLAGS:   # recorded under the new name only
           names.append(name)
       else:
@@ -901,6 +1006,8 @@ def _group_of(name: str) -> str:
 
 
 _GROUP_OF: Dict[str, str] = {}
+# The group of each shared flag this process defined (``define_flags``).
+_DEFINED_IN: Dict[str, str] = {}
 
 
 def flag_values(names: Sequence[str]) -> Dict[str, Any]:

@@ -1,0 +1,238 @@
+"""The one run loop: minimises a ``problem.Problem`` with the library's
+solvers and does everything around the iterations — loss records, snapshots,
+live progress, a clean stop, checkpoints and resume, targets re-drawn by a
+representation — the same way for every caller. One image, each level of a
+coarse-to-fine run (``transfer.stylize_multiscale``) and each frame of a
+video (``video.stylize_video``) are callers of ``run_problem``; folders and
+grids run their cells through the batched solver and the same levels.
+
+A record is ``{iteration, seconds, total, content, style, tv, style_layers:
+{layer: term}}`` plus one entry per extra term of the problem (video's
+``temporal``), terms weighted, seconds since the run's start.
+"""
+
+import functools
+import time
+from typing import Any, Callable, Dict, List, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nst_jax import checkpoint
+from nst_jax import objective
+from nst_jax import problem as _problem
+from nst_jax import solvers
+from nst_jax.errors import NSTError, param
+
+TERMS = ("total", "content", "style", "tv")
+
+# What ``run_problem`` tells ``on_progress`` (the library's one progress type).
+Progress = solvers.Progress
+
+
+class Levels(NamedTuple):
+  """What the finished stages of a run (the levels of a coarse-to-fine run)
+  add to its result: their records (each with a ``size`` key), iterations,
+  evaluations and seconds."""
+  history: Sequence[Dict[str, Any]] = ()
+  iterations: int = 0
+  evaluations: int = 0
+  seconds: float = 0.0
+
+
+class RunState(NamedTuple):
+  """What a run needs to continue after a crash (``run_problem``'s
+  ``on_checkpoint`` receives it, ``resume=`` takes it back): ``solver``, the
+  whole ``solvers.SolverState`` as named numpy arrays
+  (``checkpoint.flatten``: the iterate, L-BFGS memory or Adam moments,
+  iteration and evaluation counts, the re-draw round), the loss ``history``
+  so far, the ``seconds`` spent and the ``iteration`` reached.
+  ``io.save_arrays`` stores it without pickle.
+
+  A run of several stages says at which one the state is: ``level`` (index
+  into a coarse-to-fine run's scales; 0 for one level) and what the
+  finished levels left (``before``, ``Levels``); a video's frame index is
+  the ``stage`` of the command's state file (``commands._resume``)."""
+  solver: Dict[str, np.ndarray]
+  history: List[Dict[str, Any]]
+  seconds: float
+  iteration: int
+  level: int = 0
+  before: "Levels | None" = None
+
+
+class RunResult(NamedTuple):
+  """The result clipped to [0, 1], one record per logged iteration (the
+  last one always), solver counts, the stop reason (``solvers.Status``
+  name), and seconds spent compiling plus optimising."""
+  image: np.ndarray
+  loss_history: List[Dict[str, float]]
+  iterations: int
+  function_evaluations: int
+  status: str
+  wall_seconds: float
+
+
+def _floats(terms, names) -> Dict[str, float]:
+  return {k: float(np.asarray(terms[k])) for k in names}
+
+
+def record(iteration, terms, seconds: float, style_layers: Sequence[str],
+           extra: Sequence[str] = ()) -> Dict[str, Any]:
+  """One loss record from the objective's terms (see the module docstring)."""
+  per_layer = np.asarray(terms["style_layers"]).reshape(-1)
+  return {"iteration": int(iteration), "seconds": round(float(seconds), 3),
+          **_floats(terms, TERMS + tuple(extra)),
+          "style_layers": {l: float(v) for l, v in zip(style_layers,
+                                                       per_layer)}}
+
+
+@functools.lru_cache(maxsize=None)
+def terms_on_device(fun):
+  """The terms of objective ``fun`` at an image."""
+  return lambda x, *args: fun(x, *args)[1]
+
+
+@functools.lru_cache(maxsize=None)
+def terms_program(fun):
+  """The loss terms at an image, compiled (one forward pass, no gradient)."""
+  return jax.jit(terms_on_device(fun))
+
+
+def _clip_on_device(x, *args):
+  del args
+  return jnp.clip(x, 0.0, 1.0)
+
+
+def _redraw(spec, current: dict) -> solvers.Restart | None:
+  """A ``solvers.Restart`` that re-draws the targets of ``spec``'s
+  representations that re-draw (``objective.redraw_every``), keeping the
+  newest in ``current["targets"]`` for the live records."""
+  period = objective.redraw_every(spec)
+  if period <= 0:
+    return None
+
+  def redraw(iteration, args):
+    targets = objective.redraw_targets(spec, args[1], iteration)
+    if targets is None:
+      return None
+    current["targets"] = targets
+    return (args[0], targets) + tuple(args[2:])
+  return solvers.Restart(period, redraw)
+
+
+def run_problem(p: _problem.Problem, solver: solvers.SolverConfig, *,
+                finish: Callable[[np.ndarray], np.ndarray] = lambda x: x,
+                log_every: int = 50,
+                on_log: Callable[[Dict[str, Any]], None] | None = None,
+                snapshot_every: int = 0,
+                on_snapshot: Callable[[int, np.ndarray], None] | None = None,
+                on_progress: Callable[[Progress], None] | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                progress_seconds: float = 2.0,
+                terms_seconds: float = 4.0,
+                checkpoint_every: int = 0,
+                on_checkpoint: Callable[[RunState], None] | None = None,
+                resume: RunState | None = None,
+                nonfinite_hint: str = "",
+                started: float | None = None) -> RunResult:
+  """Minimises problem ``p`` with ``solver`` and returns a ``RunResult``.
+
+  Every ``log_every`` iterations the loss terms are recorded and passed to
+  ``on_log``; every ``snapshot_every`` iterations ``on_snapshot(iteration,
+  image)`` receives the current image clipped to [0, 1] and passed through
+  ``finish`` (colour control's last step; the result goes through it
+  too). With ``on_progress`` or ``should_stop`` the compiled loop runs in
+  chunks of about ``progress_seconds``: after each,
+  ``on_progress(Progress)`` (with ``iterations``, ``seconds`` and ``record``
+  filled in; the record refreshed by one more forward pass when the latest
+  is older than ``terms_seconds``) is called and ``should_stop()`` asked;
+  when it says yes the run ends there with status ``interrupted``. None of
+  this changes the iterates. A representation that re-draws its target gets
+  new targets every ``K`` iterations, the solver restarted there from the
+  current image (``solvers.Restart``).
+
+  ``on_checkpoint(RunState)`` receives the whole state every
+  ``checkpoint_every`` iterations (after that iteration's snapshot; 0: only
+  when ``should_stop`` stops the run); ``resume=`` such a state continues
+  that run — same problem — to the image a run never stopped reaches
+  (bit-identical on the CPU; checked against this run's shapes,
+  ``checkpoint.unflatten``). Records, seconds and counts go on from the
+  state's.
+
+  Raises ``NSTError`` if the loss becomes NaN or infinite (the message ends
+  with ``nonfinite_hint``), or ``resume`` does not fit this run.
+  """
+  start = time.perf_counter()
+  fun, args, spec = p.fun, p.args, p.spec
+  extra = tuple(t.name for t in p.terms)
+  history: List[Dict[str, Any]] = list(resume.history) if resume else []
+  offset = float(resume.seconds) if resume else 0.0
+  clock = lambda: time.perf_counter() - start + offset
+  current = {"targets": p.targets}   # re-drawn targets, for the live records
+
+  def live_args():
+    return (args[0], current["targets"]) + tuple(args[2:])
+
+  def log(iteration, terms):
+    history.append(record(iteration, terms, clock(), spec.style_layers,
+                          extra))
+    if on_log is not None:
+      on_log(history[-1])
+
+  hooks = [solvers.Hook(log_every, terms_on_device(fun), log)]
+  if snapshot_every > 0 and on_snapshot is not None:
+    hooks.append(solvers.Hook(
+        snapshot_every, _clip_on_device,
+        lambda i, x: int(i) > 0 and on_snapshot(
+            int(i), finish(_problem.gathered(x)))))
+  on_chunk = None
+  wanted = solver.maxiter
+  if on_progress is not None:
+    latest = []  # a record refreshed between log hooks for a live display
+
+    def on_chunk(pr: solvers.Progress):
+      newest = max(latest + history[-1:], key=lambda r: r["seconds"],
+                   default=None)
+      if pr.running and (newest is None or
+                         clock() - newest["seconds"] > terms_seconds):
+        terms = terms_program(fun)(pr.x(), *live_args())
+        latest[:] = [record(pr.iteration, terms, clock(), spec.style_layers,
+                            extra)]
+        newest = latest[0]
+      on_progress(pr._replace(value=float(np.asarray(pr.value)),
+                              evaluations=int(np.asarray(pr.evaluations)),
+                              iterations=wanted, seconds=clock(),
+                              record=newest))
+    # before compiling: the display can say so
+    on_progress(Progress(resume.iteration if resume else 0, float("nan"), 0,
+                         True, None, wanted, clock(), None))
+  chunked = on_chunk is not None or should_stop is not None
+  saver, state = None, None
+  if on_checkpoint is not None:
+    saver = solvers.Checkpoint(checkpoint_every, lambda s: on_checkpoint(
+        RunState(checkpoint.flatten(s), list(history), clock(),
+                 int(s.loop.i))))
+  if resume is not None:
+    state = checkpoint.unflatten(resume.solver, solvers.state_template(
+        fun, p.x0, solver, args), what="resumed state")
+    if p.evaluation.mesh is not None:   # replicated, like the run's data
+      state = state._replace(loop=_problem.place_on_mesh(
+          p.evaluation.mesh, p.x0, state.loop)[1])
+  result = solvers.minimize(
+      fun, p.x0, solver, hooks, args, donate=True, should_stop=should_stop,
+      on_chunk=on_chunk, chunk_seconds=progress_seconds if chunked else None,
+      restart=_redraw(spec, current), checkpoint=saver, resume=state)
+  image = _problem.gathered(jnp.clip(result.x, 0.0, 1.0))
+  iterations = int(result.iterations)
+  status = solvers.status_name(int(result.status))
+  if status == "non_finite" or not np.all(np.isfinite(image)):
+    raise NSTError(
+        f"the loss became NaN or infinite by iteration {iterations}: lower "
+        f"{param('solver.learning_rate')} or the loss weights"
+        + nonfinite_hint)
+  if not history or history[-1]["iteration"] != iterations:
+    log(iterations, terms_program(fun)(result.x, *live_args()))
+  return RunResult(finish(image), history, iterations,
+                   int(result.function_evaluations), status, clock())
