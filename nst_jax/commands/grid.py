@@ -1,6 +1,6 @@
 """``nst-grid``: runs a whole grid of style transfers as one batched, sharded program.
 
-  nst-grid --content=photo.jpg --style=a.jpg,b.jpg \
+  nst-grid --content=photo.jpg --style=a.jpg,b.jpg \\
       --style_weight=1e6,1e7 --seed=0,1 --init=noise --output_dir=out/grid
 
 (``python scripts/style_grid.py`` runs the same command from a checkout.)

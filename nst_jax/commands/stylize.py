@@ -1,6 +1,6 @@
 """``nst-stylize``: paints a content photo in the style of one or more paintings.
 
-  nst-stylize --content=photo.jpg --style=painting.jpg \
+  nst-stylize --content=photo.jpg --style=painting.jpg \\
       --output=out/result.png --size=512
 
 (``python scripts/stylize.py`` runs the same command from a checkout.)
