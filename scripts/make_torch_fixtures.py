@@ -37,9 +37,11 @@ than from the package:
 
 The images are deterministic: the content is examples/chelsea.png and the
 style examples/style_brushwork.png, each cropped to the target's aspect ratio
-and resized with Pillow's Lanczos filter to 64×64 and 48×64 (a style of
-another size and shape than the content, as Grams allow); the evaluated
-image is the content plus seeded uniform noise of ±0.1, clipped to [0, 1].
+and resized with Pillow's Lanczos filter to 48×64 and 64×48 (height ×
+width: a landscape content and a portrait style, as Grams allow); the
+evaluated image is the content plus seeded uniform noise of ±0.1, clipped to
+[0, 1]. Non-square on purpose: the size-invariant objective divides by
+``H·W``, which a square image cannot tell from ``H²``.
 
 The seed is the first that keeps every ReLU and max-pool branch out of reach
 of float32 rounding. A float32 network computes each pre-activation with a
@@ -140,7 +142,7 @@ CONTENT_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 ALPHA, BETA, GAMMA = 1.0, 1e7, 1.0
 LAYER_WEIGHT = 1.0 / len(STYLE_LAYERS)
-CONTENT_SHAPE, STYLE_SHAPE = (64, 64), (48, 64)
+CONTENT_SHAPE, STYLE_SHAPE = (48, 64), (64, 48)   # (H, W)
 NOISE = 0.1
 STABLE_STEP, STABLE_DIRECTIONS, STABLE_TOL = 3e-7, 3, 1e-9
 DTYPE = torch.float64

@@ -11,6 +11,7 @@ from nst_jax import guided
 from nst_jax import objective
 from nst_jax import representations
 from nst_jax import statistics
+from nst_jax import vgg
 from nst_jax.errors import NSTError
 from conftest import tiny_vgg16_params
 from conftest import random_image as _img
@@ -194,3 +195,101 @@ def test_guided_moments_ones_guide_is_moments(params):
                              rtol=1e-5)
   np.testing.assert_allclose(square[1], (f[:, 2:] ** 2).reshape(-1, 3).mean(0),
                              rtol=1e-5)
+
+
+def _np_region_grams(f, g):
+  """``Σ_p g_k F Fᵀ / Σ_p g_k`` per region, float64: ``(h, w, C), (K, h, w)
+  → (K, C, C)``."""
+  f, g = np.asarray(f, np.float64), np.asarray(g, np.float64)
+  return np.einsum("kyx,yxi,yxj->kij", g, f, f) / g.sum(axis=(1, 2))[:, None,
+                                                                       None]
+
+
+def _np_region_moments(f, g):
+  """Per region ``(mean, std)`` ``(K, 2, C)`` of the positions weighted by
+  ``g_k``, float64 (``statistics.moments_from_raw``'s eps)."""
+  f, g = np.asarray(f, np.float64), np.asarray(g, np.float64)
+  area = g.sum(axis=(1, 2))[:, None]
+  mean = np.einsum("kyx,yxi->ki", g, f) / area
+  var = np.einsum("kyx,yxi->ki", g, f ** 2) / area - mean ** 2
+  return np.stack([mean, np.sqrt(np.maximum(var, 0) + 1e-8)], axis=1)
+
+
+def _quarter_split(h, w):
+  """Two regions: the left quarter of the columns and the rest."""
+  g = np.zeros((2, h, w), np.float32)
+  g[0, :, :w // 4], g[1, :, w // 4:] = 1.0, 1.0
+  return g
+
+
+def _unequal_regions():
+  """Two style images' features and guides whose regions have unequal
+  areas: a hard 1/4 : 3/4 split, and soft guides (a ramp) of areas about
+  0.3 and 0.7, with the features of each region on another scale; the
+  optimised image's guides at the layer, a half/half split."""
+  rng = np.random.default_rng(4)
+  f1 = rng.normal(size=(6, 8, 5)).astype(np.float32)
+  f1[:, 2:] *= 3.0
+  g1 = _quarter_split(6, 8)
+  f2 = rng.normal(size=(7, 5, 5)).astype(np.float32) + 1.0
+  ramp = np.broadcast_to(np.linspace(0.0, 0.6, 5, dtype=np.float32), (7, 5))
+  g2 = np.stack([ramp, 1.0 - ramp])
+  out = np.zeros((2, 4, 4), np.float32)
+  out[0, :, :2], out[1, :, 2:] = 1.0, 1.0
+  return (f1, g1), (f2, g2), out
+
+
+@pytest.mark.parametrize("rep", [guided.GuidedGram(), guided.GuidedMoments()],
+                         ids=["gram", "moments"])
+def test_style_regions_of_unequal_area_are_area_normalised(rep):
+  """The style side of a guided statistic, ``target(stack of statistic)``,
+  divides each region's sums by that region's own area (Gatys et al. 2017
+  §4): against numpy per region for regions of 1/4 and 3/4 of a style
+  image and for soft guides. (One region, or a one-colour style, has area
+  1 and would not tell.)"""
+  (f1, g1), (f2, g2), out = _unequal_regions()
+  stats = [rep.statistic(jnp.asarray(f), jnp.asarray(g))
+           for f, g in ((f1, g1), (f2, g2))]
+  target = jax.jit(rep.target)(objective.stack(stats), jnp.asarray(out))
+  if isinstance(rep, guided.GuidedGram):
+    got, reference = target["gram"], _np_region_grams
+  else:
+    got, reference = target["moments"], _np_region_moments
+  assert got.shape[:2] == (2, 2)
+  for s, (f, g) in enumerate(((f1, g1), (f2, g2))):
+    np.testing.assert_allclose(np.asarray(got[s]), reference(f, g),
+                               rtol=1e-5, atol=1e-5, err_msg=f"style {s}")
+  np.testing.assert_array_equal(np.asarray(target["weight"]), np.ones((2, 2)))
+  # A region's target does not depend on how much of the image it covers:
+  # the same features in a region twice as wide give the same statistics.
+  wide = np.concatenate([f1[:, :2], f1[:, :2], f1[:, 2:]], axis=1)
+  g_wide = np.zeros((2, 6, 10), np.float32)
+  g_wide[0, :, :4], g_wide[1, :, 4:] = 1.0, 1.0
+  again = jax.jit(rep.target)(
+      objective.stack([rep.statistic(jnp.asarray(wide), jnp.asarray(g_wide))]),
+      jnp.asarray(out))
+  key = "gram" if isinstance(rep, guided.GuidedGram) else "moments"
+  np.testing.assert_allclose(np.asarray(again[key][0]), np.asarray(got[0]),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_make_targets_style_regions_of_unequal_area(params):
+  """The same through ``make_targets`` at relu1_1 (full resolution: the
+  layer's guides are the mask itself): a style mask whose two colours cover
+  1/4 and 3/4 of the style image gives each region the Gram of its own
+  positions, ``Σ_p g F Fᵀ / Σ_p g``."""
+  content, style = _img(16, 16, 1), _img(12, 16, 2)
+  spec = objective.Spec(content_layers=("relu1_1",), style_layers=("relu1_1",),
+                        pooling="avg", style=guided.GuidedGram())
+  content_guides = _quarter_split(16, 16)[::-1].copy()
+  style_guides = _quarter_split(12, 16)
+  targets = objective.make_targets(
+      params, content, [style], spec,
+      guides=guided.Guides(content_guides, (style_guides,)))
+  f = np.asarray(vgg.features(params, style[None], ("relu1_1",),
+                              "avg")["relu1_1"][0])
+  want = _np_region_grams(f, style_guides)
+  got = np.asarray(targets.style["relu1_1"]["gram"][0])
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+  np.testing.assert_array_equal(np.asarray(targets.style["relu1_1"]["guides"]),
+                                content_guides)

@@ -198,3 +198,79 @@ def test_style_grid_with_masks_matches_single_runs():
     np.testing.assert_allclose(result.images[i], single.image,
                                atol=tol(1e-5, 1e-4))
   assert not np.allclose(result.images[0], result.images[1])
+
+
+def _shifted(color, shift):
+  """``color`` moved by ``shift`` RGB levels (Euclidean), towards grey."""
+  c = np.asarray(color, np.float64)
+  direction = np.where(c > 127, -1.0, 1.0) / np.sqrt(3.0)
+  return tuple(int(v) for v in np.rint(c + shift * direction))
+
+
+@pytest.mark.parametrize("shift", [10, 17, 23])
+def test_style_colours_within_tolerance_match(shift):
+  """A style colour up to ``COLOR_TOLERANCE`` (24) RGB levels from a content
+  colour is that region, as a style colour or as a style mask's colour."""
+  content = _mask(20, 30, RED, BLUE)
+  near_red, near_blue = _shifted(RED, shift), _shifted(BLUE, shift)
+  assert 0 < np.linalg.norm(np.subtract(near_red, RED)) <= masks.COLOR_TOLERANCE
+  found = masks.region_guides(content, [near_blue, _mask(8, 12, near_red,
+                                                         near_blue)])
+  assert found.colors == (RED, BLUE) and found.unstyled == ()
+  assert not found.notes, found.notes
+  assert found.guides.styles[0][:, 0, 0].tolist() == [0.0, 1.0]
+  g = found.guides.styles[1]
+  np.testing.assert_array_equal(g[0], _mask(8, 12, 1, 0)[..., 0])
+  np.testing.assert_array_equal(g[1], _mask(8, 12, 0, 1)[..., 0])
+
+
+@pytest.mark.parametrize("shift", [26, 40])
+def test_style_colours_beyond_tolerance_do_not_match(shift):
+  content = _mask(20, 30, RED, BLUE)
+  far_red = _shifted(RED, shift)
+  assert np.linalg.norm(np.subtract(far_red, RED)) > masks.COLOR_TOLERANCE
+  found = masks.region_guides(content, [BLUE, _mask(8, 12, far_red, BLUE)])
+  assert found.colors == (BLUE,) and found.unstyled == (RED,)
+  assert any(masks.color_name(far_red) in n and "ignored" in n
+             for n in found.notes), found.notes
+  with pytest.raises(NSTError, match="none of the content mask's colours"):
+    masks.region_guides(content, [far_red])
+
+
+def _disks(colors, h, w):
+  """A mask of three regions with curved borders: a background and two
+  disks (JPEG blurs curved borders into many colours)."""
+  y, x = np.mgrid[:h, :w]
+  m = np.zeros((h, w, 3), np.uint8)
+  m[:] = colors[0]
+  m[(y - h / 2) ** 2 + (x - w / 3) ** 2 < (h / 3) ** 2] = colors[1]
+  m[(y - h / 2) ** 2 + (x - 3 * w / 4) ** 2 < (h / 4) ** 2] = colors[2]
+  return m
+
+
+@pytest.mark.parametrize("colors", [(RED, BLUE, GREEN),
+                                    ((200, 60, 60), (60, 60, 200),
+                                     (230, 200, 40))], ids=["primary", "mid"])
+@pytest.mark.parametrize("quality", [50, 75])
+def test_jpeg_style_mask_keeps_its_regions(tmp_path, colors, quality):
+  """A style mask saved as JPEG (Pillow, chroma subsampled): its colours
+  shift by up to ~20 levels near the borders, yet every region of the style
+  guides still covers almost all of its pixels (read back through
+  ``load_guides``, as ``--style_masks`` does) and nothing of the others.
+  (A tolerance compared with the squared distance, ~5 levels, loses half of
+  the disks.)"""
+  h, w = 48, 72
+  Image.fromarray(_disks(colors, 30, 45)).save(tmp_path / "content.png")
+  Image.fromarray(_disks(colors, h, w)).save(tmp_path / "style.jpg",
+                                             quality=quality)
+  found = masks.load_guides(str(tmp_path / "content.png"),
+                            [str(tmp_path / "style.jpg")], None, (30, 45),
+                            [(h, w)])
+  assert found.colors == colors and found.unstyled == ()
+  truth = masks.nearest_labels(_disks(colors, h, w), colors)
+  g = found.guides.styles[0]
+  for k in range(3):
+    covered = float(g[k][truth == k].mean())
+    leaked = float(g[k][truth != k].mean())
+    assert covered > 0.95 and leaked < 0.05, (colors[k], covered, leaked,
+                                               found.notes)

@@ -137,6 +137,28 @@ def test_loss_terms_match_hand_computation(params, problem, normalization,
       rtol=1e-6)
 
 
+def test_loss_terms_of_a_non_square_image(params):
+  """The hand computation on a non-square image (content and result 24
+  high, 40 wide; the style 40x24): the size-invariant factor is ``1/(H·W)``,
+  which a square image cannot tell from ``1/H²`` or ``1/W²``."""
+  h, w = 24, 40
+  content = _img(h, w, 21)
+  targets = objective.make_targets(params, content, [_img(w, h, 22)], SPEC)
+  weights = objective.make_weights(SPEC, content_weight=2.0, style_weight=50.0,
+                                   tv_weight=0.5)
+  image = _img(h, w, 23)
+  terms = jax.jit(objective.loss_terms, static_argnums=4)(
+      params, image, targets, weights, SPEC)
+  want = _hand_terms(params, image, targets, weights, SPEC)
+  for k in ("content", "style", "tv", "style_layers"):
+    np.testing.assert_allclose(np.asarray(terms[k]), want[k], rtol=1e-4,
+                               err_msg=k)
+  for shape in ((h, w, 3), (w, h, 3), (h, w)):
+    assert objective.size_scale(SPEC, shape) == 1.0 / (h * w)
+  assert objective.size_scale(
+      objective.Spec(size_invariant=False), (h, w, 3)) == 1.0
+
+
 def test_loss_terms_match_library_building_blocks(params, problem):
   """The same, composed from statistics/losses directly (jnp, float32)."""
   content, _, targets, weights = problem

@@ -13,6 +13,8 @@ iterate to float32 rounding (``conftest.tol``), with the same iteration and
 evaluation counts.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -488,3 +490,86 @@ def test_batched_lbfgs_keeps_shared_weights_unbatched():
   single = solvers.minimize(fun, x0[0], config, args=(kernel,))
   np.testing.assert_allclose(np.asarray(result.x[1]), np.asarray(single.x),
                              rtol=1e-5, atol=1e-6)
+
+
+# --- L-BFGS memory and line search ---------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _iterates(method, maxiter, history):
+  """Every iterate ``[x_0, …, x_maxiter]`` of one run on the quadratic
+  (cached: two tests share the runs)."""
+  xs = []
+  hook = solvers.Hook(1, lambda x: x, lambda i, x: xs.append(np.asarray(x)))
+  _solve(quadratic, np.zeros((8, 8)), hooks=[hook], method=method,
+         maxiter=maxiter, history_size=history)
+  return np.stack(xs)
+
+
+@pytest.mark.parametrize("method", ["optax_lbfgs", "lbfgs"])
+def test_history_size_is_the_lbfgs_memory(method):
+  """``history_size`` m is the number of curvature pairs L-BFGS keeps.
+  Iteration k uses min(k − 1, m) pairs, so on the 64-dimensional quadratic
+  (where every pair matters) a memory of 2 gives the iterates of a memory
+  of 10 through iteration 3 and other ones from iteration 4 on; and both
+  L-BFGS methods, whose steps coincide on this problem (to ~2e-7), agree
+  for the same m."""
+  short, long = _iterates(method, 6, 2), _iterates(method, 6, 10)
+  np.testing.assert_array_equal(short[:4], long[:4])
+  differ = np.abs(short - long).max(axis=(1, 2))
+  assert np.all(differ[4:] > 1e-4), f"history_size ignored: {differ}"
+  other = "lbfgs" if method == "optax_lbfgs" else "optax_lbfgs"
+  np.testing.assert_allclose(short, _iterates(other, 6, 2), atol=1e-5)
+
+
+SLOPE_RTOL = 1e-4   # the Armijo constant of _armijo_linesearch
+
+
+@pytest.mark.parametrize("stretch", [0.0, 2e-5, 1e-3, 0.5, -0.5, -0.9])
+def test_armijo_linesearch_accepts_only_sufficient_decrease(stretch):
+  """From x = (1, 1) on f = ‖x‖² along d = −(1 + stretch)∇f: the accepted
+  step η·d satisfies f(x + ηd) ≤ f(x) + 1e-4·η·⟨d, ∇f⟩ (Armijo), so it
+  decreases f. ``stretch`` 2e-5 makes the full step a small increase
+  (f: 2 → 2.00016) that lies within 1e-4·|⟨d, ∇f⟩| = 8e-4 of f(x): an
+  Armijo test with the wrong sign accepts it; 0 lands on the other side at
+  the same value, which the test rejects too."""
+  search = solvers._armijo_linesearch(20)  # pylint: disable=protected-access
+  f = lambda x: jnp.sum(x ** 2)
+  x = jnp.ones((2,), jnp.float32)
+  value, grad = jax.value_and_grad(f)(x)
+  direction = -(1.0 + stretch) * grad
+  step, state = jax.jit(lambda d: search.update(
+      d, search.init(x), x, value=value, grad=grad, value_fn=f))(direction)
+  rate = float(state.learning_rate)
+  np.testing.assert_allclose(np.asarray(step), rate * np.asarray(direction))
+  new = float(f(x + step))
+  assert new == pytest.approx(float(state.value), rel=1e-6)
+  slope = float(jnp.vdot(direction, grad))
+  assert new <= float(value) + SLOPE_RTOL * rate * slope, (
+      f"accepted step {rate} takes f from {float(value)} to {new}")
+  assert float(state.info.decrease_error) == 0.0
+  if stretch == 2e-5:
+    assert rate == 0.5 and new < 1e-6   # one halving reaches the minimum
+
+
+def _rosenbrock_nd(x):
+  x = x.reshape(-1)
+  return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2), ()
+
+
+def test_optax_lbfgs_values_never_increase():
+  """Every iteration of optax_lbfgs takes a step its Armijo search accepted,
+  so the value never rises, also on a nonconvex function (Rosenbrock's in
+  16 dimensions) where the quasi-Newton step often overshoots. (jaxopt's
+  "lbfgs" gives no such promise: after a failed zoom search it steps anyway,
+  and from test_rosenbrock_lbfgs's (-1.2, 1) its value rises for a dozen
+  iterations.)"""
+  fun, x0 = _rosenbrock_nd, np.linspace(-1.5, 1.5, 16).reshape(4, 4)
+  values = []
+  hook = solvers.Hook(1, lambda x: fun(x)[0],
+                      lambda i, v: values.append(float(v)))
+  _solve(fun, x0, hooks=[hook], method="optax_lbfgs", maxiter=100)
+  assert len(values) == 101
+  rises = np.nonzero(np.diff(values) > 0)[0]
+  assert not rises.size, [(i, values[i], values[i + 1]) for i in rises]
+  assert values[-1] < 0.1 * values[0]
