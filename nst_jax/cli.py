@@ -176,10 +176,41 @@ def apply_deterministic(requested: bool | None = None) -> bool:
   return True
 
 
+class PlainLogLines(logging.Formatter):
+  """Log records as a command's user reads them: an info line is its
+  message, a warning ``warning: <message>``; errors and worse keep absl's
+  format (``E1207 10:00:00.000 file.py:12] …``), being a program's
+  diagnostics rather than the one ``error:`` line of a failed command."""
+
+  def __init__(self, fallback: logging.Formatter | None = None):
+    super().__init__()
+    self.fallback = fallback or logging.Formatter()
+
+  def format(self, record):
+    if record.levelno >= logging.ERROR:
+      return self.fallback.format(record)
+    text = record.getMessage()
+    return f"warning: {text}" if record.levelno >= logging.WARNING else text
+
+
+def plain_log_lines() -> None:
+  """Makes the log lines of a command plain (``PlainLogLines``): absl's
+  handler, which ``absl.app.run`` puts on the root logger, prints what the
+  commands and the library log through ``absl.logging`` or ``logging``
+  as ``say`` prints (``I1207 10:00:00.000 stylize.py:163] mask regions: …``
+  became ``mask regions: …``)."""
+  handler = absl_logging.get_absl_handler()
+  current = handler.python_handler.formatter
+  if not isinstance(current, PlainLogLines):
+    handler.setFormatter(PlainLogLines(current))
+
+
 def run_main(main: Callable[[list], None]) -> Callable[[list], None]:
   """Wraps an absl ``main`` so that user errors become one line and exit 1,
-  and applies ``--deterministic`` (``apply_deterministic``) before it."""
+  log records plain lines (``plain_log_lines``), and applies
+  ``--deterministic`` (``apply_deterministic``) before it."""
   def wrapped(argv):
+    plain_log_lines()
     # jax reports at INFO that it found no TPU; that is not news to a user.
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     apply_deterministic()

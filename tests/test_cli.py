@@ -350,3 +350,29 @@ def test_deterministic_xla_flag_is_one_xla_knows():
                         capture_output=True, text=True, env=env, timeout=120)
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.strip() == "3.0"
+
+
+# absl's log line prefix: severity, date, time, thread, file:line.
+ABSL_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]")
+
+
+def test_messages_are_plain_lines_not_absl_log_lines(tmp_path, vgg16_params):
+  """A masked run says what its masks do (an info line and a warning) as
+  plain lines, as the rest of the command speaks, not in absl's format."""
+  del vgg16_params
+  mask = np.zeros((40, 60, 3), np.uint8)   # the content's aspect
+  mask[:, :28], mask[:, 28:48], mask[:, 48:] = (0, 0, 255), (255, 0, 0), (
+      0, 255, 0)   # green: a region no style image has
+  Image.fromarray(mask).save(tmp_path / "mask.png")
+  out = tmp_path / "m.png"
+  proc = run(f"--content={CONTENT}", f"--style={STYLE},{STYLE}",
+             f"--content_mask={tmp_path / 'mask.png'}",
+             "--style_colors=#ff0000,#0000ff", "--size=32", "--iterations=2",
+             "--content_layers=relu1_1", "--style_layers=relu1_1",
+             "--pyramid_base=0", f"--output={out}")
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stderr.splitlines() + proc.stdout.splitlines()
+  assert not [l for l in lines if ABSL_LINE.match(l)], proc.stderr
+  assert "mask regions: #0000ff, #ff0000" in lines, proc.stderr
+  assert any(l.startswith("warning: content region #00ff00") for l in lines), (
+      proc.stderr)

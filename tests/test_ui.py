@@ -276,3 +276,15 @@ def test_solver_status_arrays_are_int32():
   batched = solvers.minimize_batched(
       quadratic, jnp.zeros((2, 3)), solvers.SolverConfig(maxiter=2))
   assert batched.status.dtype == jnp.int32 and batched.status.shape == (2,)
+
+
+def test_plain_log_lines():
+  import logging  # pylint: disable=g-import-not-at-top
+  plain = cli.PlainLogLines(logging.Formatter("E %(message)s"))
+  record = lambda level: logging.LogRecord("x", level, "f.py", 1,
+                                           "mask regions: %s", ("#ff0000",),
+                                           None)
+  assert plain.format(record(logging.INFO)) == "mask regions: #ff0000"
+  assert plain.format(record(logging.WARNING)) == (
+      "warning: mask regions: #ff0000")
+  assert plain.format(record(logging.ERROR)) == "E mask regions: #ff0000"
