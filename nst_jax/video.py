@@ -8,6 +8,8 @@ optical flow; each frame starts from that warped frame. The pieces are pure
 functions that research code can import:
 
 * ``warp`` — bilinear backward warping by a flow field;
+* ``frame_start`` — a frame's start image: the previous stylised frame
+  warped, the configured init where the flow leaves the frame;
 * ``consistency_mask`` — the forward–backward consistency check (their eq.
   5–6: disocclusions and motion boundaries get weight 0);
 * ``long_term_weights`` — the long-term weights ``c_long`` (their §4.2);
@@ -39,7 +41,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nst_jax import memory
 from nst_jax import objective
+from nst_jax import problem
+from nst_jax import run
 from nst_jax import solvers
 from nst_jax import transfer
 from nst_jax import vgg
@@ -96,13 +101,51 @@ def warp(image: jax.Array, flow: jax.Array) -> jax.Array:
   return top * (1 - fy) + bottom * fy
 
 
-def in_frame(flow: jax.Array) -> jax.Array:
+def in_frame(flow: jax.Array, margin: float = 0.0) -> jax.Array:
   """``(H, W)`` float32: 1 where ``p + flow(p)`` lies inside the frame
-  (``[0, W-1] × [0, H-1]``), 0 where the pixel comes from outside it."""
+  (``[0, W-1] × [0, H-1]``, pixel centres; widened by ``margin`` pixels on
+  each side), 0 where the pixel comes from outside it."""
   h, w = flow.shape[:2]
   x, y = sample_coordinates(flow)
-  inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+  inside = ((x >= -margin) & (x <= w - 1 + margin) & (y >= -margin) &
+            (y <= h - 1 + margin))
   return inside.astype(jnp.float32)
+
+
+@jax.jit
+def frame_start(init: jax.Array, previous: jax.Array | None = None,
+                flow: jax.Array | None = None) -> jax.Array:
+  """The image a frame's optimisation starts from: the previous stylised
+  frame warped into this one where the flow finds it, ``init`` elsewhere.
+
+  ``init`` ``(H, W, 3)`` is the frame's configured start
+  (``transfer.initial_image``: the content frame by default), ``previous``
+  the stylised frame before ``(H, W, 3)`` in [0, 1] and ``flow`` the flow
+  from this frame to it ``(H, W, 2)``; without them (the first frame, or no
+  warm start) the result is ``init``. Returns ``(H, W, 3)`` float32:
+
+    ``x0(p) = clip(ω(x_{i-1})(p), 0, 1)``  where ``p + flow(p)`` lies in
+    the previous frame's area (``in_frame`` with a margin of half a pixel:
+    the edge pixels' own footprint), ``init(p)`` where it does not.
+
+  Ruder et al. (§3, "prev-warped") start frame ``i`` from ``ω(x_{i-1})``,
+  which is undefined where the flow leaves the frame; their code
+  (artistic-videos, ``warpImage``) fills those pixels with the VGG mean
+  pixel rather than warped values. ``warp`` clamps to the border there, so
+  a pan's uncovered strip would start as the edge column smeared into
+  streaks, which the temporal loss (weight 0 there, 1 once warped inside)
+  locks in from the next frame on (issue 22). Such pixels have no previous
+  stylised value, so they start like a first frame does, from the
+  configured init; the optimisation repaints them from there. Disocclusions
+  inside the frame keep the warped value, as in the paper: it is stylised
+  texture, and the temporal loss leaves it free (``consistency_mask``).
+  """
+  init = jnp.asarray(init, jnp.float32)
+  if previous is None or flow is None:
+    return init
+  warped = jnp.clip(warp(previous, flow), 0.0, 1.0)
+  inside = in_frame(flow, margin=0.5)[..., None] > 0
+  return jnp.where(inside, warped, init)
 
 
 @jax.jit
@@ -202,6 +245,19 @@ def no_temporal_targets(shape: Tuple[int, int, int],
                          jnp.float32(0.0))
 
 
+def temporal_term(image: jax.Array, temporal: TemporalTargets) -> jax.Array:
+  """``λ · temporal_loss(image, warped, weights)``: the weighted temporal
+  term of one frame (Ruder et al. eq. 3's ``γ L_temporal``), a scalar."""
+  return temporal.weight * temporal_loss(image, temporal.warped,
+                                         temporal.weights)
+
+
+# The temporal term as an extra term of the objective (``problem.Term``):
+# the video frames go through the one run loop, untiled, tiled or
+# row-sharded like any run, with this term added to the total.
+TEMPORAL = problem.Term("temporal", temporal_term)
+
+
 def loss_terms(params, image: jax.Array, targets: objective.Targets,
                weights: objective.Weights, temporal: TemporalTargets,
                spec: objective.Spec) -> Dict[str, jax.Array]:
@@ -209,8 +265,7 @@ def loss_terms(params, image: jax.Array, targets: objective.Targets,
   et al. eq. 3: ``L = α L_content + β L_style + γ L_temporal``, our tv term
   kept); ``total`` includes it."""
   terms = dict(objective.loss_terms(params, image, targets, weights, spec))
-  terms["temporal"] = temporal.weight * temporal_loss(
-      image, temporal.warped, temporal.weights)
+  terms["temporal"] = temporal_term(image, temporal)
   terms["total"] = terms["total"] + terms["temporal"]
   return terms
 
@@ -225,12 +280,6 @@ def objective_function(spec: objective.Spec):
     terms = loss_terms(params, image, targets, weights, temporal, spec)
     return terms["total"], terms
   return frame_objective
-
-
-@functools.lru_cache(maxsize=None)
-def _terms_program(spec: objective.Spec):
-  fun = objective_function(spec)
-  return jax.jit(lambda x, *args: fun(x, *args)[1])
 
 
 # ---------------------------------------------------------------------------
@@ -509,7 +558,9 @@ def stylize_video(params, frames: Sequence[np.ndarray],
                    f"({param('swd_redraw_every')}) are not available for "
                    "video")
   transfer.check_image_size(config, shape[:2])
-  transfer.check_memory(config, shape[:2])
+  # Untiled, tiled or row-sharded: decided once for every frame.
+  ev = problem.evaluation(config, shape[:2])
+  memory.check_fits(ev.bytes, shape[:2])
   if len(previous) > len(frames):
     raise NSTError(f"{len(previous)} frames done but the video has "
                    f"{len(frames)}")
@@ -520,9 +571,8 @@ def stylize_video(params, frames: Sequence[np.ndarray],
   params = vgg.prepare_params(params, config.conv, spec.layers)
   frames = [np.asarray(f, np.float32) for f in frames]
   styles = [np.asarray(s, np.float32) for s in styles]
-  base_targets = transfer.style_targets(params, frames[0], styles, config)
-  weights = config.weights.arrays(spec)
-  fun = objective_function(spec)
+  base_targets = problem.style_targets(params, frames[0], styles, config,
+                                       ev=ev)
   offsets = tuple(temporal.offsets)
   count = len(offsets)
   done = [quantize(f) for f in previous]
@@ -535,9 +585,8 @@ def stylize_video(params, frames: Sequence[np.ndarray],
       return VideoResult(done, results, True)
     start = time.perf_counter()
     frame = frames[index]
-    content = objective._content_targets(  # pylint: disable=protected-access
-        params, jnp.asarray(frame), spec.content_layers, spec.pooling)
-    targets = base_targets._replace(content=content)
+    targets = base_targets._replace(content=problem.content_targets(
+        params, frame, config, ev=ev))
     flows = frame_flows(frames, index, metric_offsets, flow)
     loss_flows = [f for f in flows if f[0] in offsets]
     data, _ = temporal_targets(done, index, loss_flows, temporal.weight,
@@ -545,41 +594,28 @@ def stylize_video(params, frames: Sequence[np.ndarray],
     if data is None or temporal.weight == 0:
       data = no_temporal_targets(shape, count)
     back1 = next((f for f in flows if f[0] == 1), None)
-    if index > 0 and temporal.warm_start:
-      x0 = jnp.clip(warp(done[index - 1], back1[1]), 0.0, 1.0)
-    else:
-      x0 = transfer.initial_image(config.init.kind, frame,
-                                  styles[0] if styles else None,
-                                  config.init.seed)
-    x0 = jnp.array(x0, jnp.float32, copy=True)
+    warm = index > 0 and temporal.warm_start
+    x0 = frame_start(problem.initial_image(config.init.kind, frame,
+                                           styles[0] if styles else None,
+                                           config.init.seed),
+                     done[index - 1] if warm else None,
+                     back1[1] if warm else None)
     solver = config.solver
     if index == 0 and temporal.first_iterations:
       solver = dataclasses.replace(solver, maxiter=temporal.first_iterations)
-    on_chunk = None
-    if on_progress is not None:
-      wanted = solver.maxiter
-      def on_chunk(p, index=index, wanted=wanted, start=start):
-        on_progress(index, p._replace(
-            value=float(np.asarray(p.value)),
-            evaluations=int(np.asarray(p.evaluations)), iterations=wanted,
-            seconds=time.perf_counter() - start))
-      on_progress(index, solvers.Progress(0, float("nan"), 0, True, None,
-                                          wanted, 0.0, None))
-    args = (params, targets, weights, data)
-    result = solvers.minimize(
-        fun, x0, solver, (), args, donate=True, on_chunk=on_chunk,
-        chunk_seconds=progress_seconds if on_chunk is not None else None)
-    terms = {k: float(np.asarray(v)) for k, v in
-             _terms_program(spec)(result.x, *args).items()
-             if k != "style_layers"}
-    image = np.asarray(jnp.clip(result.x, 0.0, 1.0))
-    status = solvers.status_name(int(result.status))
-    if status == "non_finite" or not np.all(np.isfinite(image)):
-      raise NSTError(
-          f"the loss became NaN or infinite at frame {index}: lower "
-          f"{param('solver.learning_rate')}, the loss weights or "
-          f"{param('temporal_weight')}")
-    image = quantize(image)
+    p = problem.make_problem(params, frame, styles, config, init_image=x0,
+                             targets=targets, terms=(TEMPORAL,),
+                             term_data=(data,), ev=ev)
+    result = run.run_problem(
+        p, solver, log_every=0,
+        on_progress=None if on_progress is None else functools.partial(
+            on_progress, index),
+        progress_seconds=progress_seconds, started=start,
+        nonfinite_hint=(f" (frame {index}), or "
+                        f"{param('temporal_weight')}"))
+    terms = {k: v for k, v in result.loss_history[-1].items()
+             if k not in ("iteration", "seconds", "style_layers")}
+    image = quantize(result.image)
     error = mask = flow1 = None
     if back1 is not None:
       flow1 = back1[1]
@@ -587,9 +623,9 @@ def stylize_video(params, frames: Sequence[np.ndarray],
       error = float(temporal_error(image, done[index - 1], flow1, mask))
     done.append(image)
     results.append(FrameResult(
-        index, image, int(result.iterations),
-        int(result.function_evaluations), status,
-        time.perf_counter() - start, terms, flow1, mask, error))
+        index, image, result.iterations, result.function_evaluations,
+        result.status, time.perf_counter() - start, terms, flow1, mask,
+        error))
     if on_frame is not None:
       on_frame(results[-1])
   return VideoResult(done, results, False)

@@ -191,6 +191,7 @@ def main(argv):
       f"{'independent frames' if FLAGS.independent else 'temporal weight %g' % temporal.weight}"
       f" on {cli.device_description()}"
       + (f"; resuming after {len(done)} finished frames" if done else ""))
+  say(transfer.tiling_message(config, shape))
 
   bars = {}
   def on_progress(index, p):

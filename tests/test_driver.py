@@ -1,0 +1,141 @@
+"""The configuration, the problem layer and the one run loop: every driver
+(one image, a pyramid, folders, grids, video) goes through the same decision
+of how the objective is evaluated (``problem.evaluation``) and the same run
+loop (``run.run_problem``), so features compose.
+
+A tiny random VGG-16 (conftest.tiny_vgg16_params) on shallow layers: the
+images are small but span several tiles, so a driver that ignored the
+evaluation (video before issue 22 ran untiled whatever ``tile_size`` said)
+or computed its targets another way shows up as a difference far above
+float32 rounding.
+"""
+
+import numpy as np
+import pytest
+
+from nst_jax import config as C
+from nst_jax import objective
+from nst_jax import problem
+from nst_jax import representations as R
+from nst_jax import transfer
+from nst_jax import video
+from nst_jax.errors import NSTError
+from conftest import tiny_vgg16_params
+from conftest import random_image as _img
+
+SHALLOW = ("relu1_1", "relu2_1", "relu3_1")
+
+
+@pytest.fixture(scope="module")
+def params():
+  return tiny_vgg16_params()
+
+
+def _config(**parts):
+  spec = objective.Spec(content_layers=("relu2_1",), style_layers=SHALLOW)
+  base = transfer.TransferConfig(spec=spec, tile_size=0)
+  return base.replace(solver=dict(maxiter=3), **parts)
+
+
+# --- the schedule ----------------------------------------------------------------
+
+
+def test_schedule_levels_are_the_default_pyramid_or_the_given_scales():
+  s = C.Schedule()
+  assert s.levels(512, 100) == list(zip(*transfer.pyramid(512, 100)))
+  assert s.levels(512, 100) == [(256, 100), (512, 20)]
+  assert s.levels(300, 100) == [(300, 100)]        # below 2·256: one level
+  assert C.Schedule(pyramid_base=0).levels(1024, 7) == [(1024, 7)]
+  given = C.Schedule(scales=(32, 64), scale_iterations=(5, 2))
+  assert given.levels(999, 1) == [(32, 5), (64, 2)]
+  assert C.Schedule(scales=(32, 64)).levels(64, 4) == [(32, 4), (64, 4)]
+
+
+@pytest.mark.parametrize("schedule,fragment", [
+    (C.Schedule(scales=(64, 32)), "must increase"),
+    (C.Schedule(scales=(0, 32)), "positive"),
+    (C.Schedule(scale_iterations=(3,)), "needs `scales`"),
+    (C.Schedule(scales=(32, 64), scale_iterations=(3,)), "1 iteration counts"),
+    (C.Schedule(pyramid_base=-1), "pyramid_base"),
+    (C.Schedule(style_scale=0.0), "style_scale"),
+])
+def test_schedule_refuses_before_any_work(schedule, fragment):
+  with pytest.raises(NSTError, match=fragment):
+    transfer.check_config(transfer.TransferConfig(schedule=schedule))
+
+
+# --- the evaluation, decided once ---------------------------------------------------
+
+
+def test_the_evaluation_is_decided_once_and_read_everywhere():
+  cfg = _config(tile_size=16)
+  ev = problem.evaluation(cfg, (40, 48))
+  assert ev.tile == 16 and ev.plan.count > 1 and ev.devices == 1
+  assert transfer.estimate_memory(cfg, (40, 48)) == ev.bytes
+  assert transfer.tile_size_for(cfg, (40, 48)) == 16
+  assert transfer.tiling_message(cfg, (40, 48)) == ev.message()
+  assert "tiled, 16 px interiors" in ev.message()
+  untiled = problem.evaluation(_config(), (40, 48))
+  assert untiled.tile == 0 and untiled.plan is None
+  assert untiled.message().startswith("untiled")
+  assert ev.tiles_of((40, 48), SHALLOW, "vgg16").count == ev.plan.count
+  assert untiled.tiles_of((40, 48), SHALLOW, "vgg16") is None
+
+
+def test_extra_terms_add_to_the_total_and_are_recorded(params):
+  cfg = _config()
+  content = np.asarray(_img(32, 40, 0))
+  style = np.asarray(_img(32, 32, 1))
+  plain = problem.make_problem(params, content, [style], cfg)
+  double = problem.Term("again", lambda image, data: data * image.sum())
+  p = problem.make_problem(params, content, [style], cfg, terms=(double,),
+                           term_data=(np.float32(2.0),))
+  total0, terms0 = plain.fun(plain.x0, *plain.args)
+  total1, terms1 = p.fun(p.x0, *p.args)
+  extra = 2.0 * float(np.asarray(content).sum())
+  np.testing.assert_allclose(float(terms1["again"]), extra, rtol=1e-6)
+  np.testing.assert_allclose(float(total1), float(total0) + extra, rtol=1e-6)
+  assert float(terms1["total"]) == float(total1)
+
+
+# --- video: the frames go through the same problem and run loop ---------------------
+
+
+def _clip(frames=3, shape=(40, 48)):
+  source = np.asarray(_img(96, 96, 7))
+  clip, _ = video.pan_zoom_clip(source, frames=frames, shape=shape)
+  return clip
+
+
+def test_video_tiled_equals_untiled(params, monkeypatch):
+  """``tile_size`` reaches every frame — its objective is the tiled one,
+  content targets included — and the tiled video equals the untiled one
+  (before, both ran untiled)."""
+  clip = _clip()
+  style = np.asarray(_img(40, 40, 3))
+  untiled = video.stylize_video(params, clip, [style], _config())
+  plans = []
+  for name in ("objective_function", "content_features"):
+    real = getattr(problem.tiling, name)
+    monkeypatch.setattr(problem.tiling, name,
+                        lambda *a, real=real, name=name: plans.append(name)
+                        or real(*a))
+  tiled = video.stylize_video(params, clip, [style], _config(tile_size=16))
+  assert plans.count("content_features") >= len(clip)   # every frame
+  assert "objective_function" in plans
+  for a, b in zip(untiled.results, tiled.results):
+    np.testing.assert_allclose(a.terms["total"], b.terms["total"], rtol=2e-3)
+    assert np.abs(a.image - b.image).max() <= 2 / 255 + 1e-6
+    assert "temporal" in a.terms
+  assert untiled.results[1].terms["temporal"] > 0
+
+
+def test_video_refuses_an_untileable_representation_as_stylize_does(params):
+  cfg = _config(tile_size=16).replace(spec=dict(style=R.Spatial()))
+  with pytest.raises(NSTError) as single:
+    transfer.stylize(params, np.asarray(_img(40, 48, 0)),
+                     [np.asarray(_img(40, 48, 1))], cfg)
+  with pytest.raises(NSTError) as frames:
+    video.stylize_video(params, _clip(2), [np.asarray(_img(40, 48, 1))], cfg)
+  assert str(frames.value) == str(single.value)
+  assert "tile" in str(single.value)
