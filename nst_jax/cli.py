@@ -975,12 +975,24 @@ def _define_output():
                     "only.")
 
 
+def _define_evaluation():
+  from nst_jax import metrics  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_integer("score_size", metrics.SCORE_SIZE, "Long edge at which "
+                       "results are scored (nst-evaluate, and --evaluate of "
+                       "nst-stylize and nst-grid; nst_jax.metrics): the "
+                       "content, the style and every result resized to it, so "
+                       "that results of any --size compare and the commands "
+                       "agree; recorded with the scores.", lower_bound=1,
+                       upper_bound=16384)
+
+
 FLAG_GROUPS = {"images": _define_images, "model": _define_network,
                "loss": _define_loss, "representation": _define_style,
                "masks": _define_masks,
                "solver": _define_solver, "init": _define_init,
                "color": _define_color, "compute": _define_compute,
-               "output": _define_output, "distributed": _define_distributed}
+               "output": _define_output, "evaluation": _define_evaluation,
+               "distributed": _define_distributed}
 
 
 def define_flags(*items: str, defaults: Dict[str, Any] | None = None

@@ -66,8 +66,9 @@ def test_evaluate_the_examples(weights, tmp_path):
 
 def test_evaluate_a_folder(weights, results):
   proc = run("evaluate.py", f"--content={CONTENT}", f"--style={STYLE}",
-             f"--results={results}", "--size=128", "--json=-")
+             f"--results={results}", "--score_size=128", "--json=-")
   assert_ok(proc)
+  assert proc.stderr == "", proc.stderr
   record = json.loads(proc.stdout)
   assert [pathlib.Path(r["image"]).name for r in record["results"]] == [
       "a_same.png", "b_tinted.png"]
@@ -123,24 +124,42 @@ def test_evaluate_bad_input(weights, tmp_path, args, fragments):
   assert_one_line_error(proc, *fragments)
 
 
-def test_stylize_evaluate_adds_the_metrics_to_the_record(weights, tmp_path):
+@pytest.mark.parametrize("score_size", [None, 128])
+def test_stylize_evaluate_scores_as_nst_evaluate_does(weights, tmp_path,
+                                                      score_size):
+  """``nst-stylize --evaluate`` and ``nst-evaluate`` of the written PNG give
+  the same scores, by default (one scoring size, ``--score_size``'s 256
+  whatever ``--size``) and with ``--score_size`` given to both."""
+  given = [] if score_size is None else [f"--score_size={score_size}"]
+  want = score_size or metrics.SCORE_SIZE
   out = tmp_path / "result.png"
   proc = run("stylize.py", f"--content={CONTENT}", f"--style={STYLE}",
-             "--size=48", "--iterations=3", "--evaluate", "--quiet",
-             f"--output={out}")
+             "--size=48", "--iterations=2", "--content_layers=relu2_1",
+             "--style_layers=relu1_1", "--evaluate", f"--output={out}", *given)
   assert_ok(proc)
+  assert f"evaluation at {want} px" in proc.stdout
   record = json.loads(out.with_suffix(".json").read_text())
   evaluation = record["evaluation"]
-  assert evaluation["size"] == 256 and evaluation["style_image"] == str(STYLE)
+  assert evaluation["size"] == want and evaluation["style_image"] == str(STYLE)
   assert set(evaluation) == {"size", "style_image", *metrics.SCORE_FIELDS}
   assert record["params"]["evaluate"] is True
-  # The same numbers as scoring the written PNG (8-bit) afterwards.
-  nets = metrics.load_metric_networks()
-  again = metrics.score(nets, io.load_image(CONTENT), io.load_image(STYLE),
-                        [io.load_image(out)])
+  assert record["params"]["score_size"] == want
+  proc = run("evaluate.py", f"--content={CONTENT}", f"--style={STYLE}",
+             f"--results={out}", "--json=-", *given)
+  assert_ok(proc)
+  scored = json.loads(proc.stdout)
+  assert scored["size"] == want
   for field in metrics.SCORE_FIELDS:
-    assert evaluation[field] == pytest.approx(float(again[field][0]),
-                                              rel=0.02, abs=2e-3), field
+    assert evaluation[field] == pytest.approx(scored["results"][0][field],
+                                              rel=1e-4, abs=1e-6), field
+
+
+def test_nst_evaluate_size_is_the_deprecated_score_size(weights, tmp_path):
+  proc = run("evaluate.py", f"--content={CONTENT}", f"--style={STYLE}",
+             f"--results={tmp_path / 'missing.png'}", "--size=128",
+             "--via=100")
+  assert_one_line_error(proc, "--via must be at least the scoring size 128")
+  assert "warning: --size is deprecated: use --score_size" in proc.stderr
 
 
 @pytest.mark.slow

@@ -43,8 +43,8 @@ FLAGS = flags.FLAGS
 # Flags of a single run that a batch cannot honour (refused when given).
 NOT_IN_BATCH = ("output", "scales", "scale_iterations", "save_every", "plot",
                 "sheet", "from_json", "resume", "style_blend_weights",
-                "evaluate", "log_every", "content_mask", "style_masks",
-                "style_colors", "pyramid_base")
+                "evaluate", "score_size", "log_every", "content_mask",
+                "style_masks", "style_colors", "pyramid_base")
 # Recorded flags that change nothing in a result: a record that differs only
 # in them is still a finished result (a batch paints one level whatever
 # --pyramid_base says; its records say 0, those written before said 256 or

@@ -3,13 +3,17 @@
 
 Thin wrappers over :mod:`nst_jax.metrics` that turn its arrays into JSON
 records (plain floats, one dict per result) and say what each field means.
-No flags are defined here, so every command can import it.
+No flags are defined here, so every command can import it (the scoring
+size is the shared ``--score_size``, default ``metrics.SCORE_SIZE``). A
+result is scored as written, in 8 bits (``as_written``), so that
+``--evaluate``'s scores are ``nst-evaluate``'s of the written PNG.
 """
 
 from typing import Dict, Mapping, Sequence
 
 import numpy as np
 
+from nst_jax import io
 from nst_jax import metrics
 
 # What each per-result field is, for the JSON and the table's legend.
@@ -33,14 +37,21 @@ SET_NOTE = ("patch Fréchet distance between the style image's and the "
             "ArtFID uses cannot be fetched here.")
 
 
+def as_written(image: np.ndarray) -> np.ndarray:
+  """``image`` as its 8-bit PNG holds it (what ``nst-evaluate`` reads back);
+  an image read from such a file is unchanged."""
+  return io.image_to_uint8(image).astype(np.float32) / 255.0
+
+
 def result_records(nets: metrics.MetricNetworks, content: np.ndarray,
                    style: np.ndarray, results: Sequence[np.ndarray], *,
                    size: int = metrics.SCORE_SIZE,
                    via: int | None = None) -> list:
   """One ``{field: float}`` per result, fields of ``metrics.SCORE_FIELDS``
-  (:func:`nst_jax.metrics.score` at ``size``, through ``via``)."""
-  scores = metrics.score(nets, content, style, list(results), size=size,
-                         via=via)
+  (:func:`nst_jax.metrics.score` at ``size``, through ``via``), each
+  result ``as_written``."""
+  scores = metrics.score(nets, content, style,
+                         [as_written(r) for r in results], size=size, via=via)
   return [{field: float(scores[field][i]) for field in metrics.SCORE_FIELDS}
           for i in range(len(results))]
 
@@ -52,7 +63,8 @@ def set_record(nets: metrics.MetricNetworks, style: np.ndarray,
   results of one style (:func:`nst_jax.metrics.score_set`); None for fewer."""
   if len(results) < 2:
     return None
-  scored = metrics.score_set(nets, style, list(results), size=size)
+  scored = metrics.score_set(nets, style, [as_written(r) for r in results],
+                             size=size)
   return {"count": len(results), **scored, "note": SET_NOTE}
 
 

@@ -36,7 +36,7 @@ FORMAT = 1
 SUFFIX = ".resume.npz"
 # Flags a resumed run may change: none of them changes an iterate.
 CHANGEABLE = ("iterations", "quiet", "log_every", "save_every", "plot",
-              "sheet", "evaluate")
+              "sheet", "evaluate", "score_size")
 # Recorded flags a resumed run never takes from the record.
 _SKIPPED = ("from_json", "resume", "quiet")
 

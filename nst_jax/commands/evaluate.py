@@ -8,8 +8,9 @@ photo, to the painting, and, for a set, to the painting's patches.
 
 (``python scripts/evaluate.py`` runs the same command from a checkout.)
 
-Every image is scored at one size (``--size``, long edge, default 256), so
-results made at different sizes compare. One row per result: LPIPS (VGG-16
+Every image is scored at one size (``--score_size``, long edge, default
+256, the same as ``nst-stylize --evaluate``'s; ``--size`` is its deprecated
+former name), so results made at different sizes compare. One row per result: LPIPS (VGG-16
 and AlexNet heads) and SSIM on luminance to the content, the relative sliced
 Wasserstein and Gram distances to the style (VGG-16 relu1_1 … relu5_1); see
 :mod:`nst_jax.metrics`. For two or more results, the set's patch Fréchet
@@ -33,17 +34,17 @@ from nst_jax import metrics
 from nst_jax.commands import _evaluation
 from nst_jax.errors import NSTError
 
-cli.define_flags("content", "style", "size",
-                 defaults={"size": metrics.SCORE_SIZE})
+cli.define_flags("content", "style", "score_size")
+cli.define_deprecated_alias("size", "score_size")   # its name until 2026-12
 _RESULTS = flags.DEFINE_list(
     "results", None, "Result images to score, comma-separated; a folder "
     "stands for its images, a grid's output folder for its cells/ (only the "
     "cells of --style when its manifest.json says which).")
 _VIA = flags.DEFINE_integer(
-    "via", None, "Resize every result to this long edge (at least --size) "
-    "before scoring it at --size, so that results made at different sizes "
+    "via", None, "Resize every result to this long edge (at least "
+    "--score_size) before scoring it at --score_size, so that results made at different sizes "
     "pass through the same downsampling (nst_jax.metrics.scoring_images); "
-    "default: each straight to --size. The set's Fréchet distance does not "
+    "default: each straight to --score_size. The set's Fréchet distance does not "
     "use it.", lower_bound=1)
 _JSON = flags.DEFINE_string("json", None, "Also write the scores as JSON to "
                             "this path ('-': print the JSON instead of the "
@@ -120,8 +121,9 @@ def main(argv):
   if len(FLAGS.style) != 1:
     raise NSTError(f"--style takes one style image, got {len(FLAGS.style)}: "
                    "score each style's results separately")
-  if _VIA.value is not None and _VIA.value < FLAGS.size:   # before loading
-    raise NSTError(f"--via must be at least the scoring size {FLAGS.size}, "
+  size = FLAGS.score_size
+  if _VIA.value is not None and _VIA.value < size:   # before loading
+    raise NSTError(f"--via must be at least the scoring size {size}, "
                    f"got {_VIA.value}")
   style_path = FLAGS.style[0]
   paths = result_paths(_RESULTS.value, style_path)
@@ -131,10 +133,10 @@ def main(argv):
   cli.enable_compilation_cache()
   nets = metrics.load_metric_networks()
   rows = _evaluation.result_records(nets, content, style, results,
-                                    size=FLAGS.size, via=_VIA.value)
-  set_scores = _evaluation.set_record(nets, style, results, size=FLAGS.size)
+                                    size=size, via=_VIA.value)
+  set_scores = _evaluation.set_record(nets, style, results, size=size)
   record = {
-      "content": FLAGS.content, "style": style_path, "size": FLAGS.size,
+      "content": FLAGS.content, "style": style_path, "size": size,
       "via": _VIA.value, "fields": _evaluation.FIELDS,
       "results": [{"image": p, **row} for p, row in zip(paths, rows)],
       "set": set_scores, "device": cli.device_description(),
@@ -144,7 +146,7 @@ def main(argv):
     json.dump(record, sys.stdout, indent=2)
     print()
     return
-  print(f"scored at {FLAGS.size} px"
+  print(f"scored at {size} px"
         + (f" (each result through {_VIA.value} px)" if _VIA.value else "")
         + f" against content {FLAGS.content} and "
         f"style {style_path}")

@@ -43,7 +43,8 @@ from nst_jax.commands import _evaluation
 from nst_jax.errors import NSTError
 
 _SHARED = cli.define_flags("images", "model", "loss", "representation", "solver",
-                           "init", "color", "compute", "output", "masks")
+                           "init", "color", "compute", "output", "masks",
+                           "evaluation")
 flags.DEFINE_string("output_dir", "out/grid", "Receives sheet.png, cells/, "
                     "manifest.json.")
 flags.DEFINE_integer("print_every", 0, "Also log (absl, stderr) the range of "
@@ -54,7 +55,8 @@ flags.DEFINE_integer("chunk_size", None, "Cells per compiled run (default: "
                      "what fits in 60% of the devices' memory).", lower_bound=1)
 cli.define_flags("distributed")   # not recorded: a re-run joins no one
 flags.DEFINE_bool("evaluate", False, "Score every cell into manifest.json "
-                  "(nst_jax.metrics at 256 px: LPIPS and SSIM to the content, "
+                  "(nst_jax.metrics at --score_size: LPIPS and SSIM to the "
+                  "content, "
                   "style distances to the cell's style; per style with 2 or "
                   "more cells, the set's patch Fréchet distance).")
 FLAGS = flags.FLAGS
@@ -111,13 +113,15 @@ def _evaluate_cells(cells, images):
       continue
     style = io.load_image(path)
     results = [np.asarray(images[k]) for k in chosen]
-    records = _evaluation.result_records(nets, content, style, results)
+    records = _evaluation.result_records(nets, content, style, results,
+                                         size=FLAGS.score_size)
     for k, record in zip(chosen, records):
       cells[k]["evaluation"] = record
-    scored = _evaluation.set_record(nets, style, results)
+    scored = _evaluation.set_record(nets, style, results,
+                                    size=FLAGS.score_size)
     if scored:
       sets[path] = scored
-  return {"size": metrics.SCORE_SIZE, "fields": _evaluation.FIELDS,
+  return {"size": FLAGS.score_size, "fields": _evaluation.FIELDS,
           "sets": sets}
 
 

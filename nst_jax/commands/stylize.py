@@ -39,7 +39,8 @@ from nst_jax.commands import _resume
 from nst_jax.errors import NSTError
 
 _SHARED = cli.define_flags("images", "model", "loss", "representation", "solver",
-                           "init", "color", "compute", "output", "masks")
+                           "init", "color", "compute", "output", "masks",
+                           "evaluation")
 flags.DEFINE_string("output", "out/stylized.png", "Output PNG; a JSON record "
                     "with the same name is written beside it.")
 flags.DEFINE_string("output_dir", None, "A batch: every --content image (a "
@@ -77,9 +78,9 @@ flags.DEFINE_string("resume", None, "Continue an interrupted run (crash, "
                     "--quiet, --log_every, "
                     "--save_every, --plot, --sheet, --evaluate.")
 flags.DEFINE_bool("evaluate", False, "Score the result into the record's "
-                  "\"evaluation\" (nst_jax.metrics at 256 px: LPIPS and SSIM "
-                  "to the content, sliced Wasserstein and Gram distances to "
-                  "the style; as scripts/evaluate.py).")
+                  "\"evaluation\" (nst_jax.metrics at --score_size: LPIPS "
+                  "and SSIM to the content, sliced Wasserstein and Gram "
+                  "distances to the style; as nst-evaluate scores the PNG).")
 cli.define_numbers("scales", None, "Coarse-to-fine long edges, e.g. "
                    "256,512,1024: each level starts from the upsampled result "
                    "of the previous one; the last is the output size "
@@ -344,8 +345,9 @@ def main(argv):
                 metadata={"nst_jax": cli.params_json(values)}, protect=inputs)
   if FLAGS.evaluate:
     record["evaluation"] = _evaluation.run_evaluation(
-        original, dict(zip(FLAGS.style, originals)), result.image)
-    say("evaluation at 256 px: " + ", ".join(
+        original, dict(zip(FLAGS.style, originals)), result.image,
+        size=FLAGS.score_size)
+    say(f"evaluation at {FLAGS.score_size} px: " + ", ".join(
         f"{_evaluation.HEADERS[k]} {record['evaluation'][k]:.4f}"
         for k in _evaluation.FIELDS))
   io.save_json(record_path, record, protect=inputs)
