@@ -266,8 +266,6 @@ def stylize_batch(params, contents: Sequence[np.ndarray],
 def _run(params, contents, styles, all_jobs, groups, config, skip, mesh,
          chunk_size, on_progress, should_stop) -> Iterator[Output]:
   """The generator behind ``stylize_batch``."""
-  spec = config.objective_spec()
-  fun = objective.objective_function(spec)
   devices = mesh.devices.size
   todo = [k for k in range(len(all_jobs)) if k not in skip]
   total, done = len(todo), 0
@@ -289,22 +287,14 @@ def _run(params, contents, styles, all_jobs, groups, config, skip, mesh,
       cells = [dict(all_jobs[k].cell, content=all_jobs[k].content)
                for k in padded]
       began = time.perf_counter()
-      x0, targets, weights = grid.cell_data(params, contents, styles, cells,
-                                            config)
-
       def progress(first, p, base=done, n=len(part)):
         del first
         report(base + n * min(int(p.iteration) / maxiter, 1.0), total)
-
-      result = sharded.minimize_cells(
-          fun, x0, (params, targets, weights), (None, 0, 0), config.solver,
-          mesh=mesh, chunk_size=chunk, on_progress=progress,
-          should_stop=should_stop)
-      terms = grid.cell_terms(spec, result.x, params, targets, weights)
-      images = grid.finish_images(config, result.x,
-                                  [contents[c["content"]] for c in cells])
+      result = grid.run_cells(params, contents, styles, cells, config,
+                              mesh=mesh, chunk_size=chunk,
+                              on_progress=progress, should_stop=should_stop)
+      images, terms, status = result.images, result.terms, result.status
       seconds = time.perf_counter() - began
-      status = [solvers.status_name(int(s)) for s in result.status]
       interrupted = "interrupted" in status
       if not interrupted:
         done += len(part)

@@ -30,6 +30,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from nst_jax import io
 from nst_jax import losses
 from nst_jax import memory
 from nst_jax import networks
@@ -151,31 +152,25 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
   start = time.perf_counter()
   params = vgg.prepare_params(params, config.conv, spec.layers)
   original = np.asarray(content, np.float32)
-  x0, targets, weights = cell_data(params, [original], styles, cells, config,
-                                   guides=guides)
-
   mesh = sharded.cell_mesh() if mesh is None else mesh
   devices = mesh.devices.size
   if chunk_size is None:
     chunk_size = default_chunk_size(config, content.shape[:2], devices)
   chunk = sharded.padded_size(min(chunk_size or len(cells), len(cells)),
                               devices)
-  fun = objective.objective_function(spec)
   hooks = ()
   if log_every > 0 and on_log is not None:
     hooks = (solvers.Hook(log_every, _batched_totals(spec),
                           lambda i, t: on_log(int(i), np.asarray(t))),)
-  result = sharded.minimize_cells(
-      fun, x0, (params, targets, weights), (None, 0, 0), config.solver,
-      mesh=mesh, chunk_size=chunk, hooks=hooks, on_chunk=on_chunk,
-      on_progress=on_progress, should_stop=should_stop)
-  terms = cell_terms(spec, result.x, params, targets, weights)
-  images = finish_images(config, result.x, [original] * len(cells))
+  result = run_cells(params, [original], styles, cells, config, mesh=mesh,
+                     chunk_size=chunk, hooks=hooks, on_chunk=on_chunk,
+                     on_progress=on_progress, should_stop=should_stop,
+                     guides=guides)
   return GridResult(
-      cells=cells, images=images, terms=terms,
+      cells=cells, images=result.images, terms=result.terms,
       iterations=result.iterations,
       function_evaluations=result.function_evaluations,
-      status=[solvers.status_name(int(s)) for s in result.status],
+      status=result.status,
       wall_seconds=time.perf_counter() - start, devices=devices,
       chunks=math.ceil(len(cells) / chunk))
 
@@ -201,6 +196,11 @@ def cell_config(config: transfer.TransferConfig,
   if objective.redraw_every(spec):
     raise NSTError("a style representation that re-draws its target cannot "
                    "run in a grid (its cells share one compiled loop)")
+  if str(config.tile_size) not in ("auto", "0") or str(
+      config.image_devices) != "1":
+    raise NSTError(f"{param('tile_size')} and {param('image_devices')} apply "
+                   "to one image (nst-stylize, video); a grid or a folder "
+                   "batches its cells over the devices instead")
   config = config.replace(spec=spec,
                           weights=dict(style_layers=None, style_blend=None))
   transfer.check_config(config)
@@ -264,6 +264,75 @@ def cell_data(params, contents: Sequence[np.ndarray],
       prepared[c.get("content", 0)][1][c["style"]], c["seed"]))
                  for c in cells])
   return x0, targets, weights
+
+
+class CellsResult(NamedTuple):
+  """Per cell: the image ``(B, H, W, 3)`` in [0, 1] (its colours finished),
+  the final weighted loss terms, iterations and evaluations summed over the
+  levels, and the stop reason of its last level."""
+  images: np.ndarray
+  terms: List[Dict[str, float]]
+  iterations: np.ndarray
+  function_evaluations: np.ndarray
+  status: List[str]
+
+
+def run_cells(params, contents: Sequence[np.ndarray],
+              styles: Sequence[np.ndarray], cells: Sequence[Dict[str, Any]],
+              config: transfer.TransferConfig, *, mesh: Mesh,
+              chunk_size: int, hooks=(), on_chunk=None, on_progress=None,
+              should_stop=None, guides=None) -> CellsResult:
+  """Runs ``cells`` (``cell_data``'s: one content index and grid values
+  each; all contents of one shape) as one batched, sharded optimisation
+  (``sharded.minimize_cells`` in chunks of ``chunk_size`` cells) through
+  the levels of ``config.schedule`` for the contents' long edge — the levels
+  ``nst-stylize`` paints (``transfer.paint``), so that a cell equals the
+  transfer run alone. With one level the styles are used as given; with
+  several, each level resizes the contents to its long edge and the styles
+  to ``transfer.style_size(level, schedule.style_scale)`` and starts every
+  cell from its previous level's result upsampled (as
+  ``transfer.stylize_multiscale``). ``params`` are prepared
+  (``vgg.prepare_params``); hooks, ``on_chunk``, ``on_progress`` and
+  ``should_stop`` go to every level's ``minimize_cells``; a level that ends
+  interrupted ends the run there."""
+  spec = config.objective_spec()
+  fun = objective.objective_function(spec)
+  full = tuple(np.shape(contents[cells[0].get("content", 0)])[:2])
+  levels = config.schedule.levels(max(full), config.solver.maxiter)
+  used = sorted({c.get("content", 0) for c in cells})
+  x, images = None, None
+  iterations = evaluations = 0
+  for size, n in levels:
+    level_contents, level_styles = list(contents), list(styles)
+    if len(levels) > 1:
+      shape = io.long_edge_shape(full, size)
+      for i in used:
+        level_contents[i] = io.resize_to(np.asarray(contents[i], np.float32),
+                                         shape)
+      level_styles = [io.resize_long_edge(
+          np.asarray(s, np.float32),
+          transfer.style_size(size, config.schedule.style_scale))
+                      for s in styles]
+    level = config.replace(solver=dict(maxiter=n))
+    x0, targets, weights = cell_data(params, level_contents, level_styles,
+                                     cells, level, guides=guides)
+    if images is not None:   # the previous level's results, upsampled
+      x0 = np.stack([np.asarray(config.color.to_luma(
+          io.resize_to(im, x0.shape[1:3]))) for im in images])
+    result = sharded.minimize_cells(
+        fun, x0, (params, targets, weights), (None, 0, 0), level.solver,
+        mesh=mesh, chunk_size=chunk_size, hooks=hooks, on_chunk=on_chunk,
+        on_progress=on_progress, should_stop=should_stop)
+    x = result.x
+    images = finish_images(config, x, [level_contents[c.get("content", 0)]
+                                       for c in cells])
+    iterations = iterations + np.asarray(result.iterations)
+    evaluations = evaluations + np.asarray(result.function_evaluations)
+    status = [solvers.status_name(int(s)) for s in result.status]
+    if "interrupted" in status:
+      break
+  terms = cell_terms(spec, x, params, targets, weights)
+  return CellsResult(images, terms, iterations, evaluations, status)
 
 
 def default_chunk_size(config: transfer.TransferConfig,

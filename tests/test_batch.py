@@ -202,8 +202,9 @@ def test_command_writes_resumes_and_fails_alone(tmp_path, vgg16_params):
     record = json.loads((out / f"{name}.json").read_text())
     assert record["params"]["output_dir"] is None
     assert record["params"]["style"] == [str(STYLE)]
-    # One level at --size: --from_json of the record must not paint a pyramid.
-    assert record["params"]["pyramid_base"] == 0
+    # The single command's levels (one at 64 px): --from_json of the record
+    # paints the same picture.
+    assert record["params"]["pyramid_base"] == 256
     assert record["iterations"] == 3
   summary = json.loads((out / "batch.json").read_text())
   assert summary["done"] == 2 and summary["skipped"] == 0

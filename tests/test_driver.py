@@ -10,6 +10,8 @@ or computed its targets another way shows up as a difference far above
 float32 rounding.
 """
 
+import json
+
 import numpy as np
 import pytest
 
@@ -139,3 +141,81 @@ def test_video_refuses_an_untileable_representation_as_stylize_does(params):
     video.stylize_video(params, _clip(2), [np.asarray(_img(40, 48, 1))], cfg)
   assert str(frames.value) == str(single.value)
   assert "tile" in str(single.value)
+
+
+# --- folders and grids paint the single command's levels ----------------------------
+
+
+def test_a_folder_paints_coarse_to_fine_like_the_single_command(tmp_path,
+                                                               vgg16_params):
+  """``nst-stylize --output_dir`` at --size=128 --pyramid_base=64 paints the
+  levels 64 → 128 px like ``nst-stylize`` (before, a folder painted one
+  level): each image equals the single command's picture."""
+  del vgg16_params  # the commands load the real weights
+  import scripting  # pylint: disable=g-import-not-at-top
+  from nst_jax import io  # pylint: disable=g-import-not-at-top
+  root = scripting.ROOT
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  image = io.load_image(root / "examples" / "chelsea.png")
+  io.save_image(photos / "a.png", io.resize_to(image, (96, 128)))
+  io.save_image(photos / "b.png", io.resize_to(image[:, ::-1], (96, 128)))
+  style = root / "examples" / "style_brushwork.png"
+  flags = ("--size=128", "--pyramid_base=64", "--iterations=4", "--quiet",
+           "--content_layers=relu2_1", "--style_layers=relu1_1,relu2_1")
+  folder = scripting.run("stylize.py", f"--content={photos}",
+                         f"--style={style}", f"--output_dir={tmp_path / 'out'}",
+                         *flags)
+  scripting.assert_ok(folder)
+  for name in ("a", "b"):
+    single = scripting.run("stylize.py", f"--content={photos / name}.png",
+                           f"--style={style}",
+                           f"--output={tmp_path / name}_single.png", *flags)
+    scripting.assert_ok(single)
+    record = json.loads((tmp_path / f"out/{name}_style_brushwork.json"
+                         ).read_text())
+    alone = json.loads((tmp_path / f"{name}_single.json").read_text())
+    # 4 iterations at 64 px, a fifth of them (1) at 128 px, in both.
+    assert record["iterations"] == alone["iterations"] == 5
+    got = io.load_image(tmp_path / f"out/{name}_style_brushwork.png")
+    want = io.load_image(tmp_path / f"{name}_single.png")
+    assert got.shape == want.shape == (96, 128, 3)
+    # The cells run batched (vmap): float32 rounding, seen through 8 bits.
+    assert np.abs(got - want).max() <= 2 / 255 + 1e-6
+    assert np.abs(got - want).mean() < 0.05 / 255
+    assert record["loss_history"][-1]["total"] == pytest.approx(
+        alone["loss_history"][-1]["total"], rel=1e-3)
+
+
+def test_a_grid_paints_the_schedules_levels_like_one_transfer(params):
+  """A grid is a batch with one content: through the levels of
+  ``config.schedule`` (32 → 48 px here), each cell equals ``transfer.paint``
+  of its own configuration."""
+  from nst_jax import grid  # pylint: disable=g-import-not-at-top
+  cfg = _config(schedule=C.Schedule(scales=(32, 48), scale_iterations=(3, 1)))
+  content = np.asarray(_img(36, 48, 0))
+  style = np.asarray(_img(40, 40, 1))
+  axes = grid.GridAxes(style_layer_sets=(SHALLOW,), style_weight=(800.0,))
+  cells = grid.style_grid(params, content, [style], axes, cfg)
+  alone = transfer.paint(params, content, [style],
+                         cfg.replace(weights=dict(style=800.0)))
+  assert int(cells.iterations[0]) == alone.iterations == 4
+  np.testing.assert_allclose(cells.images[0], alone.image, atol=1e-4)
+  assert cells.images[0].shape == (36, 48, 3)
+
+
+def test_video_blends_its_styles(params):
+  """Blend weights reach every frame's style target: weights (1, 0) paint
+  the first style's video."""
+  clip = _clip(2, (32, 40))
+  a = np.asarray(_img(40, 40, 3))
+  b = np.asarray(0.2 + 0.1 * _img(40, 40, 4))   # other statistics
+  one = video.stylize_video(params, clip, [a], _config())
+  blend = video.stylize_video(params, clip, [a, b],
+                              _config(weights=dict(style_blend=(1.0, 0.0))))
+  even = video.stylize_video(params, clip, [a, b], _config())
+  np.testing.assert_allclose(blend.results[-1].image, one.results[-1].image,
+                             atol=1.5 / 255)
+  for r, o, e in zip(blend.results, one.results, even.results):
+    assert r.terms["style"] == pytest.approx(o.terms["style"], rel=1e-5)
+    assert abs(e.terms["style"] - o.terms["style"]) > 3e-3 * o.terms["style"]

@@ -41,15 +41,13 @@ from nst_jax.errors import NSTError
 FLAGS = flags.FLAGS
 
 # Flags of a single run that a batch cannot honour (refused when given).
-NOT_IN_BATCH = ("output", "scales", "scale_iterations", "save_every", "plot",
-                "sheet", "from_json", "resume", "style_blend_weights",
-                "evaluate", "score_size", "log_every", "content_mask",
-                "style_masks", "style_colors", "pyramid_base")
+NOT_IN_BATCH = ("output", "save_every", "plot", "sheet", "from_json",
+                "resume", "style_blend_weights", "evaluate", "score_size",
+                "log_every", "content_mask", "style_masks", "style_colors")
 # Recorded flags that change nothing in a result: a record that differs only
-# in them is still a finished result (a batch paints one level whatever
-# --pyramid_base says; its records say 0, those written before said 256 or
-# nothing).
-NOT_COMPARED = ("quiet", "log_every", "output_dir", "pyramid_base")
+# in them is still a finished result. (A batch paints coarse to fine like
+# nst-stylize, so --pyramid_base, --scales and --style_scale are compared.)
+NOT_COMPARED = ("quiet", "log_every", "output_dir")
 
 
 def names_several(content: str) -> bool:
@@ -86,10 +84,10 @@ def _cell_params(base: Dict, job: batch.Job, content: str, style: str,
   """The flag values of the single nst-stylize run that makes ``job``."""
   cell = job.cell
   layer_weights = cell["style_layer_weights"]
-  # pyramid_base 0: the batch paints one level at --size, and --from_json of
-  # this record must too.
+  # The batch paints the single command's levels: --from_json of this
+  # record paints the same picture.
   return {**base, "content": content, "style": [style], "output": output,
-          "output_dir": None, "pyramid_base": 0,
+          "output_dir": None,
           "content_weight": cell["content_weight"],
           "style_weight": cell["style_weight"],
           "tv_weight": cell["tv_weight"], "seed": cell["seed"],
@@ -98,9 +96,29 @@ def _cell_params(base: Dict, job: batch.Job, content: str, style: str,
                                   else list(layer_weights))}
 
 
+# Recorded flags compared through the levels they give (``_levels``).
+_SCHEDULE = ("scales", "scale_iterations", "pyramid_base")
+
+
+def _levels(params: Dict):
+  """The ``(long edge, iterations)`` levels a record's flags paint; a record
+  written before --pyramid_base (no key; batches then recorded 0) painted
+  one level."""
+  try:
+    schedule = transfer.Schedule(
+        scales=params.get("scales"),
+        scale_iterations=params.get("scale_iterations"),
+        pyramid_base=params.get("pyramid_base") or 0)
+    return schedule.levels(params.get("size"), params.get("iterations"))
+  except (NSTError, TypeError):
+    return None
+
+
 def _comparable(params: Dict) -> Dict:
   plain = io.to_jsonable(params)
-  return {k: v for k, v in plain.items() if k not in NOT_COMPARED}
+  return {**{k: v for k, v in plain.items()
+             if k not in NOT_COMPARED + _SCHEDULE},
+          "levels": _levels(plain)}
 
 
 def _finished(png: pathlib.Path, record_path: pathlib.Path, params: Dict,
@@ -187,14 +205,20 @@ def main(recorded: Sequence[str]) -> None:
   pending = [k for k, e in enumerate(entries) if e["status"] == "pending"]
   needed_styles = sorted({jobs[k].cell["style"] for k in pending})
   needed_contents = sorted({jobs[k].content for k in pending})
-  size = FLAGS.size
-  style_size = transfer.style_size(size, FLAGS.style_scale)
+  # The levels nst-stylize paints (config.schedule): one level takes the
+  # styles at the output's style size, several resize the originals at
+  # every level (nst_jax.grid.run_cells), as the single command does.
+  levels = config.schedule.levels(FLAGS.size, FLAGS.iterations)
+  size = levels[-1][0]
+  style_size = transfer.style_size(size, config.schedule.style_scale)
   styles, contents = {}, {}
   for i in needed_styles:
     path = style_paths[i]
     try:
-      styles[i] = io.resize_long_edge(io.load_image(path), style_size)
-      transfer.check_image_size(config, styles[i].shape[:2])
+      image = io.load_image(path)
+      resized = io.resize_long_edge(image, style_size)
+      transfer.check_image_size(config, resized.shape[:2])
+      styles[i] = resized if len(levels) == 1 else image
     except NSTError as e:
       failed[path] = _failure("style", path, e)
       styles.pop(i, None)

@@ -40,7 +40,7 @@ from nst_jax.errors import NSTError
 
 _SHARED = cli.define_flags("images", "model", "loss", "representation", "solver",
                            "init", "color", "compute", "output", "masks",
-                           "evaluation")
+                           "evaluation", "schedule")
 flags.DEFINE_string("output", "out/stylized.png", "Output PNG; a JSON record "
                     "with the same name is written beside it.")
 flags.DEFINE_string("output_dir", None, "A batch: every --content image (a "
@@ -49,9 +49,6 @@ flags.DEFINE_string("output_dir", None, "A batch: every --content image (a "
                     "with a JSON record each and batch.json; equal shapes run "
                     "as one batched program; finished results are skipped "
                     "when run again.")
-flags.DEFINE_float("style_scale", 1.0, "Long edge of the style images relative "
-                   "to --size: below 1 the style's strokes and motifs come out "
-                   "larger, above 1 smaller.", lower_bound=1e-3)
 flags.DEFINE_integer("log_every", 20, "Record the loss terms every N "
                      "iterations in the JSON history and --plot (0: only first "
                      "and last; each record costs one forward pass).",
@@ -81,29 +78,12 @@ flags.DEFINE_bool("evaluate", False, "Score the result into the record's "
                   "\"evaluation\" (nst_jax.metrics at --score_size: LPIPS "
                   "and SSIM to the content, sliced Wasserstein and Gram "
                   "distances to the style; as nst-evaluate scores the PNG).")
-cli.define_numbers("scales", None, "Coarse-to-fine long edges, e.g. "
-                   "256,512,1024: each level starts from the upsampled result "
-                   "of the previous one; the last is the output size "
-                   "(overrides --size).", kind=int, lower_bound=1)
-cli.define_numbers("scale_iterations", None, "Iterations of each --scales "
-                   "level (default: --iterations at every level).", kind=int,
-                   lower_bound=0)
-flags.DEFINE_integer(
-    "pyramid_base", transfer.PYRAMID_BASE, "Without --scales, a --size of at "
-    "least twice this long edge is painted coarse to fine, so that it keeps "
-    "the large-scale look of a small result: levels halving --size down to "
-    "this (512: 256,512; 1024: 256,512,1024), the first --iterations "
-    "iterations, each finer one "
-    f"{transfer.PYRAMID_FINE_FRACTION:.0%} of them (nst_jax.transfer.pyramid)."
-    " 0: one level at --size.", lower_bound=0)
-
 cli.define_flags("distributed")   # not recorded: a re-run joins no one
 FLAGS = flags.FLAGS
 # What a run records (and --from_json applies again): every flag of the
 # command but the aliases.
-_RECORDED = _SHARED + ["output", "output_dir", "style_scale", "log_every", "save_every",
-                       "plot", "sheet", "from_json", "scales",
-                       "scale_iterations", "pyramid_base", "evaluate"]
+_RECORDED = _SHARED + ["output", "output_dir", "log_every", "save_every",
+                       "plot", "sheet", "from_json", "evaluate"]
 
 
 def _check_output(output: str, inputs) -> str:
@@ -199,19 +179,19 @@ def main(argv):
   lead = not cli.join_processes() or jax.process_index() == 0
   cli.enable_compilation_cache()
   defaults_message = cli.resolve_device_defaults(size=not FLAGS.scales)
-  scales = None if FLAGS.scales is None else list(FLAGS.scales)
-  scale_iterations = (None if FLAGS.scale_iterations is None
-                      else list(FLAGS.scale_iterations))
-  if scale_iterations is not None and scales is None:
+  if FLAGS.scale_iterations is not None and FLAGS.scales is None:
     raise NSTError("--scale_iterations needs --scales")
-  if scales is None:   # the default pyramid (one level below 2·base)
-    scales, scale_iterations = transfer.pyramid(FLAGS.size, FLAGS.iterations,
-                                                FLAGS.pyramid_base)
-    if len(scales) == 1:
-      scales = scale_iterations = None
-  size = scales[-1] if scales else FLAGS.size
   if not FLAGS.content or not FLAGS.style:
     raise NSTError("--content and --style are required")
+  config = cli.transfer_config()
+  # The levels of config.schedule (the default pyramid below 2·base is one
+  # level; given --scales always run coarse to fine, even one of them).
+  levels = config.schedule.levels(FLAGS.size, FLAGS.iterations)
+  size = levels[-1][0]
+  scales = scale_iterations = None
+  if config.schedule.scales is not None or len(levels) > 1:
+    scales = [s for s, _ in levels]
+    scale_iterations = [n for _, n in levels]
   inputs = [FLAGS.content, *FLAGS.style, *_mask_files()]
   record_path = _check_output(FLAGS.output, inputs)
   if resumed is not None:
@@ -221,14 +201,13 @@ def main(argv):
       raise NSTError(f"--resume: {FLAGS.resume} is the state of a "
                      f"{kind(resumed.before is not None)} run, the flags now "
                      f"describe a {kind(scales)} one")
-  config = cli.transfer_config()
   if FLAGS.style_weight is None:   # recorded as the β the run used
     FLAGS.style_weight = (config.weights.style,)
   blend = config.weights.style_blend
   if blend is not None and len(blend) != len(FLAGS.style):
     raise NSTError(f"got {len(blend)} style blend weights for "
                    f"{len(FLAGS.style)} style images")
-  style_size = transfer.style_size(size, FLAGS.style_scale)
+  style_size = transfer.style_size(size, config.schedule.style_scale)
 
   original = content = io.load_image(FLAGS.content)
   shape = io.long_edge_shape(content.shape[:2], size)
@@ -241,9 +220,9 @@ def main(argv):
       transfer.check_image_size(config, style_shape)
     except NSTError:
       raise NSTError(f"style image {path} at {style_shape[1]}x"
-                     f"{style_shape[0]} (--style_scale={FLAGS.style_scale}) is "
-                     "too small for the style layers: raise --style_scale or "
-                     "--size") from None
+                     f"{style_shape[0]} (--style_scale="
+                     f"{config.schedule.style_scale}) is too small for the "
+                     "style layers: raise --style_scale or --size") from None
   content = io.resize_to(content, shape)
   styles = [io.resize_long_edge(s, style_size) for s in originals]
   guides = _load_masks(content.shape[:2], [s.shape[:2] for s in styles])
@@ -255,7 +234,6 @@ def main(argv):
   if defaults_message:
     say(defaults_message)
   if scales:
-    levels = zip(scales, scale_iterations or [FLAGS.iterations] * len(scales))
     say(f"nst_jax: {w}x{h} coarse to fine ("
         + ", ".join(f"{s} px: {n} iterations" for s, n in levels)
         + f"), {FLAGS.network}, {FLAGS.optimizer} on "
@@ -313,7 +291,8 @@ def main(argv):
               f"{r.wall_seconds:.1f} s")
         result = transfer.stylize_multiscale(
             params, content, originals, scales, config,
-            scale_iterations=scale_iterations, style_scale=FLAGS.style_scale,
+            scale_iterations=scale_iterations,
+            style_scale=config.schedule.style_scale,
             on_level=on_level, **run)
       else:
         result = transfer.stylize(params, content, styles, config, **run)

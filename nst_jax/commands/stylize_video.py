@@ -156,7 +156,9 @@ def main(argv):
     if os.path.exists(style_path) and os.path.exists(FLAGS.output) and (
         os.path.samefile(style_path, FLAGS.output)):
       raise NSTError(f"refusing to overwrite input {FLAGS.output}")
-  config = cli.transfer_config()
+  # Every frame at one level, at --size (video.stylize_video refuses a
+  # coarse-to-fine schedule).
+  config = cli.transfer_config().replace(schedule=dict(pyramid_base=0))
   if FLAGS.style_weight is None:   # recorded as the β the run used
     FLAGS.style_weight = (config.weights.style,)
   temporal = (video.INDEPENDENT if FLAGS.independent else video.Temporal(
