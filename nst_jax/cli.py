@@ -247,19 +247,20 @@ _SECTIONS = {
     "images": "Images", "model": "Model and weights",
     "loss": "Loss weights", "representation": "Style representation",
     "masks": "Masks (guided transfer)", "solver": "Solver",
-    "init": "Initial image", "color": "Colour", "scales": "Coarse to fine",
+    "init": "Initial image", "color": "Colour", "schedule": "Coarse to fine",
     "video": "Video", "grid": "Grid", "evaluation": "Evaluation",
     "runs": "Running again and resuming", "compute": "Compute",
     "output": "Output", "distributed": "Several processes or hosts",
 }
-# The topic of each command's own flags (the shared ones have their group);
-# a flag named nowhere is listed under "Other flags".
+# The topic of a flag by its name, before the group that defined it (the
+# commands' own flags have none); a flag of neither is listed under "Other
+# flags".
 _OWN_TOPICS = {
     "style_scale": "images", "input": "images", "results": "images",
     "network": "model", "from_file": "model", "weights_dir": "model",
     "force": "model",
-    "scales": "scales", "scale_iterations": "scales",
-    "pyramid_base": "scales",
+    "scales": "schedule", "scale_iterations": "schedule",
+    "pyramid_base": "schedule",
     "temporal_weight": "video", "long_term": "video", "warm_start": "video",
     "independent": "video", "first_iterations": "video", "flow": "video",
     "fps": "video", "max_frames": "video",
@@ -309,7 +310,7 @@ def help_text(prog: str, about: str | None = None, *,
       entries[flag.name] = flag
   sections: Dict[str, list] = {}
   for name, flag in entries.items():
-    topic = _DEFINED_IN.get(name) or _OWN_TOPICS.get(name, "other")
+    topic = _OWN_TOPICS.get(name) or _DEFINED_IN.get(name, "other")
     sections.setdefault(topic, []).append(
         _flag_entry(flag, aliases.get(name, ()), width))
   lines = [f"Usage: {prog} [flags]"]
@@ -317,10 +318,13 @@ def help_text(prog: str, about: str | None = None, *,
     lines += ["", about.strip("\n")]
   lines += ["", "Flags (--helpfull also lists absl's own: logging, "
             "debugging):"]
-  for topic in [*_SECTIONS, "other"]:
+  order = [*_SECTIONS, *sorted(set(sections) - set(_SECTIONS) - {"other"}),
+           "other"]   # a group without a heading here still shows
+  for topic in order:
     if topic in sections:
-      lines += ["", f"{_SECTIONS.get(topic, 'Other flags')}:",
-                *sections[topic]]
+      title = _SECTIONS.get(topic) or (
+          "Other flags" if topic == "other" else topic.capitalize())
+      lines += ["", f"{title}:", *sections[topic]]
   return "\n".join(lines)
 
 
