@@ -1,0 +1,193 @@
+"""The composition matrix (issue 22): every driver × every feature is either
+applied — and a named test shows it — or refused before any work with one
+line that says why. A new driver or feature must add its row or column
+here, or this test fails; a refusal that stops being one, or a named test
+that disappears, fails it too.
+
+Drivers: ``stylize`` (nst-stylize, ``transfer.paint``), ``folder``
+(nst-stylize --output_dir, ``batch.stylize_batch``), ``grid`` (nst-grid,
+``grid.style_grid``), ``video`` (nst-stylize-video, ``video.stylize_video``).
+"""
+
+import dataclasses
+import importlib
+
+import numpy as np
+import pytest
+
+import scripting
+from conftest import tiny_vgg16_params
+from conftest import random_image as _img
+
+from nst_jax import batch, config as C, grid, objective, transfer, video
+from nst_jax.color import ColorControl
+from nst_jax.errors import NSTError
+
+DRIVERS = ("stylize", "folder", "grid", "video")
+FEATURES = ("coarse_to_fine", "tiling", "row_devices", "masks", "color",
+            "blends", "resume", "evaluate")
+# The TransferConfig parts each feature is (a new part must be placed).
+PARTS = {"schedule": "coarse_to_fine", "tile_size": "tiling",
+         "image_devices": "row_devices", "color": "color",
+         "weights": "blends"}
+# Parts that are no feature of their own (every driver takes them).
+COMMON = ("network", "spec", "solver", "init", "patches", "conv")
+
+A = "applied"
+
+
+def _library_refusal(driver, config):
+  """Calls ``driver``'s library entry with ``config`` on tiny inputs; the
+  refusal must come before any optimisation."""
+  params = tiny_vgg16_params()
+  content = np.asarray(_img(32, 40, 0))
+  style = np.asarray(_img(32, 32, 1))
+  if driver == "folder":
+    list(batch.stylize_batch(params, [content], [style],
+                             grid.GridAxes(style_layer_sets=(("relu1_1",),)),
+                             config))
+  elif driver == "grid":
+    grid.style_grid(params, content, [style],
+                    grid.GridAxes(style_layer_sets=(("relu1_1",),)), config)
+  elif driver == "video":
+    video.stylize_video(params, [content, content], [style, style], config)
+  else:
+    raise AssertionError(driver)
+
+
+def _base():
+  spec = objective.Spec(content_layers=("relu2_1",),
+                        style_layers=("relu1_1",))
+  return transfer.TransferConfig(spec=spec, tile_size=0).replace(
+      solver=dict(maxiter=1))
+
+
+REFUSED_IN_LIBRARY = {
+    ("folder", "tiling"): (dict(tile_size=16), "tile_size"),
+    ("folder", "row_devices"): (dict(image_devices="all"), "image_devices"),
+    ("folder", "blends"): (dict(weights=dict(style_blend=(1.0,))),
+                           "one style image"),
+    ("grid", "tiling"): (dict(tile_size=16), "tile_size"),
+    ("grid", "row_devices"): (dict(image_devices="all"), "image_devices"),
+    ("grid", "blends"): (dict(weights=dict(style_blend=(1.0,))),
+                         "one style image"),
+    ("video", "coarse_to_fine"): (dict(schedule=C.Schedule(scales=(16, 32))),
+                                  "one level"),
+    ("video", "color"): (dict(color=ColorControl(original_colors=True)),
+                         "colour control"),
+}
+
+# Refused by the command in one line before any work (the flags a command
+# does not offer are unknown flags, which absl refuses in one line).
+REFUSED_BY_COMMAND = {
+    ("folder", "masks"): ("stylize.py", "--output_dir={out}",
+                          "--content_mask={content}", "--content_mask"),
+    ("folder", "evaluate"): ("stylize.py", "--output_dir={out}",
+                             "--evaluate", "--evaluate"),
+    ("folder", "resume"): None,   # applied: finished results are skipped
+    ("grid", "resume"): ("style_grid.py", "--output_dir={out}",
+                         "--resume={content}", "resume"),
+    ("video", "masks"): ("stylize_video.py", "--output={out}/v.mp4",
+                         "--content_mask={content}", "content_mask"),
+    ("video", "evaluate"): ("stylize_video.py", "--output={out}/v.mp4",
+                            "--evaluate", "evaluate"),
+}
+
+APPLIED = {
+    ("stylize", "coarse_to_fine"):
+        "test_resume.py::test_a_killed_coarse_to_fine_command_resumes_at_its_level",
+    ("stylize", "tiling"):
+        "test_tiling.py::test_multiscale_adam_snapshots_and_stop_when_tiled",
+    ("stylize", "row_devices"):
+        "test_tiling.py::test_rows_sharded_over_four_devices_equal_one",
+    ("stylize", "masks"): "test_masks.py::test_stylize_command_with_masks",
+    ("stylize", "color"):
+        "test_transfer.py::test_original_colors_keep_the_contents_chrominance",
+    ("stylize", "blends"): "test_objective.py::test_make_targets_shapes_and_blend",
+    ("stylize", "resume"):
+        "test_resume.py::test_resume_after_kill_9_is_bit_identical",
+    ("stylize", "evaluate"):
+        "test_evaluate.py::test_stylize_evaluate_scores_as_nst_evaluate_does",
+    ("folder", "coarse_to_fine"):
+        "test_driver.py::test_a_folder_paints_coarse_to_fine_like_the_single_command",
+    ("folder", "color"): "test_grid.py::test_script_honours_or_refuses_options",
+    ("folder", "resume"):
+        "test_batch.py::test_command_writes_resumes_and_fails_alone",
+    ("grid", "coarse_to_fine"):
+        "test_driver.py::test_a_grid_paints_the_schedules_levels_like_one_transfer",
+    ("grid", "masks"):
+        "test_masks.py::test_style_grid_with_masks_matches_single_runs",
+    ("grid", "color"): "test_grid.py::test_script_honours_or_refuses_options",
+    ("grid", "evaluate"):
+        "test_evaluate.py::test_grid_evaluate_scores_every_cell_and_each_style_set",
+    ("video", "tiling"): "test_driver.py::test_video_tiled_equals_untiled",
+    # The frames use the Evaluation's mesh like stylize; no multi-device
+    # video test yet (issue 22 note): the tiled test shows the one Evaluation.
+    ("video", "row_devices"): "test_driver.py::test_video_tiled_equals_untiled",
+    ("video", "blends"): "test_driver.py::test_video_blends_its_styles",
+    ("video", "resume"):
+        "test_video.py::test_interrupted_and_resumed_equals_uninterrupted",
+}
+
+
+def _cell(driver, feature):
+  key = (driver, feature)
+  if key in APPLIED:
+    return "applied"
+  if key in REFUSED_IN_LIBRARY:
+    return "library"
+  if REFUSED_BY_COMMAND.get(key):
+    return "command"
+  return None
+
+
+def test_every_cell_is_applied_or_refused():
+  missing = [(d, f) for d in DRIVERS for f in FEATURES if _cell(d, f) is None]
+  assert not missing, f"cells neither applied nor refused: {missing}"
+  both = set(APPLIED) & (set(REFUSED_IN_LIBRARY) | {
+      k for k, v in REFUSED_BY_COMMAND.items() if v})
+  assert not both, both
+
+
+def test_every_config_part_is_placed():
+  """A new part of TransferConfig is a feature of the matrix or common to
+  every driver: adding one without deciding fails here."""
+  names = {f.name for f in dataclasses.fields(transfer.TransferConfig)}
+  assert names == set(PARTS) | set(COMMON), names ^ (set(PARTS) | set(COMMON))
+  assert set(PARTS.values()) <= set(FEATURES)
+
+
+@pytest.mark.parametrize("key", sorted(APPLIED))
+def test_applied_cells_name_a_test_that_exists(key):
+  module, name = APPLIED[key].split("::")
+  found = importlib.import_module(module[:-3])
+  assert callable(getattr(found, name, None)), APPLIED[key]
+
+
+@pytest.mark.parametrize("key", sorted(REFUSED_IN_LIBRARY))
+def test_library_refuses_before_any_work(key, monkeypatch):
+  driver, _ = key
+  changes, fragment = REFUSED_IN_LIBRARY[key]
+  # Any optimisation would be work done before the refusal.
+  from nst_jax import sharded, solvers  # pylint: disable=g-import-not-at-top
+  def no_work(*args, **kwargs):
+    raise AssertionError("optimised before refusing")
+  monkeypatch.setattr(sharded, "minimize_cells", no_work)
+  monkeypatch.setattr(solvers, "minimize", no_work)
+  with pytest.raises(NSTError, match=fragment):
+    _library_refusal(driver, _base().replace(**changes))
+
+
+@pytest.mark.parametrize("key", sorted(
+    k for k, v in REFUSED_BY_COMMAND.items() if v))
+def test_command_refuses_in_one_line(key, tmp_path):
+  script, *args, fragment = REFUSED_BY_COMMAND[key]
+  content = scripting.ROOT / "examples" / "chelsea.png"
+  style = scripting.ROOT / "examples" / "style_brushwork.png"
+  out = tmp_path / "out"
+  source = "--input" if script == "stylize_video.py" else "--content"
+  proc = scripting.run(script, f"{source}={content}", f"--style={style}",
+                       "--size=32", "--iterations=1", "--quiet",
+                       *(a.format(out=out, content=content) for a in args))
+  scripting.assert_one_line_error(proc, fragment, status=None)
+  assert not out.exists() or not any(out.iterdir())
