@@ -386,7 +386,8 @@ def _short_run(params, spec, iterations=15, method="optax_lbfgs"):
   content = _img(16, 16, 5)
   style = _img(16, 16, 6)
   targets = objective.make_targets(params, content, [style], spec)
-  weights = objective.make_weights(spec, content_weight=0.0, style_weight=1.0)
+  weights = objective.make_weights(spec, content_weight=0.0, style_weight=1.0,
+                                   tv_weight=0.0)
   fun = objective.objective_function(spec)
   x0 = _img(16, 16, 7)
   config = solvers.SolverConfig(method=method, maxiter=iterations)
