@@ -27,6 +27,8 @@ import tqdm.std
 from absl import flags
 from absl import logging as absl_logging
 
+from nst_jax import guided  # noqa: F401  (registers its representations)
+from nst_jax import representations
 from nst_jax.errors import NSTError
 
 
@@ -86,7 +88,9 @@ def enable_compilation_cache(path: str | None = None) -> str | None:
   return path
 
 
-# Library parameters whose flag has another name (the others are the same).
+# Library parameters whose flag has another name (the others are the same);
+# the style representations' fields come from their registry
+# (``representations.register``).
 PARAM_FLAGS = {
     "solver.method": "optimizer", "solver.maxiter": "iterations",
     "maxiter": "iterations", "solver.learning_rate": "learning_rate",
@@ -98,21 +102,7 @@ PARAM_FLAGS = {
     "weights.content": "content_weight", "weights.style": "style_weight",
     "weights.tv": "tv_weight", "weights.style_layers": "style_layer_weights",
     "weights.style_blend": "style_blend_weights",
-    "Gram.normalization": "gram_normalization",
-    "Spatial.normalization": "gram_normalization",
-    "Local.normalization": "gram_normalization",
-    "Eigen.normalization": "gram_normalization",
-    "Local.window": "local_window", "Eigen.rank": "style_rank",
-    "Eigen.loss_kind": "eigen_loss",
-    "SlicedWasserstein.directions": "swd_directions",
-    "SlicedWasserstein.samples": "swd_samples",
-    "SlicedWasserstein.redraw_every": "swd_redraw_every",
-    "CentralMoments.order": "cmd_order",
-    "ContentAware.clusters": "ca_clusters",
-    "ContentAware.window": "ca_window",
-    "ContentAware.temperature": "ca_temperature",
-    "ContentAware.guide_layer": "ca_layer",
-    "GuidedGram.downsample": "mask_downsample",
+    **representations.param_flags(),
 }
 
 
@@ -794,8 +784,8 @@ def _define_loss():
 def _define_style():
   from nst_jax import objective  # pylint: disable=g-import-not-at-top
   from nst_jax import representations as rep  # pylint: disable=g-import-not-at-top
-  d = rep.DEFAULTS
-  flags.DEFINE_enum("style_stat", "gram", list(rep.NAMES),
+  d = rep.defaults()
+  flags.DEFINE_enum("style_stat", "gram", list(rep.names()),
                     "Style representation: gram (Gatys), spatial (per-channel "
                     "autocorrelation, Nikulin & Novak §7), local (windowed "
                     "Gram, §9), eigen (Gram spectrum, thesis), moments (mean "
@@ -1091,7 +1081,7 @@ def representation(style_layers: Sequence[str]):
   ``representations.from_name``)."""
   from nst_jax import representations as rep  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
-  params = {k: f[k].value for k in rep.DEFAULTS
+  params = {k: f[k].value for k in rep.defaults()
             if k not in ("local_window", "seed") and k in f}
   seed = f["seed"].value[0] if "seed" in f and f["seed"].value else 0
   value = rep.from_name(f.style_stat, tuple(style_layers),

@@ -16,8 +16,8 @@ Shechtman, "Controlling Perceptual Factors in Neural Style Transfer", CVPR
   loss" a handful of Grams instead of the infeasible ``k × C × C`` tensor of
   all 512 content channels.
 
-The protocol extension (optional; every other representation is unchanged):
-a representation with ``guided = True`` also has
+The capability (``representations.Guided``; every other representation is
+unchanged): a guided representation has
 
 * ``layer_guides(guides, shape)`` — image-level guides ``(K, H_g, W_g)`` of
   any resolution → ``(K, h, w)`` at a layer of spatial shape ``(h, w)``;
@@ -25,19 +25,26 @@ a representation with ``guided = True`` also has
   those layer guides as a second argument: the style image's for the
   statistic, the optimised image's (its content's) for the target. The
   optimised image's guides are fixed data, so they live in the target
-  pytree and ``loss(features, target)`` keeps its signature; the target's
-  shape is fixed, so grids and batches still compile once;
-* optionally ``guide_layer`` and ``make_guides(content_features,
-  style_features)``: the representation computes its own image-level guides
-  from the features at ``guide_layer`` (``ContentAware``); otherwise the
-  caller passes ``Guides`` (``objective.make_targets(guides=...)``).
+  pytree (``position_maps(target)``) and ``loss(features, target)`` keeps
+  its signature; the target's shape is fixed, so grids and batches still
+  compile once;
+* with ``representations.MakesGuides``, ``guide_layer`` and
+  ``make_guides(content_features, style_features)``: the representation
+  computes its own image-level guides from the features at ``guide_layer``
+  (``ContentAware``); otherwise the caller passes ``Guides``
+  (``objective.make_targets(guides=...)``).
 
 The guided Grams and moments are quotients of position sums, so they are
-tiled exactly (``nst_jax.tiling``): their statistics are position averages
-(``Σ_p g_k F Fᵀ / M`` and ``Σ_p g_k / M``; the target divides one by the
-other), ``position_sums(features, weights, guides)`` takes a window's guides
-and ``position_maps(target)`` names the optimised image's
-(``nst_jax.representations``, the position-averaged protocol).
+tiled exactly (``nst_jax.tiling``; ``representations.PositionAveraged``):
+their statistics are position averages (``Σ_p g_k F Fᵀ / M`` and ``Σ_p g_k
+/ M``; the target divides one by the other), ``position_sums(features,
+weights, guides)`` takes a window's guides and ``position_maps(target)``
+names the optimised image's.
+
+This module imports ``nst_jax.representations`` (never the reverse) and
+registers its classes there (``representations.register``): ``GuidedGram``
+and ``GuidedMoments`` as the masks versions of ``Gram`` and ``Moments``
+(``guided_version``), ``ContentAware`` as ``--style_stat=content_aware``.
 
 Array contract: features ``(h, w, C)`` float32; guides float32 ``>= 0``
 (masks in [0, 1]).
@@ -51,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import losses
+from nst_jax import representations
 from nst_jax import statistics
 from nst_jax.errors import NSTError, check_choice, param
 
@@ -222,7 +230,8 @@ def _gram_target(stacked, guides):
           "guides": guides}
 
 
-class _GuidedGramMethods:
+class _GuidedGramMethods(representations.PositionAveraged,
+                         representations.Guided):
   """``statistic``/``target``/``loss`` of a guided Gram (per-region Grams
   normalised by area, ``guided_gram_loss``), shared by ``GuidedGram`` (user
   masks) and ``ContentAware`` (§9's guides); each class supplies its
@@ -235,6 +244,9 @@ class _GuidedGramMethods:
     return _gram_target(stacked, guides)
 
   def loss(self, features, target):
+    # Overrides the derived loss (sums over M, then their quotient): the
+    # per-region Grams ``guided_gram`` divides by the area directly (equal
+    # to float32 rounding).
     return guided_gram_loss(guided_gram(features, target["guides"]), target,
                             self.normalization)
 
@@ -265,6 +277,10 @@ class _GuidedGramMethods:
                             target, self.normalization)
 
 
+@representations.register(
+    flags={"normalization": "gram_normalization",
+           "downsample": "mask_downsample"},
+    masks_of=representations.Gram)
 @dataclasses.dataclass(frozen=True)
 class GuidedGram(_GuidedGramMethods):
   """The Gram of Gatys et al. 2016 per region (Gatys et al. 2017, §4).
@@ -286,9 +302,6 @@ class GuidedGram(_GuidedGramMethods):
   normalization: str = "paper"
   downsample: str = "resize"
   same_size = False
-  suggested_style_weight = losses.DEFAULT_STYLE_WEIGHT
-  averageable = False        # crops of a style would need crops of its guides
-  guided = True
 
   def __post_init__(self):
     check_choice("GuidedGram.normalization", self.normalization,
@@ -321,8 +334,12 @@ def guided_moment_sums(features: jax.Array, guides: jax.Array):
           jnp.einsum("km,mc->kc", g, jnp.square(flat), precision=_HIGHEST))
 
 
+@representations.register(style_weight=1e7,
+                          flags={"downsample": "mask_downsample"},
+                          masks_of=representations.Moments)
 @dataclasses.dataclass(frozen=True)
-class GuidedMoments:
+class GuidedMoments(representations.PositionAveraged,
+                    representations.Guided):
   """Per-channel mean and standard deviation per region (the thesis's
   moments, seed 002, weighted by guides as in Gatys et al. 2017 §4).
 
@@ -336,9 +353,6 @@ class GuidedMoments:
   """
   downsample: str = "resize"
   same_size = False
-  suggested_style_weight = 1e7
-  averageable = False
-  guided = True
 
   def __post_init__(self):
     check_choice("GuidedMoments.downsample", self.downsample, DOWNSAMPLES)
@@ -361,6 +375,8 @@ class GuidedMoments:
             "guides": guides}
 
   def loss(self, features, target):
+    # Overrides the derived loss: the per-region averages divided by the area
+    # directly (``guided_raw_moments``; equal to float32 rounding).
     return self._loss_of_raw(
         guided_raw_moments(features, target["guides"]), target)
 
@@ -452,8 +468,13 @@ def soft_assignments(features: jax.Array, centroids: np.ndarray,
   return np.ascontiguousarray(g.T.reshape(-1, h, w), np.float32)
 
 
+@representations.register(
+    name="content_aware",
+    flags={"clusters": "ca_clusters", "window": "ca_window",
+           "temperature": "ca_temperature", "guide_layer": "ca_layer",
+           "normalization": "gram_normalization", "seed": "seed"})
 @dataclasses.dataclass(frozen=True)
-class ContentAware(_GuidedGramMethods):
+class ContentAware(_GuidedGramMethods, representations.MakesGuides):
   """Content-aware style (Nikulin & Novak, seed 001, §9), made feasible.
 
   §9 proposes ``E_l ~ ‖Σ_{x,y} (F^c_k(x,y) G_ij(x,y) − P^c_k(x,y)
@@ -483,9 +504,6 @@ class ContentAware(_GuidedGramMethods):
   seed: int = 0
   samples: int = 8192
   same_size = False
-  suggested_style_weight = losses.DEFAULT_STYLE_WEIGHT
-  averageable = False
-  guided = True
 
   def __post_init__(self):
     check_choice("ContentAware.normalization", self.normalization,
@@ -524,8 +542,8 @@ class ContentAware(_GuidedGramMethods):
 
 
 def is_guided(representation) -> bool:
-  """Whether a representation takes guides (``guided = True``)."""
-  return bool(getattr(representation, "guided", False))
+  """Whether a representation takes guides (``representations.Guided``)."""
+  return isinstance(representation, representations.Guided)
 
 
 def image_guides(params, content, styles, spec, guides: Guides | None,
@@ -557,8 +575,7 @@ def image_guides(params, content, styles, spec, guides: Guides | None,
                        f"channels, got shape {np.shape(g)}")
   out, made = {}, {}
   for layer, rep in layers:
-    own = getattr(rep, "make_guides", None)
-    if own is None:
+    if not isinstance(rep, representations.MakesGuides):
       if guides is None:
         raise NSTError(f"{type(rep).__name__} at {layer} needs guides "
                        "(masks): none were given")
@@ -569,9 +586,9 @@ def image_guides(params, content, styles, spec, guides: Guides | None,
                      "masks or content-aware style, not both")
     key = (rep, rep.guide_layer)
     if key not in made:
-      made[key] = own(features_of(params, content, rep.guide_layer),
-                      [features_of(params, s, rep.guide_layer)
-                       for s in styles])
+      made[key] = rep.make_guides(
+          features_of(params, content, rep.guide_layer),
+          [features_of(params, s, rep.guide_layer) for s in styles])
     out[layer] = made[key]
   return out
 
@@ -593,27 +610,32 @@ def output_guides(spec, image_guides_: dict, shapes: dict) -> dict:
       spec, {l: g.content for l, g in image_guides_.items()}, shapes)
 
 
-# name of an unguided representation → its guided version, for masks.
 def guided_version(representation, downsample: str = "resize"):
-  """The guided version of ``representation`` for user masks: ``Gram`` →
-  ``GuidedGram`` (same normalisation), ``Moments`` → ``GuidedMoments``; a
-  representation that is already
-  guided with guides of its own (``ContentAware``) cannot take masks too.
-  Raises ``NSTError`` for the others (guided covariance, central moments
-  and sliced Wasserstein are not implemented)."""
-  from nst_jax import representations  # pylint: disable=g-import-not-at-top
-  if isinstance(representation, representations.PerLayer) or isinstance(
-      representation, dict):
+  """The guided version of ``representation`` for user masks: the class
+  registered as its masks version (``representations.register(masks_of=)``:
+  ``Gram`` → ``GuidedGram``, ``Moments`` → ``GuidedMoments``), built with
+  the fields they share (the normalisation) and ``downsample``. A guided
+  representation is returned as it is, unless it makes guides of its own
+  (``ContentAware``), which cannot take masks too. Raises ``NSTError`` for
+  the others (guided covariance, central moments and sliced Wasserstein
+  are not implemented)."""
+  if isinstance(representation, (representations.PerLayer, dict)):
     raise NSTError("masks take one style representation for every layer")
-  if isinstance(representation, (GuidedGram, GuidedMoments)):
-    return representation
-  if isinstance(representation, representations.Gram):
-    return GuidedGram(representation.normalization, downsample)
-  if isinstance(representation, representations.Moments):
-    return GuidedMoments(downsample)
-  if hasattr(representation, "make_guides"):
+  if isinstance(representation, representations.MakesGuides):
     raise NSTError(f"{type(representation).__name__} makes its own guides: "
                    "give masks or content-aware style, not both")
-  raise NSTError(f"masks need the gram or moments style representation "
-                 f"(guided versions of {type(representation).__name__} are "
-                 "not implemented): use --style_stat=gram")
+  if isinstance(representation, representations.Guided):
+    return representation
+  cls = representations.masks_version(representation)
+  if cls is None:
+    by_class = {e.cls: e for e in representations.registered()}
+    names = [by_class[e.masks_of].name for e in by_class.values()
+             if e.masks_of in by_class]
+    raise NSTError(f"masks need the {' or '.join(names)} style "
+                   f"representation (guided versions of "
+                   f"{type(representation).__name__} are not implemented): "
+                   "use --style_stat=gram")
+  own = {f.name for f in dataclasses.fields(cls)}
+  shared = {f.name: getattr(representation, f.name)
+            for f in dataclasses.fields(representation) if f.name in own}
+  return cls(**{**shared, "downsample": downsample})

@@ -68,6 +68,10 @@ class Spec:
     object.__setattr__(self, "style_layers", tuple(self.style_layers))
     if isinstance(self.style, Mapping):
       object.__setattr__(self, "style", representations.PerLayer.of(self.style))
+    for layer, rep in (self.style.pairs if isinstance(
+        self.style, representations.PerLayer) else ((None, self.style),)):
+      representations.check(rep, where="Spec.style" + (
+          "" if layer is None else f"[{layer}]"))
 
   @property
   def layers(self) -> Tuple[str, ...]:
@@ -83,11 +87,11 @@ class Spec:
     return tuple(dict.fromkeys(r for _, r in self.style_by_layer()))
 
   def suggested_style_weight(self) -> float:
-    """β for this spec when the user gives none: the largest
-    ``suggested_style_weight`` of its representations (the Gram's
-    ``losses.DEFAULT_STYLE_WEIGHT`` for one that suggests none)."""
+    """β for this spec when the user gives none: the largest β its
+    representations' classes suggest (``representations.register``; the
+    Gram's ``losses.DEFAULT_STYLE_WEIGHT`` for one not registered)."""
     default = losses.DEFAULT_STYLE_WEIGHT
-    return max(float(getattr(r, "suggested_style_weight", default))
+    return max(representations.suggested_style_weight(r)
                for r in self.representations()) if self.style_layers else (
                    default)
 
@@ -107,8 +111,8 @@ def check_spec(spec: Spec, network: str | None = None) -> None:
     vgg.check_layers(network, spec.layers)
   if not spec.style_layers and not spec.content_layers:
     raise NSTError("no content and no style layers: nothing to optimise")
-  for layer, rep in spec.style_by_layer():
-    representations.check(rep, where=f"style representation of {layer}")
+  spec.style_by_layer()   # the representations name the style layers (each
+  # was checked when the spec was made: Spec.__post_init__)
 
 
 class _WeightArrays(NamedTuple):

@@ -1,71 +1,66 @@
 """Style representations as values: what "style" means at one layer.
 
-A representation is any hashable object (the library's are frozen
-dataclasses) with three pure methods and two flags:
+A representation is a hashable value (the library's are frozen
+dataclasses) with a small core and optional *capabilities*.
 
-* ``statistic(features)`` — the features ``(H, W, C)`` float32 of one style
-  image at one layer → a pytree of arrays. Where the representation allows
-  it the statistic is a *position average* (``averageable``), so the
-  statistics of several crops average into the statistic of their union
-  (style patches, ``TransferConfig.patches``).
-* ``target(stacked)`` — those statistics stacked over ``S`` styles on a
-  leading axis → the target pytree the loss compares with (an
-  eigen-decomposition, a matrix square root, sorted projections …), computed
-  once per run.
+The core, which every representation has (``Representation``):
+
+* ``statistic(features, guides=None)`` — the features ``(H, W, C)`` float32
+  of one style image at one layer → a pytree of arrays.
+* ``target(stacked, guides=None)`` — those statistics stacked over ``S``
+  styles on a leading axis → the target pytree the loss compares with (an
+  eigen-decomposition, a matrix square root, sorted projections …),
+  computed once per run.
 * ``loss(features, target)`` — the features ``(H, W, C)`` of the image being
   optimised and the stacked target → the unweighted loss against each
   style, ``(S,)`` float32. Must be jit-, grad- and vmap-able.
 * ``same_size`` — true when the loss compares maps position by position; the
   style image must then have the content's size (``transfer`` resizes it).
-* ``averageable`` — false when the statistics of crops cannot be averaged
-  (optional attribute, default true).
-* ``suggested_style_weight`` — β that gives this representation about the
-  Gram's style strength at its default ``STYLE_WEIGHT`` (optional, default
-  ``STYLE_WEIGHT``; the command line uses it when ``--style_weight`` is not
-  given).
 
-Two optional methods make a representation *position-averaged*, which the
-exact tiled objective (``nst_jax.tiling``, ``--tile_size``) needs:
+``guides`` are given only to a ``Guided`` representation (below); the others
+are never passed any and may leave the parameter out. Subclassing
+``Representation`` is optional: any hashable object with the core (a
+dataclass, a NamedTuple) is a representation.
 
-* ``position_sums(features, weights)`` — features ``(H, W, C)`` and weights
-  ``(H, W)`` (1 for the positions a tile owns, 0 elsewhere) → the pytree of
-  weighted sums over positions whose quotient by ``M = Σ weights`` is the
-  statistic: ``statistic(F) == sums(F, ones) / (H·W)`` leaf by leaf;
-* ``loss_from_statistic(statistic, target)`` — the loss from the generated
-  image's statistic alone: ``loss(F, target) ==
-  loss_from_statistic(statistic(F), target)``.
+A capability is an abstract class the representation inherits (the
+abstract/final pattern of equinox; optax's ``GradientTransformationExtraArgs``
+is a capability of the same kind), never an attribute that callers probe:
 
-A representation whose loss needs more than such averages (sorting all
-positions, comparing maps position by position) has neither
-(``position_averaged`` is false).
+* ``PositionAveraged`` — the loss is a function of position averages, which
+  the exact tiled objective (``nst_jax.tiling``, ``--tile_size``) needs:
+  ``position_sums(features, weights, maps=None)`` (the weighted sums over
+  positions whose quotient by ``M = Σ weights`` is the statistic) and
+  ``loss_from_statistic(statistic, target)``; ``loss`` is derived from them.
+* ``Averageable`` — the statistics of several equal-size crops of a style
+  average into one target (style patches, ``patch_mode="mean"``).
+* ``Guided`` (``nst_jax.guided``: masks, content-aware style) — the
+  statistic and target take guides, ``layer_guides(guides, shape)`` brings
+  image-level guides to a layer and ``position_maps(target)`` gives the
+  optimised image's guides held in the target; ``MakesGuides`` adds
+  ``guide_layer`` and ``make_guides(content_features, style_features)``.
+* ``Redrawn`` — ``redraw_every`` ``K`` and ``redraw(target, round)``: the
+  transfer re-draws the random part of the target every ``K`` iterations
+  (``SlicedWasserstein(redraw_every=K)``).
 
-A third optional method serves sums that weigh positions by per-position
-data of the target (the optimised image's guides of ``nst_jax.guided``):
+``check`` verifies a representation once, where it enters (``objective.Spec``):
+a value without the core is refused (``NSTError``), a class that misses part
+of the core or of a capability it inherits is a programming error
+(``TypeError`` naming the member and the rule). Everywhere else the library
+asks ``isinstance`` through the few functions below (``position_averaged``,
+``takes_position_maps``, ``averageable``, ``redraw_every``).
 
-* ``position_maps(target)`` — the pytree of maps ``(..., H_l, W_l)`` over
-  the whole layer that the sums need (constants: no gradient). The tiled
-  objective cuts each window's slice ``(..., h, w)`` (zero past the image)
-  and calls ``position_sums(features, weights, maps)`` with it; the
-  identities become ``loss(F, target) == loss_from_statistic(
-  position_sums(F, ones, position_maps(target)) / (H·W), target)`` and,
-  with the layer's guides ``g`` as maps (a style image's for its
-  statistics), ``statistic(F, g) == position_sums(F, ones, g) / (H·W)``
-  (``takes_position_maps``, ``position_maps_of``).
-
-An optional ``redraw(target, round)`` lets a representation re-draw the
-random part of its target (``SlicedWasserstein(redraw_every=K)``): the
-transfer calls it every ``redraw_every`` iterations.
-
-The objective never asks which representation it holds: it calls these
-methods. ``objective.Spec(style=...)`` takes one representation for every
-style layer or a dict ``{layer: representation}``. A researcher's own
-representation is a class with the same methods (see README, "Your own
-style representation"), used exactly like the built-ins.
-
-The command line names representations: ``from_name`` is the one table
-from ``--style_stat`` and its parameter flags to these values.
+One registry (``register``) holds what the command line needs of a
+representation: its ``--style_stat`` name, the style weight β it suggests and
+the flags of its parameters. ``from_name``, ``names``, ``defaults``,
+``param_flags`` (``cli.PARAM_FLAGS``), ``suggested_style_weight`` and the
+list of tileable names are generated from it. ``nst_jax.guided`` registers
+its own representations when imported (``import nst_jax`` does); this
+module does not import it. A researcher's own representation (see README,
+"Your own style representation") is used exactly like the built-ins and
+may be registered too.
 """
 
+import abc
 import dataclasses
 from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
 
@@ -75,12 +70,428 @@ import numpy as np
 
 from nst_jax import losses
 from nst_jax import statistics
-from nst_jax import guided
 from nst_jax.errors import NSTError, check_choice, param
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 NORMALIZATIONS = losses.GRAM_NORMALIZATIONS
 STYLE_WEIGHT = losses.DEFAULT_STYLE_WEIGHT  # the Gram's β; see losses
+
+
+# --- the core and the capabilities ---------------------------------------------
+
+
+class Representation(abc.ABC):
+  """The core of a style representation (see the module docstring):
+  ``statistic``, ``target``, ``loss`` and the class attribute
+  ``same_size``. Inheriting it is optional (``check`` accepts any value
+  with the core); the capabilities below inherit it."""
+
+  @abc.abstractmethod
+  def statistic(self, features, guides=None):
+    """``(H, W, C)`` features of one style image → a pytree."""
+
+  @abc.abstractmethod
+  def target(self, stacked, guides=None):
+    """Statistics stacked over ``S`` styles → the target pytree."""
+
+  @abc.abstractmethod
+  def loss(self, features, target):
+    """``(H, W, C)`` features and the target → ``(S,)``."""
+
+
+class PositionAveraged(Representation):
+  """A representation whose loss is a function of position averages.
+
+  ``position_sums(features, weights, maps=None)``: features ``(H, W, C)``
+  and weights ``(H, W)`` (1 for the positions a tile owns, 0 elsewhere) →
+  the pytree of weighted sums over positions whose quotient by ``M = Σ
+  weights`` is the statistic: ``statistic(F) == position_sums(F, ones) /
+  (H·W)`` leaf by leaf. A ``Guided`` one also takes ``maps``, its window of
+  ``position_maps(target)`` (the tiled objective cuts each window's slice),
+  and ``statistic(F, g) == position_sums(F, ones, g) / (H·W)``.
+
+  ``loss_from_statistic(statistic, target)``: the loss from the generated
+  image's averages alone.
+
+  ``loss`` is derived from the two: the sums over every position (weights 1,
+  the whole layer's maps) divided by ``H·W``, then ``loss_from_statistic``
+  — the tiled objective's formula for a tile that owns the whole layer, so
+  tiled and untiled runs compute one formula. A subclass may override it
+  with a direct formula equal to it up to float32 rounding
+  (``CentralMoments``, the guided Grams).
+  """
+
+  @abc.abstractmethod
+  def position_sums(self, features, weights, maps=None):
+    """Features ``(H, W, C)``, weights ``(H, W)`` → the weighted sums."""
+
+  @abc.abstractmethod
+  def loss_from_statistic(self, statistic, target):
+    """The generated image's statistic and the target → ``(S,)``."""
+
+  def loss(self, features, target):
+    h, w = features.shape[:2]
+    maps = position_maps_of(self, target)
+    sums = self.position_sums(features, jnp.ones((h, w), features.dtype),
+                              *(() if maps is None else (maps,)))
+    return self.loss_from_statistic(
+        jax.tree_util.tree_map(lambda s: s / (h * w), sums), target)
+
+
+class Averageable(Representation):
+  """A representation whose statistics of several equal-size crops of one
+  style average into one target (style patches, ``patch_mode="mean"``):
+  the statistic is an average over positions (or over the positions of each
+  offset) that does not depend on anything but the crop's features. No
+  members beyond the core."""
+
+
+class Guided(Representation):
+  """A representation that weighs positions by guides (``nst_jax.guided``).
+
+  ``statistic(features, guides)`` and ``target(stacked, guides)`` receive
+  layer guides ``(K, h, w)`` as their second argument: the style image's
+  for the statistic, the optimised image's for the target (which keeps
+  them, so ``loss(features, target)`` keeps the core's signature).
+
+  ``layer_guides(guides, shape)``: image-level guides ``(K, H_g, W_g)`` →
+  ``(K, h, w)`` at a layer of spatial shape ``(h, w)``.
+  ``position_maps(target)``: the optimised image's guides at this layer
+  ``(..., H_l, W_l)``, held in the target (constants, no gradient): what a
+  position-averaged one's ``position_sums`` takes as ``maps``.
+
+  Without ``MakesGuides`` the caller gives the guides
+  (``objective.make_targets(guides=...)``: masks).
+  """
+
+  @abc.abstractmethod
+  def layer_guides(self, guides, shape):
+    """``(K, H_g, W_g)`` → ``(K, h, w)``."""
+
+  @abc.abstractmethod
+  def position_maps(self, target):
+    """The optimised image's guides at this layer, from the target."""
+
+
+class MakesGuides(Guided):
+  """A guided representation that computes its own image-level guides from
+  the features at its ``guide_layer`` (a layer name, an attribute):
+  ``make_guides(content_features, style_features) -> guided.Guides``
+  (``guided.ContentAware``)."""
+
+  @abc.abstractmethod
+  def make_guides(self, content_features, style_features):
+    """Content ``(h, w, C)`` and each style's features → ``Guides``."""
+
+
+class Redrawn(Representation):
+  """A representation with a random target that the transfer re-draws:
+  ``redraw_every`` ``K`` (an int attribute, 0: never) and ``redraw(target,
+  round)`` → the target of round ``round`` (called every ``K``
+  iterations)."""
+
+  @abc.abstractmethod
+  def redraw(self, target, round_: int):
+    """The target re-drawn for round ``round_``."""
+
+
+# Each capability's members (methods and attributes) and its rule, for
+# ``check``'s messages.
+_CORE = ("statistic", "target", "loss", "same_size")
+_CAPABILITIES = (
+    (PositionAveraged, ("position_sums", "loss_from_statistic"),
+     "a position-averaged representation has position_sums(features, "
+     "weights, maps=None) and loss_from_statistic(statistic, target)"),
+    (Guided, ("layer_guides", "position_maps"),
+     "a guided representation has layer_guides(guides, shape) and "
+     "position_maps(target), and its statistic and target take guides"),
+    (MakesGuides, ("guide_layer", "make_guides"),
+     "a representation that makes its guides has guide_layer and "
+     "make_guides(content_features, style_features)"),
+    (Redrawn, ("redraw_every", "redraw"),
+     "a re-drawn representation has redraw_every (an int >= 0) and "
+     "redraw(target, round)"),
+)
+
+
+def _has(value, member: str) -> bool:
+  """Whether ``value`` has ``member``, implemented (not an abstract method
+  it inherits)."""
+  found = getattr(type(value), member, None)
+  if getattr(found, "__isabstractmethod__", False):
+    return False
+  return hasattr(value, member)
+
+
+def check(representation, *, where: str = "style") -> None:
+  """Checks a style representation once, where it enters
+  (``objective.Spec``).
+
+  Raises ``NSTError`` for a value that is no representation at all (none of
+  the core: ``statistic``, ``target``, ``loss``, ``same_size``), and
+  ``TypeError`` for a programming error of a representation's class: part
+  of the core missing, not hashable (a jit static argument), a capability
+  it inherits without that capability's members, or all of a capability's
+  methods without inheriting it (a capability is declared by inheriting
+  its class, never found by probing)."""
+  rep, name = representation, type(representation).__name__
+  missing = [m for m in _CORE if not _has(rep, m)]
+  if len(missing) == len(_CORE):
+    raise NSTError(f"{param(where)} {rep!r} is not a style representation "
+                   "(a value with statistic, target, loss and same_size, "
+                   "e.g. Gram() or representations.from_name('gram'))")
+  if missing:
+    raise TypeError(
+        f"{name} is not a style representation: it lacks "
+        f"{', '.join(missing)} (every representation has statistic("
+        "features, guides=None), target(stacked, guides=None), "
+        "loss(features, target) and same_size)")
+  try:
+    hash(rep)
+  except TypeError:
+    raise TypeError(f"{name} must be hashable (a frozen dataclass or a "
+                    "NamedTuple): a representation is a jit static "
+                    "argument") from None
+  for capability, members, rule in _CAPABILITIES:
+    cap = f"representations.{capability.__name__}"
+    if isinstance(rep, capability):
+      lacking = [m for m in members if not _has(rep, m)]
+      if lacking:
+        raise TypeError(f"{name} inherits {cap} but lacks "
+                        f"{', '.join(lacking)}: {rule}")
+    elif all(_has(rep, m) for m in members):
+      raise TypeError(f"{name} has {' and '.join(members)} but does not "
+                      f"inherit {cap}: a capability is declared by "
+                      f"inheriting its class ({rule})")
+  if isinstance(rep, Redrawn) and not int(rep.redraw_every) >= 0:
+    raise TypeError(f"{name}.redraw_every must be an int >= 0, got "
+                    f"{rep.redraw_every!r}")
+
+
+def position_averaged(representation) -> bool:
+  """Whether the representation's loss is a function of position averages
+  (``PositionAveraged``): what the exact tiled objective needs."""
+  return isinstance(representation, PositionAveraged)
+
+
+def takes_position_maps(representation) -> bool:
+  """Whether the representation's ``position_sums`` takes a third argument,
+  its window of ``position_maps(target)`` (``Guided`` ones)."""
+  return isinstance(representation, Guided)
+
+
+def position_maps_of(representation, target):
+  """``representation.position_maps(target)`` (the per-position maps its
+  ``position_sums`` takes as a third argument), or ``None`` for a
+  representation whose sums need none."""
+  if not takes_position_maps(representation):
+    return None
+  return representation.position_maps(target)
+
+
+def averageable(representation) -> bool:
+  """Whether the statistics of several crops may be averaged
+  (``Averageable``)."""
+  return isinstance(representation, Averageable)
+
+
+def redraw_every(representation) -> int:
+  """Iterations between re-draws of the representation's target (0: never;
+  ``Redrawn``)."""
+  if not isinstance(representation, Redrawn):
+    return 0
+  return int(representation.redraw_every)
+
+
+# --- the registry: names, suggested weights, parameter flags -------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Registered:
+  """What the command line knows of a representation class: its
+  ``--style_stat`` ``name`` (``None``: not named there), the β it
+  suggests (``style_weight``: about the Gram's style strength at its
+  ``STYLE_WEIGHT``), ``flags`` ``((field, flag), …)`` for its dataclass
+  fields set by command-line flags, and ``masks_of``, the unguided class
+  whose guided version for user masks this is (``guided.guided_version``)."""
+  cls: type
+  name: str | None
+  style_weight: float
+  flags: Tuple[Tuple[str, str], ...]
+  masks_of: type | None
+
+
+_REGISTRY: Dict[type, Registered] = {}
+
+
+def register(*, name: str | None = None, style_weight: float = STYLE_WEIGHT,
+             flags: Mapping[str, str] | None = None,
+             masks_of: type | None = None) -> Callable[[type], type]:
+  """A class decorator that enters a representation class in the registry
+  (see ``Registered``) and returns it unchanged; ``register(...)(cls)``
+  for a class defined elsewhere. ``flags`` maps the class's dataclass
+  fields to flag names; a named class must build from its flags' values
+  alone (its other fields have defaults), and one flag has one default
+  (the field's) in every class that reads it. Raises ``ValueError`` for a
+  name or flag default that clashes with another class's, ``TypeError``
+  for a field the class does not have."""
+  def enter(cls: type) -> type:
+    flags_ = tuple((flags or {}).items())
+    fields = ({f.name: f for f in dataclasses.fields(cls)}
+              if dataclasses.is_dataclass(cls) else {})
+    unknown = [f for f, _ in flags_ if f not in fields]
+    if unknown:
+      raise TypeError(f"register: {cls.__name__} has no dataclass field "
+                      f"{', '.join(unknown)}")
+    required = [f for f in fields.values() if f.name not in dict(flags_)
+                and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING]
+    if name is not None and required:
+      raise TypeError(f"register: {cls.__name__} is named {name!r} but its "
+                      f"field {required[0].name} has no default and no flag")
+    for other in _REGISTRY.values():
+      if other.cls is not cls and name is not None and other.name == name:
+        raise ValueError(f"register: the name {name!r} is "
+                         f"{other.cls.__name__}'s")
+    if masks_of is not None and not issubclass(cls, Guided):
+      raise TypeError(f"register: {cls.__name__} is the masks version of "
+                      f"{masks_of.__name__} but does not inherit Guided")
+    if not float(style_weight) > 0:
+      raise ValueError(f"register: {cls.__name__}'s style_weight must be > 0")
+    entry = Registered(cls, name, float(style_weight), flags_, masks_of)
+    known = _flag_defaults(list(_REGISTRY.values()))
+    for flag, value in _flag_defaults([entry]).items():
+      if flag in known and known[flag] != value:
+        raise ValueError(f"register: the flag {flag} has the default "
+                         f"{known[flag]!r}, {cls.__name__}'s is {value!r}")
+    _REGISTRY[cls] = entry
+    return cls
+  return enter
+
+
+def _flag_defaults(entries) -> Dict[str, Any]:
+  """``{flag: default}`` of the entries' flags (the fields' defaults)."""
+  out = {}
+  for entry in entries:
+    fields = {f.name: f for f in dataclasses.fields(entry.cls)}
+    for field, flag in entry.flags:
+      if fields[field].default is not dataclasses.MISSING:
+        out.setdefault(flag, fields[field].default)
+  return out
+
+
+def registered() -> Tuple[Registered, ...]:
+  """Every registered class's entry, in the order of registration (this
+  module's, then ``nst_jax.guided``'s, then any others)."""
+  return tuple(_REGISTRY.values())
+
+
+def _named() -> Dict[str, Registered]:
+  return {e.name: e for e in _REGISTRY.values() if e.name is not None}
+
+
+def names() -> Tuple[str, ...]:
+  """The ``--style_stat`` names."""
+  return tuple(_named())
+
+
+def defaults() -> Dict[str, Any]:
+  """``{flag: default}`` of the named representations' parameters (the
+  command line's flags): the fields' defaults."""
+  return _flag_defaults(_named().values())
+
+
+def param_flags() -> Dict[str, str]:
+  """``{"Class.field": flag}`` of every registered class (``cli.PARAM_FLAGS``:
+  a message naming ```Eigen.rank``` shows ``--style_rank``)."""
+  return {f"{e.cls.__name__}.{field}": flag for e in _REGISTRY.values()
+          for field, flag in e.flags}
+
+
+def suggested_style_weight(representation) -> float:
+  """The β its registered class suggests (``STYLE_WEIGHT``, the Gram's,
+  for a class that is not registered)."""
+  entry = _REGISTRY.get(type(representation))
+  return STYLE_WEIGHT if entry is None else entry.style_weight
+
+
+def masks_version(representation) -> type | None:
+  """The registered guided class that is ``representation``'s version for
+  user masks (``Registered.masks_of``), or ``None``."""
+  for entry in _REGISTRY.values():
+    if entry.masks_of is type(representation):
+      return entry.cls
+  return None
+
+
+def tileable_names() -> str:
+  """The names of the position-averaged representations, for messages:
+  ``"gram, eigen, …, or masks (guided gram or moments)"``."""
+  named = [e.name for e in _REGISTRY.values()
+           if e.name is not None and issubclass(e.cls, PositionAveraged)]
+  masks = [_REGISTRY[e.masks_of].name for e in _REGISTRY.values()
+           if e.masks_of in _REGISTRY and issubclass(e.cls, PositionAveraged)
+           and _REGISTRY[e.masks_of].name is not None]
+  if masks:
+    named.append(f"masks (guided {' or '.join(masks)})")
+  if len(named) < 2:
+    return "".join(named)
+  return ", ".join(named[:-1]) + ", or " + named[-1]
+
+
+def __getattr__(attribute: str):
+  # ``NAMES`` and ``DEFAULTS``, read from the registry when asked for (so that
+  # they include what ``nst_jax.guided`` registers after this module).
+  if attribute == "NAMES":
+    return names()
+  if attribute == "DEFAULTS":
+    return defaults()
+  raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
+
+
+def from_name(name: str, style_layers: Sequence[str] = (), *,
+              local_window: Sequence[int] | int = (0,), **params):
+  """The representation that ``name`` and its parameters describe.
+
+  ``params`` are the keys of ``defaults()`` (the command line's flags).
+  ``local_window`` may give one window per style layer: the result is then a
+  dict ``{layer: Local(window)}``; otherwise one value for every layer.
+  Raises ``NSTError`` for an unknown name, an unknown parameter, or a
+  parameter the named representation does not read set to a non-default
+  value (it would be silently ignored); ``seed`` is the run's and applies to
+  every representation.
+  """
+  named = _named()
+  check_choice("style_stat", name, tuple(named))
+  default = defaults()
+  unknown = sorted(set(params) - set(default))
+  if unknown:
+    raise NSTError(f"unknown style parameter {param(unknown[0])}")
+  windows = ((int(local_window),) if np.ndim(local_window) == 0
+             else tuple(int(w) for w in local_window)) or (0,)
+  values = {**default, **params, "local_window": windows[0]}
+  entry = named[name]
+  reads = tuple(flag for _, flag in entry.flags)
+  for key, value in params.items():
+    if key != "seed" and key not in reads and value != default[key]:
+      raise NSTError(f"{param(key)} does not apply to the {name} style "
+                     f"representation (it reads "
+                     f"{', '.join(map(param, reads)) or 'no parameter'})")
+  if windows != (0,) and "local_window" not in reads:
+    raise NSTError(f"{param('local_window')} does not apply to the {name} "
+                   "style representation")
+  make = lambda v: entry.cls(**{field: v[flag] for field, flag in entry.flags})
+  if len(windows) == 1:
+    return make(values)
+  if len(windows) != len(style_layers):
+    raise NSTError(f"{param('local_window')} must be one integer >= 0 or one "
+                   f"per style layer ({len(style_layers)}), got "
+                   f"{','.join(map(str, windows))}")
+  return {layer: make({**values, "local_window": w})
+          for layer, w in zip(style_layers, windows)}
+
+
+# --- the built-in representations ----------------------------------------------
 
 
 def _check_normalization(owner: str, normalization: str) -> None:
@@ -92,8 +503,9 @@ def _stack_like(value: jax.Array, target: jax.Array) -> jax.Array:
   return jnp.broadcast_to(value, target.shape)
 
 
+@register(name="gram", flags={"normalization": "gram_normalization"})
 @dataclasses.dataclass(frozen=True)
-class Gram:
+class Gram(PositionAveraged, Averageable):
   """Gram matrix of the channels (Gatys, Ecker & Bethge 2016, eqs. 3-5).
 
   Statistic: ``Ĝ = FᵀF / M`` ``(C, C)`` (``statistics.gram_matrix``; a
@@ -102,8 +514,6 @@ class Gram:
   """
   normalization: str = "paper"
   same_size = False
-  suggested_style_weight = STYLE_WEIGHT
-  averageable = True
 
   def __post_init__(self):
     _check_normalization("Gram", self.normalization)
@@ -114,10 +524,6 @@ class Gram:
   def target(self, stacked):
     return stacked
 
-  def loss(self, features, target):
-    gram = _stack_like(statistics.gram_matrix(features), target)
-    return losses.gram_loss(gram, target, normalization=self.normalization)
-
   def position_sums(self, features, weights):
     return _weighted_gram(features, weights)
 
@@ -126,8 +532,9 @@ class Gram:
                             normalization=self.normalization)
 
 
+@register(name="spatial", flags={"normalization": "gram_normalization"})
 @dataclasses.dataclass(frozen=True)
-class Spatial:
+class Spatial(Averageable):
   """Per-channel spatial autocorrelation (Nikulin & Novak §7, seed 001).
 
   Statistic ``(C, 2H−1, 2W−1)`` (``statistics.spatial_autocorrelation``),
@@ -136,8 +543,6 @@ class Spatial:
   """
   normalization: str = "paper"
   same_size = True
-  suggested_style_weight = STYLE_WEIGHT
-  averageable = True
 
   def __post_init__(self):
     _check_normalization("Spatial", self.normalization)
@@ -153,8 +558,10 @@ class Spatial:
     return losses.spatial_loss(corr, target, normalization=self.normalization)
 
 
+@register(name="local", flags={"window": "local_window",
+                             "normalization": "gram_normalization"})
 @dataclasses.dataclass(frozen=True)
-class Local:
+class Local(Representation):
   """Windowed Grams compared position by position (Nikulin & Novak §9).
 
   ``window`` ``s`` is the half-width of the window (0: pointwise products).
@@ -165,8 +572,6 @@ class Local:
   window: int = 0
   normalization: str = "paper"
   same_size = True
-  suggested_style_weight = STYLE_WEIGHT
-  averageable = False
 
   def __post_init__(self):
     _check_normalization("Local", self.normalization)
@@ -189,8 +594,10 @@ class Local:
 EIGEN_LOSSES = ("reconstruction", "spectrum", "projected")
 
 
+@register(name="eigen", flags={"rank": "style_rank", "loss_kind": "eigen_loss",
+                             "normalization": "gram_normalization"})
 @dataclasses.dataclass(frozen=True)
-class Eigen:
+class Eigen(PositionAveraged, Averageable):
   """The Gram's eigen-decomposition (thesis, seed 002).
 
   ``rank`` ``r`` keeps the top-r eigenpairs of each style Gram (0: all).
@@ -203,8 +610,6 @@ class Eigen:
   loss_kind: str = "reconstruction"
   normalization: str = "paper"
   same_size = False
-  suggested_style_weight = STYLE_WEIGHT
-  averageable = True
 
   def __post_init__(self):
     _check_normalization("Eigen", self.normalization)
@@ -226,20 +631,6 @@ class Eigen:
     return {"basis": basis, "gram": jnp.einsum(
         "...ci,...cd,...dj->...ij", basis, stacked, basis, precision=_HIGHEST)}
 
-  def loss(self, features, target):
-    gram = statistics.gram_matrix(features)
-    if self.loss_kind == "reconstruction":
-      return losses.gram_loss(_stack_like(gram, target), target,
-                              normalization=self.normalization)
-    if self.loss_kind == "spectrum":
-      values = statistics.gram_spectrum(gram, rank=int(self.rank))
-      return losses.spectrum_loss(_stack_like(values, target), target,
-                                  normalization=self.normalization)
-    reduced = jnp.einsum("sci,cd,sdj->sij", target["basis"], gram,
-                         target["basis"], precision=_HIGHEST)
-    return losses.gram_loss(reduced, target["gram"],
-                            normalization=self.normalization)
-
   def position_sums(self, features, weights):
     return _weighted_gram(features, weights)
 
@@ -257,18 +648,18 @@ class Eigen:
                             normalization=self.normalization)
 
 
+@register(name="moments")
 @dataclasses.dataclass(frozen=True)
-class Moments:
+class Moments(PositionAveraged, Averageable):
   """Per-channel mean and standard deviation (thesis, seed 002).
 
   Statistic: the raw moments ``E[F]``, ``E[F²]`` (position averages); target
   ``(S, 2, C)`` by ``statistics.moments_from_raw`` — the same function (and
   constant) ``statistics.channel_moments`` uses for the generated image.
-  Loss ``losses.moments_loss``.
+  Loss ``losses.moments_loss`` (of ``statistics.moments_from_raw`` of the
+  generated image's raw moments, as ``statistics.channel_moments``).
   """
   same_size = False
-  suggested_style_weight = STYLE_WEIGHT
-  averageable = True
 
   def statistic(self, features):
     return {"mean": jnp.mean(features, axis=(0, 1)),
@@ -276,10 +667,6 @@ class Moments:
 
   def target(self, stacked):
     return statistics.moments_from_raw(stacked["mean"], stacked["square"])
-
-  def loss(self, features, target):
-    moments = _stack_like(statistics.channel_moments(features), target)
-    return losses.moments_loss(moments, target)
 
   def position_sums(self, features, weights):
     w = weights[..., None]
@@ -292,18 +679,19 @@ class Moments:
     return losses.moments_loss(_stack_like(moments, target), target)
 
 
+@register(name="covariance")
 @dataclasses.dataclass(frozen=True)
-class Covariance:
+class Covariance(PositionAveraged, Averageable):
   """Mean and covariance, compared as Gaussians by the 2-Wasserstein
   distance (thesis, seed 002; ``losses.gaussian_w2_loss``).
 
   Statistic: the mean and the location-averaged Gram (position averages);
   the target holds the mean and the square root of the covariance
-  (``statistics.covariance_from_gram``, ``statistics.sqrtm_psd``).
+  (``statistics.covariance_from_gram``, ``statistics.sqrtm_psd``); the
+  generated image's covariance comes from its mean and Gram the same way
+  (as ``statistics.channel_mean_covariance``).
   """
   same_size = False
-  suggested_style_weight = STYLE_WEIGHT
-  averageable = True
 
   def statistic(self, features):
     return {"mean": jnp.mean(features, axis=(0, 1)),
@@ -312,12 +700,6 @@ class Covariance:
   def target(self, stacked):
     cov = statistics.covariance_from_gram(stacked["mean"], stacked["gram"])
     return {"mean": stacked["mean"], "cov_sqrt": statistics.sqrtm_psd(cov)}
-
-  def loss(self, features, target):
-    mean, cov = statistics.channel_mean_covariance(features)
-    tm, tc = target["mean"], target["cov_sqrt"]
-    return losses.gaussian_w2_loss(_stack_like(mean, tm), _stack_like(cov, tc),
-                                   tm, tc)
 
   def position_sums(self, features, weights):
     return {"mean": jnp.sum(weights[..., None] * features, axis=(0, 1)),
@@ -331,8 +713,14 @@ class Covariance:
                                    tm, tc)
 
 
+# β matching the Gram's initial style loss at its β (×1.5): the loss at the
+# content image is 0.51-0.92x the Gram's over five paintings (256 px, VGG-16,
+# 2026-11-30; geometric mean 0.65).
+@register(name="swd", style_weight=1.5 * STYLE_WEIGHT,
+          flags={"directions": "swd_directions", "samples": "swd_samples",
+                 "seed": "seed", "redraw_every": "swd_redraw_every"})
 @dataclasses.dataclass(frozen=True)
-class SlicedWasserstein:
+class SlicedWasserstein(Redrawn):
   """Sliced Wasserstein distance between the feature distributions (Heitz,
   Vanhoey, Chambon & Belcour, "A Sliced Wasserstein Loss for Neural Texture
   Synthesis", CVPR 2021).
@@ -358,11 +746,6 @@ class SlicedWasserstein:
   seed: int = 0
   redraw_every: int = 0
   same_size = False
-  # β matching the Gram's initial style loss at its β (×1.5): the loss at the content
-  # image is 0.51-0.92x the Gram's over five paintings (256 px, VGG-16,
-  # 2026-11-30; geometric mean 0.65).
-  suggested_style_weight = 1.5 * STYLE_WEIGHT
-  averageable = False
 
   def __post_init__(self):
     for name, value, low in (("directions", self.directions, 0),
@@ -416,8 +799,13 @@ class SlicedWasserstein:
         projections, target["sorted"])
 
 
+# β matching the Gram's initial style loss at its β (×1.8): the loss at the
+# content image is 0.36-0.81x the Gram's over five paintings (256 px, VGG-16,
+# 2026-11-30; geometric mean 0.54).
+@register(name="cmd", style_weight=1.8 * STYLE_WEIGHT,
+          flags={"order": "cmd_order"})
 @dataclasses.dataclass(frozen=True)
-class CentralMoments:
+class CentralMoments(PositionAveraged, Averageable):
   """Central moment discrepancy (Kalischek, Wegner & Schindler, "In the
   Light of Feature Distributions: Moment Matching for Neural Style
   Transfer", CVPR 2021).
@@ -443,11 +831,6 @@ class CentralMoments:
   order: int = 5
   squash: bool = True
   same_size = False
-  # β matching the Gram's initial style loss at its β (×1.8): the loss at the content
-  # image is 0.36-0.81x the Gram's over five paintings (256 px, VGG-16,
-  # 2026-11-30; geometric mean 0.54).
-  suggested_style_weight = 1.8 * STYLE_WEIGHT
-  averageable = True
 
   def __post_init__(self):
     if int(self.order) < 1:
@@ -470,6 +853,9 @@ class CentralMoments:
     return central.at[..., 0, :].add(self._shift)   # the mean, unshifted
 
   def loss(self, features, target):
+    # Overrides the derived loss: the centred moments directly, more accurate
+    # in float32 than the binomial route of ``loss_from_statistic`` (equal to
+    # ~1e-6).
     moments = statistics.central_moments(self._map(features), int(self.order))
     return losses.central_moment_discrepancy(_stack_like(moments, target),
                                              target)
@@ -491,7 +877,7 @@ class CentralMoments:
                                              target)
 
 
-# --- helpers the objective uses ---------------------------------------------
+# --- helpers ---------------------------------------------------------------
 
 
 def _weighted_gram(features, weights):
@@ -502,128 +888,6 @@ def _weighted_gram(features, weights):
   flat = features.reshape(h * w, c)
   return jnp.einsum("mi,mj->ij", flat * weights.reshape(h * w, 1), flat,
                     precision=_HIGHEST)
-
-
-def position_averaged(representation) -> bool:
-  """Whether the representation's loss is a function of position averages
-  (it has ``position_sums`` and ``loss_from_statistic``): what the exact
-  tiled objective needs."""
-  return all(callable(getattr(representation, m, None))
-             for m in ("position_sums", "loss_from_statistic"))
-
-
-def takes_position_maps(representation) -> bool:
-  """Whether the representation's ``position_sums`` takes a third argument,
-  its window of ``position_maps(target)`` (guided representations)."""
-  return callable(getattr(representation, "position_maps", None))
-
-
-def position_maps_of(representation, target):
-  """``representation.position_maps(target)`` (the per-position maps its
-  ``position_sums`` takes as a third argument), or ``None`` for a
-  representation whose sums need none."""
-  if not takes_position_maps(representation):
-    return None
-  return representation.position_maps(target)
-
-
-def averageable(representation) -> bool:
-  """Whether the statistics of several crops may be averaged."""
-  return bool(getattr(representation, "averageable", True))
-
-
-def redraw_every(representation) -> int:
-  """Iterations between re-draws of the representation's target (0: never)."""
-  return int(getattr(representation, "redraw_every", 0) or 0)
-
-
-def check(representation, *, where: str = "style") -> None:
-  """Raises ``NSTError`` unless ``representation`` has the protocol's
-  methods and is hashable (a jit static argument)."""
-  missing = [m for m in ("statistic", "target", "loss")
-             if not callable(getattr(representation, m, None))]
-  if missing or not hasattr(representation, "same_size"):
-    what = ", ".join(missing + ([] if hasattr(representation, "same_size")
-                                else ["same_size"]))
-    raise NSTError(f"{param(where)} {representation!r} is not a style "
-                   f"representation: it lacks {what}")
-  try:
-    hash(representation)
-  except TypeError:
-    raise NSTError(f"{param(where)} {representation!r} must be hashable (a "
-                   "frozen dataclass)") from None
-
-
-# --- the one name table -----------------------------------------------------
-
-# name -> (factory from the parameter values, the parameters it reads).
-# ``gram_normalization`` is honoured only by the representations that read it;
-# ``from_name`` refuses a non-default value for the others.
-_TABLE: Dict[str, Tuple[Callable[..., Any], Tuple[str, ...]]] = {
-    "gram": (lambda p: Gram(p["gram_normalization"]), ("gram_normalization",)),
-    "spatial": (lambda p: Spatial(p["gram_normalization"]),
-                ("gram_normalization",)),
-    "local": (lambda p: Local(p["local_window"], p["gram_normalization"]),
-              ("gram_normalization", "local_window")),
-    "eigen": (lambda p: Eigen(p["style_rank"], p["eigen_loss"],
-                              p["gram_normalization"]),
-              ("gram_normalization", "style_rank", "eigen_loss")),
-    "moments": (lambda p: Moments(), ()),
-    "covariance": (lambda p: Covariance(), ()),
-    "swd": (lambda p: SlicedWasserstein(p["swd_directions"], p["swd_samples"],
-                                        p["seed"], p["swd_redraw_every"]),
-            ("swd_directions", "swd_samples", "swd_redraw_every")),
-    "cmd": (lambda p: CentralMoments(p["cmd_order"]), ("cmd_order",)),
-    "content_aware": (lambda p: guided.ContentAware(
-        p["ca_clusters"], p["ca_window"], p["ca_temperature"],
-        p["ca_layer"], p["gram_normalization"], p["seed"]),
-                      ("gram_normalization", "ca_clusters", "ca_window",
-                       "ca_temperature", "ca_layer")),
-}
-NAMES = tuple(_TABLE)
-# The parameters of the table with their defaults (the command line's flags).
-DEFAULTS = {"gram_normalization": "paper", "local_window": 0,
-            "style_rank": 0, "eigen_loss": "reconstruction",
-            "swd_directions": 0, "swd_samples": 16384, "swd_redraw_every": 0,
-            "cmd_order": 5, "seed": 0, "ca_clusters": 8, "ca_window": 2,
-            "ca_temperature": 0.05, "ca_layer": "relu4_2"}
-
-
-def from_name(name: str, style_layers: Sequence[str] = (), *,
-              local_window: Sequence[int] | int = (0,), **params):
-  """The representation that ``name`` and its parameters describe.
-
-  ``params`` are the keys of ``DEFAULTS`` (the command line's flags).
-  ``local_window`` may give one window per style layer: the result is then a
-  dict ``{layer: Local(window)}``; otherwise one value for every layer.
-  Raises ``NSTError`` for an unknown name, an unknown parameter, or a
-  parameter the named representation does not read set to a non-default
-  value (it would be silently ignored).
-  """
-  check_choice("style_stat", name, NAMES)
-  unknown = sorted(set(params) - set(DEFAULTS))
-  if unknown:
-    raise NSTError(f"unknown style parameter {param(unknown[0])}")
-  windows = ((int(local_window),) if np.ndim(local_window) == 0
-             else tuple(int(w) for w in local_window)) or (0,)
-  values = {**DEFAULTS, **params, "local_window": windows[0]}
-  factory, reads = _TABLE[name]
-  for key, value in params.items():
-    if key != "seed" and key not in reads and value != DEFAULTS[key]:
-      raise NSTError(f"{param(key)} does not apply to the {name} style "
-                     f"representation (it reads "
-                     f"{', '.join(map(param, reads)) or 'no parameter'})")
-  if windows != (0,) and "local_window" not in reads:
-    raise NSTError(f"{param('local_window')} does not apply to the {name} "
-                   "style representation")
-  if len(windows) == 1:
-    return factory(values)
-  if len(windows) != len(style_layers):
-    raise NSTError(f"{param('local_window')} must be one integer >= 0 or one "
-                   f"per style layer ({len(style_layers)}), got "
-                   f"{','.join(map(str, windows))}")
-  return {layer: factory({**values, "local_window": w})
-          for layer, w in zip(style_layers, windows)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -185,9 +185,9 @@ def check_tileable(spec: objective.Spec) -> None:
       raise NSTError(
           f"{param('tile_size')}: the {type(rep).__name__} style "
           f"representation at {layer} is not a function of position averages"
-          " (no position_sums/loss_from_statistic), so it cannot be tiled "
-          "exactly: use an untiled run or gram, eigen, moments, covariance, "
-          "cmd, content_aware, or masks (guided gram or moments)")
+          " (not a representations.PositionAveraged), so it cannot be tiled "
+          "exactly: use an untiled run or "
+          f"{representations.tileable_names()}")
 
 
 def _extents(network: str, spec: objective.Spec, shape: Tuple[int, int]):

@@ -602,6 +602,329 @@ def test_no_module_tests_a_representation_name():
   assert not found, found
 
 
+# --- the protocol: a core, capabilities checked once, one registry -----------
+
+
+class _Core:
+  """The core without ``loss`` (``loss`` is added by subclasses)."""
+  same_size = False
+
+  def statistic(self, features):
+    return jnp.mean(features, axis=(0, 1))
+
+  def target(self, stacked):
+    return stacked
+
+  def __hash__(self):
+    return 0
+
+  def __eq__(self, other):
+    return type(self) is type(other)
+
+
+class _WithLoss(_Core):
+  def loss(self, features, target):
+    return jnp.sum(jnp.square(jnp.mean(features, (0, 1))[None] - target), -1)
+
+
+def _sums(self, features, weights, maps=None):
+  return jnp.sum(weights[..., None] * features, axis=(0, 1))
+
+
+def _from_statistic(self, statistic, target):
+  return jnp.sum(jnp.square(statistic[None] - target), axis=-1)
+
+
+def test_check_once_refuses_incomplete_classes():
+  """Where a representation enters (objective.Spec), a value without the
+  core is an NSTError, and a class's programming errors are TypeErrors that
+  name the missing member and the rule: part of the core missing, a
+  capability inherited (or declared with ``register``, which Python's
+  abstract classes do not check) without its members, a capability's
+  methods without the capability, not hashable."""
+  spec = lambda rep: objective.Spec(style_layers=LAYERS, style=rep)
+  with pytest.raises(NSTError, match="not a style representation"):
+    spec("gram")
+  with pytest.raises(TypeError, match=r"it lacks loss \(every representation "
+                     r"has statistic"):
+    spec(_Core())
+  with pytest.raises(TypeError, match="lacks loss"):   # one layer of a dict
+    spec({"relu1_1": _Core(), "relu2_1": R.Gram()})
+  with pytest.raises(TypeError, match="abstract method.*loss"):
+    type("NoLoss", (_Core, R.Representation), {})()
+  unhashable = type("Unhashable", (_WithLoss,), {"__hash__": None})
+  with pytest.raises(TypeError, match="must be hashable"):
+    spec(unhashable())
+  # PositionAveraged without position_sums: the subclass cannot be made;
+  # a class declared with register is refused by the check.
+  with pytest.raises(TypeError, match="abstract method.*position_sums"):
+    type("NoSums", (_WithLoss, R.PositionAveraged),
+         {"loss_from_statistic": _from_statistic})()
+  no_sums = type("NoSums", (_WithLoss,), {"loss_from_statistic":
+                                          _from_statistic})
+  R.PositionAveraged.register(no_sums)
+  with pytest.raises(TypeError, match="NoSums inherits representations."
+                     "PositionAveraged but lacks position_sums: a position-"
+                     "averaged representation has position_sums"):
+    spec(no_sums())
+  # Guided without layer_guides.
+  no_guides = type("NoLayerGuides", (_WithLoss,), {
+      "position_maps": lambda self, target: None})
+  R.Guided.register(no_guides)
+  with pytest.raises(TypeError, match="NoLayerGuides inherits representations"
+                     ".Guided but lacks layer_guides"):
+    spec(no_guides())
+  with pytest.raises(TypeError, match="abstract method.*layer_guides"):
+    type("NoLayerGuides", (_WithLoss, R.Guided), {
+        "position_maps": lambda self, target: None})()
+  # Attributes an abstract class cannot require: guide_layer, redraw_every.
+  makes = type("NoGuideLayer", (_WithLoss, R.MakesGuides), {
+      "position_maps": lambda self, target: None,
+      "layer_guides": lambda self, guides, shape: guides,
+      "make_guides": lambda self, content, styles: None})
+  with pytest.raises(TypeError, match="NoGuideLayer inherits representations."
+                     "MakesGuides but lacks guide_layer"):
+    spec(makes())
+  redrawn = type("NoPeriod", (_WithLoss, R.Redrawn),
+                 {"redraw": lambda self, target, round_: target})
+  with pytest.raises(TypeError, match="NoPeriod inherits representations."
+                     "Redrawn but lacks redraw_every"):
+    spec(redrawn())
+  # The capability's methods without the capability: declared, not probed.
+  undeclared = type("Undeclared", (_Core,), {
+      "position_sums": _sums, "loss_from_statistic": _from_statistic,
+      "loss": lambda self, f, t: _from_statistic(
+          self, jnp.mean(f, (0, 1)), t)})
+  with pytest.raises(TypeError, match="Undeclared has position_sums and "
+                     "loss_from_statistic but does not inherit "
+                     "representations.PositionAveraged"):
+    spec(undeclared())
+  # Complete ones pass, the researcher's NamedTuple among them.
+  for rep in (_WithLoss(), _NamedTupleRep(), ChannelMeans(),
+              TiledChannelMeans(), *[e.cls() for e in R.registered()]):
+    spec(rep)
+
+
+# What each position-averaged built-in's loss was before the loss was derived
+# from position_sums and loss_from_statistic (nst_jax 0.1.0).
+def _old_eigen_loss(rep, features, target):
+  gram = statistics.gram_matrix(features)
+  like = lambda v, t: jnp.broadcast_to(v, t.shape)
+  if rep.loss_kind == "reconstruction":
+    return losses.gram_loss(like(gram, target), target,
+                            normalization=rep.normalization)
+  if rep.loss_kind == "spectrum":
+    values = statistics.gram_spectrum(gram, rank=int(rep.rank))
+    return losses.spectrum_loss(like(values, target), target,
+                                normalization=rep.normalization)
+  reduced = jnp.einsum("sci,cd,sdj->sij", target["basis"], gram,
+                       target["basis"], precision=jax.lax.Precision.HIGHEST)
+  return losses.gram_loss(reduced, target["gram"],
+                          normalization=rep.normalization)
+
+
+def _old_losses():
+  from nst_jax import guided
+  like = lambda v, t: jnp.broadcast_to(v, t.shape)
+  def w2(rep, f, t):
+    mean, cov = statistics.channel_mean_covariance(f)
+    tm, tc = t["mean"], t["cov_sqrt"]
+    return losses.gaussian_w2_loss(like(mean, tm), like(cov, tc), tm, tc)
+  def guided_moments(rep, f, t):
+    moments = statistics.moments_from_raw(
+        *guided.guided_raw_moments(f, t["guides"]))
+    per = losses.moments_loss(like(moments, t["moments"]), t["moments"])
+    return jnp.sum(t["weight"] * per, axis=-1)
+  return {
+      R.Gram: lambda rep, f, t: losses.gram_loss(
+          like(statistics.gram_matrix(f), t), t,
+          normalization=rep.normalization),
+      R.Eigen: _old_eigen_loss,
+      R.Moments: lambda rep, f, t: losses.moments_loss(
+          like(statistics.channel_moments(f), t), t),
+      R.Covariance: w2,
+      R.CentralMoments: lambda rep, f, t: losses.central_moment_discrepancy(
+          like(statistics.central_moments(rep._map(f), int(rep.order)), t),
+          t),
+      guided.GuidedGram: lambda rep, f, t: guided.guided_gram_loss(
+          guided.guided_gram(f, t["guides"]), t, rep.normalization),
+      guided.ContentAware: lambda rep, f, t: guided.guided_gram_loss(
+          guided.guided_gram(f, t["guides"]), t, rep.normalization),
+      guided.GuidedMoments: guided_moments,
+  }
+
+
+def _position_averaged_cases():
+  cases = [e.cls() for e in R.registered()
+           if issubclass(e.cls, R.PositionAveraged)]
+  return cases + [R.Gram("notes"), R.Eigen(3), R.Eigen(3, "spectrum"),
+                  R.Eigen(3, "projected"), R.CentralMoments(3, squash=False)]
+
+
+@pytest.mark.parametrize("rep", _position_averaged_cases(), ids=repr)
+def test_derived_loss_equals_the_old_loss(rep):
+  """For every position-averaged built-in (all registered ones, and other
+  parameters): the loss the objective calls is the old loss bit for bit,
+  through jit, grad and vmap; the loss derived in PositionAveraged (sums
+  over every position / H·W, then loss_from_statistic) is what it is for
+  the classes that keep no loss of their own, and equal to float32
+  rounding for those that do (CentralMoments, the guided ones)."""
+  old = _old_losses()[type(rep)]
+  rng = _rng(4)
+  f = jnp.asarray(rng.normal(size=(7, 9, 6)), jnp.float32)
+  styles = [jnp.asarray(rng.normal(size=(8, 5, 6)), jnp.float32)
+            for _ in range(2)]
+  if R.takes_position_maps(rep):
+    g = jnp.asarray(rng.uniform(size=(3, 7, 9)), jnp.float32)
+    gs = [jnp.asarray(rng.uniform(size=(3, 8, 5)), jnp.float32)] * 2
+    stacked = objective.stack([rep.statistic(s, h) for s, h in zip(styles, gs)])
+    target = rep.target(stacked, g)
+  else:
+    target = rep.target(objective.stack([rep.statistic(s) for s in styles]))
+  for path in (lambda loss: lambda x: loss(x, target),
+               lambda loss: jax.grad(lambda x: jnp.sum(loss(x, target))),
+               lambda loss: lambda x: jax.vmap(loss, in_axes=(0, None))(
+                   jnp.stack([x, 2 * x]), target)):
+    np.testing.assert_array_equal(
+        jax.jit(path(rep.loss))(f),
+        jax.jit(path(lambda x, t: old(rep, x, t)))(f))
+  derived = R.PositionAveraged.loss(rep, f, target)
+  if type(rep).loss is R.PositionAveraged.loss:
+    np.testing.assert_array_equal(derived, rep.loss(f, target))
+  else:
+    np.testing.assert_allclose(derived, rep.loss(f, target), rtol=1e-5)
+
+
+# The command line's names for representation fields before the registry
+# generated them (cli.PARAM_FLAGS, nst_jax 0.1.0), and what it adds.
+_OLD_PARAM_FLAGS = {
+    "Gram.normalization": "gram_normalization",
+    "Spatial.normalization": "gram_normalization",
+    "Local.normalization": "gram_normalization",
+    "Eigen.normalization": "gram_normalization",
+    "Local.window": "local_window", "Eigen.rank": "style_rank",
+    "Eigen.loss_kind": "eigen_loss",
+    "SlicedWasserstein.directions": "swd_directions",
+    "SlicedWasserstein.samples": "swd_samples",
+    "SlicedWasserstein.redraw_every": "swd_redraw_every",
+    "CentralMoments.order": "cmd_order",
+    "ContentAware.clusters": "ca_clusters",
+    "ContentAware.window": "ca_window",
+    "ContentAware.temperature": "ca_temperature",
+    "ContentAware.guide_layer": "ca_layer",
+    "GuidedGram.downsample": "mask_downsample",
+}
+_NEW_PARAM_FLAGS = {
+    "SlicedWasserstein.seed": "seed", "ContentAware.seed": "seed",
+    "ContentAware.normalization": "gram_normalization",
+    "GuidedGram.normalization": "gram_normalization",
+    "GuidedMoments.downsample": "mask_downsample",
+}
+
+
+def test_registry_round_trip():
+  """Every name → its class → the same name; the defaults, flags, choices,
+  suggested β and the tileable list all come from the registry and keep
+  what the hand-written tables said."""
+  from nst_jax import cli, guided
+  assert R.names() == R.NAMES == (
+      "gram", "spatial", "local", "eigen", "moments", "covariance", "swd",
+      "cmd", "content_aware")
+  by_class = {e.cls: e for e in R.registered()}
+  for name in R.names():
+    rep = R.from_name(name)
+    assert by_class[type(rep)].name == name
+    assert rep == type(rep)()            # the flags' defaults are the fields'
+  assert R.defaults() == R.DEFAULTS == {
+      "gram_normalization": "paper", "local_window": 0, "style_rank": 0,
+      "eigen_loss": "reconstruction", "swd_directions": 0,
+      "swd_samples": 16384, "swd_redraw_every": 0, "cmd_order": 5,
+      "seed": 0, "ca_clusters": 8, "ca_window": 2, "ca_temperature": 0.05,
+      "ca_layer": "relu4_2"}
+  generated = R.param_flags()
+  assert generated == {**_OLD_PARAM_FLAGS, **_NEW_PARAM_FLAGS}
+  assert {k: cli.PARAM_FLAGS[k] for k in generated} == generated
+  assert cli.flag_message("`SlicedWasserstein.seed` and `Eigen.rank`") == (
+      "--seed and --style_rank")
+  assert {type(R.from_name(n)).__name__: R.suggested_style_weight(
+      R.from_name(n)) for n in R.names()} == {
+          "Gram": 800.0, "Spatial": 800.0, "Local": 800.0, "Eigen": 800.0,
+          "Moments": 800.0, "Covariance": 800.0, "SlicedWasserstein": 1200.0,
+          "CentralMoments": 1440.0, "ContentAware": 800.0}
+  for plain in (R.Gram(), R.Moments()):
+    masked = guided.guided_version(plain)
+    assert by_class[type(masked)].masks_of is type(plain)
+  assert R.suggested_style_weight(ChannelMeans()) == R.STYLE_WEIGHT
+  assert R.tileable_names() == ("gram, eigen, moments, covariance, cmd, "
+                                "content_aware, or masks (guided gram or "
+                                "moments)")
+
+
+def test_register_a_researchers_class():
+  """A class registered from outside gets a name, flags and β like the
+  built-ins; clashes are refused."""
+  @R.register(name="_test_means", style_weight=3.0,
+              flags={"scale": "_test_scale"})
+  @dataclasses.dataclass(frozen=True)
+  class Means(TiledChannelMeans):
+    pass
+  try:
+    assert "_test_means" in R.names() and R.defaults()["_test_scale"] == 1.0
+    assert R.from_name("_test_means", _test_scale=2.0) == Means(2.0)
+    assert R.suggested_style_weight(Means()) == 3.0
+    assert objective.Spec(style=Means()).suggested_style_weight() == 3.0
+    assert R.param_flags()["Means.scale"] == "_test_scale"
+    assert "_test_means" in R.tileable_names()
+    with pytest.raises(NSTError, match="does not apply"):
+      R.from_name("gram", _test_scale=2.0)
+    with pytest.raises(ValueError, match="'gram' is Gram's"):
+      R.register(name="gram")(dataclasses.dataclass(frozen=True)(
+          type("Other", (TiledChannelMeans,), {})))
+    with pytest.raises(ValueError, match="gram_normalization has the default "
+                       "'paper'"):
+      R.register(flags={"normalization": "gram_normalization"})(
+          dataclasses.make_dataclass("Notes", [("normalization", str,
+                                                "notes")], frozen=True))
+    with pytest.raises(TypeError, match="no dataclass field size"):
+      R.register(flags={"size": "_test_size"})(Means)
+  finally:
+    R._REGISTRY.pop(Means)
+
+
+def test_representations_does_not_import_guided():
+  """The import goes one way, guided → representations (the registry is
+  filled by guided when it is imported), not even inside a function."""
+  import ast
+  import pathlib
+  tree = ast.parse(pathlib.Path(R.__file__).read_text())
+  imported = [a.name for n in ast.walk(tree)
+              if isinstance(n, (ast.Import, ast.ImportFrom))
+              for a in n.names] + [n.module for n in ast.walk(tree)
+                                   if isinstance(n, ast.ImportFrom)]
+  assert not [m for m in imported if m and "guided" in m], imported
+
+
+def test_no_module_probes_representation_members():
+  """Capabilities are asked with isinstance: no module calls getattr or
+  hasattr with the name of a representation member (representations.check
+  is the one place that looks, through _has)."""
+  import ast
+  import pathlib
+  members = {"statistic", "target", "loss", "same_size", "averageable",
+             "suggested_style_weight", "redraw_every", "redraw",
+             "position_sums", "loss_from_statistic", "position_maps",
+             "guided", "layer_guides", "make_guides", "guide_layer"}
+  found = []
+  for path in sorted(pathlib.Path(R.__file__).parent.rglob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+          and node.func.id in ("getattr", "hasattr") and len(node.args) > 1
+          and isinstance(node.args[1], ast.Constant)
+          and node.args[1].value in members):
+        found.append(f"{path.name}:{node.lineno} {node.args[1].value}")
+  assert not found, found
+
+
 # --- the two representations written only against the protocol -------------
 
 
@@ -762,6 +1085,72 @@ def test_own_representation_runs_everywhere(params):
                                config.replace(spec=mixed))
   assert mixed_run.loss_history[-1]["style"] < mixed_run.loss_history[0][
       "style"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TiledChannelMeans(R.PositionAveraged):
+  """ChannelMeans with the PositionAveraged capability, also written outside
+  the package: its loss is derived from the two methods, and it is tiled."""
+  scale: float = 1.0
+  same_size = False
+
+  def statistic(self, features):
+    return jnp.mean(features, axis=(0, 1))
+
+  def target(self, stacked):
+    return stacked
+
+  def position_sums(self, features, weights):
+    return jnp.sum(weights[..., None] * features, axis=(0, 1))
+
+  def loss_from_statistic(self, statistic, target):
+    return self.scale * jnp.sum(jnp.square(statistic[None] - target), axis=-1)
+
+
+def test_own_position_averaged_representation_runs_untiled_and_tiled(params):
+  """A researcher's PositionAveraged class: its derived loss is
+  ChannelMeans's; its tiled objective (a 40x36 image in 24 px tiles) and
+  tiled targets equal the untiled ones; a tiled stylize lowers its loss; a
+  class without the capability is refused in one line."""
+  from nst_jax import tiling, transfer
+  rng = _rng(3)
+  f = jnp.asarray(rng.normal(size=(5, 6, 4)), jnp.float32)
+  t = jnp.asarray(rng.normal(size=(2, 4)), jnp.float32)
+  np.testing.assert_allclose(TiledChannelMeans(2.0).loss(f, t),
+                             ChannelMeans(2.0).loss(f, t), rtol=1e-6)
+  content, style = _img(40, 36, 1), _img(32, 28, 2)
+  spec = objective.Spec(content_layers=("relu2_1",), style_layers=LAYERS,
+                        style=TiledChannelMeans())
+  targets = objective.make_targets(params, content, [style], spec)
+  tiled_targets = objective.make_targets(params, content, [style], spec,
+                                         tile_size=24)
+  for a, b in zip(jax.tree_util.tree_leaves(tiled_targets),
+                  jax.tree_util.tree_leaves(targets)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  weights = objective.make_weights(spec, content_weight=1.0,
+                                   style_weight=1e3, tv_weight=0.0)
+  p = tiling.plan("vgg16", spec.layers, (40, 36), 24)
+  assert p.count > 1
+  x = _img(40, 36, 3)
+  grad = lambda fn: jax.jit(jax.value_and_grad(fn, has_aux=True))(
+      x, params, targets, weights)
+  (v0, t0), g0 = grad(objective.objective_function(spec))
+  (v1, t1), g1 = grad(tiling.objective_function(spec, p))
+  assert float(t0["style"]) > 0
+  np.testing.assert_allclose(float(v1), float(v0), rtol=1e-5)
+  np.testing.assert_allclose(t1["style_layers"], t0["style_layers"],
+                             rtol=1e-4)
+  np.testing.assert_allclose(g1, g0, rtol=1e-3, atol=1e-6 * float(
+      jnp.abs(g0).max()))
+  config = transfer.TransferConfig(
+      spec=spec, weights=objective.LossWeights(style=1e3),
+      solver=solvers.SolverConfig(maxiter=4), tile_size=24)
+  run = transfer.stylize(params, np.asarray(content), [np.asarray(style)],
+                         config, log_every=2)
+  assert run.loss_history[-1]["style"] < run.loss_history[0]["style"]
+  with pytest.raises(NSTError, match="ChannelMeans style representation at "
+                     "relu1_1 is not a function of position averages"):
+    tiling.check_tileable(dataclasses.replace(spec, style=ChannelMeans()))
 
 
 def test_swd_redraw_runs_in_rounds(params):
