@@ -1,11 +1,24 @@
 """One exception family and one way of phrasing a bad value.
 
-Every error a person can cause (a missing file, a corrupt image, absurd sizes,
-missing or mismatched weights, a diverging optimisation) is raised as
-:class:`NSTError` with a message that says what was wrong and what to do. It
-is a ``ValueError``, so research code that catches ``ValueError`` around a
-library call catches ours too. The scripts catch it, print ``error:
-<message>`` on one line and exit non-zero.
+The rule, for the whole package: ``NSTError`` for what a user can cause,
+``ValueError``/``TypeError`` for programming errors.
+
+* A user is a person at the command line or code calling the library's
+  high-level functions with values a person chose: every error such input
+  can cause (a missing file, a corrupt image, an absurd size or parameter
+  value, an unknown name, missing or mismatched weights, a diverging
+  optimisation, a malformed run record or loss history) is raised as
+  :class:`NSTError` with a message that says what was wrong and what to do.
+* A programming error — code passing an array of the wrong shape or dtype, a
+  mis-built structure, a broken internal invariant, a call of a lower-level
+  function outside its contract, an argument parser's protocol (absl turns
+  a parser's ``ValueError`` into its own flag error) — stays a plain
+  ``ValueError`` or ``TypeError``: a traceback is then the right report.
+
+``NSTError`` is a ``ValueError``, so research code that catches
+``ValueError`` around a library call catches ours too. The commands catch
+it, print ``error: <message>`` on one line and exit non-zero
+(``cli.run_main``).
 
 Library messages name *parameters* (``size``, ``learning_rate``), written
 between backquotes, never command-line flags; ``nst_jax.cli`` turns

@@ -14,8 +14,10 @@ touches the disk: :func:`nst_jax.io.save_image` or a script writes the result.
 * :func:`loss_curves`: the loss terms of one run against iterations and
   seconds.
 
-Bad arguments (an empty list, a label count that does not match, a malformed
-history) raise ``ValueError`` naming the parameter.
+Values a person brings (a malformed loss history, a figure size too small,
+a log axis over values <= 0) raise ``NSTError``; arguments code built wrong
+(an empty list, a label count that does not match) ``ValueError``; both
+name the parameter (:mod:`nst_jax.errors`).
 """
 
 import itertools
@@ -26,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from nst_jax import io
-from nst_jax.errors import param
+from nst_jax.errors import NSTError, param
 
 
 # ---------------------------------------------------------------------------
@@ -465,16 +467,16 @@ def _log_range(curves):
 
 
 def _check_history(history) -> None:
-  """ValueError unless ``history`` is a non-empty list of records with
-  ``"iteration"`` and ``"total"``."""
+  """NSTError unless ``history`` is a non-empty list of records with
+  ``"iteration"`` and ``"total"`` (a run record's, which a person brings)."""
   if history is None or len(history) == 0:
-    raise ValueError(f"{param('history')} must be a non-empty loss history "
-                     "(a list of dict records, one per logged iteration)")
+    raise NSTError(f"{param('history')} must be a non-empty loss history "
+                   "(a list of dict records, one per logged iteration)")
   for i, record in enumerate(history):
     if not (isinstance(record, Mapping) and "iteration" in record
             and "total" in record):
-      raise ValueError(f"{param('history')} record {i} needs 'iteration' and "
-                       f"'total' keys, got {record!r:.80}")
+      raise NSTError(f"{param('history')} record {i} needs 'iteration' and "
+                     f"'total' keys, got {record!r:.80}")
 
 
 def loss_curves(history, *, title: str | None = None, width: int = 900,
@@ -487,7 +489,7 @@ def loss_curves(history, *, title: str | None = None, width: int = 900,
   dashed. Multi-scale histories are plotted against a cumulative iteration,
   with a faint labelled line where each level starts. Values that are not
   finite and positive are skipped; a term never positive is omitted.
-  Raises ValueError for an empty or malformed history or a figure too small
+  Raises NSTError for an empty or malformed history or a figure too small
   for its legend.
   """
   _check_history(history)
@@ -503,9 +505,9 @@ def loss_curves(history, *, title: str | None = None, width: int = 900,
                                         width - 72 - _PAD, font)
   slot = width / len(panels)
   if bottom - top < 60 or slot < 160:
-    raise ValueError(f"{param('width')} {width} and {param('height')} "
-                     f"{height} are too small for {len(panels)} panels and "
-                     f"{len(curves)} curves")
+    raise NSTError(f"{param('width')} {width} and {param('height')} "
+                   f"{height} are too small for {len(panels)} panels and "
+                   f"{len(curves)} curves")
   for k, (xs, xlabel) in enumerate(panels):
     box = (round(k * slot) + 72, top, round((k + 1) * slot) - 16, bottom)
     _panel(image, box, xs, levels, starts, curves, _log_range(curves), xlabel,
@@ -554,9 +556,9 @@ def metric_panels(panels: Sequence[Panel], *, title: str | None = None,
   """Metric curves in panels side by side (e.g. style distance and LPIPS
   against β, or against seconds); returns float32 ``(height, width, 3)`` in
   [0, 1]. Series share colours by position across panels and one legend;
-  y axes are linear, padded by 5 %. Raises ValueError for no panels, a
-  series whose xs and ys differ in length, a log x axis with values <= 0,
-  or a figure too small."""
+  y axes are linear, padded by 5 %. Raises ValueError for no panels or a
+  series whose xs and ys differ in length, NSTError for a log x axis with
+  values <= 0 or a figure too small."""
   if not panels:
     raise ValueError(f"{param('panels')} is empty: nothing to plot")
   font = _font(_FONT_SIZE)
@@ -570,8 +572,8 @@ def metric_panels(panels: Sequence[Panel], *, title: str | None = None,
                                         width - 72 - _PAD, font)
   slot = width / len(panels)
   if bottom - top < 60 or slot < 200:
-    raise ValueError(f"{param('width')} {width} and {param('height')} "
-                     f"{height} are too small for {len(panels)} panels")
+    raise NSTError(f"{param('width')} {width} and {param('height')} "
+                   f"{height} are too small for {len(panels)} panels")
   for k, panel in enumerate(panels):
     points = []
     for s in panel.series:
@@ -583,7 +585,7 @@ def metric_panels(panels: Sequence[Panel], *, title: str | None = None,
     xs = [x for x, _ in points] + [x for x, _ in panel.marks]
     ys = [y for _, y in points] + [line[0] for line in panel.hlines]
     if panel.log_x and any(x <= 0 for x in xs):
-      raise ValueError(f"a log x axis needs positive values ({panel.xlabel})")
+      raise NSTError(f"a log x axis needs positive values ({panel.xlabel})")
     xs, ys = xs or [1.0], ys or [0.0]
     pad = 0.05 * (max(ys) - min(ys) or 1.0)
     xticks, xunit, xfmt = _axis(min(xs), max(xs), panel.log_x)

@@ -10,9 +10,11 @@ with values in ``[0, 1]``. :func:`load_image` returns that and
 Every problem a person can cause (a missing, corrupt or absurdly large input
 file, an output that would overwrite an input, an unwritable directory) is
 raised as :class:`~nst_jax.errors.NSTError` with a one-line message naming the
-file. Programming errors (an array of the wrong shape or dtype) raise
-``ValueError`` / ``TypeError``. Messages name parameters as ```name```
-(:func:`nst_jax.errors.param`), never command-line flags.
+file, and so are bad parameter values and non-finite pixels. Programming
+errors (an array of the wrong shape or dtype) raise ``ValueError`` /
+``TypeError`` (the package's rule: :mod:`nst_jax.errors`). Messages name
+parameters as ```name``` (:func:`nst_jax.errors.param`), never command-line
+flags.
 
 Writes are atomic: the data goes to a temporary file in the destination
 directory, is fsync'ed and then moved over the destination with
@@ -233,8 +235,8 @@ def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
   """
   if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) \
       or max_pixels <= 0:
-    raise ValueError(f"{param('max_pixels')} must be a positive int, got "
-                     f"{max_pixels!r}")
+    raise NSTError(f"{param('max_pixels')} must be a positive int, got "
+                   f"{max_pixels!r}")
   _open_checks(path)
   try:
     with warnings.catch_warnings():
@@ -301,12 +303,13 @@ def image_to_uint8(image) -> np.ndarray:
   """float (H, W, 3) in [0, 1] -> uint8 (H, W, 3), clipped and rounded.
 
   Raises:
-    ValueError: the image has the wrong shape or non-finite values.
+    ValueError: the image has the wrong shape.
+    NSTError: it has non-finite values (a diverged optimisation).
   """
   array = _check_image(image)
   if not np.all(np.isfinite(array)):
-    raise ValueError(f"{param('image')} contains non-finite values (NaN or "
-                     "infinity)")
+    raise NSTError(f"{param('image')} contains non-finite values (NaN or "
+                   "infinity)")
   return np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import statistics
-from nst_jax.errors import check_choice
+from nst_jax.errors import NSTError, check_choice, param
 
 GRAM_NORMALIZATIONS = ("paper", "notes")
 
@@ -140,7 +140,7 @@ def local_gram_loss(features: jax.Array, target_features: jax.Array, *,
   h, w, c = features.shape[-3:]
   s = int(window)
   if s < 0:
-    raise ValueError(f"local window must be >= 0, got {window}")
+    raise NSTError(f"{param('window')} must be >= 0, got {window}")
   d = np.arange(-s, s + 1)
   wk = 1.0 / (1.0 + d[:, None] ** 2 + d[None, :] ** 2)      # w_d, (2s+1)²
   inside = np.ones((h, w))

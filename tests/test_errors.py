@@ -8,6 +8,9 @@ import pytest
 from nst_jax import cli
 from nst_jax import color
 from nst_jax import errors
+from nst_jax import figures
+from nst_jax import io
+from nst_jax import losses
 from nst_jax import networks
 from nst_jax import solvers
 from nst_jax import vgg
@@ -115,3 +118,49 @@ def test_messages_name_parameters_not_flags(call, name):
   with pytest.raises(NSTError) as info:
     call()
   assert name in str(info.value) and "--" not in str(info.value)
+
+
+# --- the rule: NSTError for what a user can cause, ValueError for code ----------
+
+
+_HISTORY = [{"iteration": 0, "total": 2.0, "content": 1.0, "style": 1.0,
+             "tv": 0.0}, {"iteration": 5, "total": 1.0, "content": 0.5,
+                          "style": 0.5, "tv": 0.0}]
+
+
+def _png(tmp_path):
+  path = tmp_path / "a.png"
+  io.save_image(path, _image())
+  return path
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda p: io.load_image(_png(p), max_pixels=0), "`max_pixels`"),
+    (lambda p: io.image_to_uint8(np.full((2, 2, 3), np.nan, np.float32)),
+     "`image` contains non-finite"),
+    (lambda p: losses.local_gram_loss(np.ones((4, 4, 2), np.float32),
+                                      np.ones((4, 4, 2), np.float32),
+                                      window=-1), "`window`"),
+    (lambda p: figures.loss_curves([]), "`history`"),
+    (lambda p: figures.loss_curves([{"iteration": 0}]), "`history` record 0"),
+    (lambda p: figures.loss_curves(_HISTORY, width=50, height=50), "`width`"),
+    (lambda p: figures.metric_panels([figures.Panel(
+        [figures.Series("swd", [0.0, 1.0], [1.0, 2.0])], "β", "SWD",
+        log_x=True)]), "log x axis"),
+])
+def test_what_a_user_can_cause_is_an_nst_error(tmp_path, call, name):
+  with pytest.raises(NSTError) as info:
+    call(tmp_path)
+  assert name in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: io.image_to_uint8(np.zeros((2, 2), np.float32)),
+    lambda: figures.side_by_side([]),
+    lambda: figures.side_by_side([_image()], labels=["a", "b"]),
+    lambda: losses.content_loss(np.ones((4, 4, 2)), np.ones((4, 5, 2))),
+])
+def test_programming_errors_stay_plain_value_errors(call):
+  with pytest.raises(ValueError) as info:
+    call()
+  assert not isinstance(info.value, NSTError), info.value
