@@ -969,6 +969,30 @@ def _define_output():
                     "only.")
 
 
+def _define_schedule():
+  from nst_jax import config  # pylint: disable=g-import-not-at-top
+  default = config.Schedule()
+  define_numbers("scales", default.scales, "Coarse-to-fine long edges, e.g. "
+                 "256,512,1024: each level starts from the upsampled result "
+                 "of the previous one; the last is the output size "
+                 "(overrides --size).", kind=int, lower_bound=1)
+  define_numbers("scale_iterations", default.scale_iterations, "Iterations "
+                 "of each --scales level (default: --iterations at every "
+                 "level).", kind=int, lower_bound=0)
+  flags.DEFINE_integer(
+      "pyramid_base", default.pyramid_base, "Without --scales, a --size of "
+      "at least twice this long edge is painted coarse to fine, so that it "
+      "keeps the large-scale look of a small result: levels halving --size "
+      "down to this (512: 256,512; 1024: 256,512,1024), the first "
+      "--iterations iterations, each finer one "
+      f"{config.PYRAMID_FINE_FRACTION:.0%} of them (nst_jax.config.Schedule)."
+      " 0: one level at --size.", lower_bound=0)
+  flags.DEFINE_float("style_scale", default.style_scale, "Long edge of the "
+                     "style images relative to each level's: below 1 the "
+                     "style's strokes and motifs come out larger, above 1 "
+                     "smaller.", lower_bound=1e-3)
+
+
 def _define_evaluation():
   from nst_jax import metrics  # pylint: disable=g-import-not-at-top
   flags.DEFINE_integer("score_size", metrics.SCORE_SIZE, "Long edge at which "
@@ -986,6 +1010,7 @@ FLAG_GROUPS = {"images": _define_images, "model": _define_network,
                "solver": _define_solver, "init": _define_init,
                "color": _define_color, "compute": _define_compute,
                "output": _define_output, "evaluation": _define_evaluation,
+               "schedule": _define_schedule,
                "distributed": _define_distributed}
 
 
@@ -1168,11 +1193,19 @@ def transfer_config(*, grid: bool = False):
   patches = transfer.StylePatches(val("style_patches", 0),
                                   val("patch_size", 128),
                                   val("patch_mode", "mean"))
+  default_schedule = transfer.Schedule()
+  scales, scale_iterations = val("scales"), val("scale_iterations")
+  schedule = transfer.Schedule(
+      scales=None if scales is None else tuple(scales),
+      scale_iterations=(None if scale_iterations is None
+                        else tuple(scale_iterations)),
+      pyramid_base=val("pyramid_base", default_schedule.pyramid_base),
+      style_scale=val("style_scale", default_schedule.style_scale))
   config = transfer.TransferConfig(
       network=network, spec=spec, weights=weights, solver=solver, init=init,
       color=colors, patches=patches, conv=val("conv", "auto"),
       tile_size=val("tile_size", "auto"),
-      image_devices=val("image_devices", 1))
+      image_devices=val("image_devices", 1), schedule=schedule)
   if grid and (str(config.tile_size) not in ("auto", "0")
                or str(config.image_devices) != "1"):
     raise NSTError("--tile_size and --image_devices apply to one image "
