@@ -334,8 +334,12 @@ def guided_moment_sums(features: jax.Array, guides: jax.Array):
           jnp.einsum("km,mc->kc", g, jnp.square(flat), precision=_HIGHEST))
 
 
-@representations.register(style_weight=1e7,
-                          flags={"downsample": "mask_downsample"},
+# The Moments' β (registered by default): each region's moments are averages
+# over its area, so one region's loss has the scale of the Moments' loss (one
+# guide of ones gives the Moments exactly) and the regions add up as the
+# guided Gram's do (whose β is the Gram's). Its 1e7 was the Moments' β before
+# the size-invariant objective.
+@representations.register(flags={"downsample": "mask_downsample"},
                           masks_of=representations.Moments)
 @dataclasses.dataclass(frozen=True)
 class GuidedMoments(representations.PositionAveraged,

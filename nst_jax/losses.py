@@ -28,8 +28,8 @@ GRAM_NORMALIZATIONS = ("paper", "notes")
 # by measurement (``scripts/calibrate.py``; docs/benchmarks.md, "The default
 # style weight"): the smallest β of the sweep at which both of the Lua
 # implementation's published pictures of ../shared/reference/ are matched
-# in style distance, at a lower LPIPS to the photo. The other
-# representations' ``suggested_style_weight`` are multiples of it.
+# in style distance, at a lower LPIPS to the photo. The β the other
+# representations suggest (``representations.register``) are multiples of it.
 DEFAULT_STYLE_WEIGHT = 800.0
 
 

@@ -851,9 +851,12 @@ def test_registry_round_trip():
           "Gram": 800.0, "Spatial": 800.0, "Local": 800.0, "Eigen": 800.0,
           "Moments": 800.0, "Covariance": 800.0, "SlicedWasserstein": 1200.0,
           "CentralMoments": 1440.0, "ContentAware": 800.0}
+  # The masks versions suggest their unguided class's β (GuidedMoments was
+  # 1e7, the Moments' β before the size-invariant objective).
   for plain in (R.Gram(), R.Moments()):
     masked = guided.guided_version(plain)
     assert by_class[type(masked)].masks_of is type(plain)
+    assert R.suggested_style_weight(masked) == R.suggested_style_weight(plain)
   assert R.suggested_style_weight(ChannelMeans()) == R.STYLE_WEIGHT
   assert R.tileable_names() == ("gram, eigen, moments, covariance, cmd, "
                                 "content_aware, or masks (guided gram or "
