@@ -4,6 +4,9 @@ tests, benchmark and README (``nst_jax.video.pan_zoom_clip``)::
 
   python scripts/make_synthetic_clip.py --output=out/pan.mp4 --frames=12
   python scripts/make_synthetic_clip.py --output=out/pan_frames/ --frames=12
+  # Issue 22's pan: 8 px a frame at 96x64, flows beside the frames
+  python scripts/make_synthetic_clip.py --output=out/pan8/ --frames=5 \\
+      --size=96 --pan=0.04157,0 --zoom=1 --start_scale=0.5 --flows
 
 A name ending in a video extension is encoded (imageio-ffmpeg); any other is
 a folder of PNG frames (frame_00000.png, …). ``--flows`` also writes the
@@ -33,6 +36,9 @@ flags.DEFINE_float("fps", 12.0, "Frame rate of a video.", lower_bound=1e-3)
 cli.define_numbers("pan", (0.008, 0.003), "Pan per frame, fractions of the "
                    "image's width and height.")
 flags.DEFINE_float("zoom", 1.01, "Zoom factor per frame.", lower_bound=0.5)
+flags.DEFINE_float("start_scale", 0.8, "The first frame's extent, a "
+                   "fraction of the image's (smaller leaves room for a "
+                   "faster pan).", lower_bound=1e-3)
 flags.DEFINE_bool("flows", False, "Also write the exact flows (folders only).")
 FLAGS = flags.FLAGS
 
@@ -48,7 +54,8 @@ def main(argv):
   if len(FLAGS.pan) != 2:
     raise NSTError(f"--pan takes two numbers (x, y), got {list(FLAGS.pan)}")
   frames, flows = video.pan_zoom_clip(image, frames=FLAGS.frames, shape=shape,
-                                      pan=tuple(FLAGS.pan), zoom=FLAGS.zoom)
+                                      pan=tuple(FLAGS.pan), zoom=FLAGS.zoom,
+                                      start_scale=FLAGS.start_scale)
   ext = os.path.splitext(FLAGS.output)[1].lower()
   if ext in video_io.VIDEO_EXTENSIONS:
     video_io.write_video(FLAGS.output, frames, FLAGS.fps,
