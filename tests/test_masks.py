@@ -13,6 +13,7 @@ from nst_jax import guided
 from nst_jax import io
 from nst_jax import masks
 from nst_jax import objective
+from nst_jax import solvers
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax.errors import NSTError
@@ -184,7 +185,7 @@ def test_style_grid_with_masks_matches_single_runs():
   config = transfer.TransferConfig(
       spec=objective.Spec(("relu2_1",), ("relu1_1", "relu2_1"),
                           style=guided.GuidedGram()),
-      solver=transfer.solvers.SolverConfig(maxiter=3), conv="direct")
+      solver=solvers.SolverConfig(maxiter=3), conv="direct")
   axes = grid.GridAxes(style=(0, 1),
                        style_layer_sets=(("relu1_1", "relu2_1"),),
                        style_weight=(1e3,))
