@@ -16,10 +16,15 @@ Tolerances. ``tol(cpu, gpu)`` (import it: ``from conftest import tol``) is a
 comparison's tolerance for the backend the suite runs on; the ``cpu`` value
 is the one the suite always had.
 
-Compilation cache. ``NST_JAX_CACHE_DIR`` is set for the whole session to a
+Compilation cache. ``NST_JAX_CACHE_DIR`` is set for the whole session to one
 directory under pytest's temporary root before any test runs, so neither the
 tests nor the commands they start (which inherit ``os.environ``) read or write
-the user's ``~/.cache/nst_jax``.
+the user's ``~/.cache/nst_jax``. It is one directory for the whole run, shared
+by the pytest-xdist workers: a program one command compiled is loaded by every
+later one. JAX writes cache entries in place, so the run makes those writes
+atomic in every process (``tests/cache_site``, on the children's
+``PYTHONPATH``). A test that must compile (one that times a first run) passes
+``NST_JAX_CACHE_DIR=off`` to its child (``scripting.run(..., cache=False)``).
 """
 
 import os
@@ -39,6 +44,8 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 SKIP_WEIGHTS_ENV = "NST_JAX_SKIP_WEIGHTS"
 CACHE_DIR_ENV = "NST_JAX_CACHE_DIR"  # nst_jax.cli.CACHE_DIR_ENV
+# On the children's PYTHONPATH: atomic compilation cache writes.
+CACHE_SITE = ROOT / "tests" / "cache_site"
 _WEIGHTS_FIXTURE = "vgg16_params"
 _DESELECTED = pytest.StashKey[int]()  # how many the hook deselected
 
@@ -102,12 +109,41 @@ def vgg16_params(request):
   return vgg.load_params("vgg16")
 
 
+def session_cache_dir(tmp_path_factory) -> pathlib.Path:
+  """The run's one compilation cache directory: ``compilation_cache`` in
+  pytest's base temporary directory, or, in a pytest-xdist worker (whose
+  base is ``<run's base>/popen-gwN``), in the run's base shared by all
+  workers. Fresh for every run (pytest makes a new base each time)."""
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent
+  path = base / "compilation_cache"
+  path.mkdir(exist_ok=True)
+  return path
+
+
+def _atomic_cache_writes() -> None:
+  """JAX's cache writes made atomic in this process (``cache_site``)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      "nst_jax_tests_cache_site", CACHE_SITE / "sitecustomize.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)   # install()s itself
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_compilation_cache(tmp_path_factory):
-  """``NST_JAX_CACHE_DIR`` → a fresh directory, for the whole session."""
-  path = tmp_path_factory.mktemp("compilation_cache")
+  """``NST_JAX_CACHE_DIR`` → the run's one directory (``session_cache_dir``)
+  for the whole session, and ``tests/cache_site`` first on ``PYTHONPATH``:
+  every process of the run, workers and children, writes the cache
+  atomically (``cache_site/sitecustomize.py``: JAX writes in place)."""
+  path = session_cache_dir(tmp_path_factory)
+  _atomic_cache_writes()
+  python_path = [str(CACHE_SITE)] + [
+      p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
   with pytest.MonkeyPatch.context() as patch:
     patch.setenv(CACHE_DIR_ENV, str(path))
+    patch.setenv("PYTHONPATH", os.pathsep.join(python_path))
     yield path
 
 

@@ -1,9 +1,15 @@
 """Test helper: run a script of scripts/ as a user does, and check its exit.
 
-Every test that runs a script goes through ``run`` (the compilation cache
-off, unbuffered output), and checks a success with ``assert_ok`` and a bad
-input with ``assert_one_line_error``: no traceback, exactly one ``error:``
-line.
+Every test that runs a script goes through ``run`` (unbuffered output, the
+session's compilation cache), and checks a success with ``assert_ok`` and a
+bad input with ``assert_one_line_error``: no traceback, exactly one
+``error:`` line.
+
+The cache: the child inherits ``NST_JAX_CACHE_DIR`` and ``PYTHONPATH`` from
+``conftest._session_compilation_cache``, the run's one cache directory, which
+every worker and child shares (writes made atomic by ``tests/cache_site``), so
+a program compiled by one command is loaded by the next instead of compiled
+again. ``cache=False`` turns it off for a child that must compile.
 """
 
 import os
@@ -14,9 +20,13 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run(script: str, *args, timeout: int = 600) -> subprocess.CompletedProcess:
-  """``python scripts/<script> args`` from the repository root."""
-  env = dict(os.environ, PYTHONUNBUFFERED="1", NST_JAX_CACHE_DIR="off")
+def run(script: str, *args, timeout: int = 600,
+        cache: bool = True) -> subprocess.CompletedProcess:
+  """``python scripts/<script> args`` from the repository root, with the
+  session's compilation cache (``cache=False``: none)."""
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  if not cache:
+    env["NST_JAX_CACHE_DIR"] = "off"   # nst_jax.cli.CACHE_DIR_ENV
   return subprocess.run([sys.executable, str(ROOT / "scripts" / script),
                          *map(str, args)], cwd=ROOT, capture_output=True,
                         text=True, env=env, timeout=timeout)

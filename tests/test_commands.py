@@ -23,7 +23,7 @@ def run_command(name: str, *args, timeout: int = 300):
   code = ("import sys; from importlib.metadata import entry_points; "
           f"sys.argv = [{name!r}, *sys.argv[1:]]; "
           f"entry_points(group='console_scripts')[{name!r}].load()()")
-  env = dict(os.environ, PYTHONUNBUFFERED="1", NST_JAX_CACHE_DIR="off")
+  env = dict(os.environ, PYTHONUNBUFFERED="1")   # the session's cache
   return subprocess.run([sys.executable, "-c", code, *map(str, args)],
                         cwd=ROOT, capture_output=True, text=True, env=env,
                         timeout=timeout)

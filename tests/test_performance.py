@@ -345,7 +345,7 @@ def test_multiscale_refuses_bad_scales(params):
 def test_stylize_command_with_scales(tmp_path, vgg16_params):
   del vgg16_params  # the command loads the trained weights
   out = tmp_path / "ms.png"
-  env = dict(os.environ, NST_JAX_CACHE_DIR="off")
+  env = dict(os.environ)   # the session's compilation cache (conftest)
   proc = subprocess.run(
       [sys.executable, str(ROOT / "scripts" / "stylize.py"),
        f"--content={ROOT / 'examples' / 'chelsea.png'}",

@@ -4,8 +4,9 @@ sense, and one bad input that must end in one ``error:`` line on stderr and a
 non-zero exit status.
 
 scripts/stylize.py is tested in test_cli.py and scripts/style_grid.py in
-test_grid.py. Every run sets ``NST_JAX_CACHE_DIR=off``, so no test writes the
-user's compilation cache. torch is not needed: the benchmark runs its
+test_grid.py. Every run uses the session's compilation cache (conftest: one
+directory for the whole run, never the user's), so a program one script
+compiled is loaded by the next. torch is not needed: the benchmark runs its
 JAX-only side (``--notorch``). The runs that compile the whole VGG-16
 objective are marked ``slow`` (tens of seconds on two cores); every bad-input
 case takes a couple of seconds.

@@ -425,6 +425,9 @@ def test_command_ctrl_c_writes_the_video_so_far_and_resume_finishes(
   require_file(weights.weights_path("alexnet"))
   clip = _clip_with_audio(tmp_path)
   out = tmp_path / "out.mp4"
+  # The compilation cache off for this child (a race): Ctrl-C, sent once
+  # frame 1 is done, must arrive before frame 4 is; compiling frame 2's
+  # programs, not loading them, leaves it ample time.
   env = dict(os.environ, PYTHONUNBUFFERED="1", NST_JAX_CACHE_DIR="off")
   args = [sys.executable, str(ROOT / "scripts" / "stylize_video.py"), *_FAST,
           f"--input={clip}", f"--output={out}", "--save_flows"]
