@@ -521,7 +521,11 @@ def stylize_video(params, frames: Sequence[np.ndarray],
                   on_progress: Callable[[int, solvers.Progress], None] | None
                   = None,
                   should_stop: Callable[[], bool] | None = None,
-                  progress_seconds: float = 2.0) -> VideoResult:
+                  progress_seconds: float = 2.0,
+                  checkpoint_every: int = 0,
+                  on_checkpoint: Callable[[int, run.RunState], None] | None
+                  = None,
+                  resume: run.RunState | None = None) -> VideoResult:
   """Stylises ``frames`` (each ``(H, W, 3)`` float32 in [0, 1], one shape)
   in the style of ``styles``, frame by frame (Ruder et al. §3–4).
 
@@ -543,6 +547,14 @@ def stylize_video(params, frames: Sequence[np.ndarray],
   frames (a frame is always finished). Stylised frames are rounded to 8
   bits (``quantize``) before they are carried on.
 
+  Each frame is a ``problem.Problem`` (the temporal term an extra
+  ``problem.Term``) minimised by ``run.run_problem``, so a frame is
+  evaluated untiled, tiled or row-sharded as ``config`` says, and
+  checkpoints like any run: ``on_checkpoint(index, RunState)`` receives the
+  running frame's state every ``checkpoint_every`` iterations, and
+  ``resume=`` such a state of frame ``len(previous)`` continues that frame
+  (with the same ``previous``) to the frame an uninterrupted run paints.
+
   Raises ``NSTError`` for a bad configuration or frames, and when a frame's
   loss becomes NaN or infinite.
   """
@@ -557,6 +569,10 @@ def stylize_video(params, frames: Sequence[np.ndarray],
     raise NSTError(f"representations that re-draw their targets "
                    f"({param('swd_redraw_every')}) are not available for "
                    "video")
+  if len(config.schedule.levels(max(shape[:2]), config.solver.maxiter)) > 1:
+    raise NSTError(f"video paints every frame at one level: set "
+                   f"{param('pyramid_base')} to 0 or give no "
+                   f"{param('scales')} (coarse-to-fine frames are not built)")
   transfer.check_image_size(config, shape[:2])
   # Untiled, tiled or row-sharded: decided once for every frame.
   ev = problem.evaluation(config, shape[:2])
@@ -611,6 +627,10 @@ def stylize_video(params, frames: Sequence[np.ndarray],
         on_progress=None if on_progress is None else functools.partial(
             on_progress, index),
         progress_seconds=progress_seconds, started=start,
+        checkpoint_every=checkpoint_every,
+        on_checkpoint=None if on_checkpoint is None else functools.partial(
+            on_checkpoint, index),
+        resume=resume if index == len(previous) else None,
         nonfinite_hint=(f" (frame {index}), or "
                         f"{param('temporal_weight')}"))
     terms = {k: v for k, v in result.loss_history[-1].items()

@@ -384,3 +384,112 @@ def test_an_incomplete_coarse_to_fine_state_is_refused_in_one_line(tmp_path):
   with pytest.raises(NSTError, match="not a complete resumable state.*"
                      "iterations"):
     _resume.load(str(path))
+
+
+# --- kill -9 of the other drivers: video and folders ----------------------------
+
+
+def _popen(script, *args):
+  """A command as a user starts it, with the session's compilation cache."""
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  return subprocess.Popen([sys.executable, str(ROOT / "scripts" / script),
+                           *map(str, args)], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+def _kill_9_when(proc, ready, timeout=300):
+  """Kills ``proc`` with SIGKILL as soon as ``ready()`` holds."""
+  try:
+    deadline = time.monotonic() + timeout
+    while not ready():
+      assert proc.poll() is None, proc.communicate()[1][-3000:]
+      assert time.monotonic() < deadline, "never ready"
+      time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == -signal.SIGKILL
+
+
+def _state_inside_a_frame(path, frame):
+  """Whether the video state at ``path`` is inside frame >= ``frame`` with
+  the frame's solver state (a kill lands mid-frame)."""
+  try:
+    arrays, meta = io.load_arrays(path)
+  except (OSError, ValueError, NSTError):
+    return False
+  return bool(arrays) and meta["stage"]["frame"] >= frame
+
+
+@pytest.mark.slow
+def test_a_video_killed_inside_a_frame_resumes_bit_identically(tmp_path):
+  """nst-stylize-video with --save_every=1, killed with SIGKILL inside its
+  second frame, then --resume: the frames equal an uninterrupted run's."""
+  frames, _ = __import__("nst_jax.video", fromlist=["video"]).pan_zoom_clip(
+      io.load_image(ROOT / "examples/chelsea.png"), frames=3, shape=(32, 48))
+  clip = tmp_path / "clip"
+  clip.mkdir()
+  for i, f in enumerate(frames):
+    io.save_image(clip / f"{i:03d}.png", f)
+  common = (f"--input={clip}", "--network=alexnet", "--size=48",
+            "--iterations=6", "--save_every=1", "--quiet",
+            f"--style={ROOT / 'examples/style_brushwork.png'}")
+  full = _popen("stylize_video.py", *common, f"--output={tmp_path}/full.mp4")
+  _finish(full)
+  proc = _popen("stylize_video.py", *common, f"--output={tmp_path}/k.mp4")
+  state = tmp_path / "k.resume.npz"
+  _kill_9_when(proc, lambda: _state_inside_a_frame(state, 1))
+  assert not (tmp_path / "k.mp4").exists()
+  at = io.load_arrays(state)[1]
+  assert at["command"] == "nst-stylize-video" and at["iteration"] >= 1
+  # Another flag value is refused in one line, naming it.
+  proc = run("stylize_video.py", f"--resume={tmp_path}/k.mp4", "--size=64")
+  assert_one_line_error(proc, "--size=64 differs from its 48")
+  _finish(_popen("stylize_video.py", f"--resume={tmp_path}/k.mp4"))
+  assert not state.exists()
+  record = json.loads((tmp_path / "k.json").read_text())
+  assert record["resumed_at_frame"] == at["stage"]["frame"]
+  for i in range(3):
+    np.testing.assert_array_equal(
+        io.load_image(tmp_path / f"k_frames/frame_{i:05d}.png"),
+        io.load_image(tmp_path / f"full_frames/frame_{i:05d}.png"))
+  theirs = json.loads((tmp_path / "full.json").read_text())
+  assert [r["function_evaluations"] for r in record["per_frame"]] == [
+      r["function_evaluations"] for r in theirs["per_frame"]]
+  # A changed input cannot be continued.
+  io.save_image(clip / "000.png", frames[1])
+  _resume_state = dict(at, stage={"frame": 1})
+  io.save_arrays(state, {}, meta=_resume_state)
+  proc = run("stylize_video.py", f"--resume={tmp_path}/k.mp4")
+  assert_one_line_error(proc, "is not the one the recorded run read")
+
+
+@pytest.mark.slow
+def test_a_folder_killed_after_its_first_result_resumes_bit_identically(
+    tmp_path):
+  """nst-stylize --output_dir killed with SIGKILL once its first result is
+  written: run again, it makes the rest, each equal to an uninterrupted
+  batch's (the finished results are the batch's stage)."""
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  image = io.load_image(ROOT / "examples/chelsea.png")
+  io.save_image(photos / "a.png", io.resize_to(image, (36, 48)))
+  io.save_image(photos / "b.png", io.resize_to(image, (48, 36)))
+  common = (f"--content={photos}", "--network=alexnet", "--size=48",
+            "--iterations=4", "--quiet",
+            f"--style={ROOT / 'examples/style_brushwork.png'}")
+  _finish(_popen("stylize.py", *common, f"--output_dir={tmp_path / 'full'}"))
+  out = tmp_path / "out"
+  proc = _popen("stylize.py", *common, f"--output_dir={out}")
+  _kill_9_when(proc, lambda: (out / "a_style_brushwork.json").exists())
+  assert not (out / "batch.json").exists()
+  _finish(_popen("stylize.py", *common, f"--output_dir={out}"))
+  summary = json.loads((out / "batch.json").read_text())
+  assert (summary["done"], summary["skipped"]) == (1, 1), summary
+  for name in ("a", "b"):
+    np.testing.assert_array_equal(
+        io.load_image(out / f"{name}_style_brushwork.png"),
+        io.load_image(tmp_path / "full" / f"{name}_style_brushwork.png"))

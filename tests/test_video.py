@@ -447,7 +447,7 @@ def test_command_ctrl_c_writes_the_video_so_far_and_resume_finishes(
   # Without --resume the work folder is refused, with it the run finishes.
   again = scripting.run("stylize_video.py", *args[2:])
   assert_one_line_error(again, "--resume")
-  done = scripting.run("stylize_video.py", *args[2:], "--resume")
+  done = scripting.run("stylize_video.py", *args[2:], f"--resume={out}")
   assert_ok(done)
   assert "resuming after" in done.stdout
   final = video_io.read_video(str(out))

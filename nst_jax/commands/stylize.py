@@ -260,7 +260,8 @@ def main(argv):
     if not lead:
       return
     _resume.save(state_file, state, params=cli.flag_values(_RECORDED),
-                 inputs=digests, protect=inputs)
+                 inputs=digests, stage={"level": state.level} if scales
+                 else {}, protect=inputs)
     logging.info("wrote %s at iteration %d", state_file, state.iteration)
 
   bars = []

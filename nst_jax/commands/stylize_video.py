@@ -10,8 +10,12 @@ Each frame starts from the previous stylised frame warped by the optical
 flow (OpenCV DIS or Farnebäck) and a temporal loss ties it to that frame
 outside occlusions and motion boundaries (``nst_jax.video``). Finished
 frames are kept as PNGs in a work folder (``<output>_frames/`` unless
-``--work_dir``): Ctrl-C stops after the current frame and writes the video
-so far; ``--resume`` continues from the last finished frame. The video is
+``--work_dir``) and the run's state in ``<output>.resume.npz`` — the one
+resumable state of the commands (``commands._resume``: the frame it is at,
+the flags, the inputs' sha256, and with ``--save_every`` the running
+frame's solver state): Ctrl-C stops after the current frame and writes the
+video so far; ``--resume=<output>`` continues after a Ctrl-C, a crash or
+kill -9, inside the frame it was painting when its state was saved. The video is
 written atomically at the end, with the input's audio track when it has
 one, and beside it a JSON record (every flag, per-frame counts and loss
 terms, the temporal consistency error of each pair of frames and of the
@@ -32,7 +36,7 @@ from nst_jax import io
 from nst_jax import vgg
 from nst_jax import video
 from nst_jax import video_io
-from nst_jax import weights
+from nst_jax.commands import _resume
 from nst_jax.errors import NSTError
 
 _SHARED = cli.define_flags("style", "size", "model", "loss", "representation",
@@ -64,8 +68,15 @@ flags.DEFINE_integer("max_frames", 0, "Stylise only the first N frames (0: "
                      "all).", lower_bound=0)
 flags.DEFINE_string("work_dir", None, "Folder of the finished frames (PNG) "
                     "and their records (default: <output>_frames/).")
-flags.DEFINE_bool("resume", False, "Continue the run whose finished frames "
-                  "are in the work folder (the same flags).")
+flags.DEFINE_string("resume", None, "Continue an interrupted run (crash, "
+                    "kill, Ctrl-C): its output video, JSON record or "
+                    "<output>.resume.npz state (written after every frame, "
+                    "every --save_every iterations of a frame and on "
+                    "Ctrl-C). Flags are the recorded ones; a flag given must "
+                    "agree, except --quiet, --max_frames, --save_every.")
+flags.DEFINE_integer("save_every", 0, "Also write the state every N "
+                     "iterations of a frame (0: after each frame), so that "
+                     "--resume goes on inside the frame.", lower_bound=0)
 flags.DEFINE_bool("save_flows", False, "Also keep each frame's flow to the "
                   "previous frame (flow_NNNNN.npy) and consistency mask "
                   "(mask_NNNNN.png) in the work folder.")
@@ -75,10 +86,12 @@ flags.DEFINE_bool("audio", True, "Copy the input's audio track (when it has "
 FLAGS = flags.FLAGS
 _RECORDED = _SHARED + ["input", "output", "temporal_weight", "long_term",
                        "warm_start", "independent", "first_iterations", "flow",
-                       "fps", "max_frames"]
+                       "fps", "max_frames", "work_dir", "save_every"]
 # Flags that a resumed run may change (they do not change the frames).
-_RESUMABLE_CHANGES = ("output", "quiet", "max_frames")
-_STATE = "run.json"
+_RESUMABLE_CHANGES = ("quiet", "max_frames", "save_every")
+# The work folder's state file of versions before the one resume format.
+_OLD_STATE = "run.json"
+_COMMAND = "nst-stylize-video"
 
 
 def _check_paths(output: str, source: str, work_dir: str) -> str:
@@ -102,37 +115,18 @@ def _frame_path(work_dir: str, index: int, kind: str = "frame",
   return os.path.join(work_dir, f"{kind}_{index:05d}{ext}")
 
 
-def _finished(work_dir: str, params: dict, resume: bool, total: int):
-  """The finished frames and records of the work folder (resuming), or none
-  (a fresh run; a folder with frames of another run is refused)."""
-  state_path = os.path.join(work_dir, _STATE)
-  has_state = os.path.isfile(state_path)
-  if not resume:
-    if has_state and os.path.isfile(_frame_path(work_dir, 0)):
-      raise NSTError(f"work folder {work_dir} holds frames of an earlier "
-                     "run: --resume to continue it, or remove the folder")
-    return [], []
-  if not has_state:
-    raise NSTError(f"nothing to resume: {work_dir} holds no run "
-                   "(--work_dir names it)")
-  try:
-    with open(state_path, encoding="utf-8") as f:
-      recorded = json.load(f)["params"]
-  except (OSError, ValueError, KeyError, TypeError):
-    raise NSTError(f"cannot read {state_path}: start again without "
-                   "--resume") from None
-  changed = sorted(k for k in set(recorded) | set(params)
-                   if k not in _RESUMABLE_CHANGES and
-                   recorded.get(k) != params.get(k))
-  if changed:
-    raise NSTError(f"--resume with other flags than the run in {work_dir}: "
-                   f"{', '.join('--' + k for k in changed)}")
+def _finished(work_dir: str, count: int):
+  """The first ``count`` finished frames of the work folder and their
+  records (a resumed run's)."""
   frames, records = [], []
-  while len(frames) < total and os.path.isfile(
-      _frame_path(work_dir, len(frames), ext=".json")):
-    frames.append(io.load_image(_frame_path(work_dir, len(frames))))
-    with open(_frame_path(work_dir, len(records), ext=".json"),
-              encoding="utf-8") as f:
+  for index in range(count):
+    png, record = _frame_path(work_dir, index), _frame_path(
+        work_dir, index, ext=".json")
+    if not (os.path.isfile(png) and os.path.isfile(record)):
+      raise NSTError(f"--resume: frame {index} is missing from {work_dir}: "
+                     "the run cannot go on (start again)")
+    frames.append(io.load_image(png))
+    with open(record, encoding="utf-8") as f:
       records.append(json.load(f))
   return frames, records
 
@@ -146,6 +140,18 @@ def _frame_record(r: video.FrameResult) -> dict:
 
 def main(argv):
   say = cli.command_start(argv, FLAGS.quiet)
+  resumed, resumed_meta = None, None
+  if FLAGS.resume:
+    state = _resume.state_path(FLAGS.resume, video_io.VIDEO_EXTENSIONS)
+    old = os.path.join(os.path.splitext(state[:-len(_resume.SUFFIX)])[0]
+                       + "_frames", _OLD_STATE)
+    if not os.path.exists(state) and os.path.isfile(old):
+      raise NSTError(f"--resume: {os.path.dirname(old)} holds a run of an "
+                     f"older nst-stylize-video ({_OLD_STATE}), which this "
+                     "version cannot continue: start again")
+    resumed, resumed_meta = _resume.load(state, command=_COMMAND)
+    _resume.apply_recorded(resumed_meta, _RECORDED, resumed.iteration,
+                           changeable=_RESUMABLE_CHANGES)
   cli.enable_compilation_cache()
   defaults_message = cli.resolve_device_defaults()
   if not FLAGS.input or not FLAGS.style:
@@ -179,12 +185,34 @@ def main(argv):
   styles = [io.resize_long_edge(io.load_image(p), FLAGS.size)
             for p in FLAGS.style]
   values = cli.flag_values(_RECORDED)
-  done, records = _finished(work_dir, values, FLAGS.resume, len(frames))
+  inputs = [FLAGS.input, *FLAGS.style]
+  state_file = _resume.state_path(FLAGS.output, video_io.VIDEO_EXTENSIONS)
+  frame_state = None
+  if resumed is not None:
+    _resume.check_inputs(resumed_meta, inputs)
+    at = int(resumed_meta.get("stage", {}).get("frame", 0))
+    done, records = _finished(work_dir, min(at, len(frames)))
+    if resumed.solver and at < len(frames):   # inside frame `at`
+      frame_state = resumed
+  else:
+    if os.path.exists(state_file) or os.path.isfile(
+        _frame_path(work_dir, 0)):
+      raise NSTError(f"work folder {work_dir} holds frames of an earlier "
+                     f"run: --resume={FLAGS.output} to continue it, or "
+                     "remove the folder")
+    done, records = [], []
+  digests = {p: _resume.digest(p) for p in dict.fromkeys(inputs)}
+
+  def save_state(frame: int, state=None):
+    _resume.save(state_file, state, params=values, inputs=digests,
+                 stage={"frame": frame}, command=_COMMAND, protect=inputs)
+
   params = vgg.load_params(FLAGS.weights or FLAGS.network)
   if vgg.network_of(params) != FLAGS.network:
     raise NSTError(f"--weights {FLAGS.weights} hold {vgg.network_of(params)}, "
                    f"not --network={FLAGS.network}")
-  io.save_json(os.path.join(work_dir, _STATE), {"params": values})
+  if resumed is None:
+    save_state(0)
   h, w = shape
   if defaults_message:
     say(defaults_message)
@@ -216,6 +244,7 @@ def main(argv):
                     np.repeat(r.mask[..., None], 3, axis=-1))
     record = _frame_record(r)
     io.save_json(_frame_path(work_dir, r.index, ext=".json"), record)
+    save_state(r.index + 1)   # after the frame's files: it is finished
     records.append(record)
     new_frames.append(r.index)
     for bar in bars.values():
@@ -238,7 +267,10 @@ def main(argv):
           params, frames, styles, config, temporal,
           flow=video.FLOWS[FLAGS.flow], previous=done, on_frame=on_frame,
           on_progress=None if FLAGS.quiet else on_progress,
-          should_stop=stopper.stop_requested)
+          should_stop=stopper.stop_requested,
+          checkpoint_every=FLAGS.save_every,
+          on_checkpoint=lambda index, state: save_state(index, state),
+          resume=frame_state)
     finally:
       for bar in bars.values():
         bar.close()
@@ -247,11 +279,9 @@ def main(argv):
   seconds = [r["seconds"] for r in records]
   interrupted = result.interrupted
   audio = FLAGS.audio and clip.has_audio
-  inputs = [FLAGS.input, *FLAGS.style]
   record = {
       "params": values,
-      "inputs": {p: weights.sha256_file(p) for p in dict.fromkeys(inputs)
-                 if os.path.isfile(p)},
+      "inputs": {p: d for p, d in digests.items() if d is not None},
       "frames": len(result.frames),
       "frames_in_input": len(frames),
       "fps": clip.fps,
@@ -270,6 +300,8 @@ def main(argv):
       "device": cli.device_description(),
       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
   }
+  if resumed is not None:
+    record["resumed_at_frame"] = int(resumed_meta["stage"].get("frame", 0))
   video_io.write_video(FLAGS.output, result.frames, clip.fps,
                        audio_from=FLAGS.input if audio else None,
                        protect=inputs)
@@ -281,7 +313,9 @@ def main(argv):
       f"{record['seconds_per_frame']:.1f} s per frame"
       + ("" if mean is None else f", temporal error {mean:.4f}"))
   if interrupted:
+    say(f"continue with: nst-stylize-video --resume={FLAGS.output}")
     sys.exit(130)
+  _resume.remove(state_file)
 
 
 def run():
