@@ -62,6 +62,7 @@ may be registered too.
 
 import abc
 import dataclasses
+import inspect
 from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
 
 import jax
@@ -161,7 +162,7 @@ class Guided(Representation):
   position-averaged one's ``position_sums`` takes as ``maps``.
 
   Without ``MakesGuides`` the caller gives the guides
-  (``objective.make_targets(guides=...)``: masks).
+  (``targets.make_targets(guides=...)``: masks).
   """
 
   @abc.abstractmethod
@@ -231,9 +232,11 @@ def check(representation, *, where: str = "style") -> None:
   the core: ``statistic``, ``target``, ``loss``, ``same_size``), and
   ``TypeError`` for a programming error of a representation's class: part
   of the core missing, not hashable (a jit static argument), a capability
-  it inherits without that capability's members, or all of a capability's
+  it inherits without that capability's members, all of a capability's
   methods without inheriting it (a capability is declared by inheriting
-  its class, never found by probing)."""
+  its class, never found by probing), or a method that cannot take what
+  the library passes it (guides to a ``Guided`` one's ``statistic`` and
+  ``target``, maps to its ``position_sums``, neither to the others)."""
   rep, name = representation, type(representation).__name__
   missing = [m for m in _CORE if not _has(rep, m)]
   if len(missing) == len(_CORE):
@@ -266,6 +269,31 @@ def check(representation, *, where: str = "style") -> None:
   if isinstance(rep, Redrawn) and not int(rep.redraw_every) >= 0:
     raise TypeError(f"{name}.redraw_every must be an int >= 0, got "
                     f"{rep.redraw_every!r}")
+  # What the callers pass: guides only to a Guided one, maps to its sums.
+  guided = isinstance(rep, Guided)
+  calls = [("statistic", 2 if guided else 1), ("target", 2 if guided else 1)]
+  if isinstance(rep, PositionAveraged):
+    calls.append(("position_sums", 3 if guided else 2))
+  for method, count in calls:
+    if not _takes(getattr(rep, method), count):
+      raise TypeError(
+          f"{name}.{method} must take {count} positional argument"
+          + ("s" if count > 1 else "")
+          + (" (a Guided representation's statistic and target take guides,"
+             " its position_sums takes maps)" if guided else
+             " (guides are given only to a representations.Guided one)"))
+
+
+def _takes(method, count: int) -> bool:
+  """Whether ``method`` can be called with ``count`` positional arguments
+  (a signature Python cannot read is taken to accept them)."""
+  try:
+    inspect.signature(method).bind(*[None] * count)
+  except TypeError:
+    return False
+  except ValueError:
+    return True
+  return True
 
 
 def position_averaged(representation) -> bool:
