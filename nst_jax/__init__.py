@@ -14,6 +14,7 @@ does.
 
 from nst_jax import batch
 from nst_jax import checkpoint
+from nst_jax import config
 from nst_jax import color
 from nst_jax import figures
 from nst_jax import grid
@@ -25,11 +26,14 @@ from nst_jax import memory
 from nst_jax import metrics
 from nst_jax import networks
 from nst_jax import objective
+from nst_jax import problem
 from nst_jax import representations
+from nst_jax import run
 from nst_jax import sharded
 from nst_jax import solvers
 from nst_jax import statistics
 from nst_jax import synthetic
+from nst_jax import targets
 from nst_jax import tiling
 from nst_jax import transfer
 from nst_jax import vgg
@@ -52,8 +56,9 @@ from nst_jax.metrics import (Lpips, MetricNetworks, frechet_distance,
 from nst_jax.grid import GridAxes, GridResult, style_grid
 from nst_jax.guided import (ContentAware, GuidedGram, GuidedMoments, Guides,
                             guided_gram, guided_gram_sums)
+from nst_jax.targets import make_targets
 from nst_jax.objective import (LossWeights, Spec, Targets, Weights, loss_terms,
-                               make_objective, make_targets, make_weights,
+                               make_objective, make_weights,
                                objective_function, stack_targets)
 from nst_jax.representations import (CentralMoments, Covariance, Eigen, Gram,
                                      Local, Moments, SlicedWasserstein,
@@ -110,5 +115,6 @@ __all__ = [
     "checkpoint", "Checkpoint", "SolverState", "state_template", "RunState",
     "Levels", "pyramid",
     "batch", "find_images", "stylize_batch",
+    "config", "problem", "run", "targets",
 ]
 __version__ = "0.1.0"

@@ -34,9 +34,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from nst_jax import grid
-from nst_jax import objective
 from nst_jax import sharded
-from nst_jax import solvers
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax.errors import NSTError, param

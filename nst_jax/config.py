@@ -13,7 +13,7 @@ what a run minimises, and the run loop (``nst_jax.run``) minimises it.
 """
 
 import dataclasses
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
 import jax
 import numpy as np

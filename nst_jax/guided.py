@@ -32,7 +32,7 @@ unchanged): a guided representation has
   ``make_guides(content_features, style_features)``: the representation
   computes its own image-level guides from the features at ``guide_layer``
   (``ContentAware``); otherwise the caller passes ``Guides``
-  (``objective.make_targets(guides=...)``).
+  (``targets.make_targets(guides=...)``).
 
 The guided Grams and moments are quotients of position sums, so they are
 tiled exactly (``nst_jax.tiling``; ``representations.PositionAveraged``):

@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import guided
 from nst_jax import losses
 from nst_jax import networks
 from nst_jax import representations
@@ -277,125 +276,6 @@ def random_crops(image, *, count: int, size: int, seed: int) -> list:
 
 
 PATCH_MODES = ("mean", "instances")
-
-
-def make_targets(params, content: jax.Array | None,
-                 styles: Sequence[jax.Array], spec: Spec,
-                 style_blend_weights: Sequence[float] | None = None, *,
-                 patches_per_style: int = 1,
-                 patch_mode: str = "instances",
-                 guides: "guided.Guides | None" = None,
-                 tile_size: int = 0) -> Targets:
-  """Computes the content features and each style layer's target once.
-
-  ``content`` is ``(H, W, 3)`` (or ``None`` for pure texture synthesis, with
-  no content layers); each style image ``(H_s, W_s, 3)`` may have its own
-  size unless a representation compares maps position by position
-  (``same_size``; ``transfer.style_targets`` resizes them). Each style layer's
-  target is ``representation.target`` of the styles' statistics stacked on a
-  leading axis. Blend weights are normalised to sum to one (default: equal).
-
-  Style patches: with ``patches_per_style = N > 1``, ``styles`` holds ``N``
-  crops of each style image in turn (``random_crops``) and the blend weights
-  are per style image; ``patch_mode="mean"`` averages the statistics of each
-  image's crops into one target (the statistic of their union; only for
-  representations whose statistics are position averages),
-  ``"instances"`` keeps the ``N`` crops as ``N`` styles of weight ``b_s/N``.
-
-  Guided representations (``nst_jax.guided``: masks, content-aware style)
-  take ``guides`` (``guided.Guides``: the content's and each style's
-  image-level guides) or make their own from the features at their
-  ``guide_layer``; the optimised image's guides at each layer go into the
-  target (``guided.image_guides``, ``guided.output_guides``).
-
-  ``tile_size > 0`` computes the content features and the style statistics
-  of images larger than a tile tile by tile (``nst_jax.tiling``: exact, in
-  one tile's memory; position-averaged representations only, guided ones
-  with each style's guides at the layer; a guide layer's features too).
-  """
-  network = vgg.network_of(params)
-  from nst_jax import tiling  # pylint: disable=g-import-not-at-top
-  def tiled(shape, layers):   # a plan when the image spans several tiles
-    p = (tiling.plan(network, layers, tuple(shape[:2]), tile_size)
-         if tile_size else None)
-    return p if p is not None and p.count > 1 else None
-  check_spec(spec, network)
-  if content is None:
-    if spec.content_layers:
-      raise NSTError("content layers were given but no content image")
-    content_targets = {}
-  else:
-    p = tiled(content.shape, spec.layers)
-    content_targets = (
-        tiling.content_features(params, content, spec.content_layers,
-                                spec.pooling, p) if p is not None
-        else _content_targets(params, content, spec.content_layers,
-                              spec.pooling))
-  if spec.style_layers and not styles:
-    raise NSTError("style layers were given but no style image")
-  n = int(patches_per_style)
-  check_choice("patch_mode", patch_mode, PATCH_MODES)
-  if n < 1 or len(styles) % n:
-    raise NSTError(f"{len(styles)} style images cannot be split into groups "
-                   f"of {n} patches")
-  if n > 1 and patch_mode == "mean":
-    for layer, rep in spec.style_by_layer():
-      if not representations.averageable(rep):
-        raise NSTError(
-            f"patch mode 'mean' averages statistics over crops, which "
-            f"{type(rep).__name__} at {layer} does not allow: use "
-            "'instances'")
-  if spec.same_size and content is not None:
-    for s in styles:
-      if tuple(s.shape[:2]) != tuple(content.shape[:2]):
-        raise NSTError(
-            f"the style representation compares maps position by position: "
-            f"a {s.shape[1]}x{s.shape[0]} style image needs to be resized to "
-            f"the content's {content.shape[1]}x{content.shape[0]}")
-  style_targets = {}
-  if spec.style_layers:
-    def features_of(p, image, layer):   # a guide layer's, in tiles if big
-      plan = tiled(image.shape, (layer,))
-      return (_content_targets(p, image, (layer,), spec.pooling)[layer]
-              if plan is None else tiling.content_features(
-                  p, image, (layer,), spec.pooling, plan)[layer])
-    per_image = guided.image_guides(params, content, styles, spec, guides,
-                                    features_of)
-    if per_image and n > 1:
-      raise NSTError("style patches cannot be used with guided style "
-                     "statistics (masks, content-aware style)")
-    def statistics_of(i, s):
-      own = {l: g.styles[i] for l, g in per_image.items()}
-      plan = tiled(s.shape, spec.style_layers)
-      if plan is None:
-        return style_statistics(params, s, spec, own)
-      # Tiled; a guided layer's sums take the style's guides at that layer.
-      return tiling.style_statistics(
-          params, s, spec, plan, guided.guides_at_layers(
-              spec, own, vgg.feature_shapes(network, s.shape[:2],
-                                            spec.style_layers, spec.pooling)))
-    stacked = stack([statistics_of(i, s) for i, s in enumerate(styles)])
-    if n > 1 and patch_mode == "mean":
-      stacked = jax.tree_util.tree_map(
-          lambda x: x.reshape(-1, n, *x.shape[1:]).mean(axis=1), stacked)
-    out_guides = guided.output_guides(spec, per_image, vgg.feature_shapes(
-        network, content.shape[:2], spec.style_layers, spec.pooling)
-        ) if per_image else {}
-    style_targets = style_targets_of(stacked, spec, out_guides)
-  n_images = len(styles) // n
-  if style_blend_weights is None:
-    style_blend_weights = [1.0] * n_images
-  if len(style_blend_weights) != n_images:
-    raise NSTError(
-        f"got {len(style_blend_weights)} style blend weights for "
-        f"{n_images} style images")
-  if n > 1 and patch_mode == "instances":
-    style_blend_weights = [b for b in style_blend_weights for _ in range(n)]
-  blend = jnp.asarray(style_blend_weights, jnp.float32)
-  if styles and (not bool(jnp.all(blend >= 0)) or float(blend.sum()) <= 0):
-    raise NSTError("style blend weights must be >= 0 and not all zero")
-  blend = blend / jnp.maximum(blend.sum(), 1e-30)
-  return Targets(content_targets, style_targets, blend)
 
 
 def redraw_targets(spec: Spec, targets: Targets,

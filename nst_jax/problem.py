@@ -34,6 +34,7 @@ from nst_jax import config as _config
 from nst_jax import io
 from nst_jax import memory
 from nst_jax import objective
+from nst_jax import targets
 from nst_jax import tiling
 from nst_jax import vgg
 from nst_jax.config import TransferConfig, image_device_count
@@ -79,7 +80,7 @@ class Evaluation(NamedTuple):
     """The plan that computes an image of ``shape`` ``(H, W, …)`` at
     ``layers`` tile by tile with this evaluation's tile size, or ``None``
     when it is untiled or the image fits one tile (targets of style images
-    and content features: ``make_targets``)."""
+    and content features: ``targets.make_targets``)."""
     if not self.tile:
       return None
     p = tiling.plan(network, layers, tuple(shape[:2]), self.tile)
@@ -279,7 +280,7 @@ def style_targets(params, content: np.ndarray, styles: Sequence[np.ndarray],
   (``objective.random_crops``, seeded by ``config.init.seed``), averaged or
   kept as ``N`` instances (``config.patches.mode``; the thesis's style
   patches, seed 002). ``guides`` (``guided.Guides``: masks) go to
-  ``objective.make_targets``. Images larger than a tile of the run's
+  ``targets.make_targets``. Images larger than a tile of the run's
   evaluation ``ev`` (default: ``evaluation(config, content shape)``) are
   computed tile by tile.
   """
@@ -295,7 +296,7 @@ def style_targets(params, content: np.ndarray, styles: Sequence[np.ndarray],
   if spec.same_size:
     styles = [io.resize_to(s, content.shape[:2])
               if s.shape[:2] != content.shape[:2] else s for s in styles]
-  return objective.make_targets(
+  return targets.make_targets(
       params, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec,
       config.weights.style_blend, patches_per_style=max(n, 1),
       patch_mode=config.patches.mode, guides=guides, tile_size=ev.tile)
@@ -306,7 +307,7 @@ def content_targets(params, content: np.ndarray, config: TransferConfig, *,
   """``{layer: (H_l, W_l, C_l)}``: the content features of ``content``
   ``(H, W, 3)`` at ``config``'s content layers, tile by tile when it spans
   several tiles of ``ev`` (default ``evaluation(config, its shape)``) — the
-  content targets of ``objective.make_targets``, without the styles (a
+  content targets of ``targets.make_targets``, without the styles (a
   video's frames share one style target)."""
   spec = config.objective_spec()
   ev = evaluation(config, content.shape[:2]) if ev is None else ev

@@ -42,6 +42,7 @@ from nst_jax import solvers
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax.errors import NSTError
+from nst_jax.targets import make_targets
 
 import bench_common as bm  # siblings in scripts/
 import torch_reference as tr
@@ -331,7 +332,7 @@ def _problem(size, params, content_full, style_full, config):
   content = io.resize_to(content_full, shape)
   style = io.resize_long_edge(style_full, size)
   spec = config.objective_spec()
-  targets = objective.make_targets(params, jnp.asarray(content),
+  targets = make_targets(params, jnp.asarray(content),
                                    [jnp.asarray(style)], spec)
   weights = config.weights.arrays(spec)
   return shape, content, style, spec, targets, weights
@@ -553,7 +554,7 @@ def memory_size(size, params, content_full, style_full, platform):
   spec = config.objective_spec()
   estimate = transfer.estimate_memory(config, shape)
   with bm.PeakRSS() as total:
-    targets = objective.make_targets(params, jnp.asarray(content),
+    targets = make_targets(params, jnp.asarray(content),
                                      [jnp.asarray(style)], spec)
     weights = config.weights.arrays(spec)
     fun = objective.objective_function(spec)
@@ -694,7 +695,7 @@ def representations_size(size, params, content_full, style_full):
   for name in FLAGS.style_stats:
     spec = dataclasses.replace(
         base, style=representations.from_name(name, base.style_layers))
-    targets = objective.make_targets(params, jnp.asarray(content),
+    targets = make_targets(params, jnp.asarray(content),
                                      [jnp.asarray(style)], spec)
     vg = jax.jit(jax.value_and_grad(objective.objective_function(spec),
                                     has_aux=True))

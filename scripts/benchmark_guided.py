@@ -30,6 +30,7 @@ from nst_jax import objective
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax.errors import NSTError
+from nst_jax.targets import make_targets
 
 _SHARED = cli.define_flags("content", "style", "compute")
 cli.define_numbers("sizes", (256, 512), "Long edges to measure.", kind=int,
@@ -58,7 +59,7 @@ def measure(params, content, style, representations_, repeats: int) -> dict:
   runs = {}
   for name, rep in representations_:
     spec = dataclasses.replace(base, style=rep)
-    targets = objective.make_targets(params, jnp.asarray(content),
+    targets = make_targets(params, jnp.asarray(content),
                                      [jnp.asarray(style)], spec)
     vg = jax.jit(jax.value_and_grad(objective.objective_function(spec),
                                     has_aux=True))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from nst_jax import objective
+from nst_jax.targets import make_targets
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -91,7 +92,7 @@ def test_torch_objective_equals_ours(vgg16_params):
   x = np.clip(content + rng.uniform(-0.1, 0.1, content.shape), 0, 1).astype(
       np.float32)
   spec = objective.Spec()
-  targets = objective.make_targets(vgg16_params, content, [style], spec)
+  targets = make_targets(vgg16_params, content, [style], spec)
   weights = objective.make_weights(spec, content_weight=1.0, style_weight=1e7,
                                    tv_weight=1.0)
   f = objective.objective_function(spec)

@@ -13,6 +13,7 @@ from nst_jax import representations
 from nst_jax import statistics
 from nst_jax import vgg
 from nst_jax.errors import NSTError
+from nst_jax.targets import make_targets
 from conftest import tiny_vgg16_params
 from conftest import random_image as _img
 
@@ -60,8 +61,8 @@ def test_ones_guide_is_plain_gram_exactly(params):
                                    style_weight=1e3, tv_weight=0.0)
   for downsample in guided.DOWNSAMPLES:
     spec = _spec(guided.GuidedGram(downsample=downsample))
-    plain = objective.make_targets(params, content, styles, plain_spec)
-    masked = objective.make_targets(params, content, styles, spec,
+    plain = make_targets(params, content, styles, plain_spec)
+    masked = make_targets(params, content, styles, spec,
                                     guides=guides)
     for l in LAYERS:
       np.testing.assert_array_equal(masked.style[l]["gram"][:, 0],
@@ -78,12 +79,12 @@ def test_one_cluster_content_aware_is_plain_gram_exactly(params):
   image = _img(32, 32, 4)
   weights = objective.make_weights(plain_spec, content_weight=1.0,
                                    style_weight=1e3, tv_weight=0.0)
-  plain = objective.make_targets(params, content, styles, plain_spec)
+  plain = make_targets(params, content, styles, plain_spec)
   a = objective.loss_terms(params, image, plain, weights, plain_spec)
   for window in (0, 2):
     spec = _spec(guided.ContentAware(clusters=1, window=window,
                                      guide_layer="relu2_1"))
-    ca = objective.make_targets(params, content, styles, spec)
+    ca = make_targets(params, content, styles, spec)
     b = objective.loss_terms(params, image, ca, weights, spec)
     np.testing.assert_array_equal(np.asarray(a["style_layers"]),
                                   np.asarray(b["style_layers"]))
@@ -140,20 +141,20 @@ def test_soft_assignments_partition_of_unity():
 def test_bad_guides_are_refused(params):
   content, styles = _img(32, 32, 1), [_img(32, 32, 2)]
   with pytest.raises(NSTError, match="does not take them"):
-    objective.make_targets(params, content, styles,
+    make_targets(params, content, styles,
                            _spec(representations.Gram()),
                            guides=guided.Guides(np.ones((1, 32, 32)),
                                                 (np.ones((1, 32, 32)),)))
   with pytest.raises(NSTError, match="needs guides"):
-    objective.make_targets(params, content, styles,
+    make_targets(params, content, styles,
                            _spec(guided.GuidedGram()))
   with pytest.raises(NSTError, match="channels"):
-    objective.make_targets(params, content, styles,
+    make_targets(params, content, styles,
                            _spec(guided.GuidedGram()),
                            guides=guided.Guides(np.ones((2, 32, 32)),
                                                 (np.ones((1, 32, 32)),)))
   with pytest.raises(NSTError, match="not both"):
-    objective.make_targets(params, content, styles,
+    make_targets(params, content, styles,
                            _spec(guided.ContentAware(guide_layer="relu2_1")),
                            guides=guided.Guides(np.ones((1, 32, 32)),
                                                 (np.ones((1, 32, 32)),)))
@@ -179,8 +180,8 @@ def test_guided_moments_ones_guide_is_moments(params):
   image = _img(32, 32, 4)
   weights = objective.make_weights(plain_spec, content_weight=1.0,
                                    style_weight=1e3, tv_weight=0.0)
-  plain = objective.make_targets(params, content, styles, plain_spec)
-  masked = objective.make_targets(params, content, styles, spec,
+  plain = make_targets(params, content, styles, plain_spec)
+  masked = make_targets(params, content, styles, spec,
                                   guides=guides)
   a = objective.loss_terms(params, image, plain, weights, plain_spec)
   b = objective.loss_terms(params, image, masked, weights, spec)
@@ -283,7 +284,7 @@ def test_make_targets_style_regions_of_unequal_area(params):
                         pooling="avg", style=guided.GuidedGram())
   content_guides = _quarter_split(16, 16)[::-1].copy()
   style_guides = _quarter_split(12, 16)
-  targets = objective.make_targets(
+  targets = make_targets(
       params, content, [style], spec,
       guides=guided.Guides(content_guides, (style_guides,)))
   f = np.asarray(vgg.features(params, style[None], ("relu1_1",),

@@ -19,6 +19,7 @@ from nst_jax import representations
 from nst_jax import statistics
 from nst_jax import vgg
 from nst_jax.errors import NSTError
+from nst_jax.targets import make_targets
 from conftest import tiny_vgg16_params, tol
 from conftest import random_image as _img
 
@@ -36,7 +37,7 @@ def params():
 def problem(params):
   content = _img(32, 32, 1)
   styles = [_img(40, 24, 2), _img(24, 36, 3)]  # two styles of other sizes
-  targets = objective.make_targets(params, content, styles, SPEC,
+  targets = make_targets(params, content, styles, SPEC,
                                    style_blend_weights=[3.0, 1.0])
   weights = objective.make_weights(SPEC, content_weight=2.0, style_weight=50.0,
                                    tv_weight=0.5,
@@ -78,7 +79,7 @@ def test_make_targets_shapes_and_blend(params, problem):
 
 
 def test_make_targets_default_blend_is_equal(params):
-  t = objective.make_targets(params, _img(32, 32, 1),
+  t = make_targets(params, _img(32, 32, 1),
                              [_img(32, 32, 2), _img(20, 20, 3), _img(24, 24, 4)],
                              SPEC)
   np.testing.assert_allclose(np.asarray(t.style_blend), [1 / 3] * 3, rtol=1e-6)
@@ -117,7 +118,7 @@ def test_loss_terms_match_hand_computation(params, problem, normalization,
   spec = objective.Spec(SPEC.content_layers, SPEC.style_layers, SPEC.pooling,
                         representations.Gram(normalization),
                         size_invariant=size_invariant)
-  targets = objective.make_targets(params, content, styles, spec,
+  targets = make_targets(params, content, styles, spec,
                                    style_blend_weights=[3.0, 1.0])
   image = _img(32, 32, 7)
   terms = jax.jit(objective.loss_terms, static_argnums=4)(
@@ -143,7 +144,7 @@ def test_loss_terms_of_a_non_square_image(params):
   which a square image cannot tell from ``1/H²`` or ``1/W²``."""
   h, w = 24, 40
   content = _img(h, w, 21)
-  targets = objective.make_targets(params, content, [_img(w, h, 22)], SPEC)
+  targets = make_targets(params, content, [_img(w, h, 22)], SPEC)
   weights = objective.make_weights(SPEC, content_weight=2.0, style_weight=50.0,
                                    tv_weight=0.5)
   image = _img(h, w, 23)
@@ -186,7 +187,7 @@ def test_loss_terms_match_library_building_blocks(params, problem):
 def test_zero_at_targets(params):
   """Content image = content target and single style = same image: only tv."""
   image = _img(32, 32, 9)
-  targets = objective.make_targets(params, image, [image], SPEC)
+  targets = make_targets(params, image, [image], SPEC)
   weights = objective.make_weights(SPEC, content_weight=1.0, style_weight=1e3,
                                    tv_weight=0.0)
   terms = jax.jit(objective.loss_terms, static_argnums=4)(
@@ -303,32 +304,32 @@ def test_make_weights_defaults():
 def test_make_targets_errors(params):
   content = _img(32, 32, 1)
   with pytest.raises(NSTError, match="no style image"):
-    objective.make_targets(params, content, [], SPEC)
+    make_targets(params, content, [], SPEC)
   with pytest.raises(NSTError, match="no content image"):
-    objective.make_targets(params, None, [_img(32, 32, 2)], SPEC)
+    make_targets(params, None, [_img(32, 32, 2)], SPEC)
   with pytest.raises(NSTError, match="relu6_1"):
-    objective.make_targets(params, content, [_img(32, 32, 2)],
+    make_targets(params, content, [_img(32, 32, 2)],
                            objective.Spec(("relu6_1",), ()))
   with pytest.raises(NSTError, match="pooling"):
-    objective.make_targets(params, content, [content],
+    make_targets(params, content, [content],
                            objective.Spec(("relu1_1",), (), pooling="min"))
   with pytest.raises(NSTError, match="Gram.normalization"):
-    objective.make_targets(params, content, [content], objective.Spec(
+    make_targets(params, content, [content], objective.Spec(
         ("relu1_1",), ("relu1_1",), style=representations.Gram("frobenius")))
   with pytest.raises(NSTError, match="blend"):
-    objective.make_targets(params, content, [content], SPEC,
+    make_targets(params, content, [content], SPEC,
                            style_blend_weights=[1.0, 2.0])
   with pytest.raises(NSTError, match="blend"):
-    objective.make_targets(params, content, [content, content], SPEC,
+    make_targets(params, content, [content, content], SPEC,
                            style_blend_weights=[0.0, 0.0])
   with pytest.raises(NSTError, match="blend"):
-    objective.make_targets(params, content, [content, content], SPEC,
+    make_targets(params, content, [content, content], SPEC,
                            style_blend_weights=[1.0, -0.5])
 
 
 def test_texture_synthesis_without_content(params):
   spec = objective.Spec(content_layers=(), style_layers=("relu1_1", "relu2_1"))
-  targets = objective.make_targets(params, None, [_img(24, 24, 1)], spec)
+  targets = make_targets(params, None, [_img(24, 24, 1)], spec)
   assert targets.content == {}
   weights = objective.make_weights(spec, content_weight=1.0, style_weight=1.0,
                                    tv_weight=0.0)
@@ -343,7 +344,7 @@ def test_weights_from_python_floats_do_not_recompile(params, problem):
   compiled program serves them and ``make_weights``'s (a weakly typed float
   would compile a second program)."""
   content, styles, _, _ = problem
-  targets = objective.make_targets(params, content, styles, SPEC)
+  targets = make_targets(params, content, styles, SPEC)
   fun = jax.jit(objective.objective_function(SPEC))
   image = _img(32, 32, 7)
   made = objective.make_weights(SPEC, content_weight=1.0, style_weight=2.0,
@@ -368,7 +369,7 @@ def test_stack_targets_vmaps_over_styles(params):
   """Targets of several styles stacked by ``stack_targets`` batch the
   objective over styles with ``jax.vmap`` (one image per style)."""
   content = _img(32, 32, 1)
-  per_style = [objective.make_targets(params, content, [_img(32, 32, s)], SPEC)
+  per_style = [make_targets(params, content, [_img(32, 32, s)], SPEC)
                for s in (2, 3, 4)]
   stacked = objective.stack_targets(per_style)
   weights = objective.make_weights(SPEC, content_weight=1.0, style_weight=1.0)
@@ -390,7 +391,7 @@ def test_make_objective_prepares_fast_kernels(params, monkeypatch):
       calls.append(conv), prepare(p, conv, layers))[1])
   content = _img(32, 32, 1)
   spec = objective.Spec(("relu3_1",), ("relu3_1",))
-  targets = objective.make_targets(params, content, [_img(32, 32, 2)], spec)
+  targets = make_targets(params, content, [_img(32, 32, 2)], spec)
   weights = objective.make_weights(spec, content_weight=1.0, style_weight=1.0)
   image = _img(32, 32, 3)
   direct = objective.make_objective(params, targets, weights, spec,
@@ -413,7 +414,7 @@ def _content_share(vgg16_params, size, size_invariant, style_weight=200.0):
   style = io.resize_long_edge(io.load_image("examples/style_brushwork.png"),
                               size)
   spec = objective.Spec(size_invariant=size_invariant)
-  targets = objective.make_targets(vgg16_params, content, [style], spec)
+  targets = make_targets(vgg16_params, content, [style], spec)
   weights = objective.make_weights(spec, content_weight=1.0,
                                    style_weight=style_weight, tv_weight=0.0)
   noise = io.resize_to(io.resize_long_edge(style, 64), content.shape[:2])

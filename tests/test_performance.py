@@ -32,6 +32,7 @@ from nst_jax import solvers
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax.errors import NSTError
+from nst_jax.targets import make_targets
 from conftest import tiny_vgg16_params, tol
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -223,7 +224,7 @@ def test_spec_and_config_thread_precision_and_remat(params):
   assert objective.Spec().precision == "float32" and not objective.Spec().remat
   content = np.asarray(_image((32, 32, 3), 2))
   style = np.asarray(_image((32, 32, 3), 3))
-  targets = objective.make_targets(params, content, [style], spec)
+  targets = make_targets(params, content, [style], spec)
   weights = objective.make_weights(spec, content_weight=1.0, style_weight=1e7)
   f32 = objective.objective_function(
       transfer.TransferConfig().objective_spec())
@@ -252,7 +253,7 @@ def test_estimate_memory_matches_xla_buffer_assignment(params, conv):
   spec = config.objective_spec()
   prepared = vgg.prepare_params(params, conv, spec.layers)
   image = jnp.zeros((*shape, 3), jnp.float32)
-  targets = objective.make_targets(prepared, image, [image], spec)
+  targets = make_targets(prepared, image, [image], spec)
   weights = objective.make_weights(spec, content_weight=1.0, style_weight=1.0)
   fun = objective.objective_function(spec)
   run = jax.jit(lambda x, a: solvers.minimize(fun, x, config.solver, (), a))

@@ -26,6 +26,7 @@ from nst_jax import representations as R
 from nst_jax import solvers
 from nst_jax import statistics
 from nst_jax.errors import NSTError
+from nst_jax.targets import make_targets
 from conftest import tiny_vgg16_params
 
 
@@ -333,7 +334,7 @@ def test_targets_shapes_and_loss_matches_building_blocks(params, name):
   spec = SPECS[name]
   content = _img(16, 24, 1)
   styles = [_img(16, 24, 2), _img(16, 24, 3)]
-  targets = objective.make_targets(params, content, styles, spec,
+  targets = make_targets(params, content, styles, spec,
                                    style_blend_weights=[3.0, 1.0])
   sizes_h = {"relu1_1": 16, "relu2_1": 8}
   sizes_w = {"relu1_1": 24, "relu2_1": 12}
@@ -385,7 +386,7 @@ def test_targets_shapes_and_loss_matches_building_blocks(params, name):
 def _short_run(params, spec, iterations=15, method="optax_lbfgs"):
   content = _img(16, 16, 5)
   style = _img(16, 16, 6)
-  targets = objective.make_targets(params, content, [style], spec)
+  targets = make_targets(params, content, [style], spec)
   weights = objective.make_weights(spec, content_weight=0.0, style_weight=1.0,
                                    tv_weight=0.0)
   fun = objective.objective_function(spec)
@@ -417,8 +418,8 @@ def test_full_rank_eigen_transfer_equals_gram_transfer(params):
   results = {}
   for loss in ("reconstruction", "projected"):
     spec = dataclasses.replace(gram, style=R.Eigen(0, loss))
-    t_e = objective.make_targets(params, None, [_img(16, 16, 6)], spec)
-    t_g = objective.make_targets(params, None, [_img(16, 16, 6)], gram)
+    t_e = make_targets(params, None, [_img(16, 16, 6)], spec)
+    t_g = make_targets(params, None, [_img(16, 16, 6)], gram)
     w = objective.make_weights(spec, content_weight=0.0, style_weight=1.0)
     te = objective.loss_terms(params, image, t_e, w, spec)
     tg = objective.loss_terms(params, image, t_g, w, gram)
@@ -438,7 +439,7 @@ def test_representations_vmap_over_targets(params):
   """Targets of any representation are pytrees that vmap like the Grams."""
   spec = SPECS["covariance"]
   content = _img(16, 16, 1)
-  per_style = [objective.make_targets(params, content, [_img(16, 16, s)], spec)
+  per_style = [make_targets(params, content, [_img(16, 16, s)], spec)
                for s in (2, 3)]
   stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *per_style)
   weights = objective.make_weights(spec, content_weight=1.0, style_weight=1.0)
@@ -474,9 +475,9 @@ def test_patch_modes(params):
   crops += objective.random_crops(np.asarray(_img(24, 24, 11)), count=3,
                                   size=16, seed=1)
   crops = [jnp.asarray(c) for c in crops]
-  mean = objective.make_targets(params, None, crops, spec, [1.0, 3.0],
+  mean = make_targets(params, None, crops, spec, [1.0, 3.0],
                                 patches_per_style=3, patch_mode="mean")
-  inst = objective.make_targets(params, None, crops, spec, [1.0, 3.0],
+  inst = make_targets(params, None, crops, spec, [1.0, 3.0],
                                 patches_per_style=3, patch_mode="instances")
   assert mean.style["relu1_1"].shape == (2, 64, 64)
   assert inst.style["relu1_1"].shape == (6, 64, 64)
@@ -487,10 +488,10 @@ def test_patch_modes(params):
                              np.asarray(inst.style["relu1_1"][3:]).mean(0),
                              rtol=1e-5, atol=1e-6)
   with pytest.raises(NSTError, match="groups"):
-    objective.make_targets(params, None, crops[:5], spec, patches_per_style=3)
+    make_targets(params, None, crops[:5], spec, patches_per_style=3)
   for name in ("local", "swd"):   # statistics that are not averages
     with pytest.raises(NSTError, match="instances"):
-      objective.make_targets(
+      make_targets(
           params, None, crops, dataclasses.replace(SPECS[name],
                                                    content_layers=()),
           patches_per_style=3, patch_mode="mean")
@@ -514,12 +515,12 @@ def test_representation_errors(params):
         f"unknown {flag}" if "unknown" in str(info.value) else flag)
   content = _img(16, 16, 1)
   with pytest.raises(NSTError, match="resized"):
-    objective.make_targets(params, content, [_img(16, 20, 2)], SPECS["spatial"])
+    make_targets(params, content, [_img(16, 20, 2)], SPECS["spatial"])
   with pytest.raises(NSTError, match="not a style representation"):
-    objective.make_targets(params, content, [content],
+    make_targets(params, content, [content],
                            dataclasses.replace(SPECS["gram"], style="gram"))
   with pytest.raises(NSTError, match="name layers"):
-    objective.make_targets(params, content, [content], dataclasses.replace(
+    make_targets(params, content, [content], dataclasses.replace(
         SPECS["gram"], style={"relu1_1": R.Gram()}))
 
 
@@ -1070,7 +1071,7 @@ def test_own_representation_runs_everywhere(params):
   want = [1e3 * 0.5 * float(np.sum((np.mean(feats[l][0], (0, 1))
                                     - np.mean(sfeats[l][0], (0, 1))) ** 2))
           for l in LAYERS]
-  targets = objective.make_targets(params, jnp.asarray(content),
+  targets = make_targets(params, jnp.asarray(content),
                                    [jnp.asarray(style)], spec)
   terms = objective.loss_terms(params, jnp.asarray(result.image), targets,
                                config.weights.arrays(spec), spec)
@@ -1093,7 +1094,7 @@ def test_own_representation_runs_everywhere(params):
   # One representation per layer: the research one and a built-in.
   mixed = dataclasses.replace(spec, style={"relu1_1": ChannelMeans(),
                                            "relu2_1": R.Gram()})
-  targets = objective.make_targets(params, jnp.asarray(content),
+  targets = make_targets(params, jnp.asarray(content),
                                    [jnp.asarray(style)], mixed)
   assert targets.style["relu1_1"].shape == (1, 64)
   assert targets.style["relu2_1"].shape == (1, 128, 128)
@@ -1137,8 +1138,8 @@ def test_own_position_averaged_representation_runs_untiled_and_tiled(params):
   content, style = _img(40, 36, 1), _img(32, 28, 2)
   spec = objective.Spec(content_layers=("relu2_1",), style_layers=LAYERS,
                         style=TiledChannelMeans())
-  targets = objective.make_targets(params, content, [style], spec)
-  tiled_targets = objective.make_targets(params, content, [style], spec,
+  targets = make_targets(params, content, [style], spec)
+  tiled_targets = make_targets(params, content, [style], spec,
                                          tile_size=24)
   for a, b in zip(jax.tree_util.tree_leaves(tiled_targets),
                   jax.tree_util.tree_leaves(targets)):

@@ -22,6 +22,7 @@ from nst_jax import objective
 from nst_jax import representations as R
 from nst_jax import tiling
 from nst_jax import transfer
+from nst_jax.targets import make_targets
 from nst_jax.errors import NSTError
 from conftest import tiny_vgg16_params
 from conftest import random_image as _img, relative_error as _rel
@@ -70,7 +71,7 @@ def test_tiled_equals_untiled(params, rep, layers, content):
   # DEEP: rows end with the image (no border mask), columns reach past it.
   h, w = (160, 136) if layers == DEEP else (88, 80)
   spec = objective.Spec(content, layers, pooling="max", style=rep)
-  targets = objective.make_targets(params, _img(h, w, 1) if content else None,
+  targets = make_targets(params, _img(h, w, 1) if content else None,
                                    [_img(80, 72, 2), _img(64, 70, 3)], spec,
                                    style_blend_weights=[2.0, 1.0])
   weights = objective.make_weights(spec, content_weight=3.0,
@@ -100,7 +101,7 @@ def test_pass_2_rerunning_or_reusing_the_last_group_agree(params):
   last group's pass-1 activations are reused): the same value and gradient
   as untiled."""
   spec = objective.Spec(("relu2_2",), SHALLOW, pooling="max")
-  targets = objective.make_targets(params, _img(56, 48, 1), [_img(40, 40, 2)],
+  targets = make_targets(params, _img(56, 48, 1), [_img(40, 40, 2)],
                                    spec)
   weights = objective.make_weights(spec, content_weight=1.0, style_weight=1e3,
                                    tv_weight=1.0)
@@ -177,13 +178,14 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import jax, jax.numpy as jnp, numpy as np
 from nst_jax import objective, tiling, transfer
+from nst_jax.targets import make_targets
 from conftest import tiny_vgg16_params
 assert jax.local_device_count() == 4
 params = tiny_vgg16_params()
 rng = np.random.default_rng(0)
 img = lambda h, w: jnp.asarray(rng.uniform(size=(h, w, 3)), jnp.float32)
 spec = objective.Spec(("relu2_2",), ("relu1_1", "relu2_1", "relu3_1"))
-targets = objective.make_targets(params, img(96, 80), [img(64, 64)], spec)
+targets = make_targets(params, img(96, 80), [img(64, 64)], spec)
 weights = objective.make_weights(spec, content_weight=1.0, style_weight=1e3,
                                  tv_weight=1.0)
 x = img(96, 80)
@@ -236,8 +238,8 @@ def test_targets_computed_in_tiles(params):
                         style={"relu1_1": R.Gram(), "relu2_1": R.Moments(),
                                "relu3_1": R.CentralMoments(order=3)})
   content, styles = _img(88, 80, 7), [_img(72, 96, 8)]
-  whole = objective.make_targets(params, content, styles, spec)
-  tiled = objective.make_targets(params, content, styles, spec, tile_size=16)
+  whole = make_targets(params, content, styles, spec)
+  tiled = make_targets(params, content, styles, spec, tile_size=16)
   assert tiling.plan("vgg16", spec.layers, (88, 80), 16).count > 9
   for a, b in zip(jax.tree_util.tree_leaves(tiled),
                   jax.tree_util.tree_leaves(whole)):
@@ -293,12 +295,13 @@ sys.path.insert(0, sys.argv[1])
 import jax
 from conftest import random_image as img, tiny_vgg16_params
 from nst_jax import objective, representations as R, tiling
+from nst_jax.targets import make_targets
 params = tiny_vgg16_params()
 rep = {"relu1_1": R.Covariance(), "relu2_1": R.Covariance(),
        "relu3_1": R.CentralMoments(order=4)}
 spec = objective.Spec(("relu3_2",), ("relu1_1", "relu2_1", "relu3_1"),
                       pooling="max", style=rep)
-targets = objective.make_targets(params, img(88, 80, 1),
+targets = make_targets(params, img(88, 80, 1),
                                  [img(80, 72, 2), img(64, 70, 3)], spec,
                                  style_blend_weights=[2.0, 1.0])
 weights = objective.make_weights(spec, content_weight=3.0, style_weight=1e3,

@@ -23,6 +23,7 @@ from nst_jax import objective
 from nst_jax import representations as R
 from nst_jax import tiling
 from nst_jax import transfer
+from nst_jax.targets import make_targets
 from nst_jax.errors import NSTError
 from conftest import require_file, tiny_vgg16_params
 from conftest import random_image as _img, relative_error as _rel
@@ -82,7 +83,7 @@ def test_guided_tiled_equals_untiled(params, case):
   spec = objective.Spec(content_layers, layers, pooling="max", style=rep)
   styles = [_img(64, 72, 2), _img(64, 72, 3)]
   guides = None if case == "content_aware" else _mask_guides(h, w, styles)
-  make = lambda tile: objective.make_targets(
+  make = lambda tile: make_targets(
       params, _img(h, w, 1), styles, spec, style_blend_weights=[2.0, 1.0],
       guides=guides, tile_size=tile)
   targets = make(0)
@@ -125,7 +126,7 @@ def test_guided_tile_memory_holds_one_region_product_at_a_time(params):
   temp = {}
   for k in (1, 8):
     g = np.random.default_rng(k).uniform(size=(k, h, w)).astype(np.float32)
-    targets = objective.make_targets(params, _img(h, w, 1), [_img(h, w, 2)],
+    targets = make_targets(params, _img(h, w, 1), [_img(h, w, 2)],
                                      spec, guides=guided.Guides(g, (g,)))
     compiled = jax.jit(jax.value_and_grad(
         tiling.objective_function(spec, p), has_aux=True)).lower(
@@ -196,6 +197,7 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import jax, jax.numpy as jnp, numpy as np
 from nst_jax import guided, objective, tiling, transfer
+from nst_jax.targets import make_targets
 from conftest import tiny_vgg16_params
 from test_tiling_guided import _img, _mask_guides
 assert jax.local_device_count() == 4
@@ -203,7 +205,7 @@ params = tiny_vgg16_params()
 spec = objective.Spec(("relu1_2",), ("relu1_1", "relu1_2"),
                       style=guided.GuidedGram())
 styles = [_img(64, 64, 2), _img(48, 64, 3)]
-targets = objective.make_targets(params, _img(72, 64, 1), styles, spec,
+targets = make_targets(params, _img(72, 64, 1), styles, spec,
                                  guides=_mask_guides(72, 64, styles))
 weights = objective.make_weights(spec, content_weight=1.0, style_weight=1e3,
                                  tv_weight=1.0)

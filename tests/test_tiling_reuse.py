@@ -16,6 +16,7 @@ from conftest import tiny_vgg16_params
 from nst_jax import objective
 from nst_jax import tiling
 from nst_jax import transfer
+from nst_jax.targets import make_targets
 
 SHALLOW = ("relu1_1", "relu2_1", "relu3_1")
 
@@ -47,7 +48,7 @@ def test_reuse_last_is_a_static_argument_that_changes_pass_2():
         spec, p, transfer.image_mesh(config))
 
   params = tiny_vgg16_params()
-  targets = objective.make_targets(params, _img(56, 48, 1), [_img(40, 40, 2)],
+  targets = make_targets(params, _img(56, 48, 1), [_img(40, 40, 2)],
                                    spec)
   weights = objective.make_weights(spec, content_weight=1.0, style_weight=1.0,
                                    tv_weight=0.0)

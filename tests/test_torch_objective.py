@@ -36,6 +36,7 @@ from nst_jax import losses
 from nst_jax import objective
 from nst_jax import transfer
 from nst_jax import vgg
+from nst_jax.targets import make_targets
 
 FIXTURE = pathlib.Path(__file__).parent / "data" / "objective_torch.npz"
 ALPHA, BETA, GAMMA = 1.0, 1e7, 1.0
@@ -69,7 +70,7 @@ def ours(request, vgg16_params, reference):
   params = vgg.prepare_params(vgg16_params, request.param, spec.layers)
   content = (reference["content_image"] / np.float32(255)).astype(np.float32)
   style = (reference["style_image"] / np.float32(255)).astype(np.float32)
-  targets = objective.make_targets(params, content, [style], spec)
+  targets = make_targets(params, content, [style], spec)
   pixels = reference["image"].shape[0] * reference["image"].shape[1]
   assert spec.size_invariant
   weights = objective.make_weights(spec, content_weight=ALPHA * pixels,
