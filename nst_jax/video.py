@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nst_jax import io
 from nst_jax import memory
 from nst_jax import objective
 from nst_jax import problem
@@ -511,6 +512,34 @@ def _check_frames(frames: Sequence[np.ndarray]) -> Tuple[int, int, int]:
   return shape
 
 
+class _Level(NamedTuple):
+  """One level of a frame: its long edge, iterations and ``(H, W)``."""
+  size: int
+  iterations: int
+  shape: Tuple[int, int]
+
+
+def _at(image: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
+  """``image`` ``(H, W, 3)`` at ``shape`` (itself when it has it)."""
+  if tuple(np.shape(image)[:2]) == tuple(shape):
+    return np.asarray(image, np.float32)
+  return io.resize_to(np.asarray(image, np.float32), shape)
+
+
+def _temporal_at(data: TemporalTargets, shape: Tuple[int, int]
+                 ) -> TemporalTargets:
+  """A frame's temporal data at a level of ``shape`` ``(h, w)``: the warped
+  previous frames resized like images (``io.resize_to``), their weights
+  bilinearly (``jax.image.resize``); itself at the frame's own shape."""
+  if tuple(data.warped.shape[1:3]) == tuple(shape):
+    return data
+  warped = jnp.stack([jnp.asarray(_at(np.asarray(w), shape))
+                      for w in data.warped])
+  weights = jnp.clip(jax.image.resize(
+      data.weights, (data.weights.shape[0], *shape), "linear"), 0.0, 1.0)
+  return TemporalTargets(warped, weights, data.weight)
+
+
 def stylize_video(params, frames: Sequence[np.ndarray],
                   styles: Sequence[np.ndarray],
                   config: transfer.TransferConfig = transfer.TransferConfig(),
@@ -569,14 +598,23 @@ def stylize_video(params, frames: Sequence[np.ndarray],
     raise NSTError(f"representations that re-draw their targets "
                    f"({param('swd_redraw_every')}) are not available for "
                    "video")
-  if len(config.schedule.levels(max(shape[:2]), config.solver.maxiter)) > 1:
-    raise NSTError(f"video paints every frame at one level: set "
-                   f"{param('pyramid_base')} to 0 or give no "
-                   f"{param('scales')} (coarse-to-fine frames are not built)")
   transfer.check_image_size(config, shape[:2])
-  # Untiled, tiled or row-sharded: decided once for every frame.
-  ev = problem.evaluation(config, shape[:2])
-  memory.check_fits(ev.bytes, shape[:2])
+  # The levels of config.schedule (nst-stylize's), and for each how its
+  # frames are evaluated — untiled, tiled or row-sharded — decided once for
+  # the clip.
+  levels = [_Level(size, n, io.long_edge_shape(shape[:2], size))
+            for size, n in config.schedule.levels(max(shape[:2]),
+                                                  config.solver.maxiter)]
+  if levels[-1].size != max(shape[:2]):
+    raise NSTError(f"the last of {param('scales')} ({levels[-1].size}) must "
+                   f"be the frames' long edge ({max(shape[:2])})")
+  evs = [problem.evaluation(config, lv.shape) for lv in levels]
+  for lv, ev in zip(levels, evs):
+    transfer.check_image_size(config, lv.shape)
+    memory.check_fits(ev.bytes, lv.shape)
+  if len(levels) > 1 and resume is not None:
+    raise NSTError("a coarse-to-fine video resumes at a frame's start, not "
+                   "inside it: resume it without a solver state")
   if len(previous) > len(frames):
     raise NSTError(f"{len(previous)} frames done but the video has "
                    f"{len(frames)}")
@@ -587,8 +625,15 @@ def stylize_video(params, frames: Sequence[np.ndarray],
   params = vgg.prepare_params(params, config.conv, spec.layers)
   frames = [np.asarray(f, np.float32) for f in frames]
   styles = [np.asarray(s, np.float32) for s in styles]
-  base_targets = problem.style_targets(params, frames[0], styles, config,
-                                       ev=ev)
+  several = len(levels) > 1
+  # Each level's styles (resized as stylize_multiscale does; one level uses
+  # them as given) and their targets, computed once for the clip.
+  level_styles = [[io.resize_long_edge(s, transfer.style_size(
+      lv.size, config.schedule.style_scale)) for s in styles]
+                  if several else styles for lv in levels]
+  base_targets = [problem.style_targets(
+      params, _at(frames[0], lv.shape), ls, config, ev=ev)
+                  for lv, ls, ev in zip(levels, level_styles, evs)]
   offsets = tuple(temporal.offsets)
   count = len(offsets)
   done = [quantize(f) for f in previous]
@@ -601,8 +646,6 @@ def stylize_video(params, frames: Sequence[np.ndarray],
       return VideoResult(done, results, True)
     start = time.perf_counter()
     frame = frames[index]
-    targets = base_targets._replace(content=problem.content_targets(
-        params, frame, config, ev=ev))
     flows = frame_flows(frames, index, metric_offsets, flow)
     loss_flows = [f for f in flows if f[0] in offsets]
     data, _ = temporal_targets(done, index, loss_flows, temporal.weight,
@@ -616,23 +659,33 @@ def stylize_video(params, frames: Sequence[np.ndarray],
                                            config.init.seed),
                      done[index - 1] if warm else None,
                      back1[1] if warm else None)
-    solver = config.solver
-    if index == 0 and temporal.first_iterations:
-      solver = dataclasses.replace(solver, maxiter=temporal.first_iterations)
-    p = problem.make_problem(params, frame, styles, config, init_image=x0,
-                             targets=targets, terms=(TEMPORAL,),
-                             term_data=(data,), ev=ev)
-    result = run.run_problem(
-        p, solver, log_every=0,
-        on_progress=None if on_progress is None else functools.partial(
-            on_progress, index),
-        progress_seconds=progress_seconds, started=start,
-        checkpoint_every=checkpoint_every,
-        on_checkpoint=None if on_checkpoint is None else functools.partial(
-            on_checkpoint, index),
-        resume=resume if index == len(previous) else None,
-        nonfinite_hint=(f" (frame {index}), or "
-                        f"{param('temporal_weight')}"))
+    iterations = evaluations = 0
+    for k, (lv, ev) in enumerate(zip(levels, evs)):
+      solver = dataclasses.replace(config.solver, maxiter=lv.iterations)
+      if index == 0 and k == 0 and temporal.first_iterations:
+        solver = dataclasses.replace(solver,
+                                     maxiter=temporal.first_iterations)
+      level_frame = _at(frame, lv.shape)
+      targets = base_targets[k]._replace(content=problem.content_targets(
+          params, level_frame, config, ev=ev))
+      p = problem.make_problem(
+          params, level_frame, level_styles[k], config,
+          init_image=_at(np.asarray(x0), lv.shape), targets=targets,
+          terms=(TEMPORAL,), term_data=(_temporal_at(data, lv.shape),), ev=ev)
+      result = run.run_problem(
+          p, solver, log_every=0,
+          on_progress=None if on_progress is None else functools.partial(
+              on_progress, index),
+          progress_seconds=progress_seconds, started=start,
+          checkpoint_every=checkpoint_every if not several else 0,
+          on_checkpoint=None if on_checkpoint is None or several
+          else functools.partial(on_checkpoint, index),
+          resume=resume if index == len(previous) else None,
+          nonfinite_hint=(f" (frame {index}), or "
+                          f"{param('temporal_weight')}"))
+      iterations += result.iterations
+      evaluations += result.function_evaluations
+      x0 = result.image   # the next level starts from it, upsampled
     terms = {k: v for k, v in result.loss_history[-1].items()
              if k not in ("iteration", "seconds", "style_layers")}
     image = quantize(result.image)
@@ -643,9 +696,8 @@ def stylize_video(params, frames: Sequence[np.ndarray],
       error = float(temporal_error(image, done[index - 1], flow1, mask))
     done.append(image)
     results.append(FrameResult(
-        index, image, result.iterations, result.function_evaluations,
-        result.status, time.perf_counter() - start, terms, flow1, mask,
-        error))
+        index, image, iterations, evaluations, result.status,
+        time.perf_counter() - start, terms, flow1, mask, error))
     if on_frame is not None:
       on_frame(results[-1])
   return VideoResult(done, results, False)

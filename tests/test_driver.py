@@ -219,3 +219,23 @@ def test_video_blends_its_styles(params):
   for r, o, e in zip(blend.results, one.results, even.results):
     assert r.terms["style"] == pytest.approx(o.terms["style"], rel=1e-5)
     assert abs(e.terms["style"] - o.terms["style"]) > 3e-3 * o.terms["style"]
+
+
+def test_a_video_paints_the_schedules_levels(params):
+  """Every frame goes through ``config.schedule``'s levels (24 → 48 px):
+  the first frame, which has no predecessor, equals ``transfer.paint`` of
+  it; the next ones are painted at both levels too."""
+  clip = _clip(2, (36, 48))
+  style = np.asarray(_img(40, 40, 3))
+  cfg = _config(schedule=C.Schedule(scales=(24, 48), scale_iterations=(3, 2)))
+  result = video.stylize_video(params, clip, [style], cfg)
+  alone = transfer.paint(params, clip[0], [style], cfg)
+  first = result.results[0]
+  assert first.iterations == alone.iterations == 5
+  assert first.image.shape == (36, 48, 3)
+  np.testing.assert_allclose(first.image, video.quantize(alone.image),
+                             atol=1.01 / 255)
+  assert result.results[1].iterations == 5
+  with pytest.raises(NSTError, match="must be the frames' long edge"):
+    video.stylize_video(params, clip, [style], _config(
+        schedule=C.Schedule(scales=(24, 40))))

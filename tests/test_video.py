@@ -30,6 +30,7 @@ import cv2  # noqa: E402
 from nst_jax import io, objective, solvers, transfer, video, video_io  # noqa: E402
 from nst_jax import weights  # noqa: E402
 from nst_jax.errors import NSTError  # noqa: E402
+from nst_jax.targets import make_targets
 
 ROOT = scripting.ROOT
 CHELSEA = ROOT / "examples" / "chelsea.png"
@@ -189,7 +190,7 @@ def test_frame_objective_is_the_objective_plus_the_temporal_term():
   rng = np.random.default_rng(4)
   content, style, x = (jnp.asarray(rng.random((32, 32, 3)), jnp.float32)
                        for _ in range(3))
-  targets = objective.make_targets(params, content, [style], spec)
+  targets = make_targets(params, content, [style], spec)
   weights = objective.make_weights(spec, content_weight=1.0,
                                    style_weight=1e3, tv_weight=1.0)
   warped = jnp.asarray(rng.random((1, 32, 32, 3)), jnp.float32)

@@ -33,6 +33,7 @@ from absl import flags
 
 from nst_jax import cli
 from nst_jax import io
+from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax import video
 from nst_jax import video_io
@@ -40,7 +41,7 @@ from nst_jax.commands import _resume
 from nst_jax.errors import NSTError
 
 _SHARED = cli.define_flags("style", "size", "model", "loss", "representation",
-                           "solver", "init", "compute", "output")
+                           "solver", "init", "compute", "output", "schedule")
 flags.DEFINE_string("input", None, "Input video (any format ffmpeg reads) or "
                     "a folder of frames (images in name order).")
 flags.DEFINE_string("output", "out/stylized.mp4", "Output video (.mp4, .mov, "
@@ -162,9 +163,7 @@ def main(argv):
     if os.path.exists(style_path) and os.path.exists(FLAGS.output) and (
         os.path.samefile(style_path, FLAGS.output)):
       raise NSTError(f"refusing to overwrite input {FLAGS.output}")
-  # Every frame at one level, at --size (video.stylize_video refuses a
-  # coarse-to-fine schedule).
-  config = cli.transfer_config().replace(schedule=dict(pyramid_base=0))
+  config = cli.transfer_config()
   if FLAGS.style_weight is None:   # recorded as the β the run used
     FLAGS.style_weight = (config.weights.style,)
   temporal = (video.INDEPENDENT if FLAGS.independent else video.Temporal(
@@ -176,14 +175,21 @@ def main(argv):
 
   clip = video_io.read_clip(FLAGS.input, fps=FLAGS.fps,
                             max_frames=FLAGS.max_frames)
+  # Every frame through nst-stylize's levels (config.schedule); the last is
+  # the output size (--scales overrides --size).
+  levels = config.schedule.levels(FLAGS.size, FLAGS.iterations)
+  size = levels[-1][0]
   shape = video_io.even_shape(io.long_edge_shape(clip.frames[0].shape[:2],
-                                                 FLAGS.size))
-  from nst_jax import transfer  # pylint: disable=g-import-not-at-top
+                                                 size))
   transfer.check_image_size(config, shape)
   transfer.check_memory(config, shape)
   frames = [io.resize_to(f, shape) for f in clip.frames]
-  styles = [io.resize_long_edge(io.load_image(p), FLAGS.size)
-            for p in FLAGS.style]
+  # One level takes the styles at the output's style size; several resize
+  # them at every level (video.stylize_video), as nst-stylize does.
+  styles = [io.load_image(p) for p in FLAGS.style]
+  if len(levels) == 1:
+    styles = [io.resize_long_edge(s, transfer.style_size(
+        size, config.schedule.style_scale)) for s in styles]
   values = cli.flag_values(_RECORDED)
   inputs = [FLAGS.input, *FLAGS.style]
   state_file = _resume.state_path(FLAGS.output, video_io.VIDEO_EXTENSIONS)
@@ -217,7 +223,9 @@ def main(argv):
   if defaults_message:
     say(defaults_message)
   say(f"nst_jax video: {len(frames)} frames of {w}x{h} at {clip.fps:g} fps, "
-      f"{FLAGS.network}, {FLAGS.iterations} iterations per frame, "
+      f"{FLAGS.network}, "
+      + ", ".join(f"{s} px: {n} iterations" for s, n in levels)
+      + " per frame, "
       f"{'independent frames' if FLAGS.independent else 'temporal weight %g' % temporal.weight}"
       f" on {cli.device_description()}"
       + (f"; resuming after {len(done)} finished frames" if done else ""))
@@ -225,13 +233,18 @@ def main(argv):
 
   bars = {}
   def on_progress(index, p):
-    if index not in bars:
-      for bar in bars.values():
+    # One bar per frame and level (a level starts again at iteration 0).
+    key = (index, p.iterations)
+    if key not in bars or (p.iteration == 0 and bars[key][1] > 0):
+      for bar, _ in bars.values():
         bar.close()
       bars.clear()
-      bars[index] = cli.ProgressBar(p.iterations, quiet=FLAGS.quiet,
-                                    label=f"frame {index + 1}/{len(frames)}")
-    bars[index].update(p.iteration, None, p.value)
+      label = f"frame {index + 1}/{len(frames)}"
+      bars[key] = (cli.ProgressBar(p.iterations, quiet=FLAGS.quiet,
+                                   label=label), 0)
+    bar = bars[key][0]
+    bars[key] = (bar, p.iteration)
+    bar.update(p.iteration, None, p.value)
 
   started = time.perf_counter()
   new_frames = []
@@ -247,7 +260,7 @@ def main(argv):
     save_state(r.index + 1)   # after the frame's files: it is finished
     records.append(record)
     new_frames.append(r.index)
-    for bar in bars.values():
+    for bar, _ in bars.values():
       bar.close()
     bars.clear()
     elapsed = time.perf_counter() - started
@@ -272,7 +285,7 @@ def main(argv):
           on_checkpoint=lambda index, state: save_state(index, state),
           resume=frame_state)
     finally:
-      for bar in bars.values():
+      for bar, _ in bars.values():
         bar.close()
   errors = [r["temporal_error"] for r in records
             if r.get("temporal_error") is not None]
