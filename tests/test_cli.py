@@ -47,7 +47,7 @@ def smoke(tmp_path_factory, vgg16_params):
   out = tmp_path_factory.mktemp("smoke") / "result.png"
   proc = run(f"--content={CONTENT}", f"--style={STYLE},{STYLE}",
              "--style_blend_weights=1,3", "--size=48", "--iterations=12",
-             "--print_every=4", "--save_every=6", "--plot", "--sheet",
+             "--log_every=4", "--save_every=6", "--plot", "--sheet",
              f"--output={out}")
   assert proc.returncode == 0, proc.stderr
   return out, proc
@@ -330,7 +330,7 @@ def test_deterministic_is_applied_before_main(deterministic_flag):
 def test_deterministic_after_the_backend_started_warns_on_a_gpu(
     deterministic_flag, monkeypatch, caplog):
   del deterministic_flag
-  monkeypatch.setattr(cli, "_backends_initialized", lambda: True)
+  monkeypatch.setattr(cli._runtime, "_backends_initialized", lambda: True)
   monkeypatch.setattr(cli.jax, "default_backend", lambda: "cpu")
   cli.apply_deterministic(True)          # the CPU: the flag changes nothing
   assert not caplog.records

@@ -112,7 +112,7 @@ def test_progress_bar_is_tqdm_auto_by_default(capsys, monkeypatch):
   """Without a stream the bar is ``tqdm.auto``'s (a live widget in a
   notebook, whose stderr is no terminal) on stderr."""
   import tqdm.auto
-  monkeypatch.setattr(cli, "_in_notebook", lambda: True)
+  monkeypatch.setattr(cli._progress, "_in_notebook", lambda: True)
   bar = cli.ProgressBar(4, is_tty=False)
   for i in range(5):
     bar.update(i, RECORD, now=float(i))
