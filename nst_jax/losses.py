@@ -33,15 +33,23 @@ GRAM_NORMALIZATIONS = ("paper", "notes")
 DEFAULT_STYLE_WEIGHT = 800.0
 
 
-def content_loss(features: jax.Array, target: jax.Array) -> jax.Array:
+def content_loss(features: jax.Array, target: jax.Array,
+                 weights: jax.Array | None = None) -> jax.Array:
   """``L_content = ½ Σ_ij (F_ij − P_ij)²`` (Gatys et al. 2016, eq. 1).
 
   ``features`` and ``target`` are ``(..., H, W, C)``; returns ``(...)``.
+  With ``weights`` ``(..., H, W)`` each position's term is weighted,
+  ``½ Σ_p w_p Σ_c (F_pc − P_pc)²``: the share of the loss that a tile owns
+  (``nst_jax.tiling``, weights 1 on its own positions, 0 elsewhere), so the
+  tiles' losses add up to the whole image's.
   """
   if features.shape[-3:] != target.shape[-3:]:
     raise ValueError(
         f"content features {features.shape} and target {target.shape} differ")
-  return 0.5 * jnp.sum(jnp.square(features - target), axis=(-3, -2, -1))
+  if weights is None:
+    return 0.5 * jnp.sum(jnp.square(features - target), axis=(-3, -2, -1))
+  per_position = jnp.sum(jnp.square(features - target), axis=-1)
+  return 0.5 * jnp.sum(weights * per_position, axis=(-2, -1))
 
 
 def gram_loss(gram: jax.Array, target: jax.Array, *,

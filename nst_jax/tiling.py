@@ -54,6 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nst_jax import losses
 from nst_jax import memory
 from nst_jax import networks
 from nst_jax import objective
@@ -268,8 +269,7 @@ def _tile_function(network: str, spec: objective.Spec, p: Plan):
     for layer in spec.content_layers:
       f = feats[layer][0]
       w = owned_weights(layer, f.shape, start, owned)
-      diff = jnp.sum(jnp.square(f - content_windows[layer]), axis=-1)
-      content = content + 0.5 * jnp.sum(w * diff)
+      content = content + losses.content_loss(f, content_windows[layer], w)
     return {"style": style, "content": content}
   return q, extents
 

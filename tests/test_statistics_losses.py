@@ -282,3 +282,24 @@ def test_gradients_match_finite_differences(x64, name):
 
 def test_x64_fixture_restores_flag():
   assert jnp.zeros(1).dtype == jnp.float32
+
+
+def test_content_loss_weighted_by_position_against_numpy():
+  """``½ Σ_p w_p Σ_c (F − P)²`` (a tile's owned share, nst_jax.tiling):
+  ones give the plain loss, a 0/1 split adds up to it."""
+  rng = np.random.default_rng(3)
+  f = rng.normal(size=(5, 7, 4)).astype(np.float32)
+  p = rng.normal(size=(5, 7, 4)).astype(np.float32)
+  w = rng.uniform(size=(5, 7)).astype(np.float32)
+  want = 0.5 * np.sum(w[..., None] * (f - p) ** 2)
+  got = jax.jit(losses.content_loss)(f, p, w)
+  np.testing.assert_allclose(float(got), want, rtol=1e-5)
+  plain = float(losses.content_loss(f, p))
+  np.testing.assert_allclose(float(losses.content_loss(f, p, np.ones((5, 7),
+                                                       np.float32))),
+                             plain, rtol=1e-6)
+  left = np.zeros((5, 7), np.float32)
+  left[:, :3] = 1
+  parts = (float(losses.content_loss(f, p, left))
+           + float(losses.content_loss(f, p, 1 - left)))
+  np.testing.assert_allclose(parts, plain, rtol=1e-5)
