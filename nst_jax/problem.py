@@ -137,6 +137,14 @@ def _rows_mesh(devices: int):
   return jax.sharding.Mesh(np.asarray(jax.devices()[:devices]), ("rows",))
 
 
+def untiled(shape: Tuple[int, int]) -> Evaluation:
+  """The ``Evaluation`` of a run evaluated whole on one device, for a
+  problem built without a ``TransferConfig`` (``synthetic.synthesize``);
+  no memory estimate (0)."""
+  return Evaluation((int(shape[0]), int(shape[1])), 0, None, 1, None, False,
+                    0)
+
+
 def tile_size_for(config: TransferConfig, shape: Tuple[int, int]) -> int:
   """The tile interior ``evaluation`` decides for an ``(H, W)`` run (0:
   untiled)."""

@@ -29,7 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import objective
+from nst_jax import problem
 from nst_jax import representations
+from nst_jax import run
 from nst_jax import solvers
 from nst_jax import vgg
 from nst_jax.errors import NSTError, param
@@ -133,7 +135,8 @@ def synthesize(params, shape: Tuple[int, int], layers: Sequence[str],
                                    style_weight=style_weight,
                                    tv_weight=tv_weight)
   params = vgg.prepare_params(params, conv, spec.layers)
-  fun = objective.objective_function(spec)
+  ev = problem.untiled((int(shape[0]), int(shape[1])))
+  fun = problem.objective_of(spec, ev)
   key_noise, key_draw = jax.random.split(jax.random.key(seed))
   x = jax.random.uniform(key_noise, (*shape, 3), jnp.float32)
   per_round = redraw_every or iterations
@@ -141,7 +144,7 @@ def synthesize(params, shape: Tuple[int, int], layers: Sequence[str],
   base = solver or solvers.SolverConfig()
   evaluate = jax.jit(fun)
   x0 = x
-  for r in range(rounds):
+  for r in range(rounds):   # each round a run of the one run loop
     stats = draw(jax.random.fold_in(key_draw, r))
     if set(stats) != set(layers):
       raise NSTError(f"draw gave statistics for {sorted(stats)}, expected "
@@ -149,11 +152,12 @@ def synthesize(params, shape: Tuple[int, int], layers: Sequence[str],
     targets = targets_from_statistics(spec, stats)
     steps = min(per_round, iterations - r * per_round)
     config = dataclasses.replace(base, maxiter=steps)
-    result = solvers.minimize(fun, x, config, (), (params, targets, weights))
-    x = jnp.clip(result.x, 0.0, 1.0)
+    args = (params, targets, weights)
+    result = run.run_problem(
+        problem.Problem(fun, args, jnp.array(x, jnp.float32, copy=True), spec,
+                        ev), config, log_every=0,
+        nonfinite_hint=f" (round {r} of the synthesis)")
+    x = jnp.asarray(result.image)   # clipped to [0, 1]
   image = np.asarray(x)
-  if not np.all(np.isfinite(image)):
-    raise NSTError("the synthesis became NaN or infinite")
-  args = (params, targets, weights)
   return SynthesisResult(image, float(evaluate(x0, *args)[0]),
                          float(evaluate(x, *args)[0]), rounds)
