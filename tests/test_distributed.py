@@ -24,7 +24,7 @@ from nst_jax import io
 _FLAGS = [f"--content={ROOT / 'examples/chelsea.png'}",
           f"--style={ROOT / 'examples/style_brushwork.png'}", "--size=32",
           "--style_weight=1e6,1e7", "--seed=0,1", "--init=noise",
-          "--chunk_size=2", "--print_every=2",
+          "--chunk_size=2", "--log_every=2",
           "--style_layers=relu1_1,relu2_1", "--content_layers=relu2_1"]
 _TIMEOUT = 240
 

@@ -175,7 +175,7 @@ def test_script_writes_sheet_cells_and_manifest(tmp_path, vgg16_params):
       [sys.executable, str(ROOT / "scripts" / "style_grid.py"),
        f"--content={CONTENT}", f"--style={STYLE},{CONTENT}", "--size=32",
        "--style_weight=1e6,1e7", "--style_layers=relu1_1;relu1_1,relu2_1",
-       "--content_layers=relu2_1", "--iterations=4", "--print_every=2",
+       "--content_layers=relu2_1", "--iterations=4", "--log_every=2",
        f"--output_dir={out}"],
       capture_output=True, text=True, timeout=600, env=_env())
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -352,7 +352,7 @@ def test_stylize_command_with_scales(tmp_path, vgg16_params):
        f"--content={ROOT / 'examples' / 'chelsea.png'}",
        f"--style={ROOT / 'examples' / 'style_brushwork.png'}",
        "--size=64", "--pyramid_base=32", "--iterations=3", "--checkpoint",
-       "--print_every=0", f"--output={out}"],
+       "--log_every=0", f"--output={out}"],
       capture_output=True, text=True, env=env, timeout=300)
   assert proc.returncode == 0, proc.stderr
   # The default pyramid: 64 px is painted over 32 and 64 px (3 + 1 its).

@@ -38,18 +38,21 @@ from nst_jax import figures
 from nst_jax import grid
 from nst_jax import io
 from nst_jax import masks
+from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax.commands import _evaluation
 from nst_jax.errors import NSTError
 
 _SHARED = cli.define_flags("images", "model", "loss", "representation", "solver",
                            "init", "color", "compute", "output", "masks",
-                           "evaluation")
+                           "evaluation", "schedule")
 flags.DEFINE_string("output_dir", "out/grid", "Receives sheet.png, cells/, "
                     "manifest.json.")
-flags.DEFINE_integer("print_every", 0, "Also log (absl, stderr) the range of "
-                     "the cells' losses every N iterations (0: never).",
-                     lower_bound=0)
+flags.DEFINE_integer("log_every", 0, "Also log the range of the cells' "
+                     "losses every N iterations (0: never).", lower_bound=0)
+# Its name before --log_every (one meaning in every command: the loss log's
+# period; nst-stylize's --print_every was already that alias).
+cli.define_deprecated_alias("print_every", "log_every")
 flags.DEFINE_enum("preset", None, ["gatys_fig3"], "A published grid.")
 flags.DEFINE_integer("chunk_size", None, "Cells per compiled run (default: "
                      "what fits in 60% of the devices' memory).", lower_bound=1)
@@ -60,7 +63,7 @@ flags.DEFINE_bool("evaluate", False, "Score every cell into manifest.json "
                   "style distances to the cell's style; per style with 2 or "
                   "more cells, the set's patch Fréchet distance).")
 FLAGS = flags.FLAGS
-_RECORDED = _SHARED + ["output_dir", "print_every", "preset", "chunk_size",
+_RECORDED = _SHARED + ["output_dir", "log_every", "preset", "chunk_size",
                        "evaluate"]
 
 
@@ -141,11 +144,18 @@ def main(argv):
   inputs = [FLAGS.content, *FLAGS.style,
             *[p for p in [FLAGS.content_mask, *(FLAGS.style_masks or [])]
               if p]]
+  # nst-stylize's levels (config.schedule): one level takes the styles at
+  # the output's style size, several resize them at every level
+  # (grid.run_cells).
+  levels = config.schedule.levels(FLAGS.size, FLAGS.iterations)
+  size = levels[-1][0]
   content = io.load_image(FLAGS.content)
-  shape = io.long_edge_shape(content.shape[:2], FLAGS.size)
+  shape = io.long_edge_shape(content.shape[:2], size)
   content = io.resize_to(content, shape)
-  styles = [io.resize_long_edge(io.load_image(p), FLAGS.size)
-            for p in FLAGS.style]
+  styles = [io.load_image(p) for p in FLAGS.style]
+  if len(levels) == 1:
+    styles = [io.resize_long_edge(s, transfer.style_size(
+        size, config.schedule.style_scale)) for s in styles]
   guides = None
   if FLAGS.content_mask:   # each cell: the regions of its style image
     found = masks.load_guides(FLAGS.content_mask, FLAGS.style_masks,
@@ -162,8 +172,9 @@ def main(argv):
   if defaults_message:
     say(defaults_message)
   say(f"nst_jax grid: {len(cells)} cells ({' x '.join(axes.varying()) or 'one'}"
-        f"), {shape[1]}x{shape[0]}, {FLAGS.iterations} iterations, "
-        f"{FLAGS.optimizer}, on {cli.device_description()}", flush=True)
+        f"), {shape[1]}x{shape[0]}, "
+        + ", ".join(f"{s} px: {n} iterations" for s, n in levels)
+        + f", {FLAGS.optimizer}, on {cli.device_description()}", flush=True)
 
   def on_log(iteration, totals):
     logging.info("iteration %5d  loss per cell %.4g .. %.4g", iteration,
@@ -175,28 +186,33 @@ def main(argv):
 
   bars = {}
   def on_progress(first, p):
-    if first not in bars:
-      for bar in bars.values():
+    # One bar per chunk of cells and level (a level starts again at 0).
+    key = (first, p.iterations)
+    if key not in bars or (p.iteration == 0 and bars[key][1] > 0):
+      for bar, _ in bars.values():
         bar.close()
+      bars.clear()
       label = (f"{len(cells)} cells" if first == 0 else
                f"cells {first + 1}…/{len(cells)}")
-      bars[first] = cli.ProgressBar(FLAGS.iterations, label=label,
-                                    quiet=FLAGS.quiet)
+      bars[key] = (cli.ProgressBar(p.iterations or FLAGS.iterations,
+                                   label=label, quiet=FLAGS.quiet), 0)
+    bar = bars[key][0]
+    bars[key] = (bar, p.iteration)
     values = np.asarray(p.value)
-    bars[first].update(p.iteration, value=float(np.nanmin(values)))
+    bar.update(p.iteration, value=float(np.nanmin(values)))
 
   stopper = cli.StopOnInterrupt()
   with stopper:
     try:
       result = grid.style_grid(params, content, styles, axes, config,
                                chunk_size=FLAGS.chunk_size,
-                               log_every=FLAGS.print_every, on_log=on_log,
+                               log_every=FLAGS.log_every, on_log=on_log,
                                on_chunk=on_chunk,
                                on_progress=None if FLAGS.quiet else on_progress,
                                should_stop=stopper.stop_requested,
                                guides=guides)
     finally:
-      for bar in bars.values():
+      for bar, _ in bars.values():
         bar.close()
   stopped = sum(s == "interrupted" for s in result.status)
   if jax.process_index() != 0:   # process 0 writes; the others agree on 130

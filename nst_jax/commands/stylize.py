@@ -53,7 +53,8 @@ flags.DEFINE_integer("log_every", 20, "Record the loss terms every N "
                      "iterations in the JSON history and --plot (0: only first "
                      "and last; each record costs one forward pass).",
                      lower_bound=0)
-flags.DEFINE_alias("print_every", "log_every")
+# Its other name (one meaning in every command: the loss log's period).
+cli.define_deprecated_alias("print_every", "log_every")
 flags.DEFINE_integer("save_every", 0, "Write an intermediate image every N "
                      "iterations (out_0100.png, ...; 0: never).", lower_bound=0)
 flags.DEFINE_bool("plot", False, "Also write <output>_loss.png: loss curves "
