@@ -172,8 +172,15 @@ class _Method(NamedTuple):
   last_value: Callable   # carry -> the latest value known without evaluating
 
 
-def _finite_status(value, status):
-  return jnp.where(jnp.isfinite(value), status, _code(NON_FINITE))
+def _finite_status(value, status, grad_norm=None):
+  """``status``, or ``NON_FINITE`` where the value — or the gradient's norm,
+  when given — is not finite: an infinite gradient at a finite value (a
+  huge loss weight) would otherwise leave the iterate where it is, the run
+  ending with its iterations done and nothing painted."""
+  finite = jnp.isfinite(value)
+  if grad_norm is not None:
+    finite = finite & jnp.isfinite(grad_norm)
+  return jnp.where(finite, status, _code(NON_FINITE))
 
 
 def _first_step_scale(grad):
@@ -209,6 +216,8 @@ def _jaxopt_lbfgs(fun, cfg: SolverConfig) -> _Method:
     state = carry[1]
     s = jnp.where((cfg.tol > 0) & (state.error <= cfg.tol),
                   _code(CONVERGED), _code(RUNNING))
+    # (jaxopt starts ``error``, the gradient's norm, at +inf before the
+    # first step: only the optax path below checks the gradient.)
     return _finite_status(state.value, s)
 
   return _Method(init, step, x=lambda c: c[0],
@@ -399,7 +408,7 @@ def _optax_lbfgs(fun, cfg: SolverConfig) -> _Method:
     gnorm = optax.tree_utils.tree_norm(get(state, "grad"))
     s = jnp.where((cfg.tol > 0) & (gnorm <= cfg.tol * gnorm0),
                   _code(CONVERGED), _code(RUNNING))
-    return _finite_status(get(state, "value"), s)
+    return _finite_status(get(state, "value"), s, gnorm)
 
   return _Method(init, step, x=lambda c: c[0],
                  value=lambda c: get(c[1], "value") / c[4],
