@@ -24,15 +24,17 @@ from nst_jax import memory
 from nst_jax import problem
 from nst_jax import run as _run
 from nst_jax import vgg
-from nst_jax.config import (INITS, PYRAMID_BASE, PYRAMID_FINE_FRACTION,
-                            Init, Schedule, StylePatches, TransferConfig,
-                            check_config, check_image_size,
-                            image_device_count, pyramid, style_size)
-from nst_jax.errors import NSTError, param
-from nst_jax.problem import (check_memory, estimate_memory, initial_image,
-                             image_mesh, objective_for, place_on_mesh,
-                             style_targets, tile_size_for, tiling_message)
-from nst_jax.run import TERMS, Levels, Progress, RunState
+# Re-exported: the names research code wrote against this module before the
+# configuration, the problem layer and the run loop had their own.
+from nst_jax.config import (  # noqa: F401
+    INITS, PYRAMID_BASE, PYRAMID_FINE_FRACTION, Init, Schedule, StylePatches,
+    TransferConfig, check_config, check_image_size, image_device_count,
+    pyramid, style_size)
+from nst_jax.errors import NSTError
+from nst_jax.problem import (  # noqa: F401
+    check_memory, estimate_memory, initial_image, image_mesh, objective_for,
+    place_on_mesh, style_targets, tile_size_for, tiling_message)
+from nst_jax.run import TERMS, Levels, Progress, RunState  # noqa: F401
 
 TransferResult = _run.RunResult
 
@@ -158,18 +160,12 @@ def stylize_multiscale(params, content: np.ndarray,
   ``function_evaluations`` and ``wall_seconds`` summed over the levels.
   """
   scales = [int(s) for s in scales]
-  if not scales or min(scales) < 1:
-    raise NSTError(f"{param('scales')} must be positive long edges, got "
-                   f"{scales}")
-  if scales != sorted(scales):
-    raise NSTError(f"{param('scales')} must increase (coarse to fine), got "
-                   f"{scales}")
   if scale_iterations is None:
     scale_iterations = [config.solver.maxiter] * len(scales)
   scale_iterations = [int(n) for n in scale_iterations]
-  if len(scale_iterations) != len(scales):
-    raise NSTError(f"got {len(scale_iterations)} iteration counts for "
-                   f"{len(scales)} scales")
+  # The schedule's own checks (increasing positive scales, one count each).
+  Schedule(scales=tuple(scales), scale_iterations=tuple(scale_iterations),
+           style_scale=style_scale).check()
   if resume is not None and not 0 <= resume.level < len(scales):
     raise NSTError(f"the resumed state is at level {resume.level}, but the "
                    f"run has {len(scales)} scales")

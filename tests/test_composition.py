@@ -121,9 +121,8 @@ APPLIED = {
     ("video", "coarse_to_fine"):
         "test_driver.py::test_a_video_paints_the_schedules_levels",
     ("video", "tiling"): "test_driver.py::test_video_tiled_equals_untiled",
-    # The frames use the Evaluation's mesh like stylize; no multi-device
-    # video test yet (issue 22 note): the tiled test shows the one Evaluation.
-    ("video", "row_devices"): "test_driver.py::test_video_tiled_equals_untiled",
+    ("video", "row_devices"):
+        "test_driver.py::test_video_rows_over_two_devices_equal_one",
     ("video", "blends"): "test_driver.py::test_video_blends_its_styles",
     ("video", "resume"):
         "test_resume.py::test_a_video_killed_inside_a_frame_resumes_bit_identically",

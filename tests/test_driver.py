@@ -239,3 +239,35 @@ def test_a_video_paints_the_schedules_levels(params):
   with pytest.raises(NSTError, match="must be the frames' long edge"):
     video.stylize_video(params, clip, [style], _config(
         schedule=C.Schedule(scales=(24, 40))))
+
+
+_VIDEO_ROWS = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import jax, numpy as np
+from nst_jax import objective, transfer, video
+from conftest import tiny_vgg16_params, random_image
+assert jax.local_device_count() == 2
+params = tiny_vgg16_params()
+clip, _ = video.pan_zoom_clip(np.asarray(random_image(96, 96, 7)), frames=2,
+                              shape=(32, 40))
+style = np.asarray(random_image(40, 40, 3))
+spec = objective.Spec(content_layers=("relu2_1",),
+                      style_layers=("relu1_1", "relu2_1"))
+config = transfer.TransferConfig(spec=spec, tile_size=0).replace(
+    solver=dict(maxiter=2))
+one = video.stylize_video(params, clip, [style], config)
+two = video.stylize_video(params, clip, [style],
+                          config.replace(image_devices=2))
+for a, b in zip(one.results, two.results):
+  assert abs(a.terms["total"] - b.terms["total"]) <= 1e-3 * a.terms["total"]
+  assert np.abs(a.image - b.image).max() <= 2 / 255 + 1e-6
+print("ok")
+"""
+
+
+def test_video_rows_over_two_devices_equal_one():
+  """``image_devices`` reaches every frame (the Evaluation's mesh): a video
+  with its rows over 2 virtual CPU devices equals the one-device video."""
+  from conftest import run_on_virtual_devices  # pylint: disable=g-import-not-at-top
+  run_on_virtual_devices(_VIDEO_ROWS, count=2)

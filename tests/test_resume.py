@@ -209,18 +209,7 @@ def _finish(proc, timeout=300):
 def _kill_9_once_written(proc, state):
   """Kills ``proc`` with SIGKILL as soon as ``state`` exists (within 300 s
   of waiting) and checks it died of it."""
-  try:
-    deadline = time.monotonic() + 300
-    while not state.exists():
-      assert proc.poll() is None, proc.communicate()[1][-3000:]
-      assert time.monotonic() < deadline, "no state written"
-      time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-  finally:
-    if proc.poll() is None:
-      proc.kill()
-  assert proc.returncode == -signal.SIGKILL
+  _kill_9_when(proc, state.exists)
 
 
 @pytest.mark.slow
