@@ -51,9 +51,10 @@ class RunState(NamedTuple):
   ``io.save_arrays`` stores it without pickle.
 
   A run of several stages says at which one the state is: ``level`` (index
-  into a coarse-to-fine run's scales; 0 for one level) and what the
-  finished levels left (``before``, ``Levels``); a video's frame index is
-  the ``stage`` of the command's state file (``commands._resume``)."""
+  into a coarse-to-fine run's scales, or a video frame's; 0 for one level)
+  and what the finished levels left (``before``, ``Levels``); a video's
+  frame index is the ``stage`` of the command's state file
+  (``commands._resume``)."""
   solver: Dict[str, np.ndarray]
   history: List[Dict[str, Any]]
   seconds: float
@@ -161,10 +162,14 @@ def run_problem(p: _problem.Problem, solver: solvers.SolverConfig, *,
   ``checkpoint.unflatten``). Records, seconds and counts go on from the
   state's.
 
+  Seconds count from ``started`` (a ``time.perf_counter()`` value: a
+  caller's start, so that the targets and the start image it computed
+  count too; default: this call).
+
   Raises ``NSTError`` if the loss becomes NaN or infinite (the message ends
   with ``nonfinite_hint``), or ``resume`` does not fit this run.
   """
-  start = time.perf_counter()
+  start = time.perf_counter() if started is None else float(started)
   fun, args, spec = p.fun, p.args, p.spec
   extra = tuple(t.name for t in p.terms)
   history: List[Dict[str, Any]] = list(resume.history) if resume else []
