@@ -222,16 +222,19 @@ def stylize_batch(params, contents: Sequence[np.ndarray],
   over ``mesh``, default all devices) in chunks of ``chunk_size`` cells
   (default: what fits in 60% of the devices' memory,
   ``grid.default_chunk_size``), the last chunk padded to the same size by
-  repeating its last job. Each job equals the same transfer run alone
-  (``transfer.stylize`` with the cell's layers and weights) up to float32
-  rounding.
+  repeating its last job. Each job paints the levels of ``config.schedule``
+  for its content's long edge (``grid.run_cells``) and equals the same
+  transfer run alone, with the cell's layers and weights, up to float32
+  rounding: ``transfer.stylize`` for one level (the styles as given),
+  ``transfer.stylize_multiscale`` through several (the styles resized to
+  each level's style size).
 
   Everything is checked before this returns (``NSTError``: a content too
   small for the layers or too large for the device's memory, a style index
   out of range, the grid's refusals); the returned iterator then runs the
   chunks, yielding each chunk's ``Output`` s as it finishes, in job order
   within a bucket. ``on_progress(done, total)`` reports the jobs done, a
-  running chunk counted by its share of ``solver.maxiter``.
+  running chunk counted by its share of the iterations of all its levels.
   ``should_stop()`` is asked between compiled stretches of iterations (a
   Ctrl-C handler): the running chunk then stops and is yielded with status
   ``interrupted`` and no further chunk starts.
@@ -251,7 +254,7 @@ def stylize_batch(params, contents: Sequence[np.ndarray],
   config = grid.cell_config(config, axes.style_layer_sets)
   groups = buckets([c.shape[:2] for c in contents])
   for bucket in groups:
-    transfer.check_image_size(config, bucket.shape)
+    grid.check_levels(config, bucket.shape)   # every level it paints
     transfer.check_memory(config, bucket.shape)
   skip = frozenset(int(k) for k in skip)
   params = vgg.prepare_params(params, config.conv,
@@ -268,7 +271,6 @@ def _run(params, contents, styles, all_jobs, groups, config, skip, mesh,
   todo = [k for k in range(len(all_jobs)) if k not in skip]
   total, done = len(todo), 0
   report = on_progress or (lambda done, total: None)
-  maxiter = max(config.solver.maxiter, 1)
   for b, bucket in enumerate(groups):
     members = set(bucket.contents)
     mine = [k for k in todo if all_jobs[k].content in members]
@@ -277,6 +279,15 @@ def _run(params, contents, styles, all_jobs, groups, config, skip, mesh,
     limit = chunk_size or grid.default_chunk_size(
         config, bucket.shape, devices) or len(mine)
     chunk = sharded.padded_size(min(limit, len(mine)), devices)
+    # A running chunk counts by its share of the iterations of every level
+    # it paints (run_cells: each level's progress starts again at 0).
+    counts = [n for _, n in config.schedule.levels(max(bucket.shape),
+                                                   config.solver.maxiter)]
+    steps = max(sum(counts), 1)
+    before = [0]
+    def level_start(index, size, n):
+      del size, n
+      before[0] = sum(counts[:index])
     for start in range(0, len(mine), chunk):
       if should_stop is not None and should_stop():
         return
@@ -287,10 +298,12 @@ def _run(params, contents, styles, all_jobs, groups, config, skip, mesh,
       began = time.perf_counter()
       def progress(first, p, base=done, n=len(part)):
         del first
-        report(base + n * min(int(p.iteration) / maxiter, 1.0), total)
+        report(base + n * min((before[0] + int(p.iteration)) / steps, 1.0),
+               total)
       result = grid.run_cells(params, contents, styles, cells, config,
                               mesh=mesh, chunk_size=chunk,
-                              on_progress=progress, should_stop=should_stop)
+                              on_progress=progress, should_stop=should_stop,
+                              on_level_start=level_start)
       images, terms, status = result.images, result.terms, result.status
       seconds = time.perf_counter() - began
       interrupted = "interrupted" in status

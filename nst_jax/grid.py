@@ -124,6 +124,7 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
                | None = None,
                should_stop: Callable[[], bool] | None = None,
                guides=None,
+               on_level_start: Callable[[int, int, int], None] | None = None,
                ) -> GridResult:
   """Runs every cell of ``axes`` as one batched, sharded optimisation.
 
@@ -137,10 +138,13 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
   by ``transfer.estimate_memory``. ``on_log(iteration, totals (B,))`` is
   called every ``log_every`` iterations; ``on_progress`` and
   ``should_stop`` (a progress bar, Ctrl-C) work as in
-  ``sharded.minimize_cells``. ``guides`` (``guided.Guides``: the content's
-  mask and one per style image) give every cell the regions of its style;
-  the targets keep one shape (``K`` regions), so the cells still share one
-  compiled program.
+  ``sharded.minimize_cells``, level by level through ``config.schedule``
+  (``run_cells``: ``on_level_start(index, long edge, iterations)`` before
+  each level; a ``Progress`` counts its own level's iterations, its
+  ``iterations`` that level's count). ``guides`` (``guided.Guides``: the
+  content's mask and one per style image) give every cell the regions of
+  its style; the targets keep one shape (``K`` regions), so the cells still
+  share one compiled program.
   """
   cells = axes.cells()
   for c in cells:
@@ -148,7 +152,7 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
       raise NSTError(f"style index {c['style']} but {len(styles)} style images")
   config = cell_config(config, axes.style_layer_sets)
   spec = config.objective_spec()
-  transfer.check_image_size(config, content.shape[:2])
+  check_levels(config, content.shape[:2])
   start = time.perf_counter()
   params = vgg.prepare_params(params, config.conv, spec.layers)
   original = np.asarray(content, np.float32)
@@ -165,7 +169,7 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
   result = run_cells(params, [original], styles, cells, config, mesh=mesh,
                      chunk_size=chunk, hooks=hooks, on_chunk=on_chunk,
                      on_progress=on_progress, should_stop=should_stop,
-                     guides=guides)
+                     guides=guides, on_level_start=on_level_start)
   return GridResult(
       cells=cells, images=result.images, terms=result.terms,
       iterations=result.iterations,
@@ -266,6 +270,26 @@ def cell_data(params, contents: Sequence[np.ndarray],
   return x0, targets, weights
 
 
+def _level_shapes(config: transfer.TransferConfig, shape: Tuple[int, int]
+                  ) -> List[Tuple[int, int, Tuple[int, int]]]:
+  """``[(long edge, iterations, (h, w))]`` of the levels ``run_cells``
+  paints contents of ``shape`` ``(H, W)`` through: one level at ``shape``
+  itself, several each at its long edge."""
+  levels = config.schedule.levels(max(shape), config.solver.maxiter)
+  if len(levels) == 1:
+    return [(levels[0][0], levels[0][1], tuple(shape))]
+  return [(size, n, io.long_edge_shape(shape, size)) for size, n in levels]
+
+
+def check_levels(config: transfer.TransferConfig,
+                 shape: Tuple[int, int]) -> None:
+  """Refuses (``NSTError``, before any work) contents of ``shape`` ``(H,
+  W)`` whose level of ``config.schedule`` (``run_cells``) is too small for
+  the layers, as ``transfer.stylize_multiscale`` does."""
+  for _, _, level_shape in _level_shapes(config, tuple(shape[:2])):
+    transfer.check_image_size(config, level_shape)
+
+
 class CellsResult(NamedTuple):
   """Per cell: the image ``(B, H, W, 3)`` in [0, 1] (its colours finished),
   the final weighted loss terms, iterations and evaluations summed over the
@@ -281,7 +305,8 @@ def run_cells(params, contents: Sequence[np.ndarray],
               styles: Sequence[np.ndarray], cells: Sequence[Dict[str, Any]],
               config: transfer.TransferConfig, *, mesh: Mesh,
               chunk_size: int, hooks=(), on_chunk=None, on_progress=None,
-              should_stop=None, guides=None) -> CellsResult:
+              should_stop=None, guides=None,
+              on_level_start=None) -> CellsResult:
   """Runs ``cells`` (``cell_data``'s: one content index and grid values
   each; all contents of one shape) as one batched, sharded optimisation
   (``sharded.minimize_cells`` in chunks of ``chunk_size`` cells) through
@@ -293,19 +318,22 @@ def run_cells(params, contents: Sequence[np.ndarray],
   cell from its previous level's result upsampled (as
   ``transfer.stylize_multiscale``). ``params`` are prepared
   (``vgg.prepare_params``); hooks, ``on_chunk``, ``on_progress`` and
-  ``should_stop`` go to every level's ``minimize_cells``; a level that ends
-  interrupted ends the run there."""
+  ``should_stop`` go to every level's ``minimize_cells`` (a level's
+  ``Progress`` counts its own iterations, its ``iterations`` that level's
+  count); ``on_level_start(index, long edge, iterations)`` is called
+  before each level; a level that ends interrupted ends the run there."""
   spec = config.objective_spec()
   fun = objective.objective_function(spec)
   full = tuple(np.shape(contents[cells[0].get("content", 0)])[:2])
-  levels = config.schedule.levels(max(full), config.solver.maxiter)
+  levels = _level_shapes(config, full)
   used = sorted({c.get("content", 0) for c in cells})
   x, images = None, None
   iterations = evaluations = 0
-  for size, n in levels:
+  for index, (size, n, shape) in enumerate(levels):
+    if on_level_start is not None:
+      on_level_start(index, size, n)
     level_contents, level_styles = list(contents), list(styles)
     if len(levels) > 1:
-      shape = io.long_edge_shape(full, size)
       for i in used:
         level_contents[i] = io.resize_to(np.asarray(contents[i], np.float32),
                                          shape)
@@ -319,10 +347,12 @@ def run_cells(params, contents: Sequence[np.ndarray],
     if images is not None:   # the previous level's results, upsampled
       x0 = np.stack([np.asarray(config.color.to_luma(
           io.resize_to(im, x0.shape[1:3]))) for im in images])
+    progress = None if on_progress is None else (
+        lambda first, p, n=n: on_progress(first, p._replace(iterations=n)))
     result = sharded.minimize_cells(
         fun, x0, (params, targets, weights), (None, 0, 0), level.solver,
         mesh=mesh, chunk_size=chunk_size, hooks=hooks, on_chunk=on_chunk,
-        on_progress=on_progress, should_stop=should_stop)
+        on_progress=progress, should_stop=should_stop)
     x = result.x
     images = finish_images(config, x, [level_contents[c.get("content", 0)]
                                        for c in cells])

@@ -185,21 +185,29 @@ def main(argv):
       logging.info("%d/%d cells done", done, total)
 
   bars = {}
+  level = {"size": None}
+  def on_level_start(index, size, iterations):
+    del index, iterations
+    for bar in bars.values():
+      bar.close()
+    bars.clear()
+    level["size"] = size
+
   def on_progress(first, p):
-    # One bar per chunk of cells and level (a level starts again at 0).
-    key = (first, p.iterations)
-    if key not in bars or (p.iteration == 0 and bars[key][1] > 0):
-      for bar, _ in bars.values():
+    # One bar per level and chunk of cells (its Progress counts the
+    # level's iterations, p.iterations of them).
+    if first not in bars:
+      for bar in bars.values():
         bar.close()
       bars.clear()
       label = (f"{len(cells)} cells" if first == 0 else
                f"cells {first + 1}…/{len(cells)}")
-      bars[key] = (cli.ProgressBar(p.iterations or FLAGS.iterations,
-                                   label=label, quiet=FLAGS.quiet), 0)
-    bar = bars[key][0]
-    bars[key] = (bar, p.iteration)
+      if len(levels) > 1:
+        label = f"{level['size']} px, {label}"
+      bars[first] = cli.ProgressBar(p.iterations or FLAGS.iterations,
+                                    label=label, quiet=FLAGS.quiet)
     values = np.asarray(p.value)
-    bar.update(p.iteration, value=float(np.nanmin(values)))
+    bars[first].update(p.iteration, value=float(np.nanmin(values)))
 
   stopper = cli.StopOnInterrupt()
   with stopper:
@@ -210,9 +218,9 @@ def main(argv):
                                on_chunk=on_chunk,
                                on_progress=None if FLAGS.quiet else on_progress,
                                should_stop=stopper.stop_requested,
-                               guides=guides)
+                               guides=guides, on_level_start=on_level_start)
     finally:
-      for bar, _ in bars.values():
+      for bar in bars.values():
         bar.close()
   stopped = sum(s == "interrupted" for s in result.status)
   if jax.process_index() != 0:   # process 0 writes; the others agree on 130
