@@ -559,15 +559,26 @@ def stylize_video(params, frames: Sequence[np.ndarray],
   in the style of ``styles``, frame by frame (Ruder et al. §3–4).
 
   The style targets are computed once; each frame gets its own content
-  targets. Frame ``i`` minimises ``objective_function(spec)``: the usual
-  objective plus ``temporal.weight`` × the temporal loss against the
-  stylised frames ``i - j`` (``j ∈ temporal.offsets``) warped into it by
-  the flow from frame ``i`` to ``i - j`` (``flow(a, b)``, e.g. ``DISFlow()``,
-  computed on the content frames), weighted by the forward–backward
-  consistency masks (long-term weights when ``J`` has several offsets); it
-  starts from the previous stylised frame warped (``temporal.warm_start``),
-  the first frame from ``config.init``. Every frame uses one compiled
-  program (the first one another if ``temporal.first_iterations`` differs).
+  targets. Frame ``i`` minimises the usual objective plus
+  ``temporal.weight`` × the temporal loss against the stylised frames
+  ``i - j`` (``j ∈ temporal.offsets``) warped into it by the flow from
+  frame ``i`` to ``i - j`` (``flow(a, b)``, e.g. ``DISFlow()``, computed on
+  the content frames), weighted by the forward–backward consistency masks
+  (long-term weights when ``J`` has several offsets); it starts from the
+  previous stylised frame warped (``temporal.warm_start``,
+  ``frame_start``), the first frame from ``config.init``.
+
+  Every frame is painted through the levels of ``config.schedule`` for the
+  frames' long edge (``nst-stylize``'s: ``transfer.paint``): one level uses
+  ``styles`` as given (``nst-stylize-video`` resizes them to the output's
+  style size, ``transfer.style_size``); several resize them to each
+  level's style size and paint each level from the previous one upsampled,
+  the first from the start image resized (a frame without a warm start
+  from ``config.init`` drawn at that level, so that the first frame equals
+  ``transfer.paint`` of it), with the temporal data resized to every level.
+  Every frame uses one compiled program per level (the first frame's first
+  level another if ``temporal.first_iterations`` differs: those are its
+  iterations).
 
   ``previous`` holds the stylised frames already done (a resumed run: the
   loop starts at frame ``len(previous)``). After each frame,
@@ -580,9 +591,11 @@ def stylize_video(params, frames: Sequence[np.ndarray],
   ``problem.Term``) minimised by ``run.run_problem``, so a frame is
   evaluated untiled, tiled or row-sharded as ``config`` says, and
   checkpoints like any run: ``on_checkpoint(index, RunState)`` receives the
-  running frame's state every ``checkpoint_every`` iterations, and
-  ``resume=`` such a state of frame ``len(previous)`` continues that frame
-  (with the same ``previous``) to the frame an uninterrupted run paints.
+  running frame's state every ``checkpoint_every`` iterations of a level
+  (with several levels its ``level`` and ``before``, the finished levels'
+  counts, as ``transfer.stylize_multiscale``'s), and ``resume=`` such a
+  state of frame ``len(previous)`` continues that frame at its level (with
+  the same ``previous``) to the frame an uninterrupted run paints.
 
   Raises ``NSTError`` for a bad configuration or frames, and when a frame's
   loss becomes NaN or infinite.
@@ -612,9 +625,9 @@ def stylize_video(params, frames: Sequence[np.ndarray],
   for lv, ev in zip(levels, evs):
     transfer.check_image_size(config, lv.shape)
     memory.check_fits(ev.bytes, lv.shape)
-  if len(levels) > 1 and resume is not None:
-    raise NSTError("a coarse-to-fine video resumes at a frame's start, not "
-                   "inside it: resume it without a solver state")
+  if resume is not None and not 0 <= resume.level < len(levels):
+    raise NSTError(f"the resumed state is at level {resume.level}, but a "
+                   f"frame has {len(levels)} levels")
   if len(previous) > len(frames):
     raise NSTError(f"{len(previous)} frames done but the video has "
                    f"{len(frames)}")
@@ -654,13 +667,20 @@ def stylize_video(params, frames: Sequence[np.ndarray],
       data = no_temporal_targets(shape, count)
     back1 = next((f for f in flows if f[0] == 1), None)
     warm = index > 0 and temporal.warm_start
+    # The warm start at the frame's size; without one, each frame starts
+    # from config.init at its first level, as transfer.paint does.
     x0 = frame_start(problem.initial_image(config.init.kind, frame,
                                            styles[0] if styles else None,
                                            config.init.seed),
-                     done[index - 1] if warm else None,
-                     back1[1] if warm else None)
-    iterations = evaluations = 0
-    for k, (lv, ev) in enumerate(zip(levels, evs)):
+                     done[index - 1], back1[1]) if warm else None
+    # A resumed frame goes on at the state's level, after the levels it
+    # finished (their counts in ``before``).
+    resumed = resume if index == len(previous) else None
+    before = (resumed.before if resumed is not None and
+              resumed.before is not None else run.Levels())
+    iterations, evaluations = before.iterations, before.evaluations
+    for k in range(0 if resumed is None else resumed.level, len(levels)):
+      lv, ev = levels[k], evs[k]
       solver = dataclasses.replace(config.solver, maxiter=lv.iterations)
       if index == 0 and k == 0 and temporal.first_iterations:
         solver = dataclasses.replace(solver,
@@ -668,19 +688,28 @@ def stylize_video(params, frames: Sequence[np.ndarray],
       level_frame = _at(frame, lv.shape)
       targets = base_targets[k]._replace(content=problem.content_targets(
           params, level_frame, config, ev=ev))
+      init = (problem.initial_image(
+          config.init.kind, level_frame,
+          level_styles[k][0] if styles else None, config.init.seed)
+              if x0 is None else _at(np.asarray(x0), lv.shape))
       p = problem.make_problem(
           params, level_frame, level_styles[k], config,
-          init_image=_at(np.asarray(x0), lv.shape), targets=targets,
+          init_image=init, targets=targets,
           terms=(TEMPORAL,), term_data=(_temporal_at(data, lv.shape),), ev=ev)
+      # A state says at which level of the frame it is, and what the
+      # levels before left (one level: as stylize's).
+      at_level = (lambda s, i=index, k=k, finished=run.Levels(
+          (), iterations, evaluations): on_checkpoint(
+              i, s._replace(level=k, before=finished) if several else s))
       result = run.run_problem(
           p, solver, log_every=0,
           on_progress=None if on_progress is None else functools.partial(
               on_progress, index),
           progress_seconds=progress_seconds, started=start,
-          checkpoint_every=checkpoint_every if not several else 0,
-          on_checkpoint=None if on_checkpoint is None or several
-          else functools.partial(on_checkpoint, index),
-          resume=resume if index == len(previous) else None,
+          checkpoint_every=checkpoint_every,
+          on_checkpoint=None if on_checkpoint is None else at_level,
+          resume=(resumed._replace(level=0, before=None)
+                  if resumed is not None and k == resumed.level else None),
           nonfinite_hint=(f" (frame {index}), or "
                           f"{param('temporal_weight')}"))
       iterations += result.iterations

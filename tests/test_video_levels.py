@@ -1,0 +1,86 @@
+"""Video frames through the levels of ``config.schedule``
+(``video.stylize_video``): a frame without a warm start begins from
+``config.init`` drawn at its first level, as ``transfer.paint`` does, and a
+frame checkpoints and resumes at every level.
+
+A tiny random VGG-16 (conftest.tiny_vgg16_params) on shallow layers, 24-48
+px, a few iterations.
+"""
+
+import numpy as np
+import pytest
+
+from conftest import random_image as _img
+from conftest import tiny_vgg16_params
+
+from nst_jax import config as C
+from nst_jax import objective
+from nst_jax import transfer
+from nst_jax import video
+from nst_jax.errors import NSTError
+
+SHALLOW = ("relu1_1", "relu2_1", "relu3_1")
+
+
+@pytest.fixture(scope="module")
+def params():
+  return tiny_vgg16_params()
+
+
+def _config(**parts):
+  spec = objective.Spec(content_layers=("relu2_1",), style_layers=SHALLOW)
+  base = transfer.TransferConfig(spec=spec, tile_size=0)
+  return base.replace(solver=dict(maxiter=3), **parts)
+
+
+def _clip(frames, shape):
+  clip, _ = video.pan_zoom_clip(np.asarray(_img(96, 96, 7)), frames=frames,
+                                shape=shape)
+  return clip
+
+
+# --- video: the start image and checkpoints at every level -------------------------
+
+
+def test_a_videos_first_frame_from_noise_equals_paint_through_levels(params):
+  """Without a warm start a frame starts from ``config.init`` drawn at its
+  first level, as ``transfer.paint`` does: noise at 24 px, not 48 px noise
+  resized (a blur of it)."""
+  clip = _clip(1, (36, 48))
+  style = np.asarray(_img(40, 40, 3))
+  cfg = _config(schedule=C.Schedule(scales=(24, 48), scale_iterations=(3, 1)),
+                init=C.Init("noise", 3))
+  result = video.stylize_video(params, clip, [style], cfg)
+  alone = transfer.paint(params, clip[0], [style], cfg)
+  np.testing.assert_allclose(result.results[0].image,
+                             video.quantize(alone.image), atol=1.01 / 255)
+
+
+def test_a_coarse_to_fine_video_checkpoints_and_resumes_at_its_level(params):
+  """With several levels, ``checkpoint_every`` still hands out states (each
+  with its ``level`` and the finished levels' counts), and a state of frame
+  1 at either level resumes it to the frame an uninterrupted run paints,
+  bit for bit, with the same counts (before, such a video wrote no state
+  inside a frame and refused to resume one)."""
+  clip = _clip(2, (24, 32))
+  style = np.asarray(_img(40, 40, 3))
+  cfg = _config(schedule=C.Schedule(scales=(16, 32), scale_iterations=(3, 2)))
+  states = []
+  full = video.stylize_video(params, clip, [style], cfg, checkpoint_every=1,
+                             on_checkpoint=lambda i, s: states.append((i, s)))
+  ours = [s for i, s in states if i == 1]
+  first = [s for s in ours if s.level == 0]
+  second = [s for s in ours if s.level == 1]
+  assert first and second and len(first) + len(second) == len(ours)
+  assert {s.before.iterations for s in first} == {0}
+  assert {s.before.iterations for s in second} == {3}
+  for state in (first[0], second[0]):
+    again = video.stylize_video(params, clip, [style], cfg,
+                                previous=full.frames[:1], resume=state)
+    np.testing.assert_array_equal(again.frames[1], full.frames[1])
+    assert again.results[0].iterations == full.results[1].iterations == 5
+    assert (again.results[0].function_evaluations ==
+            full.results[1].function_evaluations)
+  with pytest.raises(NSTError, match="at level 2, but a frame has 2 levels"):
+    video.stylize_video(params, clip, [style], cfg, previous=full.frames[:1],
+                        resume=second[0]._replace(level=2))
