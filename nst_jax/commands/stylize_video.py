@@ -153,6 +153,7 @@ def main(argv):
     resumed, resumed_meta = _resume.load(state, command=_COMMAND)
     _resume.apply_recorded(resumed_meta, _RECORDED, resumed.iteration,
                            changeable=_RESUMABLE_CHANGES)
+    cli.apply_deterministic()   # a recorded --deterministic, before any jax
   cli.enable_compilation_cache()
   defaults_message = cli.resolve_device_defaults()
   if not FLAGS.input or not FLAGS.style:
@@ -201,11 +202,15 @@ def main(argv):
     if resumed.solver and at < len(frames):   # inside frame `at`
       frame_state = resumed
   else:
-    if os.path.exists(state_file) or os.path.isfile(
-        _frame_path(work_dir, 0)):
+    # An unfinished run (its state) or a finished one's frames: the state
+    # may exist before any frame is (a crash inside the first frame).
+    if os.path.exists(state_file):
+      raise NSTError(f"{state_file} holds an unfinished run of "
+                     f"{FLAGS.output}: --resume={FLAGS.output} to continue "
+                     f"it, or remove it (and {work_dir}) to start again")
+    if os.path.isfile(_frame_path(work_dir, 0)):
       raise NSTError(f"work folder {work_dir} holds frames of an earlier "
-                     f"run: --resume={FLAGS.output} to continue it, or "
-                     "remove the folder")
+                     "run: remove the folder, or give another --work_dir")
     done, records = [], []
   digests = {p: _resume.digest(p) for p in dict.fromkeys(inputs)}
 
