@@ -216,7 +216,11 @@ def stylize_batch(params, contents: Sequence[np.ndarray],
   by the cells' ``style``. ``config`` supplies what the axes do not vary,
   as for ``grid.style_grid`` (blend weights and re-drawing representations
   are refused). Job ``k`` of ``jobs(len(contents), axes)`` is left out when
-  ``k`` is in ``skip`` (e.g. finished by an earlier run).
+  ``k`` is in ``skip`` (e.g. finished by an earlier run): no ``Output``, and
+  its chunk runs only for the others in it. Chunks are cut from all of a
+  bucket's jobs, skipped ones included, so that a job gets the result, bit
+  for bit, that a run without ``skip`` gives it (pass the same
+  ``contents``, styles and axes).
 
   Each bucket's jobs run as one compiled program (``sharded.minimize_cells``
   over ``mesh``, default all devices) in chunks of ``chunk_size`` cells
@@ -273,12 +277,18 @@ def _run(params, contents, styles, all_jobs, groups, config, skip, mesh,
   report = on_progress or (lambda done, total: None)
   for b, bucket in enumerate(groups):
     members = set(bucket.contents)
-    mine = [k for k in todo if all_jobs[k].content in members]
-    if not mine:
+    # Chunks are cut from all the bucket's jobs, skipped ones included: a
+    # batch run again with its finished results skipped runs each remaining
+    # job in the chunk (program and place) an uninterrupted batch gave it,
+    # so it gets the same result, bit for bit. A chunk whose jobs are all
+    # skipped does not run; one with some skipped runs whole.
+    bucket_jobs = [k for k in range(len(all_jobs))
+                   if all_jobs[k].content in members]
+    if not any(k not in skip for k in bucket_jobs):
       continue
     limit = chunk_size or grid.default_chunk_size(
-        config, bucket.shape, devices) or len(mine)
-    chunk = sharded.padded_size(min(limit, len(mine)), devices)
+        config, bucket.shape, devices) or len(bucket_jobs)
+    chunk = sharded.padded_size(min(limit, len(bucket_jobs)), devices)
     # A running chunk counts by its share of the iterations of every level
     # it paints (run_cells: each level's progress starts again at 0).
     counts = [n for _, n in config.schedule.levels(max(bucket.shape),
@@ -288,11 +298,14 @@ def _run(params, contents, styles, all_jobs, groups, config, skip, mesh,
     def level_start(index, size, n):
       del size, n
       before[0] = sum(counts[:index])
-    for start in range(0, len(mine), chunk):
+    for start in range(0, len(bucket_jobs), chunk):
+      whole = bucket_jobs[start:start + chunk]
+      part = [k for k in whole if k not in skip]
+      if not part:
+        continue
       if should_stop is not None and should_stop():
         return
-      part = mine[start:start + chunk]
-      padded = part + [part[-1]] * (chunk - len(part))
+      padded = whole + [whole[-1]] * (chunk - len(whole))
       cells = [dict(all_jobs[k].cell, content=all_jobs[k].content)
                for k in padded]
       began = time.perf_counter()
@@ -310,7 +323,9 @@ def _run(params, contents, styles, all_jobs, groups, config, skip, mesh,
       if not interrupted:
         done += len(part)
         report(done, total)
-      for n, k in enumerate(part):
+      for n, k in enumerate(whole):
+        if k in skip:
+          continue
         yield Output(index=k, job=all_jobs[k], image=images[n],
                      terms=terms[n], iterations=int(result.iterations[n]),
                      function_evaluations=int(

@@ -200,11 +200,15 @@ def main(recorded: Sequence[str]) -> None:
   if defaults_message:
     say(defaults_message)
 
-  # Read what the pending results need; an unreadable input fails alone.
+  # Read the inputs when a result is pending; an unreadable input fails
+  # alone. Those of finished results are read too (not reported when
+  # unreadable now), so that the batch's buckets and chunks are the ones an
+  # uninterrupted run made: a result made after a crash is bit-identical to
+  # that run's (batch.stylize_batch skips the finished ones).
   failed: Dict[str, str] = {}
   pending = [k for k, e in enumerate(entries) if e["status"] == "pending"]
-  needed_styles = sorted({jobs[k].cell["style"] for k in pending})
-  needed_contents = sorted({jobs[k].content for k in pending})
+  needed_styles = {jobs[k].cell["style"] for k in pending}
+  needed_contents = {jobs[k].content for k in pending}
   # The levels nst-stylize paints (config.schedule): one level takes the
   # styles at the output's style size, several resize the originals at
   # every level (nst_jax.grid.run_cells), as the single command does.
@@ -212,7 +216,7 @@ def main(recorded: Sequence[str]) -> None:
   size = levels[-1][0]
   style_size = transfer.style_size(size, config.schedule.style_scale)
   styles, contents = {}, {}
-  for i in needed_styles:
+  for i in range(len(style_paths) if pending else 0):
     path = style_paths[i]
     try:
       image = io.load_image(path)
@@ -220,9 +224,10 @@ def main(recorded: Sequence[str]) -> None:
       transfer.check_image_size(config, resized.shape[:2])
       styles[i] = resized if len(levels) == 1 else image
     except NSTError as e:
-      failed[path] = _failure("style", path, e)
+      if i in needed_styles:
+        failed[path] = _failure("style", path, e)
       styles.pop(i, None)
-  for i in needed_contents:
+  for i in range(len(content_paths) if pending else 0):
     path = content_paths[i]
     try:
       image = io.load_image(path)
@@ -230,7 +235,8 @@ def main(recorded: Sequence[str]) -> None:
                                                            size))
       transfer.check_image_size(config, contents[i].shape[:2])
     except NSTError as e:
-      failed[path] = _failure("content", path, e)
+      if i in needed_contents:
+        failed[path] = _failure("content", path, e)
       contents.pop(i, None)
   for path, message in failed.items():
     print(f"failed: {message}", file=sys.stderr, flush=True)
