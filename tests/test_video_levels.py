@@ -7,13 +7,21 @@ A tiny random VGG-16 (conftest.tiny_vgg16_params) on shallow layers, 24-48
 px, a few iterations.
 """
 
+import json
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
+import scripting
 from conftest import random_image as _img
 from conftest import tiny_vgg16_params
 
 from nst_jax import config as C
+from nst_jax import io
 from nst_jax import objective
 from nst_jax import transfer
 from nst_jax import video
@@ -84,3 +92,65 @@ def test_a_coarse_to_fine_video_checkpoints_and_resumes_at_its_level(params):
   with pytest.raises(NSTError, match="at level 2, but a frame has 2 levels"):
     video.stylize_video(params, clip, [style], cfg, previous=full.frames[:1],
                         resume=second[0]._replace(level=2))
+
+
+def _popen(*args):
+  return subprocess.Popen(
+      [sys.executable, str(scripting.ROOT / "scripts" / "stylize_video.py"),
+       *map(str, args)], cwd=scripting.ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc):
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+
+
+def _at_level_1_of_frame_1(state):
+  try:
+    arrays, meta = io.load_arrays(state)
+  except (OSError, ValueError, NSTError):
+    return False
+  return bool(arrays) and meta["stage"]["frame"] >= 1 and meta["level"] == 1
+
+
+@pytest.mark.slow
+def test_a_coarse_to_fine_video_killed_inside_a_level_resumes(tmp_path):
+  """nst-stylize-video --scales=48,64 --save_every=1, killed with SIGKILL in
+  the second level of its second frame, then --resume: the frames and
+  counts equal an uninterrupted run's (before, --save_every wrote no state
+  inside a coarse-to-fine frame)."""
+  frames = _clip(3, (48, 64))
+  clip = tmp_path / "clip"
+  clip.mkdir()
+  for i, f in enumerate(frames):
+    io.save_image(clip / f"{i:03d}.png", f)
+  common = (f"--input={clip}", "--network=alexnet", "--scales=48,64",
+            "--scale_iterations=4,3", "--iterations=4", "--save_every=1",
+            "--quiet",
+            f"--style={scripting.ROOT / 'examples' / 'style_brushwork.png'}")
+  _finish(_popen(*common, f"--output={tmp_path}/full.mp4"))
+  proc = _popen(*common, f"--output={tmp_path}/k.mp4")
+  state = tmp_path / "k.resume.npz"
+  try:
+    deadline = time.monotonic() + 300
+    while not _at_level_1_of_frame_1(state):
+      assert proc.poll() is None, proc.communicate()[1][-3000:]
+      assert time.monotonic() < deadline, "never inside level 1 of frame 1"
+      time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  meta = io.load_arrays(state)[1]
+  assert meta["level"] == 1 and meta["before"]["iterations"] == 4
+  _finish(_popen(f"--resume={tmp_path}/k.mp4"))
+  for i in range(3):
+    np.testing.assert_array_equal(
+        io.load_image(tmp_path / f"k_frames/frame_{i:05d}.png"),
+        io.load_image(tmp_path / f"full_frames/frame_{i:05d}.png"))
+  ours = json.loads((tmp_path / "k.json").read_text())["per_frame"]
+  theirs = json.loads((tmp_path / "full.json").read_text())["per_frame"]
+  assert [(r["iterations"], r["function_evaluations"]) for r in ours] == [
+      (r["iterations"], r["function_evaluations"]) for r in theirs]
