@@ -11,28 +11,16 @@ import pytest
 
 import scripting
 from conftest import random_image as _img
-from conftest import tiny_vgg16_params
 
 from nst_jax import batch
 from nst_jax import config as C
 from nst_jax import grid
-from nst_jax import objective
 from nst_jax import sharded
 from nst_jax import transfer
 from nst_jax.errors import NSTError
 
-SHALLOW = ("relu1_1", "relu2_1", "relu3_1")
-
-
-@pytest.fixture(scope="module")
-def params():
-  return tiny_vgg16_params()
-
-
-def _config(**parts):
-  spec = objective.Spec(content_layers=("relu2_1",), style_layers=SHALLOW)
-  base = transfer.TransferConfig(spec=spec, tile_size=0)
-  return base.replace(solver=dict(maxiter=3), **parts)
+# The tiny network and shallow configuration of test_driver.
+from test_driver import SHALLOW, _config, params  # noqa: F401  (a fixture)
 
 
 # --- progress through the levels of folders and grids ------------------------------

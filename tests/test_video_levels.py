@@ -8,43 +8,23 @@ px, a few iterations.
 """
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 import scripting
 from conftest import random_image as _img
-from conftest import tiny_vgg16_params
 
 from nst_jax import config as C
 from nst_jax import io
-from nst_jax import objective
 from nst_jax import transfer
 from nst_jax import video
 from nst_jax.errors import NSTError
 
-SHALLOW = ("relu1_1", "relu2_1", "relu3_1")
-
-
-@pytest.fixture(scope="module")
-def params():
-  return tiny_vgg16_params()
-
-
-def _config(**parts):
-  spec = objective.Spec(content_layers=("relu2_1",), style_layers=SHALLOW)
-  base = transfer.TransferConfig(spec=spec, tile_size=0)
-  return base.replace(solver=dict(maxiter=3), **parts)
-
-
-def _clip(frames, shape):
-  clip, _ = video.pan_zoom_clip(np.asarray(_img(96, 96, 7)), frames=frames,
-                                shape=shape)
-  return clip
+# The tiny network, its shallow configuration and clip of test_driver; the
+# command helpers of test_resume.
+from test_driver import _clip, _config, params  # noqa: F401  (a fixture)
+from test_resume import _finish, _kill_9_when, _popen as _command
 
 
 # --- video: the start image and checkpoints at every level -------------------------
@@ -95,15 +75,7 @@ def test_a_coarse_to_fine_video_checkpoints_and_resumes_at_its_level(params):
 
 
 def _popen(*args):
-  return subprocess.Popen(
-      [sys.executable, str(scripting.ROOT / "scripts" / "stylize_video.py"),
-       *map(str, args)], cwd=scripting.ROOT, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True)
-
-
-def _finish(proc):
-  _, err = proc.communicate(timeout=300)
-  assert proc.returncode == 0, err[-3000:]
+  return _command("stylize_video.py", *args)
 
 
 def _at_level_1_of_frame_1(state):
@@ -132,17 +104,7 @@ def test_a_coarse_to_fine_video_killed_inside_a_level_resumes(tmp_path):
   _finish(_popen(*common, f"--output={tmp_path}/full.mp4"))
   proc = _popen(*common, f"--output={tmp_path}/k.mp4")
   state = tmp_path / "k.resume.npz"
-  try:
-    deadline = time.monotonic() + 300
-    while not _at_level_1_of_frame_1(state):
-      assert proc.poll() is None, proc.communicate()[1][-3000:]
-      assert time.monotonic() < deadline, "never inside level 1 of frame 1"
-      time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-  finally:
-    if proc.poll() is None:
-      proc.kill()
+  _kill_9_when(proc, lambda: _at_level_1_of_frame_1(state))
   meta = io.load_arrays(state)[1]
   assert meta["level"] == 1 and meta["before"]["iterations"] == 4
   _finish(_popen(f"--resume={tmp_path}/k.mp4"))
