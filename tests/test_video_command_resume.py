@@ -91,3 +91,24 @@ def test_a_resumed_video_applies_its_recorded_deterministic(tmp_path):
                         timeout=300)
   assert_one_line_error(proc, "stopped before reading the clip")
   assert "--xla_gpu_deterministic_ops=true" in proc.stdout, proc.stdout
+
+
+def test_an_odd_size_paints_the_even_frames_levels(tmp_path):
+  """Frames have even sides (H.264): ``--size=65`` paints 64 px frames and
+  says so (it said 65 px and sized the styles for 65), and an odd last
+  ``--scales`` is refused in one line before any work."""
+  clip = _frames(tmp_path)
+  style = f"--style={scripting.ROOT / 'examples' / 'style_brushwork.png'}"
+  common = (f"--input={clip}", style, "--network=alexnet", "--iterations=1",
+            "--fps=8")
+  proc = scripting.run("stylize_video.py", *common, "--size=65",
+                       f"--output={tmp_path / 'v.mp4'}")
+  scripting.assert_ok(proc)
+  assert "64 px: 1 iterations" in proc.stdout, proc.stdout
+  assert "65 px" not in proc.stdout
+  assert io.load_image(tmp_path / "v_frames" / "frame_00000.png").shape == (
+      42, 64, 3)
+  proc = scripting.run("stylize_video.py", *common, "--scales=33,65",
+                       f"--output={tmp_path / 'w.mp4'}")
+  assert_one_line_error(proc, "--scales", "must be even")
+  assert not (tmp_path / "w_frames").exists()

@@ -182,6 +182,12 @@ def main(argv):
   size = levels[-1][0]
   shape = video_io.even_shape(io.long_edge_shape(clip.frames[0].shape[:2],
                                                  size))
+  if max(shape) != size:   # H.264 frames have even sides: one px fewer
+    if config.schedule.scales is not None:
+      raise NSTError(f"--scales: the last ({size}) must be even: video "
+                     f"frames have even sides, here {shape[1]}x{shape[0]}")
+    levels = config.schedule.levels(max(shape), FLAGS.iterations)
+    size = levels[-1][0]
   transfer.check_image_size(config, shape)
   transfer.check_memory(config, shape)
   frames = [io.resize_to(f, shape) for f in clip.frames]
