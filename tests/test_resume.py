@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_vgg16_params
-from nst_jax import checkpoint, io, objective, solvers, transfer
+from nst_jax import checkpoint, io, objective, solvers, transfer, video
 from nst_jax.errors import NSTError
 from scripting import assert_one_line_error, run
 
@@ -403,6 +403,15 @@ def _kill_9_when(proc, ready, timeout=300):
   assert proc.returncode == -signal.SIGKILL
 
 
+def frames_folder(tmp_path, frames):
+  """``frames`` written as ``tmp_path/clip/000.png …``: a video's input."""
+  clip = tmp_path / "clip"
+  clip.mkdir()
+  for i, f in enumerate(frames):
+    io.save_image(clip / f"{i:03d}.png", f)
+  return clip
+
+
 def _state_inside_a_frame(path, frame):
   """Whether the video state at ``path`` is inside frame >= ``frame`` with
   the frame's solver state (a kill lands mid-frame)."""
@@ -417,12 +426,9 @@ def _state_inside_a_frame(path, frame):
 def test_a_video_killed_inside_a_frame_resumes_bit_identically(tmp_path):
   """nst-stylize-video with --save_every=1, killed with SIGKILL inside its
   second frame, then --resume: the frames equal an uninterrupted run's."""
-  frames, _ = __import__("nst_jax.video", fromlist=["video"]).pan_zoom_clip(
+  frames, _ = video.pan_zoom_clip(
       io.load_image(ROOT / "examples/chelsea.png"), frames=3, shape=(32, 48))
-  clip = tmp_path / "clip"
-  clip.mkdir()
-  for i, f in enumerate(frames):
-    io.save_image(clip / f"{i:03d}.png", f)
+  clip = frames_folder(tmp_path, frames)
   common = (f"--input={clip}", "--network=alexnet", "--size=48",
             "--iterations=6", "--save_every=1", "--quiet",
             f"--style={ROOT / 'examples/style_brushwork.png'}")

@@ -25,6 +25,7 @@ from nst_jax.errors import NSTError
 # command helpers of test_resume.
 from test_driver import _clip, _config, params  # noqa: F401  (a fixture)
 from test_resume import _finish, _kill_9_when, _popen as _command
+from test_resume import frames_folder
 
 
 # --- video: the start image and checkpoints at every level -------------------------
@@ -92,11 +93,7 @@ def test_a_coarse_to_fine_video_killed_inside_a_level_resumes(tmp_path):
   the second level of its second frame, then --resume: the frames and
   counts equal an uninterrupted run's (before, --save_every wrote no state
   inside a coarse-to-fine frame)."""
-  frames = _clip(3, (48, 64))
-  clip = tmp_path / "clip"
-  clip.mkdir()
-  for i, f in enumerate(frames):
-    io.save_image(clip / f"{i:03d}.png", f)
+  clip = frames_folder(tmp_path, _clip(3, (48, 64)))
   common = (f"--input={clip}", "--network=alexnet", "--scales=48,64",
             "--scale_iterations=4,3", "--iterations=4", "--save_every=1",
             "--quiet",
