@@ -83,6 +83,7 @@ EXPECTED = {
                      "via": "Evaluation"},
     "nst-fetch-weights": {"network": "Model and weights",
                           "force": "Model and weights"},
+    "nst-serve": {"host": "Server", "data_dir": "Server", "token": "Server"},
 }
 
 

@@ -57,6 +57,7 @@ _SECTIONS = {
     "video": "Video", "grid": "Grid", "evaluation": "Evaluation",
     "runs": "Running again and resuming", "compute": "Compute",
     "output": "Output", "distributed": "Several processes or hosts",
+    "server": "Server",
 }
 # The topic of a flag by its name, before the group that defined it (the
 # commands' own flags have none); a flag of neither is listed under "Other
@@ -77,6 +78,10 @@ _OWN_TOPICS = {
     "save_every": "output", "plot": "output", "sheet": "output",
     "json": "output", "work_dir": "output", "save_flows": "output",
     "audio": "output", "print_every": "output",
+    "host": "server", "port": "server", "data_dir": "server",
+    "token": "server", "max_upload_mb": "server", "max_queue": "server",
+    "max_size": "server", "max_iterations": "server",
+    "checkpoint_every": "server", "preview_seconds": "server",
 }
 _ALIAS_HELP = re.compile(r"Alias for --(\w+)\.$")
 

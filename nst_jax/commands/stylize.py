@@ -153,6 +153,32 @@ def _side_paths(output: str) -> dict:
           "sheet": stem + "_sheet.png"}
 
 
+def run_record(values: dict, inputs, result: transfer.TransferResult,
+               resumed: "transfer.RunState | None" = None) -> dict:
+  """The JSON record of one run (what ``--from_json`` reads back): its flag
+  ``values``, its ``inputs``' sha256, the ``result``'s loss history, counts,
+  stop reason and seconds, the device, and where a ``resumed`` run went on
+  (counted like ``iterations``: over the whole run). ``nst-serve`` writes
+  the same record."""
+  record = {
+      "params": values,
+      "inputs": {p: weights.sha256_file(p) for p in dict.fromkeys(inputs)},
+      "loss_history": result.loss_history,
+      "iterations": result.iterations,
+      "function_evaluations": result.function_evaluations,
+      "evaluations_per_iteration": (result.function_evaluations /
+                                    max(result.iterations, 1)),
+      "stop_reason": result.status,
+      "wall_seconds": result.wall_seconds,
+      "device": cli.device_description(),
+      "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+  }
+  if resumed is not None:
+    record["resumed_at_iteration"] = resumed.iteration + (
+        resumed.before.iterations if resumed.before is not None else 0)
+  return record
+
+
 def main(argv):
   say = cli.command_start(argv, FLAGS.quiet)
   if FLAGS.output_dir and (FLAGS.resume or FLAGS.coordinator_address):
@@ -306,22 +332,7 @@ def main(argv):
       sys.exit(130)
     return
   values = cli.flag_values(_RECORDED)
-  record = {
-      "params": values,
-      "inputs": {p: weights.sha256_file(p) for p in dict.fromkeys(inputs)},
-      "loss_history": result.loss_history,
-      "iterations": result.iterations,
-      "function_evaluations": result.function_evaluations,
-      "evaluations_per_iteration": (result.function_evaluations /
-                                    max(result.iterations, 1)),
-      "stop_reason": result.status,
-      "wall_seconds": result.wall_seconds,
-      "device": cli.device_description(),
-      "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-  }
-  if resumed is not None:   # counted like "iterations": over the whole run
-    record["resumed_at_iteration"] = resumed.iteration + (
-        resumed.before.iterations if resumed.before is not None else 0)
+  record = run_record(values, inputs, result, resumed)
   io.save_image(FLAGS.output, result.image,
                 metadata={"nst_jax": cli.params_json(values)}, protect=inputs)
   if FLAGS.evaluate:

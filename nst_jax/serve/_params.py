@@ -1,0 +1,181 @@
+"""A web job's parameters: ``nst-stylize``'s own flags, by name.
+
+``params`` is a JSON object of ``nst-stylize`` flag names to values
+(``{"size": 256, "style_weight": 1e5, "original_colors": true}``), parsed
+by the flags' own parsers (``cli.apply_params``' rule: a list, tuple or bool
+as is, anything else as command-line text), so a value ``nst-stylize``
+refuses is refused here with the same bounds. Flags that name files or
+write beside the output (``content``, ``output``, ``weights``, masks,
+``--plot`` …) are the server's, not a job's. ``resolve`` returns the full
+flag values of the job — every recorded flag of ``nst-stylize``, defaults
+filled in (``cli.resolve_device_defaults``) — which ``job_setup`` applies
+again to build the run, as ``nst-stylize --from_json`` would.
+
+absl keeps flag values in one global (``flags.FLAGS``): every use here
+holds ``LOCK`` and restores the values it found (``flagsaver``), so the
+server's request threads and its worker never see each other's values.
+"""
+
+import threading
+from typing import Any, Dict, List, NamedTuple, Sequence
+
+from absl import flags
+from absl.testing import flagsaver
+
+from nst_jax import cli
+from nst_jax import transfer
+from nst_jax.commands import stylize as _stylize  # defines its flags
+from nst_jax.errors import NSTError
+
+LOCK = threading.RLock()
+FLAGS = flags.FLAGS
+# Every flag an nst-stylize run records (its JSON record's "params").
+RECORDED: Sequence[str] = tuple(_stylize._RECORDED)  # pylint: disable=protected-access
+# Flags a job may not set: files of the server's disk, side outputs, and
+# what must be chosen before JAX starts.
+SERVER_ONLY = ("content", "style", "output", "output_dir", "from_json",
+               "weights", "content_mask", "style_masks", "style_colors",
+               "mask_blur", "mask_downsample", "plot", "sheet", "save_every",
+               "evaluate", "score_size", "quiet", "deterministic",
+               "image_devices")
+ALLOWED: Sequence[str] = tuple(n for n in RECORDED if n not in SERVER_ONLY)
+
+
+class ParamError(NSTError):
+  """A bad job parameter; ``name`` is the parameter (a flag name)."""
+
+  def __init__(self, name: str, message: str):
+    super().__init__(message)
+    self.name = name
+
+
+class Limits(NamedTuple):
+  """What one job may ask of the server: the output's long edge and the
+  iterations (of every level together)."""
+  max_size: int = 1024
+  max_iterations: int = 2000
+
+
+class Setup(NamedTuple):
+  """A job's run, built from its flag values (``job_setup``): the
+  configuration, the levels ``(size, iterations)`` of
+  ``config.schedule.levels``, the content and style files, the network
+  and the loss log's period."""
+  config: transfer.TransferConfig
+  levels: List[tuple]
+  content: str
+  styles: List[str]
+  network: str
+  log_every: int
+  values: Dict[str, Any]
+
+
+def _reset() -> None:
+  """Every recorded flag back to its default, as not given."""
+  for name in RECORDED:
+    FLAGS[name].unparse()
+
+
+def _parse(name: str, value: Any) -> None:
+  flag = FLAGS[name]
+  try:
+    if value is None:
+      flag.value = None
+    else:
+      flag.parse(value if isinstance(value, (list, tuple, bool))
+                 else str(value))
+  except (flags.Error, ValueError) as e:
+    raise ParamError(name, f"params: {name}={value!r} is not valid: "
+                     f"{' '.join(str(e).split())}") from None
+
+
+def _configure(values: Dict[str, Any], limits: Limits | None):
+  """Applies ``values`` to the (reset) flags and builds the configuration,
+  as ``nst-stylize``'s ``main`` does; returns ``(config, levels)``."""
+  for name, value in values.items():
+    _parse(name, value)
+  cli.resolve_device_defaults(size=not FLAGS.scales)
+  if FLAGS.scale_iterations is not None and FLAGS.scales is None:
+    raise ParamError("scale_iterations", "params: scale_iterations needs "
+                     "scales")
+  try:
+    config = cli.transfer_config()
+    levels = config.schedule.levels(FLAGS.size, FLAGS.iterations)
+  except NSTError as e:
+    raise ParamError(_named(str(e)), "params: " + cli.flag_message(e)
+                     .replace("--", "")) from None
+  if limits is not None:
+    if max(s for s, _ in levels) > limits.max_size or (
+        FLAGS.size > limits.max_size):
+      name = "scales" if FLAGS.scales else "size"
+      raise ParamError(name, f"params: {name} is over this server's "
+                       f"--max_size={limits.max_size} px")
+    total = sum(n for _, n in levels)
+    if total > limits.max_iterations:
+      name = "scale_iterations" if FLAGS.scale_iterations else "iterations"
+      raise ParamError(name, f"params: {name} asks for {total} iterations, "
+                       f"over this server's --max_iterations="
+                       f"{limits.max_iterations}")
+  if FLAGS.style_weight is None:   # recorded as the β the run used
+    FLAGS.style_weight = (config.weights.style,)
+  blend = config.weights.style_blend
+  if blend is not None and len(blend) != len(FLAGS.style):
+    raise ParamError("style_blend_weights", f"params: {len(blend)} style "
+                     f"blend weights for {len(FLAGS.style)} style images")
+  return config, levels
+
+
+def _named(message: str) -> str:
+  """The first flag a library message names (``--name`` or ```name```),
+  else ``params``."""
+  import re  # pylint: disable=g-import-not-at-top
+  found = re.search(r"--([a-z_0-9]+)", cli.flag_message(message))
+  return found.group(1) if found else "params"
+
+
+def resolve(params: Any, *, content: str, styles: Sequence[str],
+            output: str, limits: Limits = Limits()) -> Dict[str, Any]:
+  """The full flag values of a job whose ``params`` (a dict of flag names
+  to values) paint ``content`` in the style of ``styles`` into
+  ``output``. Raises ``ParamError`` naming the parameter for a name that is
+  not an ``nst-stylize`` flag or is the server's, a value its flag refuses,
+  a configuration the library refuses, or a size or iteration count over
+  ``limits``."""
+  if not isinstance(params, dict):
+    raise ParamError("params", "params must be a JSON object of nst-stylize "
+                     "flag names to values")
+  for name in params:
+    if not isinstance(name, str) or name not in RECORDED:
+      raise ParamError(str(name), f"params: unknown parameter {name!r} (not "
+                       "an nst-stylize flag)")
+    if name in SERVER_ONLY:
+      raise ParamError(name, f"params: {name} is set by the server, not by "
+                       "a job")
+  with LOCK, flagsaver.flagsaver():
+    _reset()
+    _configure({**params, "content": content, "style": list(styles),
+                "output": output}, limits)
+    return cli.flag_values(RECORDED)
+
+
+def job_setup(values: Dict[str, Any]) -> Setup:
+  """The run of a job from its full flag values (``resolve``'s)."""
+  with LOCK, flagsaver.flagsaver():
+    _reset()
+    config, levels = _configure(values, None)
+    return Setup(config, levels, FLAGS.content, list(FLAGS.style),
+                 FLAGS.network, FLAGS.log_every, cli.flag_values(RECORDED))
+
+
+def choices() -> Dict[str, Any]:
+  """What the page offers: each allowed flag's default, help and (for an
+  enum) its choices."""
+  out = {}
+  with LOCK:
+    for name in ALLOWED:
+      flag = FLAGS[name]
+      entry = {"default": flag.default, "help": flag.help}
+      if isinstance(flag.parser, flags.EnumParser):
+        entry["choices"] = list(flag.parser.enum_values)
+      out[name] = entry
+  return out
