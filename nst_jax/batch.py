@@ -182,7 +182,8 @@ def buckets(shapes: Sequence[Tuple[int, int]]) -> List[Bucket]:
 class Output(NamedTuple):
   """The result of job ``index`` (of ``jobs(len(contents), axes)``):
   ``image`` float32 ``(H, W, 3)`` in [0, 1]; the final weighted loss terms
-  (``transfer.TERMS``); iterations, evaluations and stop reason
+  (``transfer.TERMS``) and its loss records (``grid.CellsResult``);
+  iterations, evaluations and stop reason
   (``solvers.status_name``: ``interrupted`` when ``should_stop`` ended
   it); its ``bucket`` (index into ``buckets``), the ``cells`` of its
   compiled ``chunk`` (its position in the bucket), the chunk's ``cells``
@@ -199,6 +200,7 @@ class Output(NamedTuple):
   chunk: int
   cells: int
   seconds: float
+  loss_history: List[Dict[str, Any]] = []
 
 
 def stylize_batch(params, contents: Sequence[np.ndarray],
@@ -208,7 +210,7 @@ def stylize_batch(params, contents: Sequence[np.ndarray],
                   chunk_size: int | None = None,
                   on_progress: Callable[[float, int], None] | None = None,
                   should_stop: Callable[[], bool] | None = None,
-                  ) -> Iterator[Output]:
+                  log_every: int = 0) -> Iterator[Output]:
   """Stylises every content with every cell of ``axes``, bucket by bucket.
 
   ``contents`` are float32 ``(H, W, 3)`` images in [0, 1] of any shapes
@@ -241,7 +243,10 @@ def stylize_batch(params, contents: Sequence[np.ndarray],
   running chunk counted by its share of the iterations of all its levels.
   ``should_stop()`` is asked between compiled stretches of iterations (a
   Ctrl-C handler): the running chunk then stops and is yielded with status
-  ``interrupted`` and no further chunk starts.
+  ``interrupted`` and no further chunk starts. Every ``log_every``
+  iterations (0: only at the end of each level) a job's loss terms are
+  recorded in its ``Output.loss_history``, as the single command records
+  them.
   """
   contents = [np.asarray(c, np.float32) for c in contents]
   for i, c in enumerate(contents):
@@ -265,11 +270,12 @@ def stylize_batch(params, contents: Sequence[np.ndarray],
                               config.objective_spec().layers)
   mesh = sharded.cell_mesh() if mesh is None else mesh
   return _run(params, contents, list(styles), all_jobs, groups, config,
-              skip, mesh, chunk_size, on_progress, should_stop)
+              skip, mesh, chunk_size, on_progress, should_stop, log_every)
 
 
 def _run(params, contents, styles, all_jobs, groups, config, skip, mesh,
-         chunk_size, on_progress, should_stop) -> Iterator[Output]:
+         chunk_size, on_progress, should_stop, log_every
+         ) -> Iterator[Output]:
   """The generator behind ``stylize_batch``."""
   devices = mesh.devices.size
   todo = [k for k in range(len(all_jobs)) if k not in skip]
@@ -316,7 +322,8 @@ def _run(params, contents, styles, all_jobs, groups, config, skip, mesh,
       result = grid.run_cells(params, contents, styles, cells, config,
                               mesh=mesh, chunk_size=chunk,
                               on_progress=progress, should_stop=should_stop,
-                              on_level_start=level_start)
+                              on_level_start=level_start,
+                              log_every=log_every)
       images, terms, status = result.images, result.terms, result.status
       seconds = time.perf_counter() - began
       interrupted = "interrupted" in status
@@ -332,7 +339,7 @@ def _run(params, contents, styles, all_jobs, groups, config, skip, mesh,
                          result.function_evaluations[n]),
                      status=status[n], bucket=b, chunk=start // chunk,
                      cells=chunk,
-                     seconds=seconds)
+                     seconds=seconds, loss_history=result.loss_history[n])
       if interrupted:
         return
 

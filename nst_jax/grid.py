@@ -19,7 +19,6 @@ every cell.
 """
 
 import dataclasses
-import functools
 import itertools
 import math
 import time
@@ -35,6 +34,8 @@ from nst_jax import losses
 from nst_jax import memory
 from nst_jax import networks
 from nst_jax import objective
+from nst_jax import problem as _problem
+from nst_jax import run
 from nst_jax import sharded
 from nst_jax import solvers
 from nst_jax import transfer
@@ -135,8 +136,9 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
   A cell has one style image, so blend weights are refused, and so is a
   representation that re-draws its target (the cells share one compiled
   loop). ``chunk_size`` defaults to what fits in 60% of the devices' memory
-  by ``transfer.estimate_memory``. ``on_log(iteration, totals (B,))`` is
-  called every ``log_every`` iterations; ``on_progress`` and
+  by ``transfer.estimate_memory``. ``on_log(iteration, totals (C,))``
+  (the running chunk's cells) is called every ``log_every`` iterations;
+  ``on_progress`` and
   ``should_stop`` (a progress bar, Ctrl-C) work as in
   ``sharded.minimize_cells``, level by level through ``config.schedule``
   (``run_cells``: ``on_level_start(index, long edge, iterations)`` before
@@ -162,12 +164,12 @@ def style_grid(params, content: np.ndarray, styles: Sequence[np.ndarray],
     chunk_size = default_chunk_size(config, content.shape[:2], devices)
   chunk = sharded.padded_size(min(chunk_size or len(cells), len(cells)),
                               devices)
-  hooks = ()
-  if log_every > 0 and on_log is not None:
-    hooks = (solvers.Hook(log_every, _batched_totals(spec),
-                          lambda i, t: on_log(int(i), np.asarray(t))),)
+  log = None if on_log is None else (lambda logged: on_log(
+      next(iter(logged.values()))["iteration"],
+      np.asarray([r["total"] for r in logged.values()])))
   result = run_cells(params, [original], styles, cells, config, mesh=mesh,
-                     chunk_size=chunk, hooks=hooks, on_chunk=on_chunk,
+                     chunk_size=chunk, log_every=log_every if log else 0,
+                     on_log=log, on_chunk=on_chunk,
                      on_progress=on_progress, should_stop=should_stop,
                      guides=guides, on_level_start=on_level_start)
   return GridResult(
@@ -293,42 +295,73 @@ def check_levels(config: transfer.TransferConfig,
 class CellsResult(NamedTuple):
   """Per cell: the image ``(B, H, W, 3)`` in [0, 1] (its colours finished),
   the final weighted loss terms, iterations and evaluations summed over the
-  levels, and the stop reason of its last level."""
+  levels, the stop reason of its last level, and its loss records through
+  every level (``run.record`` s; with several levels each has a ``size``
+  key, the level's long edge)."""
   images: np.ndarray
   terms: List[Dict[str, float]]
   iterations: np.ndarray
   function_evaluations: np.ndarray
   status: List[str]
+  loss_history: List[List[Dict[str, Any]]] = []
+
+
+def cells_problem(params, contents: Sequence[np.ndarray],
+                  styles: Sequence[np.ndarray],
+                  cells: Sequence[Dict[str, Any]],
+                  config: transfer.TransferConfig, *, mesh: Mesh,
+                  chunk_size: int | None = None, guides=None,
+                  init_images: np.ndarray | None = None) -> _problem.Problem:
+  """The ``problem.Problem`` of a batch of cells (``cell_data``'s inputs;
+  all contents of one shape), each cell one transfer of ``config`` with its
+  grid values: the untiled objective, ``args`` ``(params, targets,
+  weights)`` with targets and weights per cell, ``cells`` for ``mesh`` in
+  chunks of ``chunk_size``. ``init_images`` ``(B, H, W, 3)`` (RGB) replace
+  the configured start images (the previous level of a coarse-to-fine
+  run), put into the run's colour space (``color.ColorControl.to_luma``)."""
+  x0, targets, weights = cell_data(params, contents, styles, cells, config,
+                                   guides=guides)
+  if init_images is not None:
+    x0 = np.stack([np.asarray(config.color.to_luma(im))
+                   for im in init_images])
+  spec = config.objective_spec()
+  shape = tuple(x0.shape[1:3])
+  return _problem.Problem(
+      objective.objective_function(spec), (params, targets, weights), x0,
+      spec, _problem.untiled(shape),
+      cells=_problem.Cells((None, 0, 0), mesh, chunk_size))
 
 
 def run_cells(params, contents: Sequence[np.ndarray],
               styles: Sequence[np.ndarray], cells: Sequence[Dict[str, Any]],
               config: transfer.TransferConfig, *, mesh: Mesh,
-              chunk_size: int, hooks=(), on_chunk=None, on_progress=None,
-              should_stop=None, guides=None,
+              chunk_size: int, log_every: int = 0, on_log=None,
+              on_chunk=None, on_progress=None, should_stop=None, guides=None,
               on_level_start=None) -> CellsResult:
   """Runs ``cells`` (``cell_data``'s: one content index and grid values
-  each; all contents of one shape) as one batched, sharded optimisation
-  (``sharded.minimize_cells`` in chunks of ``chunk_size`` cells) through
-  the levels of ``config.schedule`` for the contents' long edge — the levels
+  each; all contents of one shape) through the levels of
+  ``config.schedule`` for the contents' long edge — the levels
   ``nst-stylize`` paints (``transfer.paint``), so that a cell equals the
-  transfer run alone. With one level the styles are used as given; with
+  transfer run alone — each level a batched ``cells_problem`` run by the one
+  run loop (``run.run_problem``: one compiled, sharded loop in chunks of
+  ``chunk_size`` cells). With one level the styles are used as given; with
   several, each level resizes the contents to its long edge and the styles
   to ``transfer.style_size(level, schedule.style_scale)`` and starts every
   cell from its previous level's result upsampled (as
   ``transfer.stylize_multiscale``). ``params`` are prepared
-  (``vgg.prepare_params``); hooks, ``on_chunk``, ``on_progress`` and
-  ``should_stop`` go to every level's ``minimize_cells`` (a level's
-  ``Progress`` counts its own iterations, its ``iterations`` that level's
-  count); ``on_level_start(index, long edge, iterations)`` is called
-  before each level; a level that ends interrupted ends the run there."""
-  spec = config.objective_spec()
-  fun = objective.objective_function(spec)
+  (``vgg.prepare_params``); ``log_every``/``on_log`` (``{cell: record}``),
+  ``on_chunk``, ``on_progress`` and ``should_stop`` go to every level's
+  run (a level's ``Progress`` counts its own iterations, its ``iterations``
+  that level's count); ``on_level_start(index, long edge, iterations)`` is
+  called before each level; a level that ends interrupted ends the run
+  there."""
   full = tuple(np.shape(contents[cells[0].get("content", 0)])[:2])
   levels = _level_shapes(config, full)
   used = sorted({c.get("content", 0) for c in cells})
-  x, images = None, None
+  images = None
   iterations = evaluations = 0
+  histories = [[] for _ in cells]
+  began = time.perf_counter()   # the records' seconds count from here
   for index, (size, n, shape) in enumerate(levels):
     if on_level_start is not None:
       on_level_start(index, size, n)
@@ -342,27 +375,28 @@ def run_cells(params, contents: Sequence[np.ndarray],
           transfer.style_size(size, config.schedule.style_scale))
                       for s in styles]
     level = config.replace(solver=dict(maxiter=n))
-    x0, targets, weights = cell_data(params, level_contents, level_styles,
-                                     cells, level, guides=guides)
-    if images is not None:   # the previous level's results, upsampled
-      x0 = np.stack([np.asarray(config.color.to_luma(
-          io.resize_to(im, x0.shape[1:3]))) for im in images])
-    progress = None if on_progress is None else (
-        lambda first, p, n=n: on_progress(first, p._replace(iterations=n)))
-    result = sharded.minimize_cells(
-        fun, x0, (params, targets, weights), (None, 0, 0), level.solver,
-        mesh=mesh, chunk_size=chunk_size, hooks=hooks, on_chunk=on_chunk,
-        on_progress=progress, should_stop=should_stop)
-    x = result.x
-    images = finish_images(config, x, [level_contents[c.get("content", 0)]
-                                       for c in cells])
-    iterations = iterations + np.asarray(result.iterations)
-    evaluations = evaluations + np.asarray(result.function_evaluations)
-    status = [solvers.status_name(int(s)) for s in result.status]
+    previous = None if images is None else np.stack(   # upsampled
+        [io.resize_to(im, shape) for im in images])
+    p = cells_problem(params, level_contents, level_styles, cells, level,
+                      mesh=mesh, chunk_size=chunk_size, guides=guides,
+                      init_images=previous)
+    originals = [level_contents[c.get("content", 0)] for c in cells]
+    result = run.run_problem(
+        p, level.solver,
+        finish=lambda x, o=originals: finish_images(config, x, o),
+        log_every=log_every, on_log=on_log, on_chunk=on_chunk,
+        on_progress=on_progress, should_stop=should_stop, started=began)
+    images = result.image
+    iterations = iterations + result.iterations
+    evaluations = evaluations + result.function_evaluations
+    status = result.status
+    for h, records in zip(histories, result.loss_history):
+      h.extend(dict(r, size=size) if len(levels) > 1 else r for r in records)
     if "interrupted" in status:
       break
-  terms = cell_terms(spec, x, params, targets, weights)
-  return CellsResult(images, terms, iterations, evaluations, status)
+  terms = [{k: h[-1][k] for k in transfer.TERMS} for h in histories]
+  return CellsResult(images, terms, iterations, evaluations, status,
+                     histories)
 
 
 def default_chunk_size(config: transfer.TransferConfig,
@@ -387,33 +421,6 @@ def finish_images(config: transfer.TransferConfig, x,
     images = np.stack([config.color.finish(im, o)
                        for im, o in zip(images, originals)])
   return images
-
-
-def _batched_totals(spec):
-  fun = objective.objective_function(spec)
-  batched = jax.vmap(lambda x, p, t, w: fun(x, p, t, w)[0],
-                     in_axes=(0, None, 0, 0))
-  return lambda x, p, t, w: batched(x, p, t, w)
-
-
-@functools.lru_cache(maxsize=None)
-def _terms_program(spec: objective.Spec):
-  """The objective's terms of a batch of cells, compiled once per spec (and
-  shape): ``(x (B, ...), params, targets (B, ...), weights (B, ...))``."""
-  fun = objective.objective_function(spec)
-  return jax.jit(jax.vmap(lambda x, p, t, w: fun(x, p, t, w)[1],
-                          in_axes=(0, None, 0, 0)))
-
-
-def cell_terms(spec, x, params, targets, weights) -> List[Dict[str, float]]:
-  """The weighted loss terms (``transfer.TERMS``) of every cell at ``x``
-  ``(B, H, W, 3)``: one batched forward pass, the same values as
-  ``sharded.cell_aux`` of the objective, by a program compiled once per
-  spec and shape (a batch of photos calls it once per chunk)."""
-  terms = _terms_program(spec)(np.asarray(x), params, targets, weights)
-  terms = jax.tree_util.tree_map(np.asarray, terms)
-  return [{k: float(terms[k][i]) for k in transfer.TERMS}
-          for i in range(x.shape[0])]
 
 
 # --- the Gatys et al. Fig. 3 preset ---------------------------------------------

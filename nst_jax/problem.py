@@ -346,18 +346,33 @@ def initial_image(init: str, content: np.ndarray, style: np.ndarray | None,
 # --- the problem ------------------------------------------------------------------
 
 
+class Cells(NamedTuple):
+  """What makes a ``Problem`` a batch of independent cells (a style grid's
+  cells, a folder's photos of one shape): its ``x0`` has a leading axis
+  ``B``, ``args_axes`` mirrors its ``args`` like ``jax.vmap``'s ``in_axes``
+  (0: per-cell data on axis 0, None: shared), and the run minimises every
+  cell in one compiled loop sharded over ``mesh`` (axis ``"cells"``), in
+  chunks of ``chunk_size`` cells (``sharded.minimize_cells``)."""
+  args_axes: tuple
+  mesh: Any
+  chunk_size: int | None = None
+
+
 class Problem(NamedTuple):
   """What one run minimises: ``fun(x, *args) -> (total, terms)``
   (``objective_of``), its ``args`` — ``(params, targets, weights)`` and,
   with extra terms, their data as a fourth — placed on the evaluation's
   devices, the start image ``x0`` (a buffer the run may donate), the
-  ``spec``, the ``Evaluation`` and the extra ``terms``."""
+  ``spec``, the ``Evaluation`` and the extra ``terms``. With ``cells``
+  (``Cells``) it is a batch of independent problems of one shape: ``fun``
+  is one cell's objective, ``x0`` ``(B, H, W, 3)``."""
   fun: Callable
   args: tuple
   x0: jax.Array
   spec: objective.Spec
   evaluation: Evaluation
   terms: Tuple[Term, ...] = ()
+  cells: Cells | None = None
 
   @property
   def targets(self) -> objective.Targets:

@@ -2,9 +2,11 @@
 solvers and does everything around the iterations — loss records, snapshots,
 live progress, a clean stop, checkpoints and resume, targets re-drawn by a
 representation — the same way for every caller. One image, each level of a
-coarse-to-fine run (``transfer.stylize_multiscale``) and each frame of a
-video (``video.stylize_video``) are callers of ``run_problem``; folders and
-grids run their cells through the batched solver and the same levels.
+coarse-to-fine run (``transfer.stylize_multiscale``), each frame of a
+video (``video.stylize_video``), each level of a batch of cells (a style
+grid, a folder's photos of one shape: ``grid.run_cells``, a ``Problem``
+with ``cells``) and each round of ``synthesize`` are callers of
+``run_problem``.
 
 A record is ``{iteration, seconds, total, content, style, tv, style_layers:
 {layer: term}}`` plus one entry per extra term of the problem (video's
@@ -22,6 +24,7 @@ import numpy as np
 from nst_jax import checkpoint
 from nst_jax import objective
 from nst_jax import problem as _problem
+from nst_jax import sharded
 from nst_jax import solvers
 from nst_jax.errors import NSTError, param
 
@@ -123,6 +126,74 @@ def _redraw(spec, current: dict) -> solvers.Restart | None:
   return solvers.Restart(period, redraw)
 
 
+@functools.lru_cache(maxsize=None)
+def cells_terms_program(fun, args_axes: tuple):
+  """The loss terms of a chunk of cells ``x (C, ...)``, compiled: ``fun``'s
+  terms ``jax.vmap``-ed over the cells (``args_axes`` as the problem's)."""
+  return jax.jit(jax.vmap(terms_on_device(fun), in_axes=(0, *args_axes)))
+
+
+def _cell_records(iteration, terms, cells: range, clock, style_layers,
+                  extra) -> Dict[int, Dict[str, Any]]:
+  """``{cell: record}`` of the cells ``cells`` from terms whose leaves have
+  a leading axis over them (a padded chunk: the rest is left out)."""
+  return {c: record(iteration, jax.tree_util.tree_map(lambda a, n=n: a[n],
+                                                     terms),
+                    clock(), style_layers, extra)
+          for n, c in enumerate(cells)}
+
+
+def _run_cells(p: _problem.Problem, solver: solvers.SolverConfig, *, finish,
+               log_every, on_log, on_progress, should_stop, on_chunk,
+               progress_seconds, clock) -> RunResult:
+  """``run_problem`` of a batch of cells (``p.cells``); see there."""
+  fun, args, spec, cells = p.fun, p.args, p.spec, p.cells
+  extra = tuple(t.name for t in p.terms)
+  count = int(np.shape(p.x0)[0])
+  chunk = sharded.padded_size(min(cells.chunk_size or count, count),
+                              cells.mesh.devices.size)
+  histories: List[List[Dict[str, Any]]] = [[] for _ in range(count)]
+  first = [0]   # the first cell of the running chunk
+
+  def log(iteration, terms):
+    logged = _cell_records(iteration, terms,
+                           range(first[0], min(first[0] + chunk, count)),
+                           clock, spec.style_layers, extra)
+    for c, r in logged.items():
+      histories[c].append(r)
+    if on_log is not None:
+      on_log(logged)
+
+  def chunk_done(done, total):
+    first[0] = done
+    if on_chunk is not None:
+      on_chunk(done, total)
+
+  device_terms = jax.vmap(terms_on_device(fun), in_axes=(0, *cells.args_axes))
+  hooks = [solvers.Hook(log_every, device_terms, log)] if log_every > 0 else []
+  progress = None if on_progress is None else (
+      lambda start, pr: on_progress(start, pr._replace(
+          iterations=solver.maxiter, seconds=clock())))
+  result = sharded.minimize_cells(
+      fun, p.x0, args, cells.args_axes, solver, mesh=cells.mesh,
+      chunk_size=chunk, hooks=hooks, on_chunk=chunk_done,
+      on_progress=progress, should_stop=should_stop,
+      progress_seconds=progress_seconds)
+  iterations = np.asarray(result.iterations)
+  final = sharded.map_cells(cells_terms_program(fun, cells.args_axes),
+                            result.x, args, cells.args_axes, mesh=cells.mesh,
+                            chunk_size=chunk)
+  for c, r in _cell_records(0, final, range(count), clock, spec.style_layers,
+                            extra).items():
+    if not histories[c] or histories[c][-1]["iteration"] != iterations[c]:
+      histories[c].append(dict(r, iteration=int(iterations[c])))
+  images = finish(np.clip(np.asarray(result.x), 0.0, 1.0))
+  return RunResult(images, histories, iterations,
+                   np.asarray(result.function_evaluations),
+                   [solvers.status_name(int(s)) for s in result.status],
+                   clock())
+
+
 def run_problem(p: _problem.Problem, solver: solvers.SolverConfig, *,
                 finish: Callable[[np.ndarray], np.ndarray] = lambda x: x,
                 log_every: int = 50,
@@ -137,7 +208,9 @@ def run_problem(p: _problem.Problem, solver: solvers.SolverConfig, *,
                 on_checkpoint: Callable[[RunState], None] | None = None,
                 resume: RunState | None = None,
                 nonfinite_hint: str = "",
-                started: float | None = None) -> RunResult:
+                started: float | None = None,
+                on_chunk: Callable[[int, int], None] | None = None
+                ) -> RunResult:
   """Minimises problem ``p`` with ``solver`` and returns a ``RunResult``.
 
   Every ``log_every`` iterations the loss terms are recorded and passed to
@@ -168,8 +241,33 @@ def run_problem(p: _problem.Problem, solver: solvers.SolverConfig, *,
 
   Raises ``NSTError`` if the loss becomes NaN or infinite (the message ends
   with ``nonfinite_hint``), or ``resume`` does not fit this run.
+
+  **A batch of cells** (``p.cells``: ``problem.Cells``) runs as one
+  compiled, sharded loop in chunks (``sharded.minimize_cells``), every cell
+  with its own solver state and stop: the result's ``image`` is ``(B, H, W,
+  3)`` (``finish`` receives the batch), ``loss_history`` one history per
+  cell, ``iterations`` and ``function_evaluations`` arrays ``(B,)``,
+  ``status`` one name per cell (a cell whose loss became NaN says
+  ``non_finite``; nothing is raised, the others are kept). ``on_log``
+  receives ``{cell: record}`` of the running chunk's cells,
+  ``on_progress(first cell of the chunk, Progress)`` its value and
+  evaluations per cell, ``on_chunk(cells done, B)`` follows each chunk;
+  ``should_stop`` stops the running chunk (status ``interrupted``) and
+  starts no other (their cells keep ``x0``). Snapshots, checkpoints,
+  ``resume`` and re-drawn targets are for one image (a folder resumes from
+  its finished results: ``batch.stylize_batch``'s ``skip``).
   """
   start = time.perf_counter() if started is None else float(started)
+  if p.cells is not None:
+    if (on_snapshot is not None or on_checkpoint is not None
+        or resume is not None or objective.redraw_every(p.spec) > 0):
+      raise ValueError("snapshots, checkpoints, resume and re-drawn targets "
+                       "are for one image, not a batch of cells")
+    return _run_cells(p, solver, finish=finish, log_every=log_every,
+                      on_log=on_log, on_progress=on_progress,
+                      should_stop=should_stop, on_chunk=on_chunk,
+                      progress_seconds=progress_seconds,
+                      clock=lambda: time.perf_counter() - start)
   fun, args, spec = p.fun, p.args, p.spec
   extra = tuple(t.name for t in p.terms)
   history: List[Dict[str, Any]] = list(resume.history) if resume else []

@@ -171,6 +171,35 @@ def cell_aux(fun: Callable, x, args: tuple, args_axes: tuple):
   return jax.tree_util.tree_map(np.asarray, batched(np.asarray(x), *args))
 
 
+def map_cells(device_fn: Callable, x, args: tuple, args_axes: tuple, *,
+              mesh: Mesh | None = None, chunk_size: int | None = None):
+  """``device_fn(x (C, ...), *args)`` — a function of a whole chunk of
+  cells, e.g. ``jax.vmap`` of a per-cell function — applied to ``x`` ``(B,
+  ...)`` chunk by chunk as ``minimize_cells`` cuts them (``chunk_size``
+  cells padded to a multiple of the mesh's devices, so that one compiled
+  program serves every chunk; ``args_axes`` as there). Returns its output
+  as numpy leaves with leading axis ``B`` (padding removed). Compile
+  ``device_fn`` once (``jax.jit``) for its program to be reused."""
+  mesh = cell_mesh() if mesh is None else mesh
+  x = np.asarray(x)
+  cells = x.shape[0]
+  chunk = padded_size(min(chunk_size or cells, cells), mesh.devices.size)
+  shared = _put(tuple(a for a, ax in zip(args, args_axes) if ax is None),
+                mesh, batched=False)
+  outs = []
+  for start in range(0, cells, chunk):
+    stop = min(start + chunk, cells)
+    it = iter(shared)
+    batch_args = tuple(
+        next(it) if ax is None
+        else _put(_pad(_take(a, start, stop), chunk), mesh, batched=True)
+        for a, ax in zip(args, args_axes))
+    out = device_fn(_put(_pad(x[start:stop], chunk), mesh, batched=True),
+                    *batch_args)
+    outs.append(_take(_fetch(out), 0, stop - start))
+  return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *outs)
+
+
 def _not_started(x0: np.ndarray) -> solvers.SolveResult:
   """The result of cells whose chunk never ran (the run was stopped)."""
   n = x0.shape[0]

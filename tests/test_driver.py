@@ -100,6 +100,60 @@ def test_extra_terms_add_to_the_total_and_are_recorded(params):
   assert float(terms1["total"]) == float(total1)
 
 
+# --- a batch of cells: the same run loop ----------------------------------------------
+
+
+def test_a_batch_of_cells_runs_through_run_problem_like_each_cell_alone(params):
+  """``run_problem`` of a ``Problem`` with ``cells`` (three cells, chunks of
+  two: the second chunk padded): every cell's records, at the same
+  iterations, equal the records of its own one-image run, ``on_log`` sees
+  ``{cell: record}`` of the running chunk, ``on_chunk`` follows each chunk,
+  and what is for one image only is refused."""
+  from nst_jax import grid, run, sharded  # pylint: disable=g-import-not-at-top
+  cfg = _config().replace(solver=dict(maxiter=4))
+  contents = [np.asarray(_img(32, 40, k)) for k in range(3)]
+  style = np.asarray(_img(32, 32, 5))
+  two = grid.GridAxes(style_layer_sets=(SHALLOW,),
+                      style_weight=(800.0, 3000.0)).cells()
+  cells = [dict(two[0], content=0), dict(two[1], content=1),
+           dict(two[0], content=2)]
+  cfg = grid.cell_config(cfg, (SHALLOW,))
+  p = grid.cells_problem(params, contents, [style], cells, cfg,
+                         mesh=sharded.cell_mesh(), chunk_size=2)
+  logged, chunks = [], []
+  result = run.run_problem(p, cfg.solver, log_every=2, on_log=logged.append,
+                           on_chunk=lambda d, t: chunks.append((d, t)))
+  assert chunks == [(2, 3), (3, 3)]
+  assert [sorted(l) for l in logged] == [[0, 1], [0, 1], [0, 1], [2], [2],
+                                         [2]]
+  assert result.image.shape == (3, 32, 40, 3) and len(result.status) == 3
+  for k, history in enumerate(result.loss_history):
+    alone = transfer.stylize(
+        params, contents[k], [style],
+        cfg.replace(weights=dict(style=cells[k]["style_weight"])),
+        log_every=2)
+    assert [r["iteration"] for r in history] == [
+        r["iteration"] for r in alone.loss_history]
+    for ours, theirs in zip(history, alone.loss_history):
+      for term in ("total", "content", "style", "tv"):
+        assert ours[term] == pytest.approx(theirs[term], rel=1e-4), (k, term)
+    np.testing.assert_allclose(result.image[k], alone.image, atol=1e-4)
+  with pytest.raises(ValueError, match="not a batch of cells"):
+    run.run_problem(p, cfg.solver, on_snapshot=lambda i, x: None,
+                    snapshot_every=1)
+
+
+def test_map_cells_applies_a_chunk_function_as_one_call_would():
+  from nst_jax import sharded  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  x = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
+  per = np.array([1.0, 2.0, 3.0, 4.0, 5.0], np.float32)
+  fn = jax.jit(lambda x, shared, per: {"y": x * shared + per[:, None]})
+  out = sharded.map_cells(fn, x, (np.float32(2.0), per), (None, 0),
+                          chunk_size=2)
+  np.testing.assert_array_equal(out["y"], x * 2.0 + per[:, None])
+
+
 # --- video: the frames go through the same problem and run loop ---------------------
 
 

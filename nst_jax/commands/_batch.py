@@ -43,7 +43,7 @@ FLAGS = flags.FLAGS
 # Flags of a single run that a batch cannot honour (refused when given).
 NOT_IN_BATCH = ("output", "save_every", "plot", "sheet", "from_json",
                 "resume", "style_blend_weights", "evaluate", "score_size",
-                "log_every", "content_mask", "style_masks", "style_colors")
+                "content_mask", "style_masks", "style_colors")
 # Recorded flags that change nothing in a result: a record that differs only
 # in them is still a finished result. (A batch paints coarse to fine like
 # nst-stylize, so --pyramid_base, --scales and --style_scale are compared.)
@@ -287,7 +287,7 @@ def main(recorded: Sequence[str]) -> None:
             params, images, [styles[i] for i in style_index], lib_axes,
             config, skip=skip,
             on_progress=lambda done, total: bar.update(_shown(done)),
-            should_stop=stopper.stop_requested)
+            should_stop=stopper.stop_requested, log_every=FLAGS.log_every)
         bar.update(0)
         for o in outputs:
           entry = entries[mapping[o.index]]
@@ -345,7 +345,7 @@ def _write(out: pathlib.Path, entry: Dict, o: batch.Output, inputs,
       "params": params,
       "inputs": {p: digests[p] for p in dict.fromkeys(
           [params["content"], *params["style"]])},
-      "loss_history": [{"iteration": o.iterations, **o.terms}],
+      "loss_history": o.loss_history,
       "iterations": o.iterations,
       "function_evaluations": o.function_evaluations,
       "evaluations_per_iteration": (o.function_evaluations /
