@@ -69,7 +69,7 @@ import optax
 from nst_jax import errors
 from nst_jax.errors import NSTError
 
-METHODS = ("optax_lbfgs", "lbfgs", "adam")
+METHODS = ("optax_lbfgs", "lbfgs", "adam", "rmsprop")
 
 
 class Status(enum.IntEnum):
@@ -126,8 +126,17 @@ class SolverConfig:
   ``tol`` stops L-BFGS when ``‖∇f‖ ≤ tol·‖∇f(x₀)‖`` (0 disables it);
   ``history_size`` is the L-BFGS memory; ``max_linesearch_steps`` bounds each
   line search; ``max_failed_linesearches`` consecutive failures stop the run;
-  ``learning_rate`` is Adam's step; ``lower``/``upper`` the box that Adam
-  projects onto.
+  ``learning_rate`` is the step of the first-order methods (Adam, RMSprop);
+  ``lower``/``upper`` the box they project onto (±inf for a parameterisation
+  other than pixels, e.g. a Laplacian pyramid's coefficients).
+
+  ``step_key``: the objective is stochastic (STROTSS samples its feature
+  positions afresh every step): the last of its ``args`` is a PRNG key, and
+  step ``k`` of a first-order method evaluates it with
+  ``jax.random.fold_in(key, k)`` in its place (``k`` counts the method's
+  steps, kept in its state: a resumed run draws the same keys). Everything
+  else that evaluates the objective — loss records, the final value — uses
+  the key as given. L-BFGS needs one deterministic function and refuses it.
   """
   method: str = "optax_lbfgs"
   maxiter: int = 500
@@ -138,6 +147,7 @@ class SolverConfig:
   tol: float = 0.0
   lower: float = 0.0
   upper: float = 1.0
+  step_key: bool = False
 
 
 class Hook(NamedTuple):
@@ -417,28 +427,47 @@ def _optax_lbfgs(fun, cfg: SolverConfig) -> _Method:
                  last_value=lambda c: get(c[1], "value") / c[4])
 
 
+def _first_order(opt: optax.GradientTransformation):
+  """A first-order method of optax's ``opt``: ``x ← clip(x + update(∇f),
+  lower, upper)`` every step; with ``step_key`` the objective receives step
+  ``k``'s key (``SolverConfig``), ``k`` being its evaluation count."""
+  def make(fun, cfg: SolverConfig) -> _Method:
+    def value_and_grad(x, k):
+      return jax.value_and_grad(lambda y: fun(y, k)[0])(x)
+
+    def init(x0):
+      return x0, opt.init(x0), jnp.asarray(0.0, jnp.float32), jnp.int32(0)
+
+    def step(carry):
+      x, state, _, nfev = carry
+      value, grad = value_and_grad(x, nfev)
+      updates, state = opt.update(grad, state, x)
+      x = jnp.clip(optax.apply_updates(x, updates), cfg.lower, cfg.upper)
+      return x, state, value, nfev + 1
+
+    return _Method(init, step, x=lambda c: c[0], value=None,
+                   evaluations=lambda c: c[3],
+                   status=lambda c: _finite_status(c[2], _code(RUNNING)),
+                   failed=lambda c: jnp.asarray(False),
+                   last_value=lambda c: c[2])  # the value before the last step
+  return make
+
+
 def _adam(fun, cfg: SolverConfig) -> _Method:
-  value_and_grad = jax.value_and_grad(lambda x: fun(x)[0])
-  opt = optax.adam(cfg.learning_rate)
-
-  def init(x0):
-    return x0, opt.init(x0), jnp.asarray(0.0, jnp.float32), jnp.int32(0)
-
-  def step(carry):
-    x, state, _, nfev = carry
-    value, grad = value_and_grad(x)
-    updates, state = opt.update(grad, state, x)
-    x = jnp.clip(optax.apply_updates(x, updates), cfg.lower, cfg.upper)
-    return x, state, value, nfev + 1
-
-  return _Method(init, step, x=lambda c: c[0], value=None,
-                 evaluations=lambda c: c[3],
-                 status=lambda c: _finite_status(c[2], _code(RUNNING)),
-                 failed=lambda c: jnp.asarray(False),
-                 last_value=lambda c: c[2])  # the value before the last step
+  """Adam (Kingma & Ba 2015) with optax's defaults (β₁ 0.9, β₂ 0.999)."""
+  return _first_order(optax.adam(cfg.learning_rate))(fun, cfg)
 
 
-_METHODS = {"lbfgs": _jaxopt_lbfgs, "optax_lbfgs": _optax_lbfgs, "adam": _adam}
+def _rmsprop(fun, cfg: SolverConfig) -> _Method:
+  """RMSprop (Tieleman & Hinton 2012; torch.optim.RMSprop's defaults, which
+  STROTSS uses: decay α 0.99, ε 1e-8 added outside the square root)."""
+  return _first_order(optax.rmsprop(cfg.learning_rate, decay=0.99,
+                                    eps=1e-8))(fun, cfg)
+
+
+_METHODS = {"lbfgs": _jaxopt_lbfgs, "optax_lbfgs": _optax_lbfgs, "adam": _adam,
+            "rmsprop": _rmsprop}
+_FIRST_ORDER = ("adam", "rmsprop")
 
 
 def _cell_functions(fun, config: SolverConfig, args, args_axes):
@@ -447,7 +476,13 @@ def _cell_functions(fun, config: SolverConfig, args, args_axes):
   per-cell data on axis 0 where ``args_axes`` says 0, shared data where None).
   """
   make_method = _METHODS[config.method]
-  method_for = lambda a: make_method(lambda x: fun(x, *a), config)
+  if config.step_key:   # step k evaluates with fold_in(key, k) (SolverConfig)
+    method_for = lambda a: make_method(
+        lambda x, k: fun(x, *a[:-1], jax.random.fold_in(a[-1], k)), config)
+  elif config.method in _FIRST_ORDER:
+    method_for = lambda a: make_method(lambda x, k: fun(x, *a), config)
+  else:
+    method_for = lambda a: make_method(lambda x: fun(x, *a), config)
   names = ("step", "x", "evaluations", "status", "failed")
 
   def progress_of(c, a):
@@ -823,6 +858,10 @@ def _drive(programs: _Programs, config: SolverConfig, hooks: tuple, x0, args,
 
 def _check(config: SolverConfig, hooks):
   errors.check_choice("method", config.method, METHODS)
+  if config.step_key and config.method not in _FIRST_ORDER:
+    raise NSTError(f"a stochastic objective ({errors.param('step_key')}) "
+                   f"needs a first-order method ({', '.join(_FIRST_ORDER)}), "
+                   f"got {config.method}")
   if config.maxiter < 0:
     raise NSTError(f"{errors.param('maxiter')} must be >= 0, got "
                    f"{config.maxiter}")

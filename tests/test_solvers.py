@@ -18,11 +18,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import scipy.optimize
 
 from conftest import tol
 from nst_jax import solvers
+from nst_jax.errors import NSTError
 
 
 # --- problems -------------------------------------------------------------------
@@ -327,8 +329,61 @@ def test_bad_method_and_maxiter_raise():
 
 
 def test_methods_constant_matches_implementations():
-  assert set(solvers.METHODS) == {"optax_lbfgs", "lbfgs", "adam"}
+  assert set(solvers.METHODS) == {"optax_lbfgs", "lbfgs", "adam", "rmsprop"}
   assert solvers.SolverConfig().method in solvers.METHODS
+
+
+def _rmsprop_reference(grad_fn, x, steps, lr, alpha=0.99, eps=1e-8):
+  """torch.optim.RMSprop's update (default: no momentum, not centred),
+  written out in float64: v ← αv + (1-α)g², x ← x - lr·g/(√v + ε)."""
+  v = np.zeros_like(x)
+  for _ in range(steps):
+    g = grad_fn(x)
+    v = alpha * v + (1 - alpha) * g * g
+    x = x - lr * g / (np.sqrt(v) + eps)
+  return x
+
+
+def test_rmsprop_steps_are_torchs_rmsprop():
+  x0 = np.linspace(-1.0, 1.0, 12).reshape(3, 4)
+  target = np.cos(np.arange(12.0)).reshape(3, 4)
+  scale = np.tile(1.0 + np.arange(4.0), (3, 1))
+  fun = lambda x: (jnp.sum((x - target) ** 2 * scale), ())
+  result = _solve(fun, x0, method="rmsprop", maxiter=7, learning_rate=0.05,
+                  lower=-10.0, upper=10.0)
+  ref = _rmsprop_reference(lambda x: 2 * (x - target) * scale,
+                           x0, 7, 0.05)
+  np.testing.assert_allclose(np.asarray(result.x), ref, rtol=1e-5, atol=1e-6)
+  assert int(result.iterations) == 7
+
+
+@pytest.mark.parametrize("method", ["adam", "rmsprop"])
+def test_a_stochastic_objective_gets_step_ks_key(method):
+  """With ``step_key`` the last argument is a key and step k evaluates with
+  fold_in(key, k): the iterates equal a hand-written loop that draws so,
+  and differ from one that reuses the key (so the key is really varied)."""
+  key = jax.random.key(3)
+  fun = lambda x, key: (jnp.sum((x - jax.random.normal(key, x.shape)) ** 2),
+                        ())
+  config = solvers.SolverConfig(method=method, maxiter=5, learning_rate=0.1,
+                                lower=-10.0, upper=10.0, step_key=True)
+  x0 = jnp.zeros((2, 3))
+  result = solvers.minimize(fun, x0, config, args=(key,))
+  opt = (optax.adam(0.1) if method == "adam"
+         else optax.rmsprop(0.1, decay=0.99, eps=1e-8))
+  def loop(keys):
+    x, state = x0, opt.init(x0)
+    for k in keys:
+      g = jax.grad(lambda y: fun(y, k)[0])(x)
+      updates, state = opt.update(g, state, x)
+      x = jnp.clip(optax.apply_updates(x, updates), -10.0, 10.0)
+    return np.asarray(x)
+  np.testing.assert_allclose(
+      np.asarray(result.x),
+      loop([jax.random.fold_in(key, k) for k in range(5)]), rtol=1e-6)
+  assert not np.allclose(np.asarray(result.x), loop([key] * 5), atol=1e-3)
+  with pytest.raises(NSTError, match="first-order"):
+    solvers.minimize(fun, x0, config.__class__(step_key=True), args=(key,))
 
 
 def test_second_call_does_not_recompile():

@@ -415,11 +415,12 @@ def _define_solver():
   default = solvers.SolverConfig()
   flags.DEFINE_enum("optimizer", default.method, list(solvers.METHODS),
                     "optax_lbfgs (default, ~1 evaluation per iteration), lbfgs "
-                    "(jaxopt, zoom line search) or adam.")
+                    "(jaxopt, zoom line search), adam or rmsprop (first-order, "
+                    "--learning_rate).")
   flags.DEFINE_integer("iterations", None, "Iterations (default: 500 on a "
                        "GPU/TPU, 300 on a CPU).", lower_bound=0)
-  flags.DEFINE_float("learning_rate", default.learning_rate, "Adam step size.",
-                     lower_bound=0)
+  flags.DEFINE_float("learning_rate", default.learning_rate,
+                     "Step size of adam and rmsprop.", lower_bound=0)
   flags.DEFINE_integer("history_size", default.history_size, "L-BFGS memory.",
                        lower_bound=1)
 
