@@ -365,7 +365,10 @@ class Problem(NamedTuple):
   devices, the start image ``x0`` (a buffer the run may donate), the
   ``spec``, the ``Evaluation`` and the extra ``terms``. With ``cells``
   (``Cells``) it is a batch of independent problems of one shape: ``fun``
-  is one cell's objective, ``x0`` ``(B, H, W, 3)``."""
+  is one cell's objective, ``x0`` ``(B, H, W, 3)``. ``image_of`` maps the
+  optimised variable to the image ``(H, W, 3)`` when it is not the pixels
+  themselves (a parameterisation, e.g. a Laplacian pyramid's coefficients
+  in ``parameterize``; None: ``x`` is the image)."""
   fun: Callable
   args: tuple
   x0: jax.Array
@@ -373,6 +376,7 @@ class Problem(NamedTuple):
   evaluation: Evaluation
   terms: Tuple[Term, ...] = ()
   cells: Cells | None = None
+  image_of: Callable | None = None
 
   @property
   def targets(self) -> objective.Targets:

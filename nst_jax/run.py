@@ -109,6 +109,15 @@ def _clip_on_device(x, *args):
   return jnp.clip(x, 0.0, 1.0)
 
 
+@functools.lru_cache(maxsize=None)
+def _image_program(image_of):
+  """The image in [0, 1] of the optimised variable (``Problem.image_of``;
+  None: the variable is the image), compiled; ``(x, *args)`` for a hook."""
+  if image_of is None:
+    return _clip_on_device
+  return jax.jit(lambda x, *args: jnp.clip(image_of(x), 0.0, 1.0))
+
+
 def _redraw(spec, current: dict) -> solvers.Restart | None:
   """A ``solvers.Restart`` that re-draws the targets of ``spec``'s
   representations that re-draw (``objective.redraw_every``), keeping the
@@ -287,7 +296,7 @@ def run_problem(p: _problem.Problem, solver: solvers.SolverConfig, *,
   hooks = [solvers.Hook(log_every, terms_on_device(fun), log)]
   if snapshot_every > 0 and on_snapshot is not None:
     hooks.append(solvers.Hook(
-        snapshot_every, _clip_on_device,
+        snapshot_every, _image_program(p.image_of),
         lambda i, x: int(i) > 0 and on_snapshot(
             int(i), finish(_problem.gathered(x)))))
   on_chunk = None
@@ -304,10 +313,12 @@ def run_problem(p: _problem.Problem, solver: solvers.SolverConfig, *,
         latest[:] = [record(pr.iteration, terms, clock(), spec.style_layers,
                             extra)]
         newest = latest[0]
+      image = pr.x if p.image_of is None else (   # the image, not the
+          lambda: _image_program(p.image_of)(pr.x()))   # parameters
       on_progress(pr._replace(value=float(np.asarray(pr.value)),
                               evaluations=int(np.asarray(pr.evaluations)),
                               iterations=wanted, seconds=clock(),
-                              record=newest))
+                              record=newest, x=image))
     # before compiling: the display can say so
     on_progress(Progress(resume.iteration if resume else 0, float("nan"), 0,
                          True, None, wanted, clock(), None))
@@ -327,7 +338,7 @@ def run_problem(p: _problem.Problem, solver: solvers.SolverConfig, *,
       fun, p.x0, solver, hooks, args, donate=True, should_stop=should_stop,
       on_chunk=on_chunk, chunk_seconds=progress_seconds if chunked else None,
       restart=_redraw(spec, current), checkpoint=saver, resume=state)
-  image = _problem.gathered(jnp.clip(result.x, 0.0, 1.0))
+  image = _problem.gathered(_image_program(p.image_of)(result.x))
   iterations = int(result.iterations)
   status = solvers.status_name(int(result.status))
   if status == "non_finite" or not np.all(np.isfinite(image)):

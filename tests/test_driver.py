@@ -143,6 +143,33 @@ def test_a_batch_of_cells_runs_through_run_problem_like_each_cell_alone(params):
                     snapshot_every=1)
 
 
+def test_a_parameterised_problem_reports_and_returns_its_image():
+  """``Problem.image_of``: the run optimises another variable (here the
+  image less 0.5) and its snapshots, live ``Progress.x()`` and result are
+  the image of that variable, clipped to [0, 1]."""
+  from nst_jax import run, solvers  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  target = np.linspace(-0.45, 0.45, 4 * 5 * 3, dtype=np.float32).reshape(
+      4, 5, 3)
+  def fun(x, params, t):
+    del params
+    total = jnp.sum((x - t) ** 2)
+    return total, {"total": total, "content": total, "style": 0.0 * total,
+                   "tv": 0.0 * total, "style_layers": jnp.zeros((1,))}
+  spec = objective.Spec(content_layers=(), style_layers=("relu1_1",))
+  p = problem.Problem(fun, ({}, target), jnp.zeros((4, 5, 3)), spec,
+                      problem.untiled((4, 5)), image_of=lambda x: x + 0.5)
+  snapshots, shown = [], []
+  result = run.run_problem(
+      p, solvers.SolverConfig(maxiter=6), snapshot_every=3,
+      on_snapshot=lambda i, im: snapshots.append(im),
+      on_progress=lambda pr: pr.x is not None and shown.append(
+          np.asarray(pr.x())), progress_seconds=0.0)
+  np.testing.assert_allclose(result.image, target + 0.5, atol=1e-5)
+  np.testing.assert_allclose(snapshots[-1], target + 0.5, atol=1e-5)
+  np.testing.assert_allclose(shown[-1], target + 0.5, atol=1e-5)
+
+
 def test_map_cells_applies_a_chunk_function_as_one_call_would():
   from nst_jax import sharded  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
