@@ -23,7 +23,7 @@ $(error GPU must be 0 or 1, got '$(GPU)')
 endif
 EXTRAS := test$(comma)video$(if $(filter 1,$(GPU)),$(comma)cuda12)
 
-.PHONY: demo test weights install clean check-gpu-extra FORCE
+.PHONY: demo test weights install clean check-gpu-extra chromium FORCE
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,8 +65,22 @@ WORKERS ?= $(if $(filter 1,$(GPU)),1,2)
 # --dist worksteal: a worker that runs out of tests takes some from the
 # other (the multi-process and tiling tests are long); --durations: the
 # slowest tests in every log, to keep the suite under 10 minutes.
-test: weights
+test: weights chromium
 	$(PY) -m pytest -q -n $(WORKERS) --dist worksteal --durations=15
+
+# tests/test_serve_browser.py drives Debian's Chromium through Playwright
+# (which cannot download a browser of its own here): installed as root with
+# apt-get when /usr/bin/chromium is missing, else left to the user.
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null \
+	    && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's chromium (the browser test)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq chromium >/dev/null 2>&1 || { \
+	    apt-get update -qq >/dev/null 2>&1 && \
+	    apt-get install -y -qq chromium >/dev/null 2>&1; } || \
+	  echo "warning: chromium could not be installed: the browser test fails"; \
+	fi
 
 # Resolves what a GPU machine installs, `.[test,cuda12]`, against the package
 # index as a fresh venv would, and installs nothing: pip reads each wheel's

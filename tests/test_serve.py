@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from nst_jax import io
-from nst_jax.commands import serve as serve_command
+from nst_jax import serve
 from nst_jax.errors import NSTError
 from serving import TINY, Server, picture
 from scripting import assert_ok, run
@@ -163,10 +163,10 @@ def test_a_token_is_required(server):
   assert server.json("GET", f"/api/jobs?token={TOKEN}", auth=False)[0] == 200
   status, _, page = server.request("GET", "/", auth=False)  # the page asks
   assert status == 200 and b"<input type=\"file\" id=\"content\"" in page
-  serve_command.check_host("127.0.0.1", None)
-  serve_command.check_host("0.0.0.0", "t")
+  serve.check_host("127.0.0.1", None)
+  serve.check_host("0.0.0.0", "t")
   with pytest.raises(NSTError, match="--host=0.0.0.0 .* give --token"):
-    serve_command.check_host("0.0.0.0", None)
+    serve.check_host("0.0.0.0", None)
 
 
 def test_a_full_queue_is_429_and_cancel_keeps_what_was_reached(server,
@@ -224,3 +224,79 @@ def test_load_ten_clients_thirty_jobs(server, images):
   listed = {j["id"] for j in server.json("GET", "/api/jobs")[1]["jobs"]}
   assert set(accepted) <= listed
   assert server.rss_kb() - rss < 300_000, (rss, server.rss_kb())
+
+
+# --- in process: the framework's test client, no worker, no JAX run -------
+
+
+def test_the_app_in_process(tmp_path):
+  """The app over a store read back from disk (a job that was running when
+  its server died is queued again) through Starlette's test client: the
+  token, 413 before any of an oversized body is used (by Content-Length and
+  when it arrives chunked), 404s, cancel of a queued job, the page, its
+  static files and the OpenAPI description."""
+  from fastapi.testclient import TestClient
+  job_id = "0123456789ab"
+  folder = tmp_path / "jobs" / job_id
+  folder.mkdir(parents=True)
+  io.save_json(folder / "job.json", {"id": job_id, "state": "running",
+                                     "created": 1.0, "curve": [],
+                                     "preview": 0})
+  (tmp_path / "jobs" / "not-a-job").mkdir()
+  store = serve.JobStore(str(tmp_path / "jobs"))
+  app = serve.create_app(store, None, token=TOKEN, max_upload_mb=0.001)
+  auth = {"Authorization": f"Bearer {TOKEN}"}
+  with TestClient(app) as client:
+    assert client.get("/api/jobs").status_code == 401
+    jobs = client.get("/api/jobs", headers=auth).json()["jobs"]
+    assert [(j["id"], j["state"]) for j in jobs] == [(job_id, "queued")]
+    response = client.post("/api/jobs", headers=auth,
+                           files={"content": ("a.png", b"x" * 2000)})
+    assert response.status_code == 413
+    assert response.json()["param"] == "max_upload_mb"
+    response = client.post("/api/jobs", headers=auth,
+                           content=iter([b"x" * 800, b"y" * 800]))
+    assert response.status_code == 413
+    assert client.get("/api/jobs/zzz", headers=auth).status_code == 404
+    response = client.get(f"/api/jobs/{job_id}/result.png", headers=auth)
+    assert response.status_code == 404 and "no result.png yet" in (
+        response.json()["error"])
+    cancelled = client.delete(f"/api/jobs/{job_id}", headers=auth).json()
+    assert cancelled["state"] == "cancelled"
+    assert json.loads((folder / "job.json").read_text())["state"] == (
+        "cancelled")
+    page = client.get("/").text
+    assert page.count("<input type=\"file\"") >= 2 and "http" not in page
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/..%2Fapp.py").status_code == 404
+    assert "openapi.json" in client.get("/docs").text
+    spec = client.get("/openapi.json").json()
+    assert set(spec["paths"]["/api/jobs"]) == {"get", "post"}
+    assert "multipart/form-data" in spec["paths"]["/api/jobs"]["post"][
+        "requestBody"]["content"]
+    for path in ("/api/jobs/{job_id}", "/api/jobs/{job_id}/preview.png",
+                 "/api/jobs/{job_id}/result.png",
+                 "/api/jobs/{job_id}/record.json",
+                 "/api/jobs/{job_id}/events"):
+      assert path in spec["paths"], path
+
+
+def test_eta_is_the_rate_since_the_first_timed_step():
+  assert serve.eta_seconds(5, 100, None, 10.0) is None
+  assert serve.eta_seconds(5, 100, (2.0, 5), 10.0) is None
+  # (100 − 30) · (12 − 2) / (30 − 10)
+  assert serve.eta_seconds(30, 100, (2.0, 10), 12.0) == pytest.approx(35.0)
+
+
+def test_the_preview_is_the_clipped_iterate_in_the_contents_colours():
+  from nst_jax import color
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-0.5, 1.5, size=(1, 8, 6, 3)).astype(np.float32)
+  content = rng.uniform(size=(8, 6, 3)).astype(np.float32)
+  plain = serve.preview_image(x, content, color.ColorControl())
+  np.testing.assert_array_equal(plain, np.clip(x[0], 0.0, 1.0))
+  kept = serve.preview_image(x, content,
+                             color.ColorControl(original_colors=True))
+  np.testing.assert_allclose(kept, color.combine_luminance(
+      np.clip(x[0], 0.0, 1.0), content, "yiq"), atol=1e-6)
+  assert kept.shape == (8, 6, 3)

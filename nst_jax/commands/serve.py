@@ -50,24 +50,14 @@ flags.DEFINE_float("preview_seconds", 1.0, "Seconds between two previews "
                    "of a running job.", lower_bound=0.05)
 FLAGS = flags.FLAGS
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def check_host(host: str, token: str | None) -> None:
-  """Refuses (``NSTError``) to listen beyond the loopback without a
-  token."""
-  if host not in LOOPBACK and not token:
-    raise NSTError(f"--host={host} opens the server to other machines: give "
-                   "--token too (clients send it as a bearer header)")
-
 
 def main(argv):
   say = cli.command_start(argv, False)
-  check_host(FLAGS.host, FLAGS.token)
   # pylint: disable=g-import-not-at-top
   import socket
   import uvicorn
   from nst_jax import serve
+  serve.check_host(FLAGS.host, FLAGS.token)
   cli.enable_compilation_cache()
   data_dir = os.path.expanduser(FLAGS.data_dir)
   store = serve.JobStore(

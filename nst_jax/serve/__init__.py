@@ -7,12 +7,12 @@ are ``nst-stylize``'s flags (``_params``). The command is
 ``nst_jax.commands.serve``.
 """
 
-from nst_jax.serve._app import Guard, create_app
+from nst_jax.serve._app import Guard, check_host, create_app
 from nst_jax.serve._jobs import (FINISHED, STATES, JobStore, QueueFull,
                                  UploadError)
 from nst_jax.serve._params import Limits, ParamError, resolve
 from nst_jax.serve._worker import Worker, eta_seconds, preview_image
 
-__all__ = ["FINISHED", "Guard", "JobStore", "Limits", "ParamError",
+__all__ = ["FINISHED", "Guard", "check_host", "JobStore", "Limits", "ParamError",
            "QueueFull", "STATES", "UploadError", "Worker", "create_app",
            "eta_seconds", "preview_image", "resolve"]

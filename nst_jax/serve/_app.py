@@ -38,12 +38,22 @@ from fastapi.responses import (FileResponse, HTMLResponse, JSONResponse,
                                Response, StreamingResponse)
 
 from nst_jax import io
+from nst_jax.errors import NSTError
 from nst_jax.serve import _jobs
 from nst_jax.serve import _params
 from nst_jax.serve import _worker
 
 STATIC = resources.files("nst_jax.serve") / "static"
 _MB = 1 << 20
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_host(host: str, token: str | None) -> None:
+  """Refuses (``NSTError``) to listen beyond the loopback without a
+  token."""
+  if host not in LOOPBACK and not token:
+    raise NSTError(f"--host={host} opens the server to other machines: give "
+                   "--token too (clients send it as a bearer header)")
 
 
 def _error(status: int, message: str, param: str | None = None

@@ -16,6 +16,8 @@ holds ``LOCK`` and restores the values it found (``flagsaver``), so the
 server's request threads and its worker never see each other's values.
 """
 
+import functools
+import re
 import threading
 from typing import Any, Dict, List, NamedTuple, Sequence
 
@@ -24,21 +26,32 @@ from absl.testing import flagsaver
 
 from nst_jax import cli
 from nst_jax import transfer
-from nst_jax.commands import stylize as _stylize  # defines its flags
 from nst_jax.errors import NSTError
 
 LOCK = threading.RLock()
 FLAGS = flags.FLAGS
-# Every flag an nst-stylize run records (its JSON record's "params").
-RECORDED: Sequence[str] = tuple(_stylize._RECORDED)  # pylint: disable=protected-access
-# Flags a job may not set: files of the server's disk, side outputs, and
-# what must be chosen before JAX starts.
+# Flags a job may not set: files of the server's disk, side outputs, the
+# device's memory, and what must be chosen before JAX starts.
 SERVER_ONLY = ("content", "style", "output", "output_dir", "from_json",
                "weights", "content_mask", "style_masks", "style_colors",
                "mask_blur", "mask_downsample", "plot", "sheet", "save_every",
                "evaluate", "score_size", "quiet", "deterministic",
-               "image_devices")
-ALLOWED: Sequence[str] = tuple(n for n in RECORDED if n not in SERVER_ONLY)
+               "image_devices", "memory_budget")
+
+
+@functools.cache
+def recorded() -> Sequence[str]:
+  """Every flag an nst-stylize run records (its JSON record's "params").
+  The first call defines nst-stylize's flags in this process (importing
+  the command), so that importing this package defines none."""
+  # pylint: disable=g-import-not-at-top,protected-access
+  from nst_jax.commands import stylize
+  return tuple(stylize._RECORDED)
+
+
+def allowed() -> Sequence[str]:
+  """The flags a job may set: ``recorded()`` less ``SERVER_ONLY``."""
+  return tuple(n for n in recorded() if n not in SERVER_ONLY)
 
 
 class ParamError(NSTError):
@@ -72,7 +85,7 @@ class Setup(NamedTuple):
 
 def _reset() -> None:
   """Every recorded flag back to its default, as not given."""
-  for name in RECORDED:
+  for name in recorded():
     FLAGS[name].unparse()
 
 
@@ -128,7 +141,6 @@ def _configure(values: Dict[str, Any], limits: Limits | None):
 def _named(message: str) -> str:
   """The first flag a library message names (``--name`` or ```name```),
   else ``params``."""
-  import re  # pylint: disable=g-import-not-at-top
   found = re.search(r"--([a-z_0-9]+)", cli.flag_message(message))
   return found.group(1) if found else "params"
 
@@ -145,7 +157,7 @@ def resolve(params: Any, *, content: str, styles: Sequence[str],
     raise ParamError("params", "params must be a JSON object of nst-stylize "
                      "flag names to values")
   for name in params:
-    if not isinstance(name, str) or name not in RECORDED:
+    if not isinstance(name, str) or name not in recorded():
       raise ParamError(str(name), f"params: unknown parameter {name!r} (not "
                        "an nst-stylize flag)")
     if name in SERVER_ONLY:
@@ -155,7 +167,7 @@ def resolve(params: Any, *, content: str, styles: Sequence[str],
     _reset()
     _configure({**params, "content": content, "style": list(styles),
                 "output": output}, limits)
-    return cli.flag_values(RECORDED)
+    return cli.flag_values(recorded())
 
 
 def job_setup(values: Dict[str, Any]) -> Setup:
@@ -164,7 +176,8 @@ def job_setup(values: Dict[str, Any]) -> Setup:
     _reset()
     config, levels = _configure(values, None)
     return Setup(config, levels, FLAGS.content, list(FLAGS.style),
-                 FLAGS.network, FLAGS.log_every, cli.flag_values(RECORDED))
+                 FLAGS.network, FLAGS.log_every,
+                 cli.flag_values(recorded()))
 
 
 def choices() -> Dict[str, Any]:
@@ -172,7 +185,7 @@ def choices() -> Dict[str, Any]:
   enum) its choices."""
   out = {}
   with LOCK:
-    for name in ALLOWED:
+    for name in allowed():
       flag = FLAGS[name]
       entry = {"default": flag.default, "help": flag.help}
       if isinstance(flag.parser, flags.EnumParser):

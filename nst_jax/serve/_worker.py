@@ -28,7 +28,6 @@ from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax import weights
 from nst_jax.commands import _resume
-from nst_jax.commands import stylize as _stylize
 from nst_jax.errors import NSTError
 from nst_jax.serve import _jobs
 from nst_jax.serve import _params
@@ -162,7 +161,7 @@ class Worker:
           io.save_image(os.path.join(folder, "preview.png"),
                         preview_image(p.x(), content, config.color))
           fields["preview"] = self.store.get(job_id)["preview"] + 1
-      loss = p.record["total"] if p.record else float(p.value)
+      loss = float(p.value)   # the objective at the current iterate
       if np.isfinite(loss):
         fields["loss"] = loss
         fields["point"] = (done, loss)
@@ -200,7 +199,8 @@ class Worker:
       self.store.update(job_id, state="queued", eta_seconds=None)
       log.info("job %s stopped by the shutdown: queued again", job_id)
       return
-    record = _stylize.run_record(values, inputs, result, resumed)
+    from nst_jax.commands import stylize  # pylint: disable=g-import-not-at-top
+    record = stylize.run_record(values, inputs, result, resumed)
     io.save_image(output, result.image,
                   metadata={"nst_jax": cli.params_json(values)})
     io.save_image(os.path.join(folder, "preview.png"), result.image)

@@ -254,6 +254,7 @@ async function refreshJobs() {
     meta.innerHTML = "<span></span><span></span>";
     meta.children[0].textContent = job.size ? job.size + " px" : "";
     meta.children[1].textContent = job.state;
+    meta.children[1].className = job.state;
     li.append(thumb, meta);
     li.addEventListener("click", () => watch(job));
     if (current && current.id === job.id) li.classList.add("current");
