@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import errors, networks, vgg
+from nst_jax import errors, networks, parameterize, vgg
 from nst_jax.errors import NSTError
 
 # ``featureExtract.extract_feats``: ``layer_l = [22, 20, 18, 15, 13, 11, 8, 6,
@@ -131,37 +131,6 @@ class Targets(NamedTuple):
   features: jax.Array
 
 
-def _interpolation_matrix(size_out: int, size_in: int) -> np.ndarray:
-  """``(size_out, size_in)`` weights of 1-D linear interpolation with the
-  end samples aligned (PyTorch ``align_corners=True``): output ``j`` reads
-  input position ``j (size_in − 1) / (size_out − 1)`` (0 when
-  ``size_out = 1``)."""
-  scale = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
-  position = np.arange(size_out) * scale
-  low = np.clip(np.floor(position).astype(int), 0, size_in - 1)
-  high = np.minimum(low + 1, size_in - 1)
-  frac = position - low
-  matrix = np.zeros((size_out, size_in))
-  np.add.at(matrix, (np.arange(size_out), low), 1 - frac)
-  np.add.at(matrix, (np.arange(size_out), high), frac)
-  return matrix
-
-
-def resize_aligned(x, height: int, width: int):
-  """Bilinear resize of ``x`` ``(N, H, W, C)`` to ``(N, height, width, C)``
-  with corner samples aligned, as the official ``misc.scl_spatial``
-  (``F.interpolate(..., mode='bilinear', align_corners=True)``): no
-  antialiasing, so shrinking by 4 reads (mostly) single pixels. A size
-  equal to the input's leaves that axis unchanged."""
-  n, h, w, c = x.shape
-  if (h, w) == (height, width):
-    return x
-  rows = jnp.asarray(_interpolation_matrix(height, h), x.dtype)
-  cols = jnp.asarray(_interpolation_matrix(width, w), x.dtype)
-  return jnp.einsum("ih,nhwc,jw->nijc", rows, x, cols,
-                    precision=jax.lax.Precision.HIGHEST)
-
-
 def channels(settings: Settings = DEFAULTS) -> int:
   """Channels ``C`` of the hypercolumns: ``Σ_l C_l`` over
   ``settings.layers`` (2688 for the defaults)."""
@@ -196,15 +165,20 @@ def hypercolumns(params, images, settings: Settings = DEFAULTS):
   ``h(p) = concat_l [ resize(F_l) / C_l ](p)`` over ``settings.layers``
   in network order, each layer's ``F_l`` divided by its channel count
   ``C_l`` "so # of channels doesn't dominate cosine distance" and resized
-  by :func:`resize_aligned` (official ``featureExtract.phi_cat``).
+  bilinearly with the corner samples aligned, no antialiasing
+  (``parameterize.resize_bilinear(..., align_corners=True)``; official
+  ``featureExtract.phi_cat`` through ``misc.scl_spatial``: shrinking by 4
+  reads, mostly, single positions of relu1).
   """
   _check_image(images, "images", settings)
   h, w = images.shape[1] // settings.feature_scale, \
       images.shape[2] // settings.feature_scale
   feats = vgg.features(params, images, settings.layers)
+  resize = jax.vmap(functools.partial(
+      parameterize.resize_bilinear, size=(h, w), align_corners=True))
   return jnp.concatenate(
-      [resize_aligned(feats[l] / feats[l].shape[-1], h, w)
-       for l in settings.layers], axis=-1)
+      [resize(feats[l] / feats[l].shape[-1]) for l in settings.layers],
+      axis=-1)
 
 
 def rotations(image):

@@ -100,17 +100,6 @@ def test_default_settings_are_the_official_ones():
   assert shape == (1, 16, 12, 2688)   # 64+64+128+128+3*256+3*512
 
 
-@pytest.mark.parametrize("size_in,size_out", [((5, 7), (3, 2)),
-                                              ((3, 4), (6, 9)),
-                                              ((4, 4), (1, 4))])
-def test_resize_aligned_against_torch_formula(size_in, size_out):
-  x = np.random.default_rng(0).normal(size=(2, *size_in, 3))
-  got = nnst.resize_aligned(jnp.asarray(x, jnp.float32), *size_out)
-  for n in range(2):
-    np.testing.assert_allclose(got[n], np_resize_aligned(x[n], *size_out),
-                               rtol=1e-5, atol=1e-6)
-
-
 def test_hypercolumns_against_numpy(params, images):
   image = images["content"]
   got = jax.jit(nnst.hypercolumns, static_argnums=2)(params, image[None],
