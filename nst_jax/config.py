@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from nst_jax.color import ColorControl as _ColorControl
+from nst_jax import memory
 from nst_jax import networks
 from nst_jax import objective
 from nst_jax import solvers
@@ -179,6 +180,8 @@ class TransferConfig:
   * ``tile_size``: the exact tiled objective (``nst_jax.tiling``) with tile
     interiors of that many pixels, 0 untiled, ``"auto"`` untiled when the
     memory estimate fits the device and tiled otherwise (``tile_size_for``);
+  * ``memory_budget``: what ``"auto"`` fits in (``memory.budget_bytes``:
+    ``"8GB"`` or bytes; None: the device's memory less a margin);
   * ``image_devices``: the image's rows sharded over that many local devices
     (``"all"``: every one), XLA partitioning the network
     (``problem.image_mesh``);
@@ -198,6 +201,7 @@ class TransferConfig:
   tile_size: int | str = "auto"
   image_devices: int | str = 1
   schedule: Schedule = Schedule()
+  memory_budget: int | str | None = None
 
   def objective_spec(self) -> objective.Spec:
     """``spec``, or the network's default layers with the Gram style."""
@@ -240,6 +244,8 @@ def check_config(config: TransferConfig) -> None:
                    f"{param('patches.size')} >= 1, got {config.patches.count} "
                    f"and {config.patches.size}")
   check_choice("patches.mode", config.patches.mode, objective.PATCH_MODES)
+  if config.memory_budget is not None:
+    memory.parse_bytes(config.memory_budget)
   if tiling.parse_tile_size(config.tile_size) not in (0, "auto"):
     tiling.check_tileable(config.objective_spec())
   image_device_count(config)

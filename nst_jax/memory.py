@@ -3,8 +3,17 @@
 Estimates come from shapes alone (``vgg.feature_shapes``; nothing is
 allocated), so a run that cannot fit is refused before any work, and the
 grid chooses how many cells to run at once.
+
+The estimates count XLA's buffers (``estimate_bytes``,
+``tiling.estimate_bytes``); the process around them (the JAX runtime, the
+weights, the compiled programs, the images read from disk and their resized
+copies) is ``process_overhead_bytes``, calibrated against measured peaks.
+A memory budget (``budget_bytes``: a number of bytes, ``"8GB"``, or the
+device's memory less ``BUDGET_MARGIN``) less that overhead is what
+``--tile_size=auto``'s estimates may use (``buffer_budget``).
 """
 
+import re
 from typing import Sequence, Tuple
 
 import jax
@@ -77,3 +86,92 @@ def check_fits(need: int, shape: Tuple[int, int]) -> int:
         f"but the device has {have / 2**30:.1f} GiB: use a smaller "
         f"{param('size')}")
   return need
+
+
+# --- the memory budget and the process around XLA's buffers --------------------
+
+# Binary units: "8GB" is 8 GiB (a GPU sold as "80 GB" reports about 79 GiB).
+_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+_BYTES = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*$",
+                    re.IGNORECASE)
+
+# Share of the device's memory the default budget leaves to everything else
+# (other processes, the driver's and the allocator's own use).
+BUDGET_MARGIN = 0.10
+
+# The process beyond XLA's buffers (``process_overhead_bytes``): a constant
+# (the JAX runtime, the weights, the compiled programs), and for a tiled run
+# bytes per pixel of the content image that its estimate does not count
+# (the images' host copies and the solver's working copies of the whole
+# image); an untiled estimate's 1.2 copies of the activations already cover
+# them (measured: docs/gpu.md).
+PROCESS_BASE_BYTES = int(0.6 * 2**30)
+TILED_BYTES_PER_PIXEL = 0.0
+
+
+def parse_bytes(value) -> int:
+  """Bytes of a budget written as ``8GB``, ``8GiB``, ``8g``, ``512MB``,
+  ``1.5TB`` or a plain number of bytes; units are binary (K = 2¹⁰, M = 2²⁰,
+  G = 2³⁰, T = 2⁴⁰ bytes, with or without ``B``/``iB``). Raises
+  ``NSTError`` naming ``memory_budget`` for anything else or for a value
+  that is not positive."""
+  if isinstance(value, (int, float)) and not isinstance(value, bool):
+    number, unit = float(value), ""
+  else:
+    match = _BYTES.match(str(value))
+    if match is None:
+      raise NSTError(f"{param('memory_budget')} must be a size such as 8GB, "
+                     f"512MB or a number of bytes, got {value!r}")
+    number, unit = float(match.group(1)), match.group(2).lower()
+  size = int(number * _UNITS[unit])
+  if size <= 0:
+    raise NSTError(f"{param('memory_budget')} must be positive, got {value!r}")
+  return size
+
+
+def default_budget(available: int | None) -> int | None:
+  """The budget of a device with ``available`` bytes (``available_bytes``):
+  ``(1 − BUDGET_MARGIN)·available``; None when unknown."""
+  if available is None:
+    return None
+  return int((1.0 - BUDGET_MARGIN) * available)
+
+
+def budget_bytes(budget=None) -> int | None:
+  """``budget`` (``parse_bytes``) in bytes, or, for None, the device's
+  (``default_budget(available_bytes())``; None when unknown)."""
+  if budget is None:
+    return default_budget(available_bytes())
+  return parse_bytes(budget)
+
+
+def process_overhead_bytes(shape: Tuple[int, int], *, tiled: bool) -> int:
+  """Bytes a run's process holds beyond the XLA buffers the estimates count,
+  for an ``(H, W)`` image: ``PROCESS_BASE_BYTES``, plus
+  ``TILED_BYTES_PER_PIXEL·H·W`` when ``tiled``. Fitted to the peak RSS of
+  whole runs on XLA:CPU (``scripts/gpu_report.py``'s memory runs,
+  docs/gpu.md); on a GPU the same figure is a margin for what the device
+  holds beside the buffers until the GPU report measures it."""
+  h, w = int(shape[0]), int(shape[1])
+  per_pixel = TILED_BYTES_PER_PIXEL if tiled else 0.0
+  return int(PROCESS_BASE_BYTES + per_pixel * h * w)
+
+
+def predicted_peak_bytes(estimate: int, shape: Tuple[int, int], *,
+                         tiled: bool) -> int:
+  """The predicted peak of a run whose buffers are estimated at
+  ``estimate`` bytes: ``estimate + process_overhead_bytes(shape, tiled)``."""
+  return int(estimate) + process_overhead_bytes(shape, tiled=tiled)
+
+
+def buffer_budget(budget, shape: Tuple[int, int]) -> int | None:
+  """Bytes the estimate of an ``(H, W)`` run may take of ``budget``
+  (``budget_bytes``): the budget less ``process_overhead_bytes(shape,
+  tiled=True)`` (the larger overhead, so an untiled run is held to it too),
+  at least 0; None when the device's memory is unknown (anything fits).
+  ``--tile_size=auto`` tiles when the untiled estimate exceeds it and picks
+  the largest tile whose estimate does not (``problem.evaluation``)."""
+  have = budget_bytes(budget)
+  if have is None:
+    return None
+  return max(0, have - process_overhead_bytes(shape, tiled=True))

@@ -100,8 +100,10 @@ def evaluation(config: TransferConfig, shape: Tuple[int, int], *,
   """How an ``(H, W)`` run of ``config`` is evaluated (``Evaluation``).
 
   ``config.tile_size``: a number as given (0: untiled), ``"auto"`` by
-  ``tiling.choose_tile_size`` (0 while the untiled estimate fits the
-  device's memory, shared by ``config.image_devices`` devices). A tiled
+  ``tiling.choose_tile_size`` (0 while the untiled estimate fits
+  ``config.memory_budget`` — default the device's memory less a margin —
+  less the process around XLA's buffers, ``memory.buffer_budget``; shared by
+  ``config.image_devices`` devices). A tiled
   plan's ``reuse_last`` is as given (see ``tiling.Plan``). The estimate
   counts XLA's buffers of one evaluation and the solver's memory.
   """
@@ -111,7 +113,7 @@ def evaluation(config: TransferConfig, shape: Tuple[int, int], *,
   devices = image_device_count(config)
   auto = size == "auto"
   if auto:
-    have = memory.available_bytes()
+    have = memory.buffer_budget(config.memory_budget, shape)
     if have is not None and devices > 1 and jax.default_backend() != "cpu":
       have *= devices
     size = tiling.choose_tile_size(config.network, spec, shape,

@@ -28,6 +28,7 @@ FEATURES = ("coarse_to_fine", "tiling", "row_devices", "masks", "color",
             "blends", "resume", "evaluate")
 # The TransferConfig parts each feature is (a new part must be placed).
 PARTS = {"schedule": "coarse_to_fine", "tile_size": "tiling",
+         "memory_budget": "tiling",
          "image_devices": "row_devices", "color": "color",
          "weights": "blends"}
 # Parts that are no feature of their own (every driver takes them).

@@ -324,4 +324,4 @@ def test_config_is_composed_of_parts():
   field_names = {f.name for f in dataclasses.fields(transfer.TransferConfig)}
   assert field_names == {"network", "spec", "weights", "solver", "init",
                          "color", "patches", "conv", "tile_size",
-                         "image_devices", "schedule"}
+                         "image_devices", "schedule", "memory_budget"}

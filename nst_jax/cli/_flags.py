@@ -465,6 +465,10 @@ def _define_compute():
                       "time (memory of one tile, the whole image's loss and "
                       "gradient); 0: untiled; auto: untiled when the memory "
                       "estimate fits the device, else tiled (printed).")
+  flags.DEFINE_string("memory_budget", None, "Memory a run may use, e.g. "
+                      "8GB (binary units: GB = GiB); --tile_size=auto tiles "
+                      "when the estimate with the process around it exceeds "
+                      "it. Default: the device's memory less 10 %.")
   flags.DEFINE_string("image_devices", "1", "Shard the image's rows over N "
                       "local devices (all: every one); XLA partitions the "
                       "network.")
@@ -754,6 +758,7 @@ def transfer_config(*, grid: bool = False):
       network=network, spec=spec, weights=weights, solver=solver, init=init,
       color=colors, patches=patches, conv=val("conv", "auto"),
       tile_size=val("tile_size", "auto"),
+      memory_budget=val("memory_budget"),
       image_devices=val("image_devices", 1), schedule=schedule)
   if grid and (str(config.tile_size) not in ("auto", "0")
                or str(config.image_devices) != "1"):
