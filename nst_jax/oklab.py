@@ -16,7 +16,7 @@ Sources:
     in L, a, b, far below an 8-bit step (3.9e-3).
   * sRGB transfer function: IEC 61966-2-1 (1999).
   * Colour transfer: Kolkin et al., "Neural Neighbor Style Transfer"
-    (ECCV 2022) §3.3 "Color correction", as the official
+    (ECCV 2022), its colour post-process, as the official
     ``utils/colorization.py`` ``color_match``, ``filter`` and
     ``utils/zca.py`` ``zca`` do it.
 """
