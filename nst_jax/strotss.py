@@ -35,6 +35,7 @@ from typing import Dict, NamedTuple, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from nst_jax import hypercolumns as hc
 from nst_jax import networks, parameterize, vgg
@@ -147,6 +148,18 @@ def levels(settings: Settings = DEFAULTS) -> Tuple[Level, ...]:
             else settings.learning_rate,
             settings.iterations, i < count - 1)
       for i in range(count))
+
+
+def optimizer(level: Level, settings: Settings = DEFAULTS
+              ) -> optax.GradientTransformation:
+  """The official optimiser of one level: ``torch.optim.RMSprop(lr=
+  level.learning_rate)`` with torch's defaults (official
+  ``st_helper.style_transfer``): ``v ← ρ v + (1 − ρ) g²`` from ``v = 0``,
+  ``p ← p − lr · g / (√v + ε)`` (ε outside the root, no momentum, not
+  centred), ``ρ = 0.99``, ``ε = 1e-8``. Apply it to the pyramid's
+  coefficients (``parameterize.laplacian(settings.pyramid_levels)``)."""
+  return optax.rmsprop(level.learning_rate, decay=settings.rmsprop_decay,
+                       eps=settings.rmsprop_eps, eps_in_sqrt=False)
 
 
 # --- distances and losses on hypercolumns ---------------------------------

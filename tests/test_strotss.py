@@ -201,6 +201,22 @@ def test_official_defaults_and_schedule():
       (64, 2e-3), (128, 2e-3), (256, 1e-3)]
 
 
+def test_optimizer_is_torch_rmsprop():
+  level = strotss.levels()[0]
+  opt = strotss.optimizer(level)
+  grads = [np.array([0.3, -2.0, 1e-6]), np.array([-0.1, 0.5, 0.0]),
+           np.array([1.0, 1.0, -3.0])]
+  p, state = jnp.zeros(3), opt.init(jnp.zeros(3))
+  ref, v = np.zeros(3), np.zeros(3)
+  step = jax.jit(opt.update)
+  for g in grads:                      # torch.optim.RMSprop, written out
+    v = 0.99 * v + 0.01 * g * g
+    ref = ref - 2e-3 * g / (np.sqrt(v) + 1e-8)
+    updates, state = step(_f32(g), state)
+    p = p + updates
+  np.testing.assert_allclose(np.asarray(p), ref, rtol=1e-5, atol=1e-8)
+
+
 def test_settings_refuse_bad_values():
   for change, name in (({"samples": 0}, "samples"),
                        ({"style_draws": 2.5}, "style_draws"),
