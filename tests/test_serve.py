@@ -257,6 +257,11 @@ def test_the_app_in_process(tmp_path):
     response = client.post("/api/jobs", headers=auth,
                            content=iter([b"x" * 800, b"y" * 800]))
     assert response.status_code == 413
+    response = client.post("/api/jobs", headers=auth, data={"params": "{}"})
+    assert response.status_code == 400 and response.json()["param"] in (
+        "content", "style"), response.json()
+    response = client.get("/api/nothing", headers=auth)
+    assert response.status_code == 404 and "error" in response.json()
     assert client.get("/api/jobs/zzz", headers=auth).status_code == 404
     response = client.get(f"/api/jobs/{job_id}/result.png", headers=auth)
     assert response.status_code == 404 and "no result.png yet" in (

@@ -44,10 +44,12 @@ def _start(page, params):
   if not page.is_visible("#extra"):
     page.click("details.more summary")
   page.fill("#extra", json.dumps(params))
+  before = page.text_content("#live-title")
   page.click("#start")
   page.wait_for_function(
-      "() => document.getElementById('live-title').textContent"
-      ".startsWith('Job ')", timeout=20_000)
+      "before => { const t = document.getElementById('live-title')"
+      ".textContent; return t.startsWith('Job ') && t !== before; }",
+      arg=before, timeout=20_000)
   return page.text_content("#live-title").split()[1]
 
 

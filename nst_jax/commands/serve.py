@@ -72,6 +72,7 @@ def main(argv):
   sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
   try:
     sock.bind((FLAGS.host, FLAGS.port))
+    sock.listen(128)   # connections wait from now on, until uvicorn serves
   except OSError as e:
     raise NSTError(f"cannot listen on {FLAGS.host}:{FLAGS.port}: "
                    f"{e.strerror or e}") from None

@@ -34,8 +34,10 @@ from importlib import resources
 from typing import List
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (FileResponse, HTMLResponse, JSONResponse,
                                Response, StreamingResponse)
+from starlette.exceptions import HTTPException
 
 from nst_jax import io
 from nst_jax.errors import NSTError
@@ -138,6 +140,18 @@ def create_app(store: _jobs.JobStore, worker: "_worker.Worker | None", *,
                 description="Neural style transfer jobs: upload a content "
                 "and style images with nst-stylize's flags as params, watch "
                 "the preview, download the PNG and its JSON record.")
+
+  @app.exception_handler(RequestValidationError)
+  async def invalid(request, exc):   # a missing field: the house's 400
+    del request
+    first = (exc.errors() or [{}])[0]
+    name = str((first.get("loc") or ["request"])[-1])
+    return _error(400, f"{name}: {first.get('msg', 'invalid')}", name)
+
+  @app.exception_handler(HTTPException)
+  async def http_error(request, exc):   # unknown paths and methods
+    del request
+    return _error(exc.status_code, str(exc.detail))
 
   def found(job_id: str):
     job = store.get(job_id)

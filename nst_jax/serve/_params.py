@@ -43,7 +43,8 @@ SERVER_ONLY = ("content", "style", "output", "output_dir", "from_json",
 def recorded() -> Sequence[str]:
   """Every flag an nst-stylize run records (its JSON record's "params").
   The first call defines nst-stylize's flags in this process (importing
-  the command), so that importing this package defines none."""
+  the command), so that importing this package defines none; call it
+  outside ``flagsaver``, which deletes the flags defined inside it."""
   # pylint: disable=g-import-not-at-top,protected-access
   from nst_jax.commands import stylize
   return tuple(stylize._RECORDED)
@@ -163,6 +164,7 @@ def resolve(params: Any, *, content: str, styles: Sequence[str],
     if name in SERVER_ONLY:
       raise ParamError(name, f"params: {name} is set by the server, not by "
                        "a job")
+  recorded()   # defines the flags outside flagsaver, which would drop them
   with LOCK, flagsaver.flagsaver():
     _reset()
     _configure({**params, "content": content, "style": list(styles),
@@ -172,6 +174,7 @@ def resolve(params: Any, *, content: str, styles: Sequence[str],
 
 def job_setup(values: Dict[str, Any]) -> Setup:
   """The run of a job from its full flag values (``resolve``'s)."""
+  recorded()
   with LOCK, flagsaver.flagsaver():
     _reset()
     config, levels = _configure(values, None)
