@@ -16,6 +16,10 @@ from nst_jax.errors import NSTError
 SMALL = nnst.Settings(layers=("relu1_2", "relu2_1", "relu3_1"), chunk=7)
 
 
+# VGG maps for the references, one compilation per shape and layer set.
+features = jax.jit(vgg.features, static_argnums=2)
+
+
 @pytest.fixture(scope="module")
 def params():
   return tiny_vgg16_params()
@@ -53,7 +57,7 @@ def np_hypercolumns(params, image, settings):
   """featureExtract.phi_cat: each layer / its channels, resized to H//4,
   concatenated (the VGG maps themselves from vgg.features, tested
   elsewhere)."""
-  feats = vgg.features(params, jnp.asarray(image)[None], settings.layers)
+  feats = features(params, jnp.asarray(image)[None], settings.layers)
   h, w = image.shape[0] // 4, image.shape[1] // 4
   return np.concatenate(
       [np_resize_aligned(np.asarray(feats[l][0], np.float64) / feats[l].shape[-1],
@@ -82,7 +86,8 @@ def np_cosine_loss(f, t):
 
 @pytest.fixture(scope="module")
 def pool(params, images):
-  return nnst.style_pool(params, images["style"], SMALL)
+  return jax.jit(nnst.style_pool, static_argnums=2)(params, images["style"],
+                                                   SMALL)
 
 
 def test_default_settings_are_the_official_ones():
@@ -209,8 +214,8 @@ def test_loss_value_terms_vmap_and_gradient(params, images, pool, level_loss):
   # vmap over images and their targets equals separate calls.
   batch = jnp.stack([current, content])
   both = nnst.Targets(jnp.stack([targets.features, own.features]))
-  values, _ = jax.vmap(lambda x, t: nnst.loss(params, x, t, SMALL))(batch,
-                                                                    both)
+  values, _ = jax.jit(jax.vmap(lambda x, t: nnst.loss(params, x, t, SMALL)))(
+      batch, both)
   np.testing.assert_allclose(values[0], value, rtol=1e-5)
   np.testing.assert_allclose(values[1],
                              level_loss(params, content, own, SMALL)[0],
@@ -242,12 +247,12 @@ def test_sample_grid_against_slicing():
 def _final_reference(params, image, style, settings, offsets=None):
   """optimize_output_im(final_pass=True), float64, one given offset pair
   per layer (stride 1 when offsets is None), every layer its own maps."""
-  feats = vgg.features(params, jnp.asarray(image)[None], settings.layers)
+  feats = features(params, jnp.asarray(image)[None], settings.layers)
   style = np.asarray(style)
   turned = [style, np.flip(style, 0).transpose(1, 0, 2),
             np.flip(style, (0, 1)), np.flip(style, 1).transpose(1, 0, 2)]
-  maps = [vgg.features(params, jnp.asarray(np.ascontiguousarray(im))[None],
-                       settings.layers) for im in turned]
+  maps = [features(params, jnp.asarray(np.ascontiguousarray(im))[None],
+                   settings.layers) for im in turned]
   total = 0.0
   for i, layer in enumerate(settings.layers):
     cur = np.asarray(feats[layer][0], np.float64)
