@@ -2,8 +2,8 @@
 
 A hypercolumn is the concatenation, at one image position, of the features of
 several layers whose maps have different resolutions (Hariharan et al. 2015;
-STROTSS, Kolkin et al. CVPR 2019 §2.1, "we use the hypercolumn ... of the
-RGB image and layers of VGG-16"; NNST, Kolkin et al. ECCV 2022 §3.1).
+STROTSS, Kolkin et al. CVPR 2019, the RGB image and nine VGG-16 layers;
+NNST, Kolkin et al. ECCV 2022, relu1_1 … relu4_3).
 
 Array contract:
 
@@ -68,7 +68,8 @@ def grid_capacity(shape: Tuple[int, int],
 
 
 def _check_shape(shape, name="shape"):
-  if (len(shape) != 2 or not all(isinstance(s, (int, np.integer)) for s in shape)
+  if (len(shape) != 2
+      or not all(isinstance(s, (int, np.integer)) for s in shape)
       or min(shape) < 1):
     raise ValueError(f"{name} must be two positive ints (H, W), got {shape!r}")
 
@@ -205,7 +206,8 @@ def sample_nearest(feature_map: jax.Array, coords: jax.Array) -> jax.Array:
 
 
 def _scale_pair(scale) -> Tuple[float, float]:
-  pair = tuple(float(s) for s in np.broadcast_to(np.asarray(scale, float), (2,)))
+  pair = tuple(float(s)
+               for s in np.broadcast_to(np.asarray(scale, float), (2,)))
   if min(pair) <= 0:
     raise ValueError(f"a map's scale must be positive, got {scale!r}")
   return pair
@@ -227,7 +229,7 @@ def hypercolumns(maps: Sequence[jax.Array], positions: jax.Array,
   Returns:
     ``(N, Σ C_i)``, the maps' features in order.
 
-  Source: STROTSS §2.1 and official ``spatial_feature_extract`` (each map
+  Source: STROTSS's official ``spatial_feature_extract`` (each map
   read at the image positions halved once per pooling, ``scales = 2^-k``).
   """
   if len(maps) != len(scales) or not maps:

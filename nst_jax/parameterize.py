@@ -9,12 +9,11 @@ optimises without clipping); ``decode`` reads the sizes it needs from the
 params' shapes, so it runs under ``jax.jit``.
 
 * :data:`PIXELS`: the image itself (Gatys et al.; our L-BFGS runs).
-* :func:`laplacian`: a Laplacian pyramid, as STROTSS optimises (Kolkin et al.
-  CVPR 2019 §2.4, "we optimize ... the laplacian pyramid" of the output;
-  official ``pyr_lap.py``, ``dec_lap_pyr`` / ``syn_lap_pyr``, with 5 levels in
-  ``st_helper.style_transfer``). A gradient step on the coefficients is a
-  step on every spatial frequency band alike, so coarse structure moves as
-  fast as fine detail.
+* :func:`laplacian`: the Laplacian pyramid that STROTSS optimises (Kolkin et
+  al. CVPR 2019; official ``pyr_lap.py``, ``dec_lap_pyr`` / ``syn_lap_pyr``,
+  with 5 levels in ``st_helper.style_transfer``). A gradient step on the
+  coefficients moves every spatial frequency band, so coarse structure
+  changes as readily as fine detail.
 
 Resampling: ``resize_bilinear(x, size, align_corners=...)`` is a separable
 bilinear resize written as two small matrices, with no antialiasing, as

@@ -13,7 +13,7 @@ since its 2020 fix). A *hypercolumn* set is ``(N, D)``: ``N`` image positions,
 relu2_2 128 + relu3_1 256 + relu3_2 256 + relu3_3 256 + relu4_3 512 +
 relu5_3 512; ``nst_jax.hypercolumns``). The first three are the RGB values.
 
-The loss (paper §2, eq. 9; official ``objective_class
+The loss (paper §2; official ``objective_class
 .gen_remd_dp_objective_guided``), on hypercolumns ``X`` of the output,
 ``C`` of the content at the same positions and ``S`` of the style:
 
@@ -76,7 +76,7 @@ class Settings:
   style_samples: int = 1000
   style_draws: int = 5
   # styleTransfer.py: content_weight = argv[3] * 16 (README: 1.0 is the
-  # default; paper §2.5: α = 16 at the coarsest scale).
+  # default; the README points to the paper's §2.5 for the factor 16).
   content_weight: float = 16.0
   # styleTransfer.run_st: content_weight /= 2 after every level.
   content_weight_decay: float = 0.5
@@ -188,7 +188,7 @@ def euclidean_distances(x: jax.Array, y: jax.Array) -> jax.Array:
 
 def relaxed_emd(cost: jax.Array) -> jax.Array:
   """``max(mean_i min_j C_ij, mean_j min_i C_ij)`` of a cost matrix ``(n,
-  m)``: the relaxed earth mover's distance (paper §2.2, eq. 4–5: each of the
+  m)``: the relaxed earth mover's distance (paper §2: each of the
   two transport constraints dropped in turn, the larger bound kept).
   Source: official ``contextual_loss.remd_loss``."""
   return jnp.maximum(jnp.mean(jnp.min(cost, axis=1)),
@@ -197,7 +197,7 @@ def relaxed_emd(cost: jax.Array) -> jax.Array:
 
 def remd_loss(x: jax.Array, y: jax.Array) -> jax.Array:
   """``ℓ_r``: relaxed EMD between feature sets ``x`` ``(n, d)`` and ``y``
-  ``(m, d)`` under the cosine cost (paper §2.2, eq. 5; official
+  ``(m, d)`` under the cosine cost (paper §2; official
   ``remd_loss`` with ``cos_d=True``, one split over all ``d``)."""
   return relaxed_emd(cosine_distances(x, y))
 
@@ -209,8 +209,7 @@ def self_similarity_loss(x: jax.Array, c: jax.Array) -> jax.Array:
   ``D^X = cosine_distances(x, x)``, each column divided by its sum
   (``D^X_ij / Σ_k D^X_kj``), likewise ``D^C``; the loss is
   ``n · mean |D^X − D^C| = (1/n) Σ_ij |…|``. Source: official
-  ``contextual_loss.dp_loss`` (``.mean() * X.size(0)``: ``n`` times the
-  paper's §2.3 eq. 8, which writes ``1/n²``).
+  ``contextual_loss.dp_loss`` (``.mean() * X.size(0)``).
   """
   def normalized(z):
     d = cosine_distances(z, z)
@@ -231,9 +230,8 @@ def moments(y: jax.Array) -> Tuple[jax.Array, jax.Array]:
 def moment_loss(x: jax.Array, target: Tuple[jax.Array, jax.Array]
                 ) -> jax.Array:
   """``ℓ_m = mean_k |μ^X_k − μ^S_k| + mean_kl |Σ^X_kl − Σ^S_kl|`` for ``x``
-  ``(n, d)`` against ``target = moments(s)``. Source: paper §2.2 eq. 6 (with
-  1/d and 1/d² as means); official ``contextual_loss.moment_loss``
-  (``moments=[1, 2]``)."""
+  ``(n, d)`` against ``target = moments(s)``. Source: official
+  ``contextual_loss.moment_loss`` (``moments=[1, 2]``)."""
   mu, cov = moments(x)
   return (jnp.mean(jnp.abs(mu - target[0]))
           + jnp.mean(jnp.abs(cov - target[1])))
@@ -242,8 +240,7 @@ def moment_loss(x: jax.Array, target: Tuple[jax.Array, jax.Array]
 def palette_loss(x_rgb: jax.Array, y_rgb: jax.Array) -> jax.Array:
   """``ℓ_p``: relaxed EMD between colour sets ``x_rgb`` ``(n, 3)`` and
   ``y_rgb`` ``(m, 3)`` in ``YUV`` coordinates under the cost
-  ``cosine + euclidean_distances`` (paper §2.2, eq. 7, "the sum of ... cosine
-  distance and ... Euclidean distance" of colours). Source: official
+  ``cosine + euclidean_distances``. Source: official
   ``contextual_loss.remd_loss`` with ``d == 3`` (``rgb_to_yuv_pc``, then
   ``get_DMat(cos_d=True) + get_DMat(cos_d=False)``)."""
   yuv = jnp.asarray(YUV, x_rgb.dtype)
@@ -263,7 +260,7 @@ def strotss_loss(x: jax.Array, c: jax.Array, s: jax.Array,
   ``style = ℓ_r(x, s) + μ (ℓ_m(x, s) + ℓ_p(x[:, :3], s[:, :3]) / max(α, 1))``
   and ``total = (α ℓ_content(x, c) + style) / (α + 1 + μ)``.
   Source: official ``gen_remd_dp_objective_guided`` (one region, no point
-  guidance); paper §2.5.
+  guidance).
 
   Returns ``(total, terms)``, ``terms`` with ``content``, ``remd``,
   ``moment``, ``palette``, ``style`` and ``total`` (scalars).
