@@ -75,9 +75,12 @@ def define_flags() -> None:
                       "Every figure, rewritten after each part.")
   flags.DEFINE_string("markdown", os.path.join(ROOT, "docs", "gpu.md"),
                       "The note: the device, its figures, what was skipped.")
-  flags.DEFINE_string("work_dir", None, "Each part's own output files "
-                      "(default: beside --json, <json>.parts/).")
+  flags.DEFINE_string("work_dir", os.path.join(ROOT, "out", "gpu_report"),
+                      "Each part's own output files.")
   flags.DEFINE_list("parts", None, "Run only these parts (default: all).")
+  flags.DEFINE_bool("render", False, "Run nothing: write --markdown again "
+                    "from --json (a killed run's figures, or the note after "
+                    "the memory calibration changed).")
   flags.DEFINE_string("memory_budget", None, "--memory_budget of the memory "
                       "part's tiled runs (default: the issue's target, 8GB); "
                       "with --child, that run's.")
@@ -141,7 +144,7 @@ class Sizes(NamedTuple):
 
 GPU_SIZES = Sizes(compare=(256, 512, 1024), iterations=500,
                   conv=(512, 1024), memory=(1024, 2048, 4096, 8192),
-                  memory_iterations=2, largest=(11584, 16384),
+                  memory_iterations=1, largest=(11584, 16384),
                   grid_size=256, grid_iterations=100, grid_cells=16,
                   quality_size=512, quality_iterations=500,
                   tiling_size=1024, tiling_tile=768)
@@ -173,7 +176,7 @@ PARTS = (
     Part("install", "Install", 15, 3, essential=True),
     Part("compare_float32", "Speed against PyTorch, float32", 120, 20,
          essential=True),
-    Part("memory", "Memory: estimate against measured peak", 200, 25,
+    Part("memory", "Memory: estimate against measured peak", 240, 25,
          essential=True),
     Part("conv", "Winograd against direct (cuDNN)", 45, 25),
     Part("compare_tf32", "Speed against PyTorch, TF32", 90, 15),
@@ -484,11 +487,14 @@ def part_memory(ctx: Context) -> dict:
     # tiling part runs one).
     plan_ = [(s.memory[0], "auto", "1GB", 10)]
   else:
-    # Untiled, then auto under the budget (with the default L-BFGS memory,
-    # and with 5: at 4096 px 20 image-sized vectors alone take 2.8 GiB),
-    # then the largest sizes, tiled under the device's memory.
-    plan_ = [(size, "0", None, 10) for size in s.memory]
-    plan_ += [(size, "auto", budget, h) for size in s.memory for h in (10, 5)]
+    # Untiled where it can fit (8192 px untiled needs about 110 GiB), then
+    # auto under the budget with the default L-BFGS memory (refused before
+    # any work where nothing fits) and with 5 from 4096 px (there 20
+    # image-sized vectors alone take 2.8 GiB), then the largest sizes, tiled
+    # under the device's memory.
+    plan_ = [(size, "0", None, 10) for size in s.memory if size <= 4096]
+    plan_ += [(size, "auto", budget, 10) for size in s.memory]
+    plan_ += [(size, "auto", budget, 5) for size in s.memory if size >= 4096]
     plan_ += [(size, "auto", None, 10) for size in s.largest]
   for size, tile, mb, history in plan_:
     if ctx.left() < 5:
@@ -712,6 +718,8 @@ def default_changes(figures: Dict[str, Any]) -> List[str]:
                          f"({size}, 500)"))
   if not lines:
     lines.append("none: the parts that decide them did not run")
+  if platform == "cpu":   # a dry run's tiny sizes decide nothing
+    lines = [f"(CPU, not a decision) {l}" for l in lines]
   return lines
 
 
@@ -783,6 +791,7 @@ def markdown(report: Dict[str, Any]) -> str:
     lines += SECTIONS[p.name.split("_")[0]](figs[p.name])
     if st["status"] != "ok":
       lines += ["", f"({st['status']})"]
+  lines += _sec_calibration(report.get("cpu_calibration") or [])
   lines += ["", "## Defaults these figures would change", ""]
   lines += [f"* {l}" for l in default_changes(figs)]
   lines += ["", "## The real run", ""] + expected_run_lines()
@@ -890,6 +899,51 @@ def _sec_tiling(f):
           f"{_g(f.get('tiled_rerun_ratio'))}x)."]
 
 
+def cpu_calibration() -> List[dict]:
+  """The peaks the memory estimate was calibrated on (``memory.CPU_PEAKS``,
+  measured on the CPU) with today's estimate and predicted peak of each.
+  Computed from shapes on JAX's CPU backend: this process must not take the
+  GPU's memory from the parts' children."""
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update("jax_platforms", "cpu")
+  from nst_jax import memory, problem, transfer  # pylint: disable=g-import-not-at-top
+  rows = []
+  for shape, tile, history, peak_gib, note in memory.CPU_PEAKS:
+    config = transfer.TransferConfig().replace(
+        tile_size=tile, solver=dict(history_size=history))
+    estimate = problem.evaluation(config, shape).bytes
+    predicted = memory.predicted_peak_bytes(estimate, shape, tiled=tile > 0)
+    rows.append({"shape": list(shape), "tile_size": tile,
+                 "history_size": history, "estimate_bytes": estimate,
+                 "predicted_bytes": predicted,
+                 "peak_bytes": int(peak_gib * 2**30), "note": note,
+                 "error": predicted / (peak_gib * 2**30) - 1})
+  return rows
+
+
+def _sec_calibration(rows):
+  if not rows:
+    return []
+  lines = ["", "## Memory calibration on the CPU", "",
+           "The process's peak RSS of whole runs (`memory.CPU_PEAKS`, one "
+           "run per process, 1-2 L-BFGS iterations: the peak comes in the "
+           "first) against the estimate of XLA's buffers and the predicted "
+           "peak (`memory.predicted_peak_bytes`: the estimate plus "
+           "`memory.process_overhead_bytes`), as the code estimates them "
+           "today.", "",
+           "| W×H | tile | history | estimate GiB | predicted GiB | peak GiB "
+           "| predicted / peak − 1 | measured |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+  for r in rows:
+    h, w = r["shape"]
+    lines.append(
+        f"| {w}×{h} | {r['tile_size'] or 'untiled'} | {r['history_size']} | "
+        f"{_gib(r['estimate_bytes'])} | {_gib(r['predicted_bytes'])} | "
+        f"{_gib(r['peak_bytes'])} | {100 * r['error']:+.1f} % | "
+        f"{r['note']} |")
+  return lines
+
+
 SECTIONS = {"install": _sec_install, "tests": _sec_tests,
             "compare": _sec_compare, "conv": _sec_conv,
             "memory": _sec_memory, "grid": _sec_grid,
@@ -934,7 +988,7 @@ def report_main() -> None:
                          f"{', '.join(p.name for p in PARTS)}")
   kept, dropped = plan(PARTS, budget, FLAGS.dry_run, FLAGS.parts)
   content, style = images()
-  work_dir = FLAGS.work_dir or FLAGS.json + ".parts"
+  work_dir = FLAGS.work_dir
   os.makedirs(work_dir, exist_ok=True)
   ctx = Context(FLAGS.dry_run, DRY_SIZES if FLAGS.dry_run else GPU_SIZES,
                 content, style, work_dir, child_env(FLAGS.dry_run),
@@ -947,7 +1001,7 @@ def report_main() -> None:
             "elapsed": 0.0, "images": [content, style],
             "parts": {p.name: {"status": f"skipped: {why}"}
                       for p, why in dropped},
-            "figures": {}}
+            "figures": {}, "cpu_calibration": cpu_calibration()}
   for p, why in dropped:
     print(f"[gpu_report] skipping {p.name}: {why}", flush=True)
   write(report)
@@ -991,6 +1045,15 @@ def main(argv):
     content, style = images()
     FLAGS.content, FLAGS.style = content, style
     memory_run()
+    return
+  if FLAGS.render:
+    report = read_json(FLAGS.json)
+    if report is None:
+      raise app.UsageError(f"--render: no report in {FLAGS.json}")
+    report["cpu_calibration"] = cpu_calibration()
+    report["default_changes"] = default_changes(report["figures"])
+    write(report)
+    print(f"[gpu_report] wrote {FLAGS.json} and {FLAGS.markdown}")
     return
   report_main()
 

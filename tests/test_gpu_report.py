@@ -177,6 +177,17 @@ def test_markdown_has_every_section_with_its_figures(gr):
     assert fragment in text, fragment
 
 
+def test_markdown_calibration_section(gr):
+  report = _report(gr, {})
+  report["cpu_calibration"] = [{
+      "shape": [3072, 4096], "tile_size": 512, "history_size": 5,
+      "estimate_bytes": 5.5 * 2**30, "predicted_bytes": 7.0 * 2**30,
+      "peak_bytes": 7.25 * 2**30, "note": "memory_run", "error": -0.0345}]
+  text = gr.markdown(report)
+  assert ("| 4096×3072 | 512 | 5 | 5.50 | 7.00 | 7.25 | -3.5 % | memory_run |"
+          in text)
+
+
 def test_markdown_says_why_a_part_has_no_figures(gr):
   parts = {"install": {"status": "ok", "seconds": 2.0},
            "memory": {"status": "cut at the budget", "seconds": 9.0,
@@ -214,8 +225,9 @@ def test_default_changes_rules(gr):
   lines = gr.default_changes(figs)
   assert any("make tf32 the GPU default" in l for l in lines)
   figs["install"]["platform"] = "cpu"
-  assert any("not decided by a CPU run" in l
-             for l in gr.default_changes(figs))
+  lines = gr.default_changes(figs)
+  assert any("not decided by a CPU run" in l for l in lines)
+  assert all(l.startswith("(CPU, not a decision) ") for l in lines)
 
 
 # --- the dry run ------------------------------------------------------------------
@@ -230,7 +242,8 @@ def dry_run(tmp_path_factory):
   out = tmp_path_factory.mktemp("gpu_report")
   proc = scripting.run("gpu_report.py", "--dry_run", f"--budget={BUDGET}",
                        f"--json={out / 'gpu.json'}",
-                       f"--markdown={out / 'gpu.md'}", timeout=BUDGET + 60)
+                       f"--markdown={out / 'gpu.md'}",
+                       f"--work_dir={out / 'parts'}", timeout=BUDGET + 60)
   return proc, out
 
 
@@ -254,3 +267,7 @@ def test_dry_run_writes_a_complete_note_and_every_figure(gr, dry_run):
   for p in gr.PARTS:
     assert f"## {p.title}" in text
   assert "[gpu_report] skipping" in proc.stdout   # the dropped parts named
+  # The calibration the memory estimate rests on, each row within 10 %.
+  assert "## Memory calibration on the CPU" in text
+  assert len(report["cpu_calibration"]) >= 3
+  assert all(abs(r["error"]) <= 0.10 for r in report["cpu_calibration"])
