@@ -108,6 +108,16 @@ BUDGET_MARGIN = 0.10
 PROCESS_BASE_BYTES = int(0.6 * 2**30)
 TILED_BYTES_PER_PIXEL = 0.0
 
+# The peaks they were fitted to: whole runs of VGG-16 (Gram, optax L-BFGS,
+# Tübingen / The Starry Night), one per process, the process's peak RSS
+# (``getrusage``; /usr/bin/time agrees): ``((H, W), tile (0: untiled),
+# history_size, peak GiB, how)``. 2-core CPU VM, jax 0.10.2, 2026-12-07.
+CPU_PEAKS = (
+    ((768, 1024), 0, 10, 2.93, "tiling_benchmark.py, 2 iterations"),
+    ((1536, 2048), 0, 10, 9.02, "tiling_benchmark.py, 2 iterations"),
+    ((1536, 2048), 1024, 10, 4.88, "tiling_benchmark.py, 2 iterations"),
+)
+
 
 def parse_bytes(value) -> int:
   """Bytes of a budget written as ``8GB``, ``8GiB``, ``8g``, ``512MB``,

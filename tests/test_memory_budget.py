@@ -143,21 +143,16 @@ def test_the_flag_reaches_the_config():
 
 # --- the calibration: peaks measured on the CPU --------------------------------
 
-# (long edge, tile interior (0: untiled), history, estimate GiB, measured
-# process peak RSS GiB): scripts/tiling_benchmark.py and gpu_report.py's
-# memory runs, 2-core CPU VM, 2026-12-07 (docs/gpu.md).
-MEASURED = [
-    ((768, 1024), 0, 10, 2.51, 2.93),
-    ((1536, 2048), 0, 10, 9.18, 9.02),
-]
-
-
-@pytest.mark.parametrize("shape, tile, history, estimate, peak", MEASURED)
+@pytest.mark.parametrize("shape, tile, history, peak, how", memory.CPU_PEAKS)
 def test_predicted_peak_is_within_10_percent_of_the_measured(
-    shape, tile, history, estimate, peak):
+    shape, tile, history, peak, how):
+  """Each peak the overhead was fitted to (``memory.CPU_PEAKS``), predicted
+  from shapes alone within 10 %: a change of the estimates or of the
+  constants that breaks this needs new measurements."""
+  del how
   config = transfer.TransferConfig().replace(
       tile_size=tile, solver=dict(history_size=history))
   ev = problem.evaluation(config, shape)
-  assert ev.bytes / GIB == pytest.approx(estimate, abs=0.01)
+  assert ev.tile == tile
   predicted = memory.predicted_peak_bytes(ev.bytes, shape, tiled=tile > 0)
-  assert abs(predicted / GIB / peak - 1) <= 0.10
+  assert abs(predicted / GIB / peak - 1) <= 0.10, (predicted / GIB, peak)
