@@ -59,6 +59,7 @@ class Server:
         self.url = f"http://127.0.0.1:{found.group(1)}"
         break
       if self.proc.poll() is not None or time.monotonic() > deadline:
+        self.kill()
         raise AssertionError(f"nst-serve did not start:\n{self.log()}")
       time.sleep(0.1)
 
@@ -134,6 +135,7 @@ class Server:
     return self.proc.returncode
 
   def kill(self) -> None:
-    self.proc.send_signal(signal.SIGKILL)
-    self.proc.wait(30)
+    if self.proc.poll() is None:
+      self.proc.send_signal(signal.SIGKILL)
+      self.proc.wait(30)
     self._log.close()

@@ -229,6 +229,7 @@ def test_load_ten_clients_thirty_jobs(server, images):
 # --- in process: the framework's test client, no worker, no JAX run -------
 
 
+@pytest.mark.filterwarnings("ignore:Using `httpx`")   # the test client's
 def test_the_app_in_process(tmp_path):
   """The app over a store read back from disk (a job that was running when
   its server died is queued again) through Starlette's test client: the

@@ -21,11 +21,13 @@ def test_kill_9_mid_job_then_restart_resumes_it(tmp_path, vgg16_params):
   params = dict(TINY, iterations=200)
   flags_ = ("--checkpoint_every=10", "--preview_seconds=0.2")
   server = Server(data, *flags_)
-  killed = server.post_job(content, [style], params)[1]["id"]
-  waiting = server.post_job(content, [style], params)[1]["id"]
-  state = data / "jobs" / killed / "result.resume.npz"
-  server.wait(killed, states=(), until=lambda j: state.exists())
-  server.kill()
+  try:
+    killed = server.post_job(content, [style], params)[1]["id"]
+    waiting = server.post_job(content, [style], params)[1]["id"]
+    state = data / "jobs" / killed / "result.resume.npz"
+    server.wait(killed, states=(), until=lambda j: state.exists())
+  finally:
+    server.kill()
   reached = io.load_arrays(state)[1]["iteration"]
   assert 10 <= reached < 200 and reached % 10 == 0
   assert not (data / "jobs" / killed / "result.png").exists()
