@@ -84,6 +84,8 @@ class Settings:
     mean (its blocks are ``128² / max(1, P // 128²)`` rows, so at 256 px
     one block, at 512 px three or four); here the query rows are centred by
     the mean of all of them, at every size.
+  * ``official_reuse = False`` (ours): ``True`` reproduces a slip of the
+    official final pass (:func:`final_loss`).
   """
   alpha: float = 0.75
   layers: Tuple[str, ...] = LAYERS
@@ -99,6 +101,7 @@ class Settings:
   sample_side: int = 64
   colorize: bool = True
   chunk: int = 1024
+  official_reuse: bool = False
 
   def __post_init__(self):
     if not 0.0 <= self.alpha <= 1.0:
@@ -386,6 +389,15 @@ def nearest_distances(queries, pool, *, chunk: int = DEFAULTS.chunk):
   return 1.0 - jnp.sum(q * p[index], axis=-1)
 
 
+def _as_torch_view(maps, channels: int):
+  """``maps`` ``(h, w, C)`` laid out as PyTorch's ``(1, C, h, w)`` and read
+  as ``(channels, -1)`` (``.view(1, channels, -1)``), returned as rows
+  ``(C h w / channels, channels)``."""
+  if maps.size % channels:
+    raise ValueError(f"cannot view {maps.shape} as {channels} channels")
+  return jnp.transpose(maps, (2, 0, 1)).reshape(channels, -1).T
+
+
 def final_loss(params, image, pool, key, settings: Settings = DEFAULTS):
   """The final pass's objective: ``(value, {"nnst_<layer>": term})``.
 
@@ -400,24 +412,33 @@ def final_loss(params, image, pool, key, settings: Settings = DEFAULTS):
   step; here the run loop passes a new ``key`` each step).
 
   The official loop has a slip: for a layer of at most ``sample_side``
-  positions a side it reuses the previous layer's sampled output features
-  (``cs_tmp`` is assigned only when sampling), reshaped to this layer's
-  channel count; at 512 px relu4_1…relu4_3, at 256 px relu3_1…relu4_3.
-  Here every layer compares its own features.
+  positions a side it reuses the last sampled layer's output features
+  (``cs_tmp`` is assigned only when sampling), their memory in PyTorch's
+  NCHW order read as this layer's channel count (``.view(1, chans, -1)``),
+  against this layer's whole style maps: at 512 px relu4_1…relu4_3 read
+  relu3_3's samples, at 256 px relu3_1…relu4_3 read relu2_2's. By default
+  every layer compares its own features; ``settings.official_reuse=True``
+  reproduces the slip, for side-by-side comparisons with the official
+  pictures.
   """
   if len(pool) != len(settings.layers):
     raise NSTError(f"{errors.param('pool')} holds {len(pool)} layers, the "
                    f"settings name {len(settings.layers)}")
   feats = vgg.features(params, image[None], settings.layers)
   keys = jax.random.split(key, len(settings.layers))
-  terms = {}
+  terms, last_sampled = {}, None
   for layer, style_maps, k in zip(settings.layers, pool, keys):
     current = feats[layer][0]
     h, w, c = current.shape
     stride = sample_stride(h, w, settings.sample_side)
     offset = jax.random.randint(k, (2,), 0, stride)
-    queries = sample_grid(current, offset, stride).reshape(-1, c)
     rows = sample_grid(style_maps, offset, stride).reshape(-1, c)
+    if (settings.official_reuse and max(h, w) <= settings.sample_side
+        and last_sampled is not None):
+      queries = _as_torch_view(last_sampled, c)
+    else:
+      last_sampled = sample_grid(current, offset, stride)
+      queries = last_sampled.reshape(-1, c)
     terms[f"nnst_{layer}"] = jnp.mean(
         nearest_distances(queries, rows, chunk=settings.chunk))
   return sum(terms.values()), terms

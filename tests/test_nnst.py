@@ -333,6 +333,41 @@ def test_final_loss_gradient_is_the_gradient_of_the_minimum(
   assert float(jnp.abs(grad).max()) > 0
 
 
+def test_final_loss_official_reuse_against_the_official_loop(
+    params, images, final_pool):
+  """optimize_output_im's final-pass loop as written: ``cs_tmp`` is set only
+  for layers longer than sample_side, and every layer reads it through
+  ``.view(1, chans, -1)`` of its NCHW memory. With sample_side 12, relu1_2
+  (24x20) is sampled every 2nd position and relu2_1 (12x10) reads relu1_2's
+  samples as 128 channels."""
+  settings = nnst.Settings(layers=FINAL.layers, sample_side=12,
+                           official_reuse=True)
+  image, key = images["current"], jax.random.key(5)
+  value, terms = jax.jit(nnst.final_loss, static_argnums=4)(
+      params, image, final_pool, key, settings)
+  feats = features(params, image[None], settings.layers)
+  offsets = [np.asarray(jax.random.randint(k, (2,), 0, s)) for k, s in
+             zip(jax.random.split(key, 2), (2, 1))]
+  total, cs_tmp = 0.0, None
+  for i, layer in enumerate(settings.layers):
+    cur = np.asarray(feats[layer][0], np.float64)
+    s_tmp = np.asarray(final_pool[i], np.float64)
+    chans = cur.shape[-1]
+    if max(cur.shape[:2]) > 12:
+      stride = max(cur.shape[:2]) // 12
+      a, b = offsets[i]
+      s_tmp = s_tmp[:, a::stride, b::stride]
+      cs_tmp = cur[a::stride, b::stride]
+    rows = s_tmp.reshape(-1, chans)
+    columns = np.transpose(cs_tmp, (2, 0, 1)).reshape(chans, -1).T
+    total += np_centred_cosine(columns, rows).min(axis=1).mean()
+  np.testing.assert_allclose(value, total, rtol=1e-5)
+  own = nnst.final_loss(params, image, final_pool, key,
+                        nnst.Settings(layers=FINAL.layers, sample_side=12))[1]
+  assert own["nnst_relu1_2"] == terms["nnst_relu1_2"]
+  assert abs(float(own["nnst_relu2_1"] - terms["nnst_relu2_1"])) > 1e-3
+
+
 def test_bad_inputs(params, images, pool):
   content, current = images["content"], images["current"]
   with pytest.raises(NSTError, match="`alpha` must be in"):
