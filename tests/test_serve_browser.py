@@ -1,8 +1,9 @@
 """nst-serve's page in a real browser (issue 23): Debian's Chromium, headless,
 driven by Playwright, against a real uvicorn server on a loopback port.
-It chooses a photo and a painting, starts a 64 px job, sees the live
-preview change at least twice and the result appear, downloads the PNG
-and the JSON record through the page's links, and cancels a second job.
+It gives the server's token when the page asks (once), chooses a photo and
+a painting, starts a 64 px job, sees the live preview change at least twice
+and the result appear, downloads the PNG and the JSON record through the
+page's links, and cancels a second job.
 
 ``NST_SERVE_SCREENSHOTS=<folder>`` makes the first job the README's: the
 bundled example photo and painting at 256 px with nst-stylize's default
@@ -24,6 +25,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
+TOKEN = "page-token"
 PARAMS = {"size": 64, "iterations": 60, "content_layers": "relu2_1",
           "style_layers": "relu1_1,relu2_1"}
 
@@ -63,16 +65,17 @@ def test_the_page_paints_watches_downloads_and_cancels(browser, tmp_path,
     style = str(ROOT / "examples/style_brushwork.png")
     params, size = {"size": 256, "iterations": 300}, 256
     server = Server(tmp_path / "data", "--checkpoint_every=1000")
-  else:
+  else:   # with a token, which the page asks for once
     content = picture(tmp_path / "photo.png", (48, 64), 0)
     style = picture(tmp_path / "painting.png", (64, 64), 1)
     server = Server(tmp_path / "data", "--preview_seconds=0.1",
-                    "--checkpoint_every=1000")
+                    "--checkpoint_every=1000", token=TOKEN)
   try:
     page = browser.new_page(viewport={"width": 1280, "height": 860},
                             accept_downloads=True)
-    errors = []
+    errors, asked = [], []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: (asked.append(d.message), d.accept(TOKEN)))
     page.goto(server.url + "/")
     page.set_input_files("#content", content)
     page.set_input_files("#style", style)
@@ -133,6 +136,7 @@ def test_the_page_paints_watches_downloads_and_cancels(browser, tmp_path,
       phone.screenshot(path=os.path.join(shots, "serve_phone.png"),
                        full_page=True)
     assert not errors, errors
+    assert len(asked) == (0 if shots else 1), asked   # the token, once
   finally:
     assert server.stop() in (0, -15), server.log()[-3000:]
   assert "Traceback" not in server.log(), server.log()[-5000:]
