@@ -107,6 +107,8 @@ def _bomb() -> bytes:
     ("over_max_size", 400, "size", "over this server's --max_size=128"),
     ("over_max_iterations", 400, "iterations", "--max_iterations=400"),
     ("server_only", 400, "output", "output is set by the server"),
+    ("too_small", 400, "size", "too small for layer relu5_1"),
+    ("bad_layer", 400, "style_layers", "unknown layers 'relu9_9'"),
     ("not_json", 400, "params", "not JSON"),
 ])
 def test_bad_input_is_a_4xx_naming_it(server, images, case, status, param,
@@ -130,6 +132,10 @@ def test_bad_input_is_a_4xx_naming_it(server, images, case, status, param,
     params["iterations"] = 401
   elif case == "server_only":
     params["output"] = "/tmp/elsewhere.png"
+  elif case == "too_small":
+    params = {"size": 16, "iterations": 5}   # the default layers
+  elif case == "bad_layer":
+    params["style_layers"] = "relu1_1,relu9_9"
   elif case == "not_json":
     raw = "{size: 32"
   before = server.json("GET", "/api/jobs")[1]["jobs"]

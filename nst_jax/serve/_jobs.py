@@ -123,14 +123,18 @@ class JobStore:
     folder = self.folder(job_id)
     try:
       os.makedirs(folder)
-      content_path = self._store(folder, "content", "content", content)
-      style_paths = [self._store(folder, f"style_{i}", "style", data)
-                     for i, data in enumerate(styles)]
+      content_path, content_shape = self._store(folder, "content",
+                                                "content", content)
+      stored = [self._store(folder, f"style_{i}", "style", data)
+                for i, data in enumerate(styles)]
+      style_paths = [path for path, _ in stored]
       values = _params.resolve(params, content=content_path,
                                styles=style_paths,
                                output=os.path.join(folder, "result.png"),
                                limits=self.limits)
-      levels = _params.job_setup(values).levels
+      setup = _params.job_setup(values)
+      _params.check_sizes(setup, content_shape, [s for _, s in stored])
+      levels = setup.levels
       job = {"id": job_id, "state": "queued", "created": time.time(),
              "params": params, "values": values, "iteration": 0,
              "iterations": sum(n for _, n in levels), "loss": None,
@@ -151,10 +155,11 @@ class JobStore:
       self._changed.notify_all()
     return self.public(job)
 
-  def _store(self, folder: str, stem: str, field: str, data: bytes) -> str:
+  def _store(self, folder: str, stem: str, field: str, data: bytes
+             ) -> tuple:
     """Writes an uploaded file as ``<stem>.<ext>`` (its format's extension)
-    once ``io.load_image`` reads it; the sender's file name is never
-    used."""
+    once ``io.load_image`` reads it, and returns its path and ``(H, W)``;
+    the sender's file name is never used."""
     if not data:
       raise UploadError(field, f"{field}: the file is empty")
     tmp = os.path.join(folder, stem + ".upload")
@@ -175,7 +180,7 @@ class JobStore:
                           f"large an image ({width}x{height} pixels, over "
                           f"{self.max_pixels})", 413)
       try:
-        io.load_image(tmp, max_pixels=self.max_pixels)
+        shape = io.load_image(tmp, max_pixels=self.max_pixels).shape[:2]
       except NSTError as e:
         raise UploadError(field, f"{field}: "
                           f"{str(e).replace(tmp, 'the file')}") from None
@@ -185,7 +190,7 @@ class JobStore:
     ext = {"jpeg": "jpg", "tiff": "tif"}.get(kind, kind)
     path = os.path.join(folder, f"{stem}.{re.sub(r'[^a-z0-9]', '', ext)}")
     os.replace(tmp, path)
-    return path
+    return path, shape
 
   def public(self, job: Dict[str, Any]) -> Dict[str, Any]:
     return {k: job.get(k) for k in PUBLIC}

@@ -116,8 +116,8 @@ def _configure(values: Dict[str, Any], limits: Limits | None):
     config = cli.transfer_config()
     levels = config.schedule.levels(FLAGS.size, FLAGS.iterations)
   except NSTError as e:
-    raise ParamError(_named(str(e)), "params: " + cli.flag_message(e)
-                     .replace("--", "")) from None
+    raise ParamError(_named(str(e), values), "params: "
+                     + cli.flag_message(e).replace("--", "")) from None
   if limits is not None:
     if max(s for s, _ in levels) > limits.max_size or (
         FLAGS.size > limits.max_size):
@@ -139,11 +139,41 @@ def _configure(values: Dict[str, Any], limits: Limits | None):
   return config, levels
 
 
-def _named(message: str) -> str:
-  """The first flag a library message names (``--name`` or ```name```),
-  else ``params``."""
-  found = re.search(r"--([a-z_0-9]+)", cli.flag_message(message))
-  return found.group(1) if found else "params"
+def _named(message: str, given: Dict[str, Any]) -> str:
+  """The parameter a library message is about: the first flag it names
+  (``--name`` or ```name```), else the first given parameter whose value
+  it quotes, else ``params``."""
+  for name in re.findall(r"--([a-z_0-9]+)", cli.flag_message(message)):
+    if name in recorded():
+      return name
+  for name, value in given.items():
+    values = value if isinstance(value, (list, tuple)) else str(value).split(
+        ",")
+    if any(str(v) and f"'{v}'" in message for v in values):
+      return name
+  return "params"
+
+
+def check_sizes(setup: "Setup", content_shape, style_shapes) -> None:
+  """Refuses (``ParamError``) a job whose images, at each level's size,
+  are too small for its layers or too large for the device's memory, as
+  its run would (``transfer.check_image_size``, ``check_memory``), before
+  it queues. Shapes are the uploads' ``(H, W)``."""
+  from nst_jax import io  # pylint: disable=g-import-not-at-top
+  config = setup.config
+  name = "scales" if config.schedule.scales is not None else "size"
+  for size, _ in setup.levels:
+    shape = io.long_edge_shape(tuple(content_shape), size)
+    try:
+      transfer.check_image_size(config, shape)
+      transfer.check_memory(config, shape)
+      style = transfer.style_size(size, config.schedule.style_scale)
+      for style_shape in style_shapes:
+        transfer.check_image_size(
+            config, io.long_edge_shape(tuple(style_shape), style))
+    except NSTError as e:
+      raise ParamError(name, f"params: {name}: "
+                       f"{cli.flag_message(e)}") from None
 
 
 def resolve(params: Any, *, content: str, styles: Sequence[str],
