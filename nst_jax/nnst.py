@@ -28,7 +28,7 @@ The method, per level of a coarse-to-fine schedule (``stylize.py``
 
 import dataclasses
 import functools
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -83,7 +83,9 @@ class Settings:
     official code centres each block of content rows by the block's own
     mean (its blocks are ``128² / max(1, P // 128²)`` rows, so at 256 px
     one block, at 512 px three or four); here the query rows are centred by
-    the mean of all of them, at every size.
+    the mean of all of them, at every size; ``official_blocks = True``
+    centres them by blocks as the official code does
+    (:func:`nearest_indices`).
   * ``official_reuse = False`` (ours): ``True`` reproduces a slip of the
     official final pass (:func:`final_loss`).
   """
@@ -101,6 +103,7 @@ class Settings:
   sample_side: int = 64
   colorize: bool = True
   chunk: int = 1024
+  official_blocks: bool = False
   official_reuse: bool = False
 
   def __post_init__(self):
@@ -262,16 +265,35 @@ def _nearest_unit(queries_unit, pool_unit, chunk: int):
   return jax.lax.map(block, padded.reshape(blocks, chunk, c)).reshape(-1)[:n]
 
 
-def nearest_indices(queries, pool, *, chunk: int = DEFAULTS.chunk):
+def official_block(pool_rows: int) -> int:
+  """Rows of the official search's blocks, ``128² // max(1, P // 128²)``
+  for a pool of ``P`` rows (``stylize.replace_features``: ``stride``)."""
+  return 128 ** 2 // max(1, pool_rows // 128 ** 2)
+
+
+def nearest_indices(queries, pool, *, chunk: int = DEFAULTS.chunk,
+                    centre_block: Optional[int] = None):
   """For each row of ``queries`` ``(N, C)`` the index ``(N,)`` int32 of its
   nearest row of ``pool`` ``(P, C)`` under centred cosine distance:
   ``argmin_j 1 − ⟨q̂_i, p̂_j⟩`` (:func:`centred_cosine_distances`; official
   ``stylize.replace_features``), the first on ties. Memory: ``chunk × P``
-  scores at a time."""
+  scores at a time.
+
+  The queries are centred by their mean (``centre_block=None``), or each
+  run of ``centre_block`` rows by its own mean, as the official search
+  centres its blocks of :func:`official_block` ``(P)`` rows (the same as
+  the whole mean when one block holds every query: at 256 px, not at
+  512 px).
+  """
   if queries.ndim != 2 or pool.ndim != 2 or queries.shape[1] != pool.shape[1]:
     raise ValueError(f"nearest_indices takes (N, C) and (P, C), got "
                      f"{queries.shape} and {pool.shape}")
-  return _nearest_unit(centred_unit(queries), centred_unit(pool), chunk)
+  if centre_block is None:
+    unit = centred_unit(queries)
+  else:
+    unit = jnp.concatenate([centred_unit(queries[i:i + centre_block])
+                            for i in range(0, queries.shape[0], centre_block)])
+  return _nearest_unit(unit, centred_unit(pool), chunk)
 
 
 def make_targets(params, current_image, content, pool,
@@ -297,7 +319,9 @@ def make_targets(params, current_image, content, pool,
   search = mix(current_image, content, settings.alpha)
   queries = hypercolumns(params, search[None], settings)[0]
   h, w, _ = queries.shape
-  index = nearest_indices(queries.reshape(-1, c), pool, chunk=settings.chunk)
+  block = official_block(pool.shape[0]) if settings.official_blocks else None
+  index = nearest_indices(queries.reshape(-1, c), pool, chunk=settings.chunk,
+                          centre_block=block)
   return Targets(jax.lax.stop_gradient(pool[index].reshape(h, w, c)))
 
 

@@ -157,6 +157,29 @@ def test_nearest_indices_against_full_matrix(chunk):
   np.testing.assert_array_equal(batched[1], want[::-1])
 
 
+def test_centre_block_centres_each_block_by_its_mean():
+  """replace_features centres each block of query rows by the block's mean;
+  its blocks are 128² // max(1, P // 128²) rows."""
+  assert [nnst.official_block(p) for p in (12800, 16384, 51712, 65536)] == [
+      16384, 16384, 5461, 4096]
+  rng = np.random.default_rng(11)
+  rows = rng.normal(size=(60, 4)) + 0.3
+  queries = rng.normal(size=(13, 4)) * [1.0, 0.5, 2.0, 1.0]
+  queries[:5] += 2.0                         # the first block's mean differs
+  want = np.concatenate([
+      np.argmin(np_centred_cosine(queries[i:i + 5], rows), axis=1)
+      for i in (0, 5, 10)])
+  q, r = jnp.asarray(queries, jnp.float32), jnp.asarray(rows, jnp.float32)
+  got = jax.jit(nnst.nearest_indices, static_argnames=("chunk",
+                                                       "centre_block"))(
+      q, r, chunk=4, centre_block=5)
+  np.testing.assert_array_equal(got, want)
+  whole = nnst.nearest_indices(q, r, chunk=4)
+  assert (np.asarray(whole) != want).any()
+  np.testing.assert_array_equal(
+      nnst.nearest_indices(q, r, chunk=4, centre_block=13), whole)
+
+
 @pytest.mark.parametrize("alpha", [0.75, 0.0, 1.0])
 def test_make_targets_against_numpy(params, images, pool, alpha):
   settings = nnst.Settings(layers=SMALL.layers, chunk=SMALL.chunk,
