@@ -59,12 +59,22 @@ def grid_strides(shape: Tuple[int, int],
 
 
 def grid_capacity(shape: Tuple[int, int],
-                  pixels_per_point: int = PIXELS_PER_GRID_POINT) -> int:
-  """The fewest grid points any offset leaves (offsets ``(s_r − 1, s_c − 1)``):
-  the largest ``count`` that ``sample_positions`` accepts for ``shape``."""
+                  pixels_per_point: int = PIXELS_PER_GRID_POINT,
+                  mask=None) -> int:
+  """The fewest grid points any offset leaves: the largest ``count`` that
+  ``sample_positions`` draws from. Without ``mask`` the offsets
+  ``(s_r − 1, s_c − 1)`` leave the fewest; with ``mask`` (a concrete
+  ``(H, W)`` boolean array, not a traced one) only the grid points inside it
+  count, the minimum taken over all offsets."""
   h, w = shape
   sr, sc = grid_strides(shape, pixels_per_point)
-  return (-(-(h - sr + 1) // sr)) * (-(-(w - sc + 1) // sc))
+  if mask is None:
+    return (-(-(h - sr + 1) // sr)) * (-(-(w - sc + 1) // sc))
+  inside = np.asarray(mask, bool)
+  if inside.shape != (h, w):
+    raise ValueError(f"mask must be {(h, w)}, got {inside.shape}")
+  return int(min(inside[o::sr, p::sc].sum()
+                 for o in range(sr) for p in range(sc)))
 
 
 def _check_shape(shape, name="shape"):
@@ -76,7 +86,8 @@ def _check_shape(shape, name="shape"):
 
 def sample_positions(key: jax.Array, shape: Tuple[int, int], count: int, *,
                      pixels_per_point: int = PIXELS_PER_GRID_POINT,
-                     offset_key: jax.Array | None = None) -> jax.Array:
+                     offset_key: jax.Array | None = None,
+                     mask: jax.Array | None = None) -> jax.Array:
   """``count`` positions of an ``(H, W)`` image drawn as STROTSS draws them.
 
   Source: official ``stylize_objectives.objective_class`` (``init_inds``,
@@ -94,6 +105,14 @@ def sample_positions(key: jax.Array, shape: Tuple[int, int], count: int, *,
   The official loop redraws the offset every 10 steps and the shuffles every
   step; pass ``offset_key`` (e.g. ``fold_in(seed, step // 10)``) to keep the
   offset apart from ``key``; without it the offset is drawn from ``key``.
+
+  With ``mask`` (``(H, W)`` bool, a region of a guided transfer) only the
+  grid points inside it are listed, as the official ``init_inds`` filters
+  them; the independent shuffles then pair a masked point's row with another
+  masked point's column, so a position may fall outside the mask (the
+  official code's behaviour, kept). ``count`` must not exceed
+  ``grid_capacity(shape, pixels_per_point, mask)``, which the caller checks
+  on the concrete mask (here it may be traced).
 
   Args:
     key: a PRNG key.
@@ -119,6 +138,8 @@ def sample_positions(key: jax.Array, shape: Tuple[int, int], count: int, *,
   cols = offset[1] + sc * jnp.arange(-(-w // sc))
   rr, cc = (a.ravel() for a in jnp.meshgrid(rows, cols, indexing="ij"))
   inside = (rr < h) & (cc < w)
+  if mask is not None:
+    inside = inside & _mask_at(mask, shape, rr, cc)
 
   def draw(k, values):
     priority = jnp.where(inside, jax.random.uniform(k, values.shape), 2.0)
@@ -127,20 +148,37 @@ def sample_positions(key: jax.Array, shape: Tuple[int, int], count: int, *,
   return jnp.stack([draw(k_rows, rr), draw(k_cols, cc)], -1).astype(jnp.int32)
 
 
-def sample_pixels(key: jax.Array, shape: Tuple[int, int],
-                  count: int) -> jax.Array:
+def _mask_at(mask, shape, rows, cols):
+  """``mask[rows, cols]`` with the indices clipped to the image (points
+  outside it are excluded by the caller)."""
+  if mask.shape != tuple(shape):
+    raise ValueError(f"mask must be {tuple(shape)}, got {mask.shape}")
+  return mask.astype(bool)[jnp.clip(rows, 0, shape[0] - 1),
+                           jnp.clip(cols, 0, shape[1] - 1)]
+
+
+def sample_pixels(key: jax.Array, shape: Tuple[int, int], count: int, *,
+                  mask: jax.Array | None = None) -> jax.Array:
   """``count`` distinct pixels of an ``(H, W)`` image, uniformly without
-  replacement, as ``(count, 2)`` int32 ``(row, col)``.
+  replacement (those inside ``mask``, ``(H, W)`` bool, when given), as
+  ``(count, 2)`` int32 ``(row, col)``.
 
   Source: official ``vgg_pt.Vgg16_pt.forward_cat`` (the style image's
-  features: all pixels shuffled, the first ``min(samps, H·W)`` kept).
+  features: the pixels in the region shuffled, the first ``min(samps, n)``
+  kept). With a mask, ``count`` must not exceed the pixels inside it (the
+  caller checks on the concrete mask).
   """
   _check_shape(shape)
   h, w = shape
   if not 1 <= count <= h * w:
     raise NSTError(f"{param('count')} {count} is not between 1 and the "
                    f"{h * w} pixels of a {h}×{w} image")
-  flat = jax.random.permutation(key, h * w)[:count]
+  flat = jnp.arange(h * w)
+  priority = jax.random.uniform(key, (h * w,))
+  if mask is not None:
+    priority = jnp.where(_mask_at(mask, shape, flat // w, flat % w),
+                         priority, 2.0)
+  flat = jnp.argsort(priority)[:count]
   return jnp.stack([flat // w, flat % w], -1).astype(jnp.int32)
 
 

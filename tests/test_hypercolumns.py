@@ -111,6 +111,45 @@ def test_offset_key_fixes_the_grid_offset():
   assert len(offs) == 1
 
 
+def test_grid_capacity_with_a_mask_by_brute_force():
+  shape, ppp = (23, 19), 50                  # strides (2, 3)
+  mask = np.random.default_rng(4).uniform(size=shape) < 0.4
+  sr, sc = hc.grid_strides(shape, ppp)
+  counts = [sum(mask[r, c] for r in range(o, 23, sr) for c in range(p, 19, sc))
+            for o in range(sr) for p in range(sc)]
+  assert hc.grid_capacity(shape, ppp, mask) == min(counts)
+  assert hc.grid_capacity(shape, ppp, np.ones(shape, bool)) \
+      == hc.grid_capacity(shape, ppp)
+
+
+def test_masked_positions_pair_rows_and_columns_of_masked_grid_points():
+  # The official init_inds lists the grid points inside the region, then
+  # shuffles their rows and columns independently: with count = all of
+  # them, the drawn rows are exactly the masked points' rows (as a
+  # multiset), likewise the columns.
+  shape = (9, 7)
+  mask = np.random.default_rng(5).uniform(size=shape) < 0.5
+  n = int(mask.sum())
+  p = np.asarray(jax.jit(lambda k, m: hc.sample_positions(k, shape, n,
+                                                          mask=m))(
+      jax.random.key(6), jnp.asarray(mask)))
+  rows, cols = np.nonzero(mask)
+  assert collections.Counter(p[:, 0]) == collections.Counter(rows)
+  assert collections.Counter(p[:, 1]) == collections.Counter(cols)
+
+
+def test_sample_pixels_in_a_mask():
+  mask = np.zeros((10, 8), bool)
+  mask[2:5, 3:8] = True                      # 15 pixels
+  draw = jax.jit(lambda k, m: hc.sample_pixels(k, (10, 8), 15, mask=m))
+  p = np.asarray(draw(jax.random.key(0), jnp.asarray(mask)))
+  assert sorted(map(tuple, p)) == sorted(zip(*np.nonzero(mask)))
+  everywhere = np.asarray(hc.sample_pixels(jax.random.key(0), (10, 8), 15))
+  np.testing.assert_array_equal(
+      everywhere, np.asarray(hc.sample_pixels(jax.random.key(0), (10, 8), 15,
+                                              mask=jnp.ones((10, 8), bool))))
+
+
 def test_sample_pixels_are_distinct_and_inside():
   p = np.asarray(hc.sample_pixels(jax.random.key(1), (7, 5), 35))
   assert sorted(map(tuple, p)) == [(r, c) for r in range(7) for c in range(5)]
@@ -226,6 +265,10 @@ def test_bad_inputs():
     hc.sample_pixels(key, (4, 4), 17)
   with pytest.raises(ValueError, match="shape"):
     hc.sample_positions(key, (20,), 4)
+  with pytest.raises(ValueError, match="mask must be"):
+    hc.sample_pixels(key, (4, 4), 3, mask=jnp.ones((4, 5), bool))
+  with pytest.raises(ValueError, match="mask must be"):
+    hc.grid_capacity((4, 4), 1, np.ones((5, 4), bool))
   m = jnp.zeros((4, 4, 2))
   with pytest.raises(ValueError, match="one scale per map"):
     hc.hypercolumns([m, m], jnp.zeros((3, 2)), [1.0])
