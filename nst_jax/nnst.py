@@ -169,7 +169,7 @@ def hypercolumns(params, images, settings: Settings = DEFAULTS):
   W // s, C)``, ``s = settings.feature_scale``.
 
   ``h(p) = concat_l [ resize(F_l) / C_l ](p)`` over ``settings.layers``
-  in network order, each layer's ``F_l`` divided by its channel count
+  in their order (the defaults' is the network's, as the official), each layer's ``F_l`` divided by its channel count
   ``C_l`` "so # of channels doesn't dominate cosine distance" and resized
   bilinearly with the corner samples aligned, no antialiasing
   (``parameterize.resize_bilinear(..., align_corners=True)``; official
