@@ -143,7 +143,7 @@ def channels(settings: Settings = DEFAULTS) -> int:
   return sum(networks.layer_channels("vgg16", l) for l in settings.layers)
 
 
-def _smallest_side(settings: Settings) -> int:
+def smallest_side(settings: Settings = DEFAULTS) -> int:
   """The least image side whose deepest layer keeps one position and whose
   hypercolumns keep one row: 2 to the number of poolings before the
   deepest layer, at least ``feature_scale``."""
@@ -153,11 +153,15 @@ def _smallest_side(settings: Settings) -> int:
   return max(2 ** pools, settings.feature_scale)
 
 
+# The name methods.py used before smallest_side was public.
+_smallest_side = smallest_side
+
+
 def _check_image(images, name: str, settings: Settings):
   if images.ndim != 4 or images.shape[-1] != 3:
     raise NSTError(f"{errors.param(name)} must be images (N, H, W, 3), got "
                    f"shape {tuple(images.shape)}")
-  smallest = _smallest_side(settings)
+  smallest = smallest_side(settings)
   if min(images.shape[1:3]) < smallest:
     raise NSTError(f"{errors.param(name)} is {images.shape[1]}x"
                    f"{images.shape[2]} px: NNST with these layers needs at "

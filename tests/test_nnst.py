@@ -407,6 +407,12 @@ def test_bad_inputs(params, images, pool):
     nnst.Settings(learning_rate=0.0)
   with pytest.raises(NSTError, match="`iterations`"):
     nnst.Settings(iterations=-1)
+  # relu4_x: 3 poolings before; relu5_1: 4; relu1_1: none, but 1/4 size.
+  assert nnst.smallest_side() == 8
+  assert nnst.smallest_side(nnst.Settings(layers=("relu5_1",))) == 16
+  assert nnst.smallest_side(nnst.Settings(layers=("relu1_1",))) == 4
+  assert nnst.smallest_side(nnst.Settings(layers=("relu1_1",),
+                                          feature_scale=1)) == 1
   with pytest.raises(NSTError, match="at least 8 px"):
     nnst.hypercolumns(params, jnp.zeros((1, 7, 32, 3)))
   with pytest.raises(NSTError, match="`images`"):
