@@ -6,7 +6,9 @@ features (``vgg``, fast 3×3 convolutions in ``winograd``) → statistics
 (``representations``) → objective (``objective``) → solvers (``solvers``,
 batched and sharded in ``sharded``) → one transfer (``transfer``) or a grid
 of them (``grid``), or folders of photos in buckets of equal shape
-(``batch``); ``memory`` estimates what a run needs, ``figures`` draws
+(``batch``), or a method beyond Gatys (``methods``: STROTSS from
+``strotss``, ``hypercolumns`` and ``parameterize``; NNST from ``nnst``
+and ``oklab``); ``memory`` estimates what a run needs, ``figures`` draws
 results, ``metrics`` scores them (LPIPS, style distances, SSIM, Fréchet). The public names are re-exported here; ``weights`` (the converter)
 and ``io`` touch the disk (``batch.find_images`` lists folders), nothing else
 does.
@@ -22,8 +24,13 @@ from nst_jax import guided
 from nst_jax import masks
 from nst_jax import io
 from nst_jax import losses
+from nst_jax import hypercolumns
 from nst_jax import memory
+from nst_jax import methods
 from nst_jax import metrics
+from nst_jax import nnst
+from nst_jax import oklab
+from nst_jax import parameterize
 from nst_jax import networks
 from nst_jax import objective
 from nst_jax import problem
@@ -32,6 +39,7 @@ from nst_jax import run
 from nst_jax import sharded
 from nst_jax import solvers
 from nst_jax import statistics
+from nst_jax import strotss
 from nst_jax import synthetic
 from nst_jax import targets
 from nst_jax import tiling
@@ -48,6 +56,8 @@ from nst_jax.errors import NSTError
 from nst_jax.figures import loss_curves
 from nst_jax.io import load_image, resize_long_edge, resize_to, save_image
 from nst_jax.losses import content_loss, gram_loss, total_variation_loss
+from nst_jax.methods import Gatys, MethodResult, Nnst, Strotss, method
+from nst_jax.oklab import color_transfer
 from nst_jax.metrics import (Lpips, MetricNetworks, frechet_distance,
                              gram_distance, load_metric_networks, lpips,
                              patch_frechet_distance, score, score_set,
@@ -116,5 +126,8 @@ __all__ = [
     "Levels", "pyramid",
     "batch", "find_images", "stylize_batch",
     "config", "problem", "run", "targets",
+    "methods", "method", "Gatys", "Strotss", "Nnst", "MethodResult",
+    "strotss", "nnst", "hypercolumns", "parameterize", "oklab",
+    "color_transfer",
 ]
 __version__ = "0.1.0"

@@ -84,12 +84,22 @@ def _floats(terms, names) -> Dict[str, float]:
 
 def record(iteration, terms, seconds: float, style_layers: Sequence[str],
            extra: Sequence[str] = ()) -> Dict[str, Any]:
-  """One loss record from the objective's terms (see the module docstring)."""
-  per_layer = np.asarray(terms["style_layers"]).reshape(-1)
-  return {"iteration": int(iteration), "seconds": round(float(seconds), 3),
-          **_floats(terms, TERMS + tuple(extra)),
-          "style_layers": {l: float(v) for l, v in zip(style_layers,
-                                                       per_layer)}}
+  """One loss record from the objective's terms (see the module docstring).
+
+  An objective of another method (``nst_jax.methods``: STROTSS's
+  ``remd``, ``moment``, ``palette``; NNST's per-layer distances) records
+  its own scalar terms: those of ``TERMS`` it has, in that order, then the
+  others by name; ``style_layers`` only when it has them."""
+  names = [k for k in TERMS if k in terms] + sorted(
+      k for k in terms if k not in TERMS and k != "style_layers"
+      and k not in extra) + list(extra)
+  out = {"iteration": int(iteration), "seconds": round(float(seconds), 3),
+         **_floats(terms, names)}
+  if "style_layers" in terms:
+    per_layer = np.asarray(terms["style_layers"]).reshape(-1)
+    out["style_layers"] = {l: float(v) for l, v in zip(style_layers,
+                                                       per_layer)}
+  return out
 
 
 @functools.lru_cache(maxsize=None)

@@ -50,7 +50,7 @@ HELP_ARGS = ("--help", "-help", "--helpshort", "-helpshort", "-?", "-h")
 # The sections of --help, in order: the shared groups (``FLAG_GROUPS``) and
 # the topics of the commands' own flags (``_OWN_TOPICS``).
 _SECTIONS = {
-    "images": "Images", "model": "Model and weights",
+    "images": "Images", "method": "Method", "model": "Model and weights",
     "loss": "Loss weights", "representation": "Style representation",
     "masks": "Masks (guided transfer)", "solver": "Solver",
     "init": "Initial image", "color": "Colour", "schedule": "Coarse to fine",
@@ -546,6 +546,22 @@ def _define_schedule():
                      "smaller.", lower_bound=1e-3)
 
 
+def _define_method():
+  from nst_jax import nnst  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum("method", "gatys", ["gatys", "strotss", "nnst"],
+                    "gatys (Gatys et al. 2016: every other flag), strotss "
+                    "(Kolkin et al. 2019: relaxed optimal transport and "
+                    "self-similarity) or nnst (Kolkin et al. 2022: neural "
+                    "neighbours), each with the official settings "
+                    "(nst_jax.methods); with strotss or nnst only --size, "
+                    "--iterations (per level), --seed, --content_weight "
+                    "(strotss, times the official 16) and --alpha (nnst) "
+                    "change them.")
+  flags.DEFINE_float("alpha", nnst.DEFAULTS.alpha, "NNST's content "
+                     "preservation in [0, 1] (--method=nnst; 1 keeps the "
+                     "most content).", lower_bound=0.0, upper_bound=1.0)
+
+
 def _define_evaluation():
   from nst_jax import metrics  # pylint: disable=g-import-not-at-top
   flags.DEFINE_integer("score_size", metrics.SCORE_SIZE, "Long edge at which "
@@ -563,7 +579,7 @@ FLAG_GROUPS = {"images": _define_images, "model": _define_network,
                "solver": _define_solver, "init": _define_init,
                "color": _define_color, "compute": _define_compute,
                "output": _define_output, "evaluation": _define_evaluation,
-               "schedule": _define_schedule,
+               "schedule": _define_schedule, "method": _define_method,
                "distributed": _define_distributed}
 
 

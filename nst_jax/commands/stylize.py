@@ -14,8 +14,10 @@ none); Ctrl-C stops cleanly and writes the image reached. ``--plot`` and
 ``--sheet`` write the loss curves and content | style | result;
 ``--evaluate`` adds the result's metrics to the record. Without
 ``--size``/``--iterations`` the defaults suit the device (printed at start).
-The method is Gatys, Ecker & Bethge (2016); see nst_jax.transfer for the
-library call this script wraps.
+The method is Gatys, Ecker & Bethge (2016) (see nst_jax.transfer for the
+library call this script wraps), or with ``--method=strotss`` / ``nnst``
+STROTSS (Kolkin et al. 2019) or NNST (Kolkin et al. 2022) with their
+official settings (nst_jax.methods; nst_jax.commands._method).
 """
 
 import os
@@ -35,12 +37,14 @@ from nst_jax import vgg
 from nst_jax import weights
 from nst_jax.commands import _batch
 from nst_jax.commands import _evaluation
+from nst_jax.commands import _method
 from nst_jax.commands import _resume
 from nst_jax.errors import NSTError
 
-_SHARED = cli.define_flags("images", "model", "loss", "representation", "solver",
-                           "init", "color", "compute", "output", "masks",
-                           "evaluation", "schedule")
+_SHARED = cli.define_flags("images", "method", "model", "loss",
+                           "representation", "solver", "init", "color",
+                           "compute", "output", "masks", "evaluation",
+                           "schedule")
 flags.DEFINE_string("output", "out/stylized.png", "Output PNG; a JSON record "
                     "with the same name is written beside it.")
 flags.DEFINE_string("output_dir", None, "A batch: every --content image (a "
@@ -184,6 +188,9 @@ def main(argv):
   if FLAGS.output_dir and (FLAGS.resume or FLAGS.coordinator_address):
     raise NSTError(f"--{'resume' if FLAGS.resume else 'coordinator_address'}"
                    " continues or spreads one run, not a batch (--output_dir)")
+  if FLAGS.output_dir and FLAGS.method != "gatys":
+    raise NSTError(f"--method={FLAGS.method} paints one content image: a "
+                   "folder (--output_dir) is for --method=gatys")
   if FLAGS.output_dir:   # a batch: nst_jax.commands._batch
     _batch.main(_RECORDED)
     return
@@ -194,6 +201,11 @@ def main(argv):
   if FLAGS.from_json:
     _reproduce()
     cli.apply_deterministic()   # a recorded --deterministic, before any jax
+  if FLAGS.method != "gatys":   # STROTSS or NNST: nst_jax.methods
+    cli.enable_compilation_cache()
+    cli.resolve_device_defaults()   # --size by the device; iterations: below
+    _method.main(_RECORDED, say, run_record, _check_output)
+    return
   resumed, resumed_meta = None, None
   if FLAGS.resume:
     if FLAGS.from_json:

@@ -1,0 +1,386 @@
+"""Methods beyond Gatys, composed from the library's values and run by the
+one run loop (``run.run_problem``).
+
+A method is a value — ``Gatys`` (the ``TransferConfig`` every command runs
+by default), ``Strotss`` (Kolkin, Salavon & Shakhnarovich, CVPR 2019) or
+``Nnst`` (Kolkin et al., ECCV 2022) — with its settings (``strotss.Settings``,
+``nnst.Settings``: the official defaults, each with its source). ``method``
+returns one by name with any part changed (``method("strotss",
+size=256, settings=dict(content_weight=8.0))``); ``paint(params, content,
+styles, m)`` runs it.
+
+Each method is a schedule of stages, every stage one ``problem.Problem``
+run by ``run.run_problem`` (records, snapshots, live progress, a clean stop
+— the same hooks as ``transfer.paint``):
+
+* **STROTSS** (official ``styleTransfer.run_st``): coarse to fine, long
+  sides ``size / 2^k`` down to 64 px; at each level the image is a
+  Laplacian pyramid (``parameterize.laplacian``) optimised by RMSprop, the
+  loss ``strotss.objective`` on hypercolumns sampled at new positions every
+  step (``solvers.SolverConfig.step_key``: the run loop draws step ``k``'s
+  key from ``--seed``), the content weight halved per level.
+* **NNST** (official ``utils/stylize.produce_stylization``): coarse to
+  fine, ``settings.scales`` levels up to ``settings.size``; at each level
+  the neighbour targets (``nnst.make_targets``) are computed once from the
+  current image, and Adam on a Laplacian pyramid minimises the cosine loss
+  to them (``nnst.loss``); then a final pass at full size
+  (``nnst.final_loss``, re-matched every step) and the OkLab colour
+  transfer (``oklab.color_transfer``).
+
+Array contract: images float32 ``(H, W, 3)`` RGB in [0, 1]; ``params`` VGG-16
+weights (``vgg.load_params("vgg16")``). Records carry each method's own
+terms (``run.record``; ``total`` always) and a ``size`` key, the stage's
+long side; those of NNST's final pass also ``"stage": "final"``.
+"""
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, Dict, List, NamedTuple, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from nst_jax import io
+from nst_jax import nnst
+from nst_jax import objective
+from nst_jax import oklab
+from nst_jax import parameterize
+from nst_jax import problem as _problem
+from nst_jax import run
+from nst_jax import solvers
+from nst_jax import strotss
+from nst_jax import transfer
+from nst_jax import vgg
+from nst_jax.config import TransferConfig
+from nst_jax.errors import NSTError, param
+
+# The run loop's records name style layers from a Spec; these methods have
+# none (their terms are their own: run.record).
+_NO_LAYERS = objective.Spec(content_layers=(), style_layers=())
+
+# The smallest long side of a STROTSS level (official ``run_st``: smll_sz).
+STROTSS_SMALLEST = 64
+
+
+def _replace(value, changes: Dict[str, Any]):
+  """``dataclasses.replace`` where a dict changes fields of a part."""
+  out = {}
+  for name, change in changes.items():
+    if isinstance(change, dict):
+      change = dataclasses.replace(getattr(value, name), **change)
+    out[name] = change
+  return dataclasses.replace(value, **out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gatys:
+  """Gatys, Ecker & Bethge (2016): the library's ``TransferConfig`` (run by
+  ``transfer.paint``: coarse to fine by ``config.schedule``)."""
+  config: TransferConfig = TransferConfig()
+  name = "gatys"
+
+  def replace(self, config=None) -> "Gatys":
+    """``config``: a ``TransferConfig``, or a dict of its parts to change
+    (``TransferConfig.replace``)."""
+    if isinstance(config, dict):
+      config = self.config.replace(**config)
+    return Gatys(self.config if config is None else config)
+
+
+@dataclasses.dataclass(frozen=True)
+class Strotss:
+  """STROTSS at output long side ``size`` (official ``styleTransfer.py``:
+  512 px, ``max_scl = 5``), its settings (``strotss.Settings``; the content
+  weight — ``--content_weight`` of the official script times 16 — is
+  ``settings.content_weight``) and the ``seed`` of its position and style
+  draws."""
+  settings: strotss.Settings = strotss.DEFAULTS
+  size: int = 512
+  seed: int = 0
+  name = "strotss"
+
+  def replace(self, **changes) -> "Strotss":
+    return _replace(self, changes)
+
+  def sizes(self) -> Tuple[int, ...]:
+    """The long side of every level: ``size / 2^k`` for ``k = n−1 … 0``,
+    the smallest at least 64 px (official: 64 · 2^k up to 512 px)."""
+    count = 1
+    while self.size / 2 ** count >= STROTSS_SMALLEST:
+      count += 1
+    return tuple(int(round(self.size / 2 ** (count - 1 - k)))
+                 for k in range(count))
+
+
+@dataclasses.dataclass(frozen=True)
+class Nnst:
+  """NNST with its settings (``nnst.Settings``: ``size``, ``alpha`` — the
+  content preservation, 0.75 —, levels, iterations, final pass, colour
+  transfer) and the ``seed`` of the final pass's sampling."""
+  settings: nnst.Settings = nnst.DEFAULTS
+  seed: int = 0
+  name = "nnst"
+
+  def replace(self, **changes) -> "Nnst":
+    return _replace(self, changes)
+
+  @property
+  def size(self) -> int:
+    return self.settings.size
+
+  def sizes(self) -> Tuple[int, ...]:
+    """The long side of every level: ``size / 2^k`` for ``k = scales−1 …
+    0`` (official ``produce_stylization``: ``max_scls`` levels)."""
+    n = self.settings.scales
+    return tuple(self.settings.size // 2 ** (n - 1 - k) for k in range(n))
+
+
+METHODS = {"gatys": Gatys, "strotss": Strotss, "nnst": Nnst}
+
+
+def method(name: str, **changes):
+  """The method ``name`` (``METHODS``) with its defaults, parts changed by
+  ``changes`` (a dict changes fields of a part: ``settings=dict(alpha=0.5)``).
+  """
+  if name not in METHODS:
+    raise NSTError(f"{param('method')} must be one of "
+                   f"{', '.join(METHODS)}, got {name!r}")
+  return METHODS[name]().replace(**changes)
+
+
+class MethodResult(NamedTuple):
+  """The image ``(H, W, 3)`` in [0, 1]; every stage's records (each with a
+  ``size`` key); iterations and evaluations over all stages; the last
+  stage's stop reason; seconds."""
+  image: np.ndarray
+  loss_history: List[Dict[str, Any]]
+  iterations: int
+  function_evaluations: int
+  status: str
+  wall_seconds: float
+
+
+@functools.lru_cache(maxsize=None)
+def _pyramid_functions(fun, levels: int, shape: Tuple[int, int]):
+  """``(objective of the coefficients, image_of, flatten)`` for
+  ``fun(image, *args) -> (value, terms)`` over a Laplacian pyramid of
+  ``levels`` bands of an ``(H, W, 3)`` image, its coefficients flattened to
+  one vector (``ravel_pytree``). Made once per (``fun``, levels, shape), so
+  that a second run of a method reuses the compiled programs."""
+  template = parameterize.laplacian_pyramid(jnp.zeros((*shape, 3)), levels)
+  _, unravel = ravel_pytree(template)
+  image_of = lambda x: parameterize.synthesize_pyramid(unravel(x))
+
+  def objective_of(x, *args):   # every record has a total
+    value, terms = fun(image_of(x), *args)
+    return value, {"total": value, **terms}
+
+  def flatten(image):
+    return ravel_pytree(parameterize.laplacian_pyramid(image, levels))[0]
+  return objective_of, image_of, jax.jit(flatten)
+
+
+def _pyramid_problem(fun, args, start: jax.Array, levels: int,
+                     shape: Tuple[int, int]) -> _problem.Problem:
+  """A ``Problem`` over the coefficients of ``start``'s Laplacian pyramid
+  with ``levels`` bands (``_pyramid_functions``) for ``fun(image,
+  *args)``; its ``image_of`` is the pyramid's image."""
+  objective_of, image_of, flatten = _pyramid_functions(fun, levels,
+                                                       tuple(shape))
+  return _problem.Problem(
+      objective_of, tuple(args),
+      jnp.array(flatten(jnp.asarray(start, jnp.float32)), copy=True),
+      _NO_LAYERS, _problem.untiled(shape), image_of=image_of)
+
+
+@functools.lru_cache(maxsize=None)
+def _strotss_loss(settings: strotss.Settings):
+  """``loss(image, params, targets, key)``: ``strotss.objective``, one
+  function per settings (so its programs are compiled once)."""
+  level_loss = strotss.objective(settings)
+  return lambda image, prm, targets, key: level_loss(prm, image, targets, key)
+
+
+@functools.lru_cache(maxsize=None)
+def _nnst_losses(settings: nnst.Settings):
+  """``(level loss(image, params, targets), final loss(image, params,
+  pool, key))`` of NNST, one pair per settings."""
+  return (lambda image, prm, targets: nnst.loss(prm, image, targets,
+                                                settings),
+          lambda image, prm, pool, key: nnst.final_loss(prm, image, pool, key,
+                                                        settings))
+
+
+class _Stages:
+  """What the stages of one method run share: the hooks of ``run_problem``
+  with iterations counted over the whole run, and the records."""
+
+  def __init__(self, hooks: Dict[str, Any], started: float):
+    self.on_stage = hooks.pop("on_stage", None)
+    self.hooks, self.started = dict(hooks), started
+    self.history: List[Dict[str, Any]] = []
+    self.iterations = self.evaluations = 0
+    self.status = "max_iterations"
+
+  def run(self, p: _problem.Problem, solver: solvers.SolverConfig,
+          size: int, stage: str = "level") -> run.RunResult:
+    before = self.iterations
+    if self.on_stage is not None:
+      self.on_stage(size, stage, solver.maxiter)
+    label = {"size": size} if stage == "level" else {"size": size,
+                                                     "stage": stage}
+    hooks = dict(self.hooks)
+    if hooks.get("on_snapshot") is not None:
+      snap = hooks["on_snapshot"]
+      hooks["on_snapshot"] = lambda i, x: snap(before + i, x)
+    if hooks.get("on_log") is not None:
+      log = hooks["on_log"]
+      hooks["on_log"] = lambda r: log(dict(r, **label))
+    result = run.run_problem(p, solver, started=self.started, **hooks)
+    self.history.extend(dict(r, **label) for r in result.loss_history)
+    self.iterations += result.iterations
+    self.evaluations += result.function_evaluations
+    self.status = result.status
+    return result
+
+  def result(self, image) -> MethodResult:
+    return MethodResult(np.asarray(image, np.float32), self.history,
+                        self.iterations, self.evaluations, self.status,
+                        time.perf_counter() - self.started)
+
+
+def _one_style(styles: Sequence[np.ndarray], name: str) -> np.ndarray:
+  if len(styles) != 1:
+    raise NSTError(f"{name} takes one style image, got {len(styles)} "
+                   "(blends are a Gatys feature)")
+  return np.asarray(styles[0], np.float32)
+
+
+def _level_images(content, style, size: int):
+  shape = io.long_edge_shape(content.shape[:2], size)
+  return (io.resize_to(content, shape),
+          io.resize_long_edge(style, size), shape)
+
+
+def paint_strotss(params, content: np.ndarray, styles: Sequence[np.ndarray],
+                  m: Strotss = Strotss(), **hooks) -> MethodResult:
+  """STROTSS (module docstring): ``content`` and one style at any size,
+  resized per level; ``hooks`` go to ``run.run_problem``."""
+  started = time.perf_counter()
+  style = _one_style(styles, "strotss")
+  content = np.asarray(content, np.float32)
+  settings = m.settings
+  sizes = m.sizes()
+  schedule = strotss.levels(dataclasses.replace(
+      settings, max_scales=len(sizes) + 1))
+  for size in sizes:   # every level big enough, before any work
+    if min(io.long_edge_shape(content.shape[:2], size)) < 16:
+      raise NSTError(f"{param('size')} {m.size} px makes a STROTSS level of "
+                     f"{size} px too small for this content's aspect")
+  params = vgg.prepare_params(params, "auto", settings.layers)
+  loss = _strotss_loss(settings)
+  key = jax.random.key(m.seed)
+  stages, image = _Stages(hooks, started), None
+  for index, (size, level) in enumerate(zip(sizes, schedule)):
+    c, s, shape = _level_images(content, style, size)
+    c, s = jnp.asarray(c), jnp.asarray(s)
+    start = (strotss.first_image(c, s) if image is None else
+             strotss.next_image(jnp.asarray(image), c,
+                                add_detail=level.add_content_detail))
+    level_key, step_key = jax.random.split(jax.random.fold_in(key, index))
+    targets = strotss.make_targets(
+        params, c, s, dataclasses.replace(
+            settings, content_weight=level.content_weight), level_key)
+    p = _pyramid_problem(loss, (params, targets, step_key), start,
+                         settings.pyramid_levels, shape)
+    solver = solvers.SolverConfig(
+        method="rmsprop", maxiter=level.iterations,
+        learning_rate=level.learning_rate, lower=-np.inf, upper=np.inf,
+        step_key=True)
+    result = stages.run(p, solver, size)
+    image = result.image
+    if result.status == "interrupted":
+      break
+  return stages.result(image)
+
+
+def _nnst_start(content_level: jax.Array, settings: nnst.Settings):
+  """The first level's start: the content's Laplacian pyramid with its
+  ``zero_bands`` finest bands zeroed (official ``produce_stylization``)."""
+  bands = list(parameterize.laplacian_pyramid(content_level,
+                                              settings.pyramid_levels))
+  for k in range(min(settings.zero_bands, len(bands) - 1)):
+    bands[k] = jnp.zeros_like(bands[k])
+  return parameterize.synthesize_pyramid(bands)
+
+
+def paint_nnst(params, content: np.ndarray, styles: Sequence[np.ndarray],
+               m: Nnst = Nnst(), **hooks) -> MethodResult:
+  """NNST (module docstring): ``content`` and one style at any size,
+  resized per level; ``hooks`` go to ``run.run_problem``."""
+  started = time.perf_counter()
+  style = _one_style(styles, "nnst")
+  content = np.asarray(content, np.float32)
+  settings = m.settings
+  sizes = m.sizes()
+  smallest = nnst._smallest_side(settings)  # pylint: disable=protected-access
+  first_shape = io.long_edge_shape(content.shape[:2], sizes[0])
+  if min(first_shape) < smallest:
+    raise NSTError(f"{param('size')} {settings.size} px makes NNST's first "
+                   f"level {first_shape[1]}x{first_shape[0]} px, below the "
+                   f"{smallest} px its layers need: raise it (or lower "
+                   f"the settings' scales, {settings.scales})")
+  params = vgg.prepare_params(params, "auto", settings.layers)
+  loss, final = _nnst_losses(settings)
+  adam = solvers.SolverConfig(method="adam", maxiter=settings.iterations,
+                              learning_rate=settings.learning_rate,
+                              lower=-np.inf, upper=np.inf)
+  stages, image = _Stages(hooks, started), None
+  for size in sizes:
+    c, s, shape = _level_images(content, style, size)
+    c, s = jnp.asarray(c), jnp.asarray(s)
+    current = (_nnst_start(c, settings) if image is None else
+               jnp.asarray(io.resize_to(np.asarray(image), shape)))
+    pool = nnst.style_pool(params, s, settings)
+    targets = nnst.make_targets(params, current, c, pool, settings)
+    p = _pyramid_problem(loss, (params, targets), current,
+                         settings.pyramid_levels, shape)
+    result = stages.run(p, adam, size)
+    image = result.image
+    if result.status == "interrupted":
+      return stages.result(image)
+  c, s, shape = _level_images(content, style, sizes[-1])
+  if settings.final_pass:
+    layer_pool = nnst.layer_pool(params, jnp.asarray(s), settings)
+    p = _pyramid_problem(final, (params, layer_pool, jax.random.key(m.seed)),
+                         jnp.asarray(image), settings.pyramid_levels, shape)
+    result = stages.run(p, dataclasses.replace(adam, step_key=True),
+                        sizes[-1], "final")
+    image = result.image
+    if result.status == "interrupted":
+      return stages.result(image)
+  if settings.colorize:
+    image = np.asarray(oklab.color_transfer(c, s, jnp.asarray(image)))
+  return stages.result(image)
+
+
+def paint(params, content: np.ndarray, styles: Sequence[np.ndarray], m,
+          **hooks):
+  """Runs method ``m`` (``Gatys``, ``Strotss``, ``Nnst``) on ``content``
+  and ``styles``; ``hooks`` (``log_every``, ``on_log``, ``snapshot_every``,
+  ``on_snapshot`` — its iteration counted over the whole run —,
+  ``on_progress``, ``should_stop``) go to every stage's
+  ``run.run_problem``; STROTSS and NNST also call ``on_stage(long side,
+  "level" or "final", iterations)`` before each stage. Gatys returns
+  ``transfer.paint``'s result, the others a ``MethodResult``."""
+  if isinstance(m, Gatys):
+    hooks.pop("on_stage", None)
+    return transfer.paint(params, content, styles, m.config, **hooks)
+  if isinstance(m, Strotss):
+    return paint_strotss(params, content, styles, m, **hooks)
+  if isinstance(m, Nnst):
+    return paint_nnst(params, content, styles, m, **hooks)
+  raise TypeError(f"not a method: {m!r}")

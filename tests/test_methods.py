@@ -1,0 +1,152 @@
+"""STROTSS and NNST as methods of the one run loop (``nst_jax.methods``):
+composed configuration, the stages they run, reproducibility from the seed,
+the run loop's hooks, and the command's ``--method``.
+
+A tiny random VGG-16 (conftest.tiny_vgg16_params) and settings cut down to
+shallow layers and few samples keep every compiled program small; the
+formulas themselves are tested against numpy in test_strotss.py,
+test_nnst.py, test_hypercolumns.py, test_parameterize.py and test_oklab.py.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from nst_jax import methods
+from nst_jax import nnst
+from nst_jax import strotss
+from nst_jax.errors import NSTError
+from conftest import tiny_vgg16_params
+from conftest import random_image as _img
+import scripting
+
+SMALL_STROTSS = dict(layers=("relu1_1", "relu2_1"), samples=32,
+                     style_samples=40, style_draws=1, iterations=2,
+                     pyramid_levels=2)
+SMALL_NNST = dict(layers=("relu1_1", "relu2_1"), size=48, scales=2,
+                  iterations=2, pyramid_levels=2, zero_bands=1)
+
+
+@pytest.fixture(scope="module")
+def params():
+  return tiny_vgg16_params()
+
+
+def test_a_method_is_composed_from_its_defaults_and_changed_in_one_part():
+  m = methods.method("strotss", size=256, settings=dict(content_weight=8.0))
+  assert isinstance(m, methods.Strotss) and m.size == 256
+  assert m.settings.content_weight == 8.0
+  assert m.settings.iterations == strotss.DEFAULTS.iterations   # the rest
+  assert m.sizes() == (64, 128, 256)
+  assert methods.Strotss(size=512).sizes() == (64, 128, 256, 512)
+  assert methods.Strotss(size=100).sizes() == (100,)   # no level < 64 px
+  assert methods.Strotss(size=200).sizes() == (100, 200)
+  n = methods.method("nnst", settings=dict(alpha=0.5))
+  assert n.settings.alpha == 0.5 and n.settings.size == nnst.DEFAULTS.size
+  assert n.sizes() == (64, 128, 256, 512)
+  g = methods.method("gatys", config=dict(solver=dict(maxiter=7)))
+  assert g.config.solver.maxiter == 7
+  with pytest.raises(NSTError, match="method"):
+    methods.method("picasso")
+  with pytest.raises(NSTError, match="alpha"):
+    methods.method("nnst", settings=dict(alpha=1.5))
+
+
+def _strotss(size=64, seed=0):
+  return methods.Strotss(settings=strotss.Settings(**SMALL_STROTSS),
+                         size=size, seed=seed)
+
+
+def test_strotss_runs_its_levels_and_is_reproducible_from_its_seed(params):
+  content, style = np.asarray(_img(48, 64, 0)), np.asarray(_img(40, 40, 1))
+  logged, stages, snapshots = [], [], []
+  result = methods.paint(
+      params, content, [style], _strotss(size=128), log_every=1,
+      on_log=logged.append, on_stage=lambda *a: stages.append(a),
+      snapshot_every=2, on_snapshot=lambda i, x: snapshots.append(i))
+  assert stages == [(64, "level", 2), (128, "level", 2)]
+  assert result.image.shape == (96, 128, 3)
+  assert 0.0 <= result.image.min() and result.image.max() <= 1.0
+  assert result.iterations == 4 and result.status == "max_iterations"
+  assert [r["size"] for r in result.loss_history] == [64] * 3 + [128] * 3
+  assert {"total", "content", "style", "remd", "moment", "palette"} <= set(
+      result.loss_history[-1])
+  assert [r["iteration"] for r in logged] == [0, 1, 2, 0, 1, 2]
+  assert snapshots == [2, 4]   # counted over the whole run
+  again = methods.paint(params, content, [style], _strotss(size=128))
+  np.testing.assert_array_equal(again.image, result.image)
+  other = methods.paint(params, content, [style], _strotss(size=128, seed=1))
+  assert np.abs(other.image - result.image).max() > 1e-4   # positions differ
+
+
+def test_strotss_stops_cleanly(params):
+  content, style = np.asarray(_img(48, 64, 0)), np.asarray(_img(40, 40, 1))
+  result = methods.paint(params, content, [style], _strotss(size=128),
+                         should_stop=lambda: True)
+  assert result.status == "interrupted"
+  assert {r["size"] for r in result.loss_history} == {64}   # no later level
+
+
+def test_nnst_runs_levels_final_pass_and_colour_transfer(params):
+  content, style = np.asarray(_img(36, 48, 2)), np.asarray(_img(40, 40, 3))
+  m = methods.Nnst(settings=nnst.Settings(**SMALL_NNST))
+  stages = []
+  result = methods.paint(params, content, [style], m,
+                         on_stage=lambda *a: stages.append(a), log_every=1)
+  assert stages == [(24, "level", 2), (48, "level", 2), (48, "final", 2)]
+  assert result.image.shape == (36, 48, 3) and result.iterations == 6
+  final = [r for r in result.loss_history if r.get("stage") == "final"]
+  assert final and {"nnst_relu1_1", "nnst_relu2_1", "total"} <= set(final[-1])
+  plain = methods.paint(params, content, [style], m.replace(
+      settings=dict(colorize=False)))
+  # the colour transfer changes the colours, not the run before it
+  assert np.abs(plain.image - result.image).max() > 1e-3
+  assert plain.iterations == result.iterations
+
+
+def test_methods_refuse_what_they_cannot_do(params):
+  content, style = np.asarray(_img(36, 48, 2)), np.asarray(_img(40, 40, 3))
+  with pytest.raises(NSTError, match="one style image"):
+    methods.paint(params, content, [style, style], _strotss())
+  with pytest.raises(NSTError, match="first level"):
+    methods.paint(params, content, [style], methods.Nnst(
+        settings=nnst.Settings(size=16, scales=3)))
+
+
+def test_the_command_refuses_a_flag_the_method_does_not_use(tmp_path):
+  """Before any work, one line (no traceback), nothing written."""
+  images = scripting.ROOT / "examples"
+  common = [f"--content={images / 'chelsea.png'}",
+            f"--style={images / 'style_brushwork.png'}",
+            f"--output={tmp_path / 'out.png'}"]
+  for extra, fragment in [
+      (["--method=strotss", "--style_weight=5"], "does not use --style_weight"),
+      (["--method=nnst", "--content_weight=2"], "does not use --content_weight"),
+      (["--method=strotss", "--alpha=0.5"], "does not use --alpha"),
+      (["--method=nnst", f"--output_dir={tmp_path}"], "one content image"),
+      (["--method=strotss", "--tile_size=64"], "does not use --tile_size"),
+  ]:
+    proc = scripting.run("stylize.py", *common, *extra)
+    assert proc.returncode == 1, proc.stderr
+    assert fragment in proc.stderr and "Traceback" not in proc.stderr
+  assert not list(tmp_path.glob("*.png"))
+
+
+def test_the_command_paints_with_strotss_and_records_it(tmp_path):
+  """One end-to-end run: --method=strotss at 64 px (one level), one
+  iteration; the record says the method and its terms and can be run
+  again."""
+  images = scripting.ROOT / "examples"
+  out = tmp_path / "s.png"
+  proc = scripting.run("stylize.py", "--method=strotss", "--size=64",
+                       "--iterations=1", "--quiet", "--log_every=1",
+                       f"--content={images / 'chelsea.png'}",
+                       f"--style={images / 'style_brushwork.png'}",
+                       f"--output={out}")
+  scripting.assert_ok(proc)
+  record = json.loads(out.with_suffix(".json").read_text())
+  assert record["params"]["method"] == "strotss"
+  assert record["iterations"] == 1
+  assert {"remd", "moment", "palette", "size"} <= set(
+      record["loss_history"][-1])
