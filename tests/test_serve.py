@@ -293,6 +293,28 @@ def test_the_app_in_process(tmp_path):
       assert path in spec["paths"], path
 
 
+@pytest.mark.filterwarnings("ignore:Using `httpx`")
+def test_a_loopback_server_refuses_other_sites_and_hosts(tmp_path):
+  """Without a token (the loopback): another host name (DNS rebinding) or
+  a change posted by another site's page is 403; its own pages pass."""
+  from fastapi.testclient import TestClient
+  app = serve.create_app(serve.JobStore(str(tmp_path)), None)
+  with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+    assert client.get("/api/jobs").status_code == 200
+    assert client.get("/api/jobs",
+                      headers={"Host": "localhost:8000"}).status_code == 200
+    assert client.get("/api/jobs", headers={"Host": "[::1]:8000"}
+                      ).status_code == 200
+    response = client.get("/api/jobs", headers={"Host": "evil.example"})
+    assert response.status_code == 403 and response.json()["param"] == "host"
+    evil = {"Origin": "http://evil.example"}
+    assert client.delete("/api/jobs/0123456789ab",
+                         headers=evil).status_code == 403
+    assert client.delete("/api/jobs/0123456789ab", headers={
+        "Origin": "http://127.0.0.1:8000"}).status_code == 404
+    assert client.get("/api/jobs", headers=evil).status_code == 200
+
+
 def test_eta_is_the_rate_since_the_first_timed_step():
   assert serve.eta_seconds(5, 100, None, 10.0) is None
   assert serve.eta_seconds(5, 100, (2.0, 5), 10.0) is None

@@ -63,15 +63,38 @@ def _error(status: int, message: str, param: str | None = None
   return JSONResponse({"error": message, "param": param}, status_code=status)
 
 
+def _hostname(value: str) -> str:
+  """The host of a ``Host`` header or an ``Origin`` (``[::1]:8000`` →
+  ``::1``, ``http://localhost:8000`` → ``localhost``)."""
+  value = value.split("://", 1)[-1].split("/", 1)[0]
+  if value.startswith("["):
+    return value[1:value.find("]")]
+  return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
 class Guard:
   """ASGI middleware in front of the app: with a ``token``, an ``/api/``
-  request without it is answered 401; a request body over ``limit`` bytes
-  (by its ``Content-Length``, or as it arrives) is answered 413 before the
-  app reads any of it (bodies up to ``limit`` are buffered, then
-  replayed)."""
+  request without it is answered 401; without one (the loopback), a
+  request that names another host (DNS rebinding) or a change sent from
+  another site's page (its ``Origin``) is answered 403; a request body
+  over ``limit`` bytes (by its ``Content-Length``, or as it arrives) is
+  answered 413 before the app reads any of it (bodies up to ``limit`` are
+  buffered, then replayed)."""
 
   def __init__(self, app, *, limit: int, token: str | None):
     self.app, self.limit, self.token = app, limit, token
+
+  def _foreign(self, scope) -> bool:
+    """A loopback server's request from elsewhere: its ``Host`` is not a
+    loopback name, or a change comes with another host's ``Origin``."""
+    if self.token is not None:
+      return False
+    headers = Request(scope).headers
+    if _hostname(headers.get("host", "127.0.0.1")) not in LOOPBACK:
+      return True
+    origin = headers.get("origin")
+    return scope["method"] not in ("GET", "HEAD") and origin is not None and (
+        _hostname(origin) not in LOOPBACK)
 
   def _authorized(self, scope) -> bool:
     if self.token is None or not scope["path"].startswith("/api/"):
@@ -88,6 +111,10 @@ class Guard:
     if not self._authorized(scope):
       return await _error(401, "this server needs its token (Authorization: "
                           "Bearer <token>)", "token")(scope, receive, send)
+    if self._foreign(scope):
+      return await _error(403, "this server answers its own pages on the "
+                          "loopback only (start it with --token to serve "
+                          "others)", "host")(scope, receive, send)
     length = dict(scope["headers"]).get(b"content-length", b"")
     if length.isdigit() and int(length) > self.limit:
       return await self._refuse(scope, receive, send)
