@@ -326,7 +326,7 @@ def paint_nnst(params, content: np.ndarray, styles: Sequence[np.ndarray],
   content = np.asarray(content, np.float32)
   settings = m.settings
   sizes = m.sizes()
-  smallest = nnst._smallest_side(settings)  # pylint: disable=protected-access
+  smallest = nnst.smallest_side(settings)
   first_shape = io.long_edge_shape(content.shape[:2], sizes[0])
   if min(first_shape) < smallest:
     raise NSTError(f"{param('size')} {settings.size} px makes NNST's first "

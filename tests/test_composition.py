@@ -6,7 +6,10 @@ that disappears, fails it too.
 
 Drivers: ``stylize`` (nst-stylize, ``transfer.paint``), ``folder``
 (nst-stylize --output_dir, ``batch.stylize_batch``), ``grid`` (nst-grid,
-``grid.style_grid``), ``video`` (nst-stylize-video, ``video.stylize_video``).
+``grid.style_grid``), ``video`` (nst-stylize-video, ``video.stylize_video``),
+and the methods beyond Gatys, ``strotss`` and ``nnst`` (nst-stylize
+--method, ``methods.paint``: their own coarse-to-fine schedules; folders,
+grids and video refuse them, ``test_methods.py``).
 """
 
 import dataclasses
@@ -23,7 +26,7 @@ from nst_jax import batch, config as C, grid, objective, transfer, video
 from nst_jax.color import ColorControl
 from nst_jax.errors import NSTError
 
-DRIVERS = ("stylize", "folder", "grid", "video")
+DRIVERS = ("stylize", "folder", "grid", "video", "strotss", "nnst")
 FEATURES = ("coarse_to_fine", "tiling", "row_devices", "masks", "color",
             "blends", "resume", "evaluate")
 # The TransferConfig parts each feature is (a new part must be placed).
@@ -91,6 +94,25 @@ REFUSED_BY_COMMAND = {
     ("video", "evaluate"): ("stylize_video.py", "--output={out}/v.mp4",
                             "--evaluate", "evaluate"),
 }
+for _method in ("strotss", "nnst"):
+  _out = "--output={out}/m.png"
+  REFUSED_BY_COMMAND.update({
+      (_method, "tiling"): ("stylize.py", f"--method={_method}", _out,
+                            "--tile_size=16", "does not use --tile_size"),
+      (_method, "row_devices"): ("stylize.py", f"--method={_method}", _out,
+                                 "--image_devices=2",
+                                 "does not use --image_devices"),
+      (_method, "masks"): ("stylize.py", f"--method={_method}", _out,
+                           "--content_mask={content}",
+                           "does not use --content_mask"),
+      (_method, "color"): ("stylize.py", f"--method={_method}", _out,
+                           "--original_colors", "does not use "
+                           "--original_colors"),
+      (_method, "blends"): ("stylize.py", f"--method={_method}", _out,
+                            "--style={content},{content}", "one --style"),
+      (_method, "resume"): ("stylize.py", f"--method={_method}", _out,
+                            "--resume={content}", "--resume is for"),
+  })
 
 APPLIED = {
     ("stylize", "coarse_to_fine"):
@@ -127,6 +149,14 @@ APPLIED = {
     ("video", "blends"): "test_driver.py::test_video_blends_its_styles",
     ("video", "resume"):
         "test_resume.py::test_a_video_killed_inside_a_frame_resumes_bit_identically",
+    ("strotss", "coarse_to_fine"):
+        "test_methods.py::test_strotss_runs_its_levels_and_is_reproducible_from_its_seed",
+    ("nnst", "coarse_to_fine"):
+        "test_methods.py::test_nnst_runs_levels_final_pass_and_colour_transfer",
+    ("strotss", "evaluate"):
+        "test_methods.py::test_the_command_paints_with_strotss_and_records_it",
+    ("nnst", "evaluate"):
+        "test_methods.py::test_the_command_paints_with_strotss_and_records_it",
 }
 
 

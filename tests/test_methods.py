@@ -125,8 +125,7 @@ def test_the_command_refuses_a_flag_the_method_does_not_use(tmp_path):
       (["--method=nnst", "--content_weight=2"], "does not use --content_weight"),
       (["--method=strotss", "--alpha=0.5"], "does not use --alpha"),
       (["--method=nnst", f"--output_dir={tmp_path}"], "one content image"),
-      (["--method=strotss", "--tile_size=64"], "does not use --tile_size"),
-  ]:
+  ]:   # (tiling, devices, masks, colour, blends, resume: test_composition)
     proc = scripting.run("stylize.py", *common, *extra)
     assert proc.returncode == 1, proc.stderr
     assert fragment in proc.stderr and "Traceback" not in proc.stderr
@@ -135,12 +134,14 @@ def test_the_command_refuses_a_flag_the_method_does_not_use(tmp_path):
 
 def test_the_command_paints_with_strotss_and_records_it(tmp_path):
   """One end-to-end run: --method=strotss at 64 px (one level), one
-  iteration; the record says the method and its terms and can be run
-  again."""
+  iteration, scored (--evaluate: the command's one code path for both
+  methods, _method.main); the record says the method, its terms and the
+  scores."""
   images = scripting.ROOT / "examples"
   out = tmp_path / "s.png"
   proc = scripting.run("stylize.py", "--method=strotss", "--size=64",
                        "--iterations=1", "--quiet", "--log_every=1",
+                       "--evaluate", "--score_size=64",
                        f"--content={images / 'chelsea.png'}",
                        f"--style={images / 'style_brushwork.png'}",
                        f"--output={out}")
@@ -150,3 +151,5 @@ def test_the_command_paints_with_strotss_and_records_it(tmp_path):
   assert record["iterations"] == 1
   assert {"remd", "moment", "palette", "size"} <= set(
       record["loss_history"][-1])
+  assert record["evaluation"]["size"] == 64
+  assert 0.0 < record["evaluation"]["lpips_vgg"] < 1.5
