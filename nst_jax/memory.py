@@ -99,14 +99,16 @@ _BYTES = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*$"
 # (other processes, the driver's and the allocator's own use).
 BUDGET_MARGIN = 0.10
 
-# The process beyond XLA's buffers (``process_overhead_bytes``): a constant
-# (the JAX runtime, the weights, the compiled programs), and for a tiled run
-# bytes per pixel of the content image that its estimate does not count
-# (the images' host copies and the solver's working copies of the whole
-# image); an untiled estimate's 1.2 copies of the activations already cover
-# them (measured: docs/gpu.md).
-PROCESS_BASE_BYTES = int(0.6 * 2**30)
-TILED_BYTES_PER_PIXEL = 0.0
+# The process beyond XLA's buffers (``process_overhead_bytes``), fitted to
+# ``CPU_PEAKS``: untiled a constant (the JAX runtime, the weights, the
+# compiled programs; the estimate's 1.2 copies of the activations cover the
+# image-sized host copies); tiled a larger constant (the tile programs) and
+# bytes per pixel of the content image that the tiled estimate does not
+# count (the images' host copies, the solver's working copies of the whole
+# image: about 4-5 float32 copies of an RGB image).
+PROCESS_BASE_BYTES = int(0.45 * 2**30)
+TILED_BASE_BYTES = int(0.80 * 2**30)
+TILED_BYTES_PER_PIXEL = 56
 
 # The peaks they were fitted to: whole runs of VGG-16 (Gram, optax L-BFGS,
 # Tübingen / The Starry Night), one per process, the process's peak RSS
@@ -116,6 +118,9 @@ CPU_PEAKS = (
     ((768, 1024), 0, 10, 2.93, "tiling_benchmark.py, 2 iterations"),
     ((1536, 2048), 0, 10, 9.02, "tiling_benchmark.py, 2 iterations"),
     ((1536, 2048), 1024, 10, 4.88, "tiling_benchmark.py, 2 iterations"),
+    ((768, 1024), 512, 10, 2.18, "gpu_report.py memory_run, 1 iteration"),
+    ((3072, 4096), 512, 5, 7.00, "gpu_report.py memory_run, 1 iteration; "
+     "what --memory_budget=8GB --history_size=5 chooses"),
 )
 
 
@@ -157,14 +162,15 @@ def budget_bytes(budget=None) -> int | None:
 
 def process_overhead_bytes(shape: Tuple[int, int], *, tiled: bool) -> int:
   """Bytes a run's process holds beyond the XLA buffers the estimates count,
-  for an ``(H, W)`` image: ``PROCESS_BASE_BYTES``, plus
-  ``TILED_BYTES_PER_PIXEL·H·W`` when ``tiled``. Fitted to the peak RSS of
-  whole runs on XLA:CPU (``scripts/gpu_report.py``'s memory runs,
-  docs/gpu.md); on a GPU the same figure is a margin for what the device
-  holds beside the buffers until the GPU report measures it."""
+  for an ``(H, W)`` image: untiled ``PROCESS_BASE_BYTES``, tiled
+  ``TILED_BASE_BYTES + TILED_BYTES_PER_PIXEL·H·W``. Fitted to the peak RSS
+  of whole runs on XLA:CPU (``CPU_PEAKS``; within 7 % of each from 1024 to
+  4096 px, docs/gpu.md); on a GPU the same figure is a margin for what the
+  device holds beside the buffers until the GPU report measures it."""
   h, w = int(shape[0]), int(shape[1])
-  per_pixel = TILED_BYTES_PER_PIXEL if tiled else 0.0
-  return int(PROCESS_BASE_BYTES + per_pixel * h * w)
+  if not tiled:
+    return PROCESS_BASE_BYTES
+  return int(TILED_BASE_BYTES + TILED_BYTES_PER_PIXEL * h * w)
 
 
 def predicted_peak_bytes(estimate: int, shape: Tuple[int, int], *,

@@ -563,8 +563,10 @@ def choose_tile_size(network: str, spec: objective.Spec,
       return int(size)
   raise NSTError(
       f"a {shape[1]}x{shape[0]} transfer needs about {need / 2**30:.1f} GiB "
-      f"even in tiles but the device has {available / 2**30:.1f} GiB: use a "
-      f"smaller {param('size')} or {param('history_size')}")
+      f"even in tiles but {available / 2**30:.1f} GiB are available to it "
+      f"(the memory budget less the process around the buffers): use a "
+      f"smaller {param('size')} or {param('history_size')}, or a larger "
+      f"{param('memory_budget')}")
 
 
 def parse_tile_size(value) -> int | str:

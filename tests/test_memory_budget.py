@@ -57,9 +57,9 @@ def test_budget_bytes_default_is_the_devices_less_the_margin(monkeypatch):
 @pytest.mark.parametrize("tiled", [False, True])
 def test_process_overhead_matches_its_formula(shape, tiled):
   h, w = shape
-  ref = (np.float64(memory.PROCESS_BASE_BYTES)
-         + (np.float64(memory.TILED_BYTES_PER_PIXEL) * h * w if tiled
-            else 0.0))
+  ref = (np.float64(memory.TILED_BASE_BYTES)
+         + np.float64(memory.TILED_BYTES_PER_PIXEL) * h * w if tiled
+         else np.float64(memory.PROCESS_BASE_BYTES))
   got = memory.process_overhead_bytes(shape, tiled=tiled)
   assert abs(got - ref) <= 1
   assert memory.predicted_peak_bytes(5 * GIB, shape, tiled=tiled) == (
@@ -112,8 +112,25 @@ def test_auto_picks_the_largest_tile_whose_estimate_fits(config):
 
 
 def test_a_budget_nothing_fits_is_refused_in_one_line(config):
-  with pytest.raises(NSTError, match="even in tiles"):
+  with pytest.raises(NSTError, match="even in tiles.*`memory_budget`"):
     problem.evaluation(config.replace(memory_budget="1GB"), SHAPE)
+
+
+def test_4096_px_under_8gb_is_the_measured_run():
+  """``--memory_budget=8GB`` at 4096 px (defaults otherwise, Winograd):
+  with ``history_size`` 5 auto picks the 512 px tiles of the run that
+  peaked at 7.00 GiB (``memory.CPU_PEAKS``), predicted below 8 GiB; with the
+  default 10 (20 image-sized vectors: 2.8 GiB) nothing fits and the run is
+  refused before any work (it peaked at 9.26 GiB in 512 px tiles before
+  the budget, docs/benchmarks.md)."""
+  shape, base = (3072, 4096), transfer.TransferConfig(memory_budget="8GB")
+  ev = problem.evaluation(base.replace(solver=dict(history_size=5)), shape)
+  assert ev.tile == 512
+  assert memory.predicted_peak_bytes(ev.bytes, shape, tiled=True) <= 8 * GIB
+  measured = [row for row in memory.CPU_PEAKS if row[:3] == (shape, 512, 5)]
+  assert measured and measured[0][3] <= 8.0
+  with pytest.raises(NSTError, match="even in tiles"):
+    problem.evaluation(base, shape)
 
 
 def test_a_bad_budget_is_refused_by_check_config(config):
