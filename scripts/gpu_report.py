@@ -899,6 +899,17 @@ def _sec_tiling(f):
           f"{_g(f.get('tiled_rerun_ratio'))}x)."]
 
 
+# Older CPU peaks, not fitted: measured with the tiled code before
+# ``tiling.Plan.reuse_last`` (docs/benchmarks.md, 2026-11-30), 8192 px not
+# measured again (two iterations took 84 minutes on this CPU).
+OLDER_PEAKS = (
+    ((6144, 8192), 768, 2, 15.61, "tiling_benchmark.py, 2026-11-30, 2 "
+     "iterations (before reuse_last)"),
+    ((3072, 4096), 512, 10, 9.26, "tiling_benchmark.py, 2026-11-30, 2 "
+     "iterations (before reuse_last)"),
+)
+
+
 def cpu_calibration() -> List[dict]:
   """The peaks the memory estimate was calibrated on (``memory.CPU_PEAKS``,
   measured on the CPU) with today's estimate and predicted peak of each.
@@ -908,7 +919,9 @@ def cpu_calibration() -> List[dict]:
   jax.config.update("jax_platforms", "cpu")
   from nst_jax import memory, problem, transfer  # pylint: disable=g-import-not-at-top
   rows = []
-  for shape, tile, history, peak_gib, note in memory.CPU_PEAKS:
+  for (shape, tile, history, peak_gib, note), fitted in (
+      [(r, True) for r in memory.CPU_PEAKS]
+      + [(r, False) for r in OLDER_PEAKS]):
     config = transfer.TransferConfig().replace(
         tile_size=tile, solver=dict(history_size=history))
     estimate = problem.evaluation(config, shape).bytes
@@ -917,6 +930,7 @@ def cpu_calibration() -> List[dict]:
                  "history_size": history, "estimate_bytes": estimate,
                  "predicted_bytes": predicted,
                  "peak_bytes": int(peak_gib * 2**30), "note": note,
+                 "fitted": fitted,
                  "error": predicted / (peak_gib * 2**30) - 1})
   return rows
 
@@ -940,7 +954,12 @@ def _sec_calibration(rows):
         f"| {w}×{h} | {r['tile_size'] or 'untiled'} | {r['history_size']} | "
         f"{_gib(r['estimate_bytes'])} | {_gib(r['predicted_bytes'])} | "
         f"{_gib(r['peak_bytes'])} | {100 * r['error']:+.1f} % | "
-        f"{r['note']} |")
+        f"{r['note']}{'' if r.get('fitted', True) else ' — not fitted'} |")
+  lines += ["", "Rows marked *not fitted* were measured with older tiled code "
+            "and are shown for comparison; 8192 px was not measured again on "
+            "the CPU (a predicted peak above the measured one is the safe "
+            "side: auto then picks smaller tiles). The GPU run's memory part "
+            "measures 1024-16384 px on the device."]
   return lines
 
 
