@@ -39,6 +39,16 @@ part is named in the output. The JSON (``--json``) is rewritten after every
 part, and the markdown note (``--markdown``) with it, so a run that is killed
 keeps what it measured.
 
+On a lent device machine (no network there): carry ``weights/vgg16.npz``,
+``weights/lpips_vgg16.npz`` and ``weights/MANIFEST.json`` (56 MiB, under the
+64 MiB a run may carry; ``weights/`` whole is 66 MiB) and run it with the
+device's Python and JAX; ``install`` says what it found, and a missing torch
+leaves the PyTorch columns empty (``pip`` is tried once, briefly). Expected
+on the GPU: about 16 minutes for every part (the ``Part`` guesses below);
+the default 8-minute budget drops the GPU-relevant tests, TF32, bf16, the
+quality curves and the grid, longest first; ``--parts=`` runs those in a
+second session.
+
 ``--dry_run`` runs the same parts on the CPU at tiny sizes (the figures are
 not GPU figures and the note says so in its first line), so that CI runs
 this script and it cannot rot before a GPU appears.
