@@ -798,7 +798,7 @@ def markdown(report: Dict[str, Any]) -> str:
       lines.append(f"No figures: {st['status']}."
                    + (f"\n\n```\n{st['tail']}\n```" if st.get("tail") else ""))
       continue
-    lines += SECTIONS[p.name.split("_")[0]](figs[p.name])
+    lines += SECTIONS[p.name](figs[p.name])
     if st["status"] != "ok":
       lines += ["", f"({st['status']})"]
   lines += _sec_calibration(report.get("cpu_calibration") or [])
@@ -974,7 +974,8 @@ def _sec_calibration(rows):
 
 
 SECTIONS = {"install": _sec_install, "tests": _sec_tests,
-            "compare": _sec_compare, "conv": _sec_conv,
+            **{f"compare_{p}": _sec_compare for p in PRECISIONS},
+            "conv": _sec_conv,
             "memory": _sec_memory, "grid": _sec_grid,
             "quality": _sec_quality, "tiling": _sec_tiling}
 
