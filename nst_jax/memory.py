@@ -119,6 +119,7 @@ CPU_PEAKS = (
     ((1536, 2048), 0, 10, 9.02, "tiling_benchmark.py, 2 iterations"),
     ((1536, 2048), 1024, 10, 4.88, "tiling_benchmark.py, 2 iterations"),
     ((768, 1024), 512, 10, 2.18, "gpu_report.py memory_run, 1 iteration"),
+    ((1536, 2048), 512, 5, 3.19, "gpu_report.py memory_run, 1 iteration"),
     ((3072, 4096), 512, 5, 7.00, "gpu_report.py memory_run, 1 iteration; "
      "what --memory_budget=8GB --history_size=5 chooses"),
 )
