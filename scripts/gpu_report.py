@@ -301,7 +301,12 @@ class Context:
   work_dir: str
   env: Dict[str, str]
   deadline: float
+  memory_budget: str = "8GB"
+  install_torch: bool = True
   torch: bool = False
+  # A part with several children hands its figures so far to this after
+  # each (the report writes them: a killed run keeps them).
+  on_partial: Callable[[dict], None] = lambda figures: None
 
   def left(self) -> float:
     return self.deadline - time.perf_counter() - RESERVE
@@ -342,7 +347,7 @@ def part_install(ctx: Context) -> dict:
   out["driver"] = smi.get("driver_version")
   out["gpu_memory"] = smi.get("memory.total")
   if out["torch"] is None and out["platform"] == "gpu" and (
-      FLAGS.install_torch and not ctx.dry_run):
+      ctx.install_torch and not ctx.dry_run):
     # One try, short timeouts: a device machine without a network must not
     # spend the budget on pip's retries.
     pip = run_child([sys.executable, "-m", "pip", "install", "--quiet",
@@ -489,7 +494,7 @@ def part_memory(ctx: Context) -> dict:
   ``--memory_budget``; then larger sizes, tiled, until one fails (the
   largest size that runs)."""
   s, runs, largest = ctx.sizes, [], None
-  budget = FLAGS.memory_budget or "8GB"
+  budget = ctx.memory_budget
   if ctx.dry_run:
     # One run, auto under a 1 GB budget (at 64 px the tiled estimate
     # exceeds the untiled one, Winograd's kernels dominate, so auto stays
@@ -529,8 +534,9 @@ def part_memory(ctx: Context) -> dict:
         largest = size
     else:
       row["status"] = ("cut at the budget" if outcome.rc is None else
-                       "failed: " + tail(outcome.output, 2))
+                       "failed: " + tail(outcome.output, 1))
     runs.append(row)
+    ctx.on_partial({"runs": runs, "largest_ok": largest, "budget": budget})
   return {"runs": runs, "largest_ok": largest, "budget": budget}
 
 
@@ -1022,7 +1028,8 @@ def report_main() -> None:
   os.makedirs(work_dir, exist_ok=True)
   ctx = Context(FLAGS.dry_run, DRY_SIZES if FLAGS.dry_run else GPU_SIZES,
                 content, style, work_dir, child_env(FLAGS.dry_run),
-                started + budget)
+                started + budget, memory_budget=FLAGS.memory_budget or "8GB",
+                install_torch=FLAGS.install_torch)
   report = {"dry_run": FLAGS.dry_run, "budget": budget,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime(
                 "%Y-%m-%d %H:%M UTC"),
@@ -1043,6 +1050,12 @@ def report_main() -> None:
       print(f"[gpu_report] skipping {p.name}: out of time", flush=True)
       continue
     print(f"[gpu_report] {p.name} ({left:.0f} s left)", flush=True)
+
+    def partial(figures, name=p.name):
+      report["figures"][name] = figures
+      report["parts"][name] = {"status": "running (figures so far)"}
+      write(report)
+    ctx.on_partial = partial
     t = time.perf_counter()
     try:
       report["figures"][p.name] = RUNNERS[p.name](ctx)

@@ -110,6 +110,34 @@ def test_compare_row_seconds_ratios_and_extrapolation(gr):
   assert "ratio_to_torch" not in full["sides"]["optax_lbfgs"]
 
 
+def test_memory_part_keeps_each_run_as_it_ends(gr, monkeypatch, tmp_path):
+  """One child per run; each run's figures reach the report before the next
+  starts (``Context.on_partial``), a failed run is kept with its reason and
+  the largest size that ran is named."""
+  def fake_child(argv, timeout, env=None):
+    size = int(next(a for a in argv if a.startswith("--size="))[7:])
+    row = {"size": size, "estimate_bytes": 1, "predicted_bytes": 2}
+    if size > 2048:
+      return gr.Outcome(1, json.dumps(row) + "\nerror: out of memory", 1.0)
+    return gr.Outcome(0, json.dumps(row) + "\n" + json.dumps(
+        {**row, "peak_bytes": 3}), 1.0)
+  monkeypatch.setattr(gr, "run_child", fake_child)
+  seen = []
+  ctx = gr.Context(False, gr.GPU_SIZES, "c.png", "s.png", str(tmp_path), {},
+                   gr.time.perf_counter() + 1e6,
+                   on_partial=lambda f: seen.append(len(f["runs"])))
+  out = gr.part_memory(ctx)
+  assert seen == list(range(1, len(out["runs"]) + 1))
+  assert out["largest_ok"] == 2048 and out["budget"] == "8GB"
+  bad = [r for r in out["runs"] if r["size"] > 2048]
+  assert bad and all(r["status"] == "failed: error: out of memory"
+                     for r in bad)
+  assert all(r["status"] == "ok" for r in out["runs"] if r["size"] <= 2048)
+  # Untiled where it can fit, then under the budget with history 10 and 5.
+  assert {(r["size"], r["memory_budget"]) for r in out["runs"]} >= {
+      (1024, None), (4096, None), (4096, "8GB"), (16384, None)}
+
+
 # --- the note -------------------------------------------------------------------
 
 
