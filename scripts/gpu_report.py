@@ -202,12 +202,12 @@ def plan(parts: Sequence[Part], budget: float, dry_run: bool,
          only: Sequence[str] | None = None):
   """``(kept, dropped)``: the parts to run in their order and those dropped
   ``[(part, reason)]``. Parts outside ``only`` are dropped as not asked
-  for; then, while the kept parts' expected seconds exceed ``budget``, the
+  for (but ``install``, which every part reads: the device, torch); then, while the kept parts' expected seconds exceed ``budget``, the
   non-essential part expected to take longest is dropped (longest first:
   fewest parts lost for the time)."""
   kept, dropped = [], []
   for p in parts:
-    if only is not None and p.name not in only:
+    if only is not None and p.name not in only and p.name != "install":
       dropped.append((p, "not in --parts"))
     else:
       kept.append(p)
