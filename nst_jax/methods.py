@@ -252,11 +252,14 @@ class _Stages:
                         time.perf_counter() - self.started)
 
 
-def _one_style(styles: Sequence[np.ndarray], name: str) -> np.ndarray:
+def _inputs(content, styles: Sequence[np.ndarray], name: str):
+  """The run's start (``time.perf_counter()``), the content and the one
+  style image as float32 arrays; a blend is refused."""
   if len(styles) != 1:
     raise NSTError(f"{name} takes one style image, got {len(styles)} "
                    "(blends are a Gatys feature)")
-  return np.asarray(styles[0], np.float32)
+  return (time.perf_counter(), np.asarray(content, np.float32),
+          np.asarray(styles[0], np.float32))
 
 
 def _level_images(content, style, size: int):
@@ -269,9 +272,7 @@ def paint_strotss(params, content: np.ndarray, styles: Sequence[np.ndarray],
                   m: Strotss = Strotss(), **hooks) -> MethodResult:
   """STROTSS (module docstring): ``content`` and one style at any size,
   resized per level; ``hooks`` go to ``run.run_problem``."""
-  started = time.perf_counter()
-  style = _one_style(styles, "strotss")
-  content = np.asarray(content, np.float32)
+  started, content, style = _inputs(content, styles, "strotss")
   settings = m.settings
   sizes = m.sizes()
   schedule = strotss.levels(dataclasses.replace(
@@ -321,9 +322,7 @@ def paint_nnst(params, content: np.ndarray, styles: Sequence[np.ndarray],
                m: Nnst = Nnst(), **hooks) -> MethodResult:
   """NNST (module docstring): ``content`` and one style at any size,
   resized per level; ``hooks`` go to ``run.run_problem``."""
-  started = time.perf_counter()
-  style = _one_style(styles, "nnst")
-  content = np.asarray(content, np.float32)
+  started, content, style = _inputs(content, styles, "nnst")
   settings = m.settings
   sizes = m.sizes()
   smallest = nnst.smallest_side(settings)

@@ -84,3 +84,13 @@ def run_evaluation(content: np.ndarray, styles: Mapping[str, np.ndarray],
     out["styles"] = [{"style_image": p, "swd": r["swd"], "gram": r["gram"]}
                      for p, r in zip(paths, records)]
   return out
+
+
+def evaluate_run(content: np.ndarray, styles: Mapping[str, np.ndarray],
+                 result: np.ndarray, size: int, say) -> Dict:
+  """``run_evaluation`` at ``size``, its scores also said in one line
+  (``nst-stylize --evaluate``, whatever the method)."""
+  evaluation = run_evaluation(content, styles, result, size=size)
+  say(f"evaluation at {size} px: " + ", ".join(
+      f"{HEADERS[k]} {evaluation[k]:.4f}" for k in FIELDS))
+  return evaluation

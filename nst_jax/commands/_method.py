@@ -139,12 +139,9 @@ def main(recorded: Sequence[str], say: Callable[[str], None],
   io.save_image(FLAGS.output, result.image,
                 metadata={"nst_jax": cli.params_json(values)}, protect=inputs)
   if FLAGS.evaluate:
-    record["evaluation"] = _evaluation.run_evaluation(
-        original, {FLAGS.style[0]: style}, result.image,
-        size=FLAGS.score_size)
-    say(f"evaluation at {FLAGS.score_size} px: " + ", ".join(
-        f"{_evaluation.HEADERS[k]} {record['evaluation'][k]:.4f}"
-        for k in _evaluation.FIELDS))
+    record["evaluation"] = _evaluation.evaluate_run(
+        original, {FLAGS.style[0]: style}, result.image, FLAGS.score_size,
+        say)
   io.save_json(record_path, record, protect=inputs)
   written = [FLAGS.output, record_path]
   if FLAGS.plot:

@@ -348,12 +348,9 @@ def main(argv):
   io.save_image(FLAGS.output, result.image,
                 metadata={"nst_jax": cli.params_json(values)}, protect=inputs)
   if FLAGS.evaluate:
-    record["evaluation"] = _evaluation.run_evaluation(
+    record["evaluation"] = _evaluation.evaluate_run(
         original, dict(zip(FLAGS.style, originals)), result.image,
-        size=FLAGS.score_size)
-    say(f"evaluation at {FLAGS.score_size} px: " + ", ".join(
-        f"{_evaluation.HEADERS[k]} {record['evaluation'][k]:.4f}"
-        for k in _evaluation.FIELDS))
+        FLAGS.score_size, say)
   io.save_json(record_path, record, protect=inputs)
   written = [FLAGS.output, record_path]
   side = _side_paths(FLAGS.output)
