@@ -462,7 +462,7 @@ def _rmsprop(fun, cfg: SolverConfig) -> _Method:
   """RMSprop (Tieleman & Hinton 2012; torch.optim.RMSprop's defaults, which
   STROTSS uses: decay α 0.99, ε 1e-8 added outside the square root)."""
   return _first_order(optax.rmsprop(cfg.learning_rate, decay=0.99,
-                                    eps=1e-8))(fun, cfg)
+                                    eps=1e-8, eps_in_sqrt=False))(fun, cfg)
 
 
 _METHODS = {"lbfgs": _jaxopt_lbfgs, "optax_lbfgs": _optax_lbfgs, "adam": _adam,

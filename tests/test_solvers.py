@@ -344,10 +344,13 @@ def _rmsprop_reference(grad_fn, x, steps, lr, alpha=0.99, eps=1e-8):
   return x
 
 
-def test_rmsprop_steps_are_torchs_rmsprop():
+@pytest.mark.parametrize("size", [1.0, 1e-9])
+def test_rmsprop_steps_are_torchs_rmsprop(size):
+  """Also where the gradients are as small as ε: torch adds ε outside the
+  square root (optax's default puts it inside)."""
   x0 = np.linspace(-1.0, 1.0, 12).reshape(3, 4)
   target = np.cos(np.arange(12.0)).reshape(3, 4)
-  scale = np.tile(1.0 + np.arange(4.0), (3, 1))
+  scale = size * np.tile(1.0 + np.arange(4.0), (3, 1))
   fun = lambda x: (jnp.sum((x - target) ** 2 * scale), ())
   result = _solve(fun, x0, method="rmsprop", maxiter=7, learning_rate=0.05,
                   lower=-10.0, upper=10.0)
@@ -370,7 +373,7 @@ def test_a_stochastic_objective_gets_step_ks_key(method):
   x0 = jnp.zeros((2, 3))
   result = solvers.minimize(fun, x0, config, args=(key,))
   opt = (optax.adam(0.1) if method == "adam"
-         else optax.rmsprop(0.1, decay=0.99, eps=1e-8))
+         else optax.rmsprop(0.1, decay=0.99, eps=1e-8, eps_in_sqrt=False))
   def loop(keys):
     x, state = x0, opt.init(x0)
     for k in keys:
