@@ -107,6 +107,7 @@ def _bomb() -> bytes:
     ("over_max_size", 400, "size", "over this server's --max_size=128"),
     ("over_max_iterations", 400, "iterations", "--max_iterations=400"),
     ("server_only", 400, "output", "output is set by the server"),
+    ("method", 400, "method", "not served yet"),
     ("too_small", 400, "size", "too small for layer relu5_1"),
     ("bad_layer", 400, "style_layers", "unknown layers 'relu9_9'"),
     ("not_json", 400, "params", "not JSON"),
@@ -132,6 +133,8 @@ def test_bad_input_is_a_4xx_naming_it(server, images, case, status, param,
     params["iterations"] = 401
   elif case == "server_only":
     params["output"] = "/tmp/elsewhere.png"
+  elif case == "method":   # not painted by Gatys under another name
+    params["method"] = "nnst"
   elif case == "too_small":
     params = {"size": 16, "iterations": 5}   # the default layers
   elif case == "bad_layer":
@@ -171,6 +174,9 @@ def test_a_token_is_required(server):
   assert status == 200 and b"<input type=\"file\" id=\"content\"" in page
   serve.check_host("127.0.0.1", None)
   serve.check_host("0.0.0.0", "t")
+  for empty in ("", "  "):   # an empty secret would let every request in
+    with pytest.raises(NSTError, match="empty"):
+      serve.check_host("127.0.0.1", empty)
   with pytest.raises(NSTError, match="--host=0.0.0.0 .* give --token"):
     serve.check_host("0.0.0.0", None)
 

@@ -50,9 +50,16 @@ _MB = 1 << 20
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def _check_token(token: str | None) -> None:
+  if token is not None and not token.strip():
+    raise NSTError("--token is empty: give a secret (an empty one would "
+                   "let every request in), or leave --token out")
+
+
 def check_host(host: str, token: str | None) -> None:
   """Refuses (``NSTError``) to listen beyond the loopback without a
   token."""
+  _check_token(token)
   if host not in LOOPBACK and not token:
     raise NSTError(f"--host={host} opens the server to other machines: give "
                    "--token too (clients send it as a bearer header)")
@@ -150,6 +157,7 @@ def create_app(store: _jobs.JobStore, worker: "_worker.Worker | None", *,
   """The app over ``store``; ``worker`` (started and stopped with the app;
   ``None``: jobs only queue) runs the jobs; ``token`` (or ``None``) guards
   ``/api/``; a request body is at most ``max_upload_mb`` MiB."""
+  _check_token(token)
 
   async def lifespan(app):
     del app

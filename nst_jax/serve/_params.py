@@ -37,6 +37,9 @@ SERVER_ONLY = ("content", "style", "output", "output_dir", "from_json",
                "mask_blur", "mask_downsample", "plot", "sheet", "save_every",
                "evaluate", "score_size", "quiet", "deterministic",
                "image_devices", "memory_budget")
+# The methods beyond Gatys (nst-stylize --method, nst_jax.methods) are not
+# served yet: a job that asks for one is refused, not painted by Gatys.
+NOT_SERVED = ("method", "alpha")
 
 
 @functools.cache
@@ -51,8 +54,10 @@ def recorded() -> Sequence[str]:
 
 
 def allowed() -> Sequence[str]:
-  """The flags a job may set: ``recorded()`` less ``SERVER_ONLY``."""
-  return tuple(n for n in recorded() if n not in SERVER_ONLY)
+  """The flags a job may set: ``recorded()`` less ``SERVER_ONLY`` and
+  ``NOT_SERVED``."""
+  return tuple(n for n in recorded()
+               if n not in SERVER_ONLY and n not in NOT_SERVED)
 
 
 class ParamError(NSTError):
@@ -194,6 +199,9 @@ def resolve(params: Any, *, content: str, styles: Sequence[str],
     if name in SERVER_ONLY:
       raise ParamError(name, f"params: {name} is set by the server, not by "
                        "a job")
+    if name in NOT_SERVED:
+      raise ParamError(name, f"params: {name} (STROTSS and NNST) is not "
+                       "served yet: run nst-stylize --method for them")
   recorded()   # defines the flags outside flagsaver, which would drop them
   with LOCK, flagsaver.flagsaver():
     _reset()
