@@ -200,7 +200,7 @@ class Output(NamedTuple):
   chunk: int
   cells: int
   seconds: float
-  loss_history: List[Dict[str, Any]] = []
+  loss_history: Sequence[Dict[str, Any]] = ()
 
 
 def stylize_batch(params, contents: Sequence[np.ndarray],

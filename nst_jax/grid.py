@@ -303,7 +303,7 @@ class CellsResult(NamedTuple):
   iterations: np.ndarray
   function_evaluations: np.ndarray
   status: List[str]
-  loss_history: List[List[Dict[str, Any]]] = []
+  loss_history: Sequence[Sequence[Dict[str, Any]]] = ()
 
 
 def cells_problem(params, contents: Sequence[np.ndarray],

@@ -125,6 +125,14 @@ class Nnst:
   name = "nnst"
 
   def replace(self, **changes) -> "Nnst":
+    """As ``Strotss.replace``; ``size`` (as for STROTSS) goes to the
+    settings."""
+    if "size" in changes:
+      settings = changes.setdefault("settings", {})
+      if not isinstance(settings, dict):
+        settings = dataclasses.asdict(settings)
+        changes["settings"] = settings
+      settings["size"] = changes.pop("size")
     return _replace(self, changes)
 
   @property
@@ -330,8 +338,8 @@ def paint_nnst(params, content: np.ndarray, styles: Sequence[np.ndarray],
   if min(first_shape) < smallest:
     raise NSTError(f"{param('size')} {settings.size} px makes NNST's first "
                    f"level {first_shape[1]}x{first_shape[0]} px, below the "
-                   f"{smallest} px its layers need: raise it (or lower "
-                   f"the settings' scales, {settings.scales})")
+                   f"{smallest} px its layers need ({settings.scales} "
+                   "levels, each half the next): raise it")
   params = vgg.prepare_params(params, "auto", settings.layers)
   loss, final = _nnst_losses(settings)
   adam = solvers.SolverConfig(method="adam", maxiter=settings.iterations,

@@ -146,10 +146,17 @@ def _redraw(spec, current: dict) -> solvers.Restart | None:
 
 
 @functools.lru_cache(maxsize=None)
+def cells_terms_on_device(fun, args_axes: tuple):
+  """The loss terms of a chunk of cells ``x (C, ...)``: ``fun``'s terms
+  ``jax.vmap``-ed over the cells (``args_axes`` as the problem's); one
+  function per (``fun``, axes), so that its programs are reused."""
+  return jax.vmap(terms_on_device(fun), in_axes=(0, *args_axes))
+
+
+@functools.lru_cache(maxsize=None)
 def cells_terms_program(fun, args_axes: tuple):
-  """The loss terms of a chunk of cells ``x (C, ...)``, compiled: ``fun``'s
-  terms ``jax.vmap``-ed over the cells (``args_axes`` as the problem's)."""
-  return jax.jit(jax.vmap(terms_on_device(fun), in_axes=(0, *args_axes)))
+  """``cells_terms_on_device``, compiled."""
+  return jax.jit(cells_terms_on_device(fun, args_axes))
 
 
 def _cell_records(iteration, terms, cells: range, clock, style_layers,
@@ -188,8 +195,8 @@ def _run_cells(p: _problem.Problem, solver: solvers.SolverConfig, *, finish,
     if on_chunk is not None:
       on_chunk(done, total)
 
-  device_terms = jax.vmap(terms_on_device(fun), in_axes=(0, *cells.args_axes))
-  hooks = [solvers.Hook(log_every, device_terms, log)] if log_every > 0 else []
+  hooks = [solvers.Hook(log_every, cells_terms_on_device(fun, cells.args_axes),
+                        log)] if log_every > 0 else []
   progress = None if on_progress is None else (
       lambda start, pr: on_progress(start, pr._replace(
           iterations=solver.maxiter, seconds=clock())))
@@ -279,9 +286,11 @@ def run_problem(p: _problem.Problem, solver: solvers.SolverConfig, *,
   start = time.perf_counter() if started is None else float(started)
   if p.cells is not None:
     if (on_snapshot is not None or on_checkpoint is not None
-        or resume is not None or objective.redraw_every(p.spec) > 0):
-      raise ValueError("snapshots, checkpoints, resume and re-drawn targets "
-                       "are for one image, not a batch of cells")
+        or resume is not None or objective.redraw_every(p.spec) > 0
+        or p.image_of is not None):
+      raise ValueError("snapshots, checkpoints, resume, re-drawn targets and "
+                       "parameterisations are for one image, not a batch of "
+                       "cells")
     return _run_cells(p, solver, finish=finish, log_every=log_every,
                       on_log=on_log, on_progress=on_progress,
                       should_stop=should_stop, on_chunk=on_chunk,

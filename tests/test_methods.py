@@ -45,6 +45,7 @@ def test_a_method_is_composed_from_its_defaults_and_changed_in_one_part():
   n = methods.method("nnst", settings=dict(alpha=0.5))
   assert n.settings.alpha == 0.5 and n.settings.size == nnst.DEFAULTS.size
   assert n.sizes() == (64, 128, 256, 512)
+  assert methods.method("nnst", size=256).settings.size == 256   # as STROTSS
   g = methods.method("gatys", config=dict(solver=dict(maxiter=7)))
   assert g.config.solver.maxiter == 7
   with pytest.raises(NSTError, match="method"):
@@ -125,6 +126,8 @@ def test_the_command_refuses_a_flag_the_method_does_not_use(tmp_path):
       (["--method=nnst", "--content_weight=2"], "does not use --content_weight"),
       (["--method=strotss", "--alpha=0.5"], "does not use --alpha"),
       (["--method=nnst", f"--output_dir={tmp_path}"], "one content image"),
+      (["--alpha=0.3"], "--alpha belongs to --method=nnst"),   # gatys
+      (["--method=strotss", "--seed=1,2"], "one --seed"),
   ]:   # (tiling, devices, masks, colour, blends, resume: test_composition)
     proc = scripting.run("stylize.py", *common, *extra)
     assert proc.returncode == 1, proc.stderr

@@ -50,10 +50,23 @@ def refused(names: Sequence[str], name: str) -> list:
   return out
 
 
+def check_gatys() -> None:
+  """Refuses (one line) a flag of another method given to a Gatys run."""
+  given = [f for f, owner in ONLY.items()
+           if owner != "gatys" and FLAGS[f].present
+           and FLAGS[f].value != FLAGS[f].default]
+  if given:
+    raise NSTError(f"{', '.join('--' + g for g in given)} belongs to "
+                   f"--method={ONLY[given[0]]}, not --method=gatys")
+
+
 def method_of_flags(name: str):
   """The ``methods`` value of ``--method=name`` from the flags it reads."""
   iterations = ({"iterations": FLAGS.iterations}
                 if FLAGS["iterations"].present else {})
+  if len(FLAGS.seed or (0,)) != 1:
+    raise NSTError(f"--method={name} takes one --seed, got "
+                   f"{len(FLAGS.seed)}")
   seed = int(FLAGS.seed[0]) if FLAGS.seed else 0
   if name == "strotss":
     from nst_jax import strotss  # pylint: disable=g-import-not-at-top

@@ -206,6 +206,7 @@ def main(argv):
     cli.resolve_device_defaults()   # --size by the device; iterations: below
     _method.main(_RECORDED, say, run_record, _check_output)
     return
+  _method.check_gatys()
   resumed, resumed_meta = None, None
   if FLAGS.resume:
     if FLAGS.from_json:
