@@ -122,6 +122,8 @@ CPU_PEAKS = (
     ((1536, 2048), 512, 5, 3.19, "gpu_report.py memory_run, 1 iteration"),
     ((3072, 4096), 512, 5, 7.00, "gpu_report.py memory_run, 1 iteration; "
      "what --memory_budget=8GB --history_size=5 chooses"),
+    ((3072, 4096), 512, 5, 7.30, "nst-stylize --memory_budget=8GB "
+     "--history_size=5 --pyramid_base=0, 1 iteration (auto chose the tiles)"),
 )
 
 
