@@ -19,13 +19,13 @@ run by ``run.run_problem`` (records, snapshots, live progress, a clean stop
   loss ``strotss.objective`` on hypercolumns sampled at new positions every
   step (``solvers.SolverConfig.step_key``: the run loop draws step ``k``'s
   key from ``--seed``), the content weight halved per level.
-* **NNST** (official ``utils/stylize.produce_stylization``): coarse to
-  fine, ``settings.scales`` levels up to ``settings.size``; at each level
-  the neighbour targets (``nnst.make_targets``) are computed once from the
-  current image, and Adam on a Laplacian pyramid minimises the cosine loss
-  to them (``nnst.loss``); then a final pass at full size
-  (``nnst.final_loss``, re-matched every step) and the OkLab colour
-  transfer (``oklab.color_transfer``).
+* **NNST** (official ``utils/stylize.produce_stylization``): one Laplacian
+  pyramid of the output, optimised coarse to fine over ``settings.scales``
+  levels up to ``settings.size`` (level ``k`` its bands from ``k`` on); at
+  each level the neighbour targets (``nnst.make_targets``) are computed
+  once, and Adam minimises the cosine loss to them (``nnst.loss``); then a
+  final pass at full size (``nnst.final_loss``, re-matched every step) and
+  the OkLab colour transfer (``oklab.color_transfer``); ``paint_nnst``.
 
 Array contract: images float32 ``(H, W, 3)`` RGB in [0, 1]; ``params`` VGG-16
 weights (``vgg.load_params("vgg16")``). Records carry each method's own
@@ -172,36 +172,36 @@ class MethodResult(NamedTuple):
 
 
 @functools.lru_cache(maxsize=None)
-def _pyramid_functions(fun, levels: int, shape: Tuple[int, int]):
-  """``(objective of the coefficients, image_of, flatten)`` for
-  ``fun(image, *args) -> (value, terms)`` over a Laplacian pyramid of
-  ``levels`` bands of an ``(H, W, 3)`` image, its coefficients flattened to
-  one vector (``ravel_pytree``). Made once per (``fun``, levels, shape), so
-  that a second run of a method reuses the compiled programs."""
-  template = parameterize.laplacian_pyramid(jnp.zeros((*shape, 3)), levels)
-  _, unravel = ravel_pytree(template)
-  image_of = lambda x: parameterize.synthesize_pyramid(unravel(x))
+def _pyramid_functions(fun, shapes: Tuple[Tuple[int, ...], ...],
+                       align_corners: bool):
+  """``(objective of the coefficients, image_of)`` for ``fun(image, *args)
+  -> (value, terms)`` over the bands of a Laplacian pyramid of ``shapes``
+  (finest first; ``parameterize.synthesize_pyramid`` with
+  ``align_corners``), flattened to one vector (``ravel_pytree``). Made once
+  per (``fun``, shapes, corners), so that a second run of a method reuses
+  the compiled programs."""
+  _, unravel = ravel_pytree(tuple(jnp.zeros(s) for s in shapes))
+  image_of = lambda x: parameterize.synthesize_pyramid(
+      unravel(x), align_corners=align_corners)
 
   def objective_of(x, *args):   # every record has a total
     value, terms = fun(image_of(x), *args)
     return value, {"total": value, **terms}
-
-  def flatten(image):
-    return ravel_pytree(parameterize.laplacian_pyramid(image, levels))[0]
-  return objective_of, image_of, jax.jit(flatten)
+  return objective_of, image_of
 
 
-def _pyramid_problem(fun, args, start: jax.Array, levels: int,
-                     shape: Tuple[int, int]) -> _problem.Problem:
-  """A ``Problem`` over the coefficients of ``start``'s Laplacian pyramid
-  with ``levels`` bands (``_pyramid_functions``) for ``fun(image,
-  *args)``; its ``image_of`` is the pyramid's image."""
-  objective_of, image_of, flatten = _pyramid_functions(fun, levels,
-                                                       tuple(shape))
+def _pyramid_problem(fun, args, bands, *, align_corners: bool
+                     ) -> _problem.Problem:
+  """A ``Problem`` over the Laplacian pyramid coefficients ``bands``
+  (finest first; they are the start) for ``fun(image, *args)``
+  (``_pyramid_functions``); its ``image_of`` is the pyramid's image."""
+  bands = tuple(jnp.asarray(b, jnp.float32) for b in bands)
+  objective_of, image_of = _pyramid_functions(
+      fun, tuple(b.shape for b in bands), align_corners)
+  x0 = ravel_pytree(bands)[0]
   return _problem.Problem(
-      objective_of, tuple(args),
-      jnp.array(flatten(jnp.asarray(start, jnp.float32)), copy=True),
-      _NO_LAYERS, _problem.untiled(shape), image_of=image_of)
+      objective_of, tuple(args), jnp.array(x0, copy=True), _NO_LAYERS,
+      _problem.untiled(tuple(bands[0].shape[:2])), image_of=image_of)
 
 
 @functools.lru_cache(maxsize=None)
@@ -303,8 +303,10 @@ def paint_strotss(params, content: np.ndarray, styles: Sequence[np.ndarray],
     targets = strotss.make_targets(
         params, c, s, dataclasses.replace(
             settings, content_weight=level.content_weight), level_key)
-    p = _pyramid_problem(loss, (params, targets, step_key), start,
-                         settings.pyramid_levels, shape)
+    p = _pyramid_problem(loss, (params, targets, step_key),
+                         parameterize.laplacian_pyramid(
+                             start, settings.pyramid_levels),
+                         align_corners=True)
     solver = solvers.SolverConfig(
         method="rmsprop", maxiter=level.iterations,
         learning_rate=level.learning_rate, lower=-np.inf, upper=np.inf,
@@ -316,20 +318,43 @@ def paint_strotss(params, content: np.ndarray, styles: Sequence[np.ndarray],
   return stages.result(image)
 
 
-def _nnst_start(content_level: jax.Array, settings: nnst.Settings):
-  """The first level's start: the content's Laplacian pyramid with its
-  ``zero_bands`` finest bands zeroed (official ``produce_stylization``)."""
-  bands = list(parameterize.laplacian_pyramid(content_level,
-                                              settings.pyramid_levels))
-  for k in range(min(settings.zero_bands, len(bands) - 1)):
-    bands[k] = jnp.zeros_like(bands[k])
-  return parameterize.synthesize_pyramid(bands)
+def nnst_pyramid_levels(size: int, settings: nnst.Settings) -> int:
+  """Bands of NNST's pyramid at output long side ``size``: the official
+  ``pyr_levs`` (``produce_stylization``: 8 at 512 and 1024 px, where the
+  coarsest band is 2 and 4 px), fewer where 8 halvings would leave less
+  than 2 px (the official code then fails: 7 at 256 px)."""
+  levels = settings.pyramid_levels
+  while levels > 0 and size / 2 ** levels < 2:
+    levels -= 1
+  return levels
+
+
+def nnst_zero_bands(size: int, settings: nnst.Settings) -> int:
+  """The finest bands of the content's pyramid zeroed in the start image:
+  ``settings.zero_bands`` below 1024 px, one fewer from 1024 px (official
+  ``produce_stylization``: ``z_max`` 3, 2 from 1024 px)."""
+  return settings.zero_bands - (1 if size >= 1024 else 0)
 
 
 def paint_nnst(params, content: np.ndarray, styles: Sequence[np.ndarray],
                m: Nnst = Nnst(), **hooks) -> MethodResult:
-  """NNST (module docstring): ``content`` and one style at any size,
-  resized per level; ``hooks`` go to ``run.run_problem``."""
+  """NNST as the official ``utils/stylize.produce_stylization`` runs it.
+
+  Content and style at ``settings.size`` (long side), each a Laplacian
+  pyramid (``nnst_pyramid_levels`` bands, NNST's half-pixel corners); the
+  output is one pyramid too, the content's with its ``nnst_zero_bands``
+  finest bands zeroed. Level ``k`` of ``settings.scales`` (coarsest first)
+  works at ``size / 2^k``: its style and content are their pyramids'
+  bands from ``k`` on; the neighbour targets are searched from the content
+  at the first level and from ``mix`` of the content and the output's
+  coarser bands plus the content's band ``k`` later (``nnst.make_targets``);
+  Adam then optimises the output's bands from ``k`` on
+  (``settings.iterations`` steps, ``nnst.loss``), and they become the
+  pyramid of the level's result. The final pass optimises every band with
+  ``nnst.final_loss`` (re-matched every step, positions from ``m.seed``),
+  then the OkLab colour transfer (``settings.colorize``). A level's result
+  is clipped to [0, 1] before it is decomposed again (the official code
+  clips only the output)."""
   started, content, style = _inputs(content, styles, "nnst")
   settings = m.settings
   sizes = m.sizes()
@@ -345,25 +370,35 @@ def paint_nnst(params, content: np.ndarray, styles: Sequence[np.ndarray],
   adam = solvers.SolverConfig(method="adam", maxiter=settings.iterations,
                               learning_rate=settings.learning_rate,
                               lower=-np.inf, upper=np.inf)
-  stages, image = _Stages(hooks, started), None
-  for size in sizes:
-    c, s, shape = _level_images(content, style, size)
-    c, s = jnp.asarray(c), jnp.asarray(s)
-    current = (_nnst_start(c, settings) if image is None else
-               jnp.asarray(io.resize_to(np.asarray(image), shape)))
-    pool = nnst.style_pool(params, s, settings)
-    targets = nnst.make_targets(params, current, c, pool, settings)
-    p = _pyramid_problem(loss, (params, targets), current,
-                         settings.pyramid_levels, shape)
-    result = stages.run(p, adam, size)
-    image = result.image
+  size = settings.size
+  bands = nnst_pyramid_levels(size, settings)
+  c = jnp.asarray(io.resize_to(content, io.long_edge_shape(
+      content.shape[:2], size)))
+  s = jnp.asarray(io.resize_long_edge(style, size))
+  pyramid = lambda image, n: list(parameterize.laplacian_pyramid(
+      image, n, align_corners=False))
+  image_of = lambda b: parameterize.synthesize_pyramid(b, align_corners=False)
+  c_pyr, style_pyr = pyramid(c, bands), pyramid(s, bands)
+  out = list(c_pyr)
+  for k in range(min(nnst_zero_bands(size, settings), bands)):
+    out[k] = jnp.zeros_like(out[k])
+  stages = _Stages(hooks, started)
+  for index, k in enumerate(reversed(range(settings.scales))):
+    style_k, content_k = image_of(style_pyr[k:]), image_of(c_pyr[k:])
+    search = content_k if index == 0 else image_of([c_pyr[k]] + out[k + 1:])
+    pool = nnst.style_pool(params, style_k, settings)
+    targets = nnst.make_targets(params, search, content_k, pool, settings)
+    p = _pyramid_problem(loss, (params, targets), out[k:],
+                         align_corners=False)
+    result = stages.run(p, adam, sizes[index])
+    out[k:] = pyramid(jnp.asarray(result.image), bands - k)
     if result.status == "interrupted":
-      return stages.result(image)
-  c, s, shape = _level_images(content, style, sizes[-1])
+      return stages.result(result.image)
+  image = result.image
   if settings.final_pass:
-    layer_pool = nnst.layer_pool(params, jnp.asarray(s), settings)
+    layer_pool = nnst.layer_pool(params, style_k, settings)
     p = _pyramid_problem(final, (params, layer_pool, jax.random.key(m.seed)),
-                         jnp.asarray(image), settings.pyramid_levels, shape)
+                         out, align_corners=False)
     result = stages.run(p, dataclasses.replace(adam, step_key=True),
                         sizes[-1], "final")
     image = result.image

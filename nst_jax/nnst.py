@@ -153,8 +153,6 @@ def smallest_side(settings: Settings = DEFAULTS) -> int:
   return max(2 ** pools, settings.feature_scale)
 
 
-# The name methods.py used before smallest_side was public.
-_smallest_side = smallest_side
 
 
 def _check_image(images, name: str, settings: Settings):

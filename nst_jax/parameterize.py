@@ -95,36 +95,40 @@ def _half(shape):
 
 
 def laplacian_pyramid(image: jax.Array,
-                      levels: int = STROTSS_PYRAMID_LEVELS) -> tuple:
+                      levels: int = STROTSS_PYRAMID_LEVELS, *,
+                      align_corners: bool = True) -> tuple:
   """The Laplacian pyramid of ``image`` ``(H, W, C)``: ``levels`` band-pass
   images and one low-pass residual, finest first, ``levels + 1`` arrays.
 
   ``g_0 = image``; ``g_{k+1} = down(g_k)`` to ``(max(h//2, 1), max(w//2,
   1))``; ``L_k = g_k − up(g_{k+1})`` for ``k < levels``; the last entry is
   ``g_levels``. ``down`` and ``up`` are ``resize_bilinear(...,
-  align_corners=True)``. Source: official ``pyr_lap.dec_lap_pyr``.
+  align_corners)``: True as STROTSS (official ``pyr_lap.dec_lap_pyr``,
+  ``F.upsample_bilinear``), False as NNST (official
+  ``utils/imagePyramid.dec_lap_pyr``, ``F.interpolate(mode='bilinear')``).
   """
   if levels < 0:
     raise NSTError(f"{param('levels')} must be at least 0, got {levels}")
   pyramid, current = [], image
   for _ in range(levels):
     small = resize_bilinear(current, _half(current.shape),
-                            align_corners=True)
+                            align_corners=align_corners)
     pyramid.append(current - resize_bilinear(small, current.shape[:2],
-                                             align_corners=True))
+                                             align_corners=align_corners))
     current = small
   pyramid.append(current)
   return tuple(pyramid)
 
 
-def synthesize_pyramid(pyramid) -> jax.Array:
-  """The image of a Laplacian pyramid (``laplacian_pyramid``'s inverse):
-  ``x = L_0 + up(L_1 + up(… + up(g_n)))``, each ``up`` to the next finer
-  band's size. Source: official ``pyr_lap.syn_lap_pyr``."""
+def synthesize_pyramid(pyramid, *, align_corners: bool = True) -> jax.Array:
+  """The image of a Laplacian pyramid (``laplacian_pyramid``'s inverse, the
+  same ``align_corners``): ``x = L_0 + up(L_1 + up(… + up(g_n)))``, each
+  ``up`` to the next finer band's size. Source: official
+  ``pyr_lap.syn_lap_pyr`` (STROTSS), ``imagePyramid.syn_lap_pyr`` (NNST)."""
   current = pyramid[-1]
   for band in reversed(tuple(pyramid)[:-1]):
     current = band + resize_bilinear(current, band.shape[:2],
-                                     align_corners=True)
+                                     align_corners=align_corners)
   return current
 
 

@@ -34,12 +34,12 @@ def _resize(x, size, align_corners):
                                 align_corners), 0, 1)
 
 
-def _pyramid_reference(x, levels):
+def _pyramid_reference(x, levels, align_corners=True):
   out, cur = [], x
   for _ in range(levels):
     h, w = cur.shape[:2]
-    small = _resize(cur, (max(h // 2, 1), max(w // 2, 1)), True)
-    out.append(cur - _resize(small, (h, w), True))
+    small = _resize(cur, (max(h // 2, 1), max(w // 2, 1)), align_corners)
+    out.append(cur - _resize(small, (h, w), align_corners))
     cur = small
   return out + [cur]
 
@@ -77,6 +77,20 @@ def test_laplacian_pyramid_against_numpy_and_back():
   for got, ref in zip(pyramid, want):
     np.testing.assert_allclose(np.asarray(got), ref, atol=2e-6)
   back = jax.jit(pz.synthesize_pyramid)(pyramid)
+  np.testing.assert_allclose(np.asarray(back), x, atol=2e-6)
+
+
+def test_nnst_pyramid_has_half_pixel_corners():
+  """NNST's pyramid (official utils/imagePyramid.py: F.interpolate's
+  default, align_corners=False) against the numpy reference, and back."""
+  x = _image(24, 20, 2)
+  pyramid = pz.laplacian_pyramid(jnp.asarray(x, jnp.float32), 3,
+                                 align_corners=False)
+  for got, ref in zip(pyramid, _pyramid_reference(x, 3, False)):
+    np.testing.assert_allclose(np.asarray(got), ref, atol=2e-6)
+  assert np.abs(np.asarray(pyramid[1]) - _pyramid_reference(x, 3)[1]).max() \
+      > 1e-3   # the corners matter
+  back = pz.synthesize_pyramid(pyramid, align_corners=False)
   np.testing.assert_allclose(np.asarray(back), x, atol=2e-6)
 
 
