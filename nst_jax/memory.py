@@ -13,6 +13,7 @@ device's memory less ``BUDGET_MARGIN``) less that overhead is what
 ``--tile_size=auto``'s estimates may use (``buffer_budget``).
 """
 
+import math
 import re
 from typing import Sequence, Tuple
 
@@ -141,6 +142,9 @@ def parse_bytes(value) -> int:
       raise NSTError(f"{param('memory_budget')} must be a size such as 8GB, "
                      f"512MB or a number of bytes, got {value!r}")
     number, unit = float(match.group(1)), match.group(2).lower()
+  if not math.isfinite(number * _UNITS[unit]):
+    raise NSTError(f"{param('memory_budget')} must be a finite size, got "
+                   f"{value!r}")
   size = int(number * _UNITS[unit])
   if size <= 0:
     raise NSTError(f"{param('memory_budget')} must be positive, got {value!r}")

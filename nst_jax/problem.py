@@ -166,8 +166,21 @@ def estimate_memory(config: TransferConfig, shape: Tuple[int, int]) -> int:
 
 
 def check_memory(config: TransferConfig, shape: Tuple[int, int]) -> int:
-  """Refuses a run whose estimate exceeds the device's memory; returns it."""
-  return memory.check_fits(estimate_memory(config, shape), shape)
+  """Refuses a run whose estimate exceeds the device's memory, or, with
+  ``config.memory_budget`` given, whose predicted peak
+  (``memory.predicted_peak_bytes``) exceeds the budget whatever its tiles;
+  returns the estimate."""
+  ev = evaluation(config, shape)
+  if config.memory_budget is not None:
+    budget = memory.budget_bytes(config.memory_budget)
+    peak = memory.predicted_peak_bytes(ev.bytes, shape, tiled=bool(ev.tile))
+    if peak > budget:
+      raise NSTError(
+          f"a {shape[1]}x{shape[0]} transfer {ev.message()} is predicted to "
+          f"peak at {peak / 2**30:.1f} GiB, over {param('memory_budget')} "
+          f"{budget / 2**30:.1f} GiB: tile it ({param('tile_size')}=auto "
+          "picks tiles that fit) or lower the size")
+  return memory.check_fits(ev.bytes, shape)
 
 
 def tiling_message(config: TransferConfig, shape: Tuple[int, int]) -> str:

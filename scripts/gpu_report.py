@@ -247,6 +247,10 @@ def run_child(argv: Sequence[str], timeout: float, env=None) -> Outcome:
     os.killpg(proc.pid, signal.SIGKILL)
     out, _ = proc.communicate()
     rc = None
+  except BaseException:   # Ctrl-C, SIGTERM: the part dies with the report
+    os.killpg(proc.pid, signal.SIGKILL)   # (its own group hears neither)
+    proc.wait()
+    raise
   return Outcome(rc, out or "", time.perf_counter() - start)
 
 

@@ -31,7 +31,7 @@ def test_parse_bytes_binary_units(text, expected):
 
 
 @pytest.mark.parametrize("bad", ["eight", "8XB", "-1GB", "0", "0GB", "", "GB",
-                                 "8 G B", -5, 0])
+                                 "8 G B", -5, 0, "1e400", float("inf")])
 def test_parse_bytes_refuses_naming_memory_budget(bad):
   with pytest.raises(NSTError, match="memory_budget"):
     memory.parse_bytes(bad)
@@ -114,6 +114,20 @@ def test_auto_picks_the_largest_tile_whose_estimate_fits(config):
 def test_a_budget_nothing_fits_is_refused_in_one_line(config):
   with pytest.raises(NSTError, match="even in tiles.*`memory_budget`"):
     problem.evaluation(config.replace(memory_budget="1GB"), SHAPE)
+
+
+def test_a_budget_holds_a_run_of_given_tiles_too(config):
+  """The budget is no hint for auto alone: a run whose tiles (or none) are
+  given and whose predicted peak is over it is refused before any work."""
+  untiled = _tiled_estimate(config, 0)
+  peak = memory.predicted_peak_bytes(untiled, SHAPE, tiled=False)
+  fits = config.replace(tile_size=0, memory_budget=peak)
+  assert problem.check_memory(fits, SHAPE) == untiled
+  with pytest.raises(NSTError, match="over `memory_budget`.*`tile_size`"):
+    problem.check_memory(fits.replace(memory_budget=peak - 1), SHAPE)
+  with pytest.raises(NSTError, match="over `memory_budget`"):
+    problem.check_memory(config.replace(tile_size=1024, memory_budget="1GB"),
+                         SHAPE)
 
 
 def test_4096_px_under_8gb_is_the_measured_run():
