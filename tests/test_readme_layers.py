@@ -10,10 +10,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _table_modules():
+  """The modules of the table's first column, in order (a row may name
+  several: each is checked)."""
   text = (ROOT / "README.md").read_text(encoding="utf-8")
   section = text[text.index("## The library"):]
   section = section[:section.index("```")]
-  return re.findall(r"^\| `nst_jax\.(\w+)`", section, re.M)
+  cells = re.findall(r"^\| ((?:`nst_jax\.\w+`(?:, )?)+) \|", section, re.M)
+  return [m for cell in cells for m in re.findall(r"`nst_jax\.(\w+)`", cell)]
 
 
 def _imports(module: str) -> set:

@@ -4,7 +4,7 @@
 a time through the library's run loop (``_worker``), ``create_app`` is the
 FastAPI app with the page and the JSON API (``_app``); a job's parameters
 are ``nst-stylize``'s flags (``_params``). The command is
-``nst_jax.commands.serve``.
+``nst_jax.serve.command``.
 """
 
 from nst_jax.serve._app import Guard, check_host, create_app
