@@ -176,14 +176,15 @@ def _run_cells(p: _problem.Problem, solver: solvers.SolverConfig, *, finish,
   fun, args, spec, cells = p.fun, p.args, p.spec, p.cells
   extra = tuple(t.name for t in p.terms)
   count = int(np.shape(p.x0)[0])
-  chunk = sharded.padded_size(min(cells.chunk_size or count, count),
-                              cells.mesh.devices.size)
+  chunk = sharded.agreed_chunk(cells.chunk_size, count,
+                               cells.mesh.devices.size)
   histories: List[List[Dict[str, Any]]] = [[] for _ in range(count)]
   first = [0]   # the first cell of the running chunk
 
-  def log(iteration, terms):
+  def log(iteration, terms):   # terms of the running (padded) chunk
+    size = len(np.asarray(terms["total"]))
     logged = _cell_records(iteration, terms,
-                           range(first[0], min(first[0] + chunk, count)),
+                           range(first[0], min(first[0] + size, count)),
                            clock, spec.style_layers, extra)
     for c, r in logged.items():
       histories[c].append(r)

@@ -34,6 +34,16 @@ def padded_size(cells: int, devices: int) -> int:
   return -(-cells // devices) * devices
 
 
+def agreed_chunk(chunk_size: int | None, cells: int, devices: int) -> int:
+  """Cells per compiled chunk of a batch of ``cells``: ``chunk_size``
+  (None: all) at most ``cells``, padded to a multiple of ``devices``, as
+  process 0 says (its memory budget may differ from the others'; every
+  process must cut the same chunks, their hooks and fetches being
+  collectives)."""
+  return padded_size(solvers._agreed(min(chunk_size or cells, cells)),  # pylint: disable=protected-access
+                     devices)
+
+
 def _pad(tree, size: int):
   """Pads axis 0 of every leaf to ``size`` by repeating the last cell (the
   padding cells compute a copy of real work and are dropped afterwards)."""
@@ -129,9 +139,7 @@ def minimize_cells(fun: Callable, x0, args: tuple, args_axes: tuple,
   if cells == 0:
     raise NSTError("the grid has no cells")
   devices = mesh.devices.size
-  # Process 0 decides (its memory budget may differ from the others').
-  chunk = padded_size(solvers._agreed(min(chunk_size or cells, cells)),  # pylint: disable=protected-access
-                      devices)
+  chunk = agreed_chunk(chunk_size, cells, devices)
   hooks = tuple(_fetched_hook(h) for h in hooks)
   shared = tuple(a for a, ax in zip(args, args_axes) if ax is None)
   shared = _put(shared, mesh, batched=False)
@@ -183,7 +191,7 @@ def map_cells(device_fn: Callable, x, args: tuple, args_axes: tuple, *,
   mesh = cell_mesh() if mesh is None else mesh
   x = np.asarray(x)
   cells = x.shape[0]
-  chunk = padded_size(min(chunk_size or cells, cells), mesh.devices.size)
+  chunk = agreed_chunk(chunk_size, cells, mesh.devices.size)
   shared = _put(tuple(a for a, ax in zip(args, args_axes) if ax is None),
                 mesh, batched=False)
   outs = []
