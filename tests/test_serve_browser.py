@@ -32,10 +32,11 @@ PARAMS = {"size": 64, "iterations": 200, "content_layers": "relu2_1",
 
 @pytest.fixture(scope="module")
 def browser():
-  sync_api = pytest.importorskip("playwright.sync_api")
+  # The test extra installs playwright: a missing one fails, not skips.
+  from playwright import sync_api  # pylint: disable=g-import-not-at-top
   if not os.path.exists(CHROMIUM):
     pytest.fail(f"{CHROMIUM} missing: `apt-get install -y chromium` "
-                "(.ci/run installs it)", pytrace=False)
+                "(make test installs it)", pytrace=False)
   with sync_api.sync_playwright() as p:
     chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
     yield chromium
