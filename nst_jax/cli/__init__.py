@@ -67,7 +67,7 @@ from nst_jax.cli._flags import (  # noqa: F401
     _flag_entry,
     _group_of,
     _serialize_sets,
-    apply_params,
+    apply_params, parse_value,
     define_deprecated_alias,
     define_flags,
     define_numbers,

@@ -146,6 +146,17 @@ def _asks_for_help(argv) -> bool:
   return any(a in HELP_ARGS for a in args)
 
 
+def parse_value(flag, value) -> None:
+  """Sets absl ``flag`` from a recorded or posted JSON ``value`` as its own
+  parser reads it (None: no value; lists, tuples and booleans as they are,
+  the rest as text). Raises absl's ``flags.Error`` or ``ValueError``."""
+  if value is None:
+    flag.value = None
+  else:
+    flag.parse(value if isinstance(value, (list, tuple, bool))
+               else str(value))
+
+
 def apply_params(values: dict, *, skip: Sequence[str] = ()) -> list[str]:
   """Sets every flag named in ``values`` that the command line did not give
   (command-line flags win) and is not in ``skip``; returns the names of
@@ -166,11 +177,7 @@ def apply_params(values: dict, *, skip: Sequence[str] = ()) -> list[str]:
     if flag.present:
       continue
     try:
-      if value is None:
-        flag.value = None
-      else:
-        flag.parse(value if isinstance(value, (list, tuple, bool))
-                   else str(value))
+      parse_value(flag, value)
     except (flags.Error, ValueError) as e:
       raise NSTError(f"recorded --{name}={value!r} is not valid: "
                      f"{' '.join(str(e).split())}") from None

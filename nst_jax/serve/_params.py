@@ -96,13 +96,8 @@ def _reset() -> None:
 
 
 def _parse(name: str, value: Any) -> None:
-  flag = FLAGS[name]
   try:
-    if value is None:
-      flag.value = None
-    else:
-      flag.parse(value if isinstance(value, (list, tuple, bool))
-                 else str(value))
+    cli.parse_value(FLAGS[name], value)
   except (flags.Error, ValueError) as e:
     raise ParamError(name, f"params: {name}={value!r} is not valid: "
                      f"{' '.join(str(e).split())}") from None
