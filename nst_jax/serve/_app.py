@@ -35,8 +35,8 @@ from typing import List
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import (FileResponse, HTMLResponse, JSONResponse,
-                               Response, StreamingResponse)
+from fastapi.responses import (HTMLResponse, JSONResponse, Response,
+                               StreamingResponse)
 from starlette.exceptions import HTTPException
 
 from nst_jax import io
@@ -237,13 +237,20 @@ def create_app(store: _jobs.JobStore, worker: "_worker.Worker | None", *,
     if error:
       return error
     path = os.path.join(store.folder(job_id), name)
-    if not os.path.isfile(path):
+    # Read whole, then sent: the worker replaces the preview (atomically)
+    # while it runs, and a file streamed from its path could change size
+    # between the length sent and the bytes read.
+    try:
+      with open(path, "rb") as f:
+        content = f.read()
+    except FileNotFoundError:
       return _error(404, f"job {job_id} has no {name} yet ({job['state']})",
                     "id")
-    download = None if name == "preview.png" else f"nst_{job_id}_{name}"
-    return FileResponse(path, media_type=media, filename=download,
-                        content_disposition_type="inline",
-                        headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store"}
+    if name != "preview.png":
+      headers["Content-Disposition"] = (
+          f'inline; filename="nst_{job_id}_{name}"')
+    return Response(content, media_type=media, headers=headers)
 
   @app.get("/api/jobs/{job_id}/preview.png", summary="The current image",
            response_class=Response)
