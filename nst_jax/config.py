@@ -13,12 +13,13 @@ what a run minimises, and the run loop (``nst_jax.run``) minimises it.
 """
 
 import dataclasses
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import jax
 import numpy as np
 
 from nst_jax.color import ColorControl as _ColorControl
+from nst_jax import io
 from nst_jax import memory
 from nst_jax import networks
 from nst_jax import objective
@@ -256,6 +257,23 @@ def check_config(config: TransferConfig) -> None:
 def check_image_size(config: TransferConfig, shape: Tuple[int, int]) -> None:
   """Refuses images too small to reach the deepest layer (without computing)."""
   objective.check_image_size(config.network, config.objective_spec(), shape)
+
+
+def check_style_sizes(config: TransferConfig, shapes: Sequence[Tuple[int, int]],
+                      size: int, names: Sequence[str]) -> None:
+  """Refuses (``NSTError``, before any work) a style image of ``shapes``
+  ``(H, W)`` that at ``size`` px on its long edge (``style_size`` of the
+  run's) is too small for the style layers; ``names`` name them (paths)."""
+  for name, shape in zip(names, shapes):
+    style_shape = io.long_edge_shape(tuple(shape[:2]), size)
+    try:
+      check_image_size(config, style_shape)
+    except NSTError:
+      raise NSTError(f"style image {name} at {style_shape[1]}x"
+                     f"{style_shape[0]} ({param('style_scale')}="
+                     f"{config.schedule.style_scale}) is too small for the "
+                     f"style layers: raise {param('style_scale')} or "
+                     f"{param('size')}") from None
 
 
 def image_device_count(config: TransferConfig) -> int:

@@ -29,6 +29,7 @@ from absl import flags
 from absl import logging
 
 from nst_jax import cli
+from nst_jax import config as config_module
 from nst_jax import figures
 from nst_jax import io
 from nst_jax import masks
@@ -254,15 +255,8 @@ def main(argv):
   transfer.check_image_size(config, shape)   # both before any large array
   transfer.check_memory(config, shape)
   originals = [io.load_image(p) for p in FLAGS.style]
-  for path, style in zip(FLAGS.style, originals):
-    style_shape = io.long_edge_shape(style.shape[:2], style_size)
-    try:
-      transfer.check_image_size(config, style_shape)
-    except NSTError:
-      raise NSTError(f"style image {path} at {style_shape[1]}x"
-                     f"{style_shape[0]} (--style_scale="
-                     f"{config.schedule.style_scale}) is too small for the "
-                     "style layers: raise --style_scale or --size") from None
+  config_module.check_style_sizes(config, [s.shape for s in originals],
+                                  style_size, FLAGS.style)
   content = io.resize_to(content, shape)
   styles = [io.resize_long_edge(s, style_size) for s in originals]
   guides = _load_masks(content.shape[:2], [s.shape[:2] for s in styles])

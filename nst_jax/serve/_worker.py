@@ -23,6 +23,7 @@ from typing import Any, Dict
 import numpy as np
 
 from nst_jax import cli
+from nst_jax import config as config_module
 from nst_jax import io
 from nst_jax import transfer
 from nst_jax import vgg
@@ -127,14 +128,9 @@ class Worker:
     transfer.check_image_size(config, shape)
     transfer.check_memory(config, shape)
     originals = [io.load_image(p) for p in setup.styles]
-    for style in originals:
-      style_shape = io.long_edge_shape(style.shape[:2], style_size)
-      try:
-        transfer.check_image_size(config, style_shape)
-      except NSTError:
-        raise NSTError(f"a style image at {style_shape[1]}x"
-                       f"{style_shape[0]} is too small for the style "
-                       "layers: raise style_scale or size") from None
+    config_module.check_style_sizes(
+        config, [s.shape for s in originals], style_size,
+        [f"{k + 1} of {len(originals)}" for k in range(len(originals))])
     content = io.resize_to(content, shape)
     styles = [io.resize_long_edge(s, style_size) for s in originals]
     params = self._vgg(setup.network)
