@@ -2,6 +2,8 @@
 #   make demo   virtual environment, install, fetch weights, stylise the
 #               bundled examples (on a CPU a few minutes), results in out/
 #   make test   install the test extras and run the suite
+#   make docs   install the docs extra and build the documentation site into
+#               site/ (strict: a broken link or docstring fails it)
 # Where `nvidia-smi -L` lists a GPU both install JAX's CUDA build (the cuda12
 # extra of pyproject.toml) as well; GPU=1 forces it, GPU=0 the CPU build.
 # `make check-gpu-extra` checks that the CUDA build resolves against the
@@ -23,7 +25,7 @@ $(error GPU must be 0 or 1, got '$(GPU)')
 endif
 EXTRAS := test$(comma)video$(if $(filter 1,$(GPU)),$(comma)cuda12)
 
-.PHONY: demo test weights install clean check-gpu-extra chromium FORCE
+.PHONY: demo test docs weights install clean check-gpu-extra chromium FORCE
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +70,20 @@ WORKERS ?= $(if $(filter 1,$(GPU)),1,2)
 test: weights chromium
 	$(PY) -m pytest -q -n $(WORKERS) --dist worksteal --durations=15
 
+# The documentation site (mkdocs.yml): the docs extra installed on top of the
+# others (its stamp follows theirs, so a change of extras or of pyproject.toml
+# installs it again), then a strict build into site/. The hook
+# docs/hooks/nst_docs.py imports each command to list its flags, and the
+# tutorial notebook is executed, so the weights are fetched first.
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS),docs]"
+	touch $(DOCS_STAMP)
+
+docs: weights $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 # tests/test_serve_browser.py drives Debian's Chromium through Playwright
 # (which cannot download a browser of its own here): installed as root with
 # apt-get when /usr/bin/chromium is missing, else left to the user.
@@ -110,4 +126,4 @@ check-gpu-extra: | $(VENV)/bin/python
 	@$(PY) -c "$$CHECK_GPU_EXTRA" $(VENV)/gpu-extra.json
 
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache site
