@@ -172,12 +172,18 @@ class LossWeights:
   """The loss weights as plain data (a part of ``TransferConfig``): α
   (``content``), β (``style``), γ (``tv``), one weight per style layer
   (``style_layers``; default ``1/L``) and one blend weight per style image
-  (``style_blend``; default equal). ``arrays(spec)`` makes ``Weights``."""
+  (``style_blend``; default equal). ``arrays(spec)`` makes ``Weights``.
+
+  ``normalize_style`` divides each style image's term by its own scale
+  (``targets.style_scales``: the term's value at all-zero features), so
+  that one β paints every painting about as strongly; the targets carry it
+  in their blend weights (``targets.make_targets(normalize_style=True)``)."""
   content: float = 1.0
   style: float = losses.DEFAULT_STYLE_WEIGHT
   tv: float = 1.0
   style_layers: Tuple[float, ...] | None = None
   style_blend: Tuple[float, ...] | None = None
+  normalize_style: bool = False
 
   def arrays(self, spec: "Spec") -> Weights:
     return make_weights(spec, content_weight=self.content,

@@ -322,7 +322,8 @@ def style_targets(params, content: np.ndarray, styles: Sequence[np.ndarray],
   return targets.make_targets(
       params, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec,
       config.weights.style_blend, patches_per_style=max(n, 1),
-      patch_mode=config.patches.mode, guides=guides, tile_size=ev.tile)
+      patch_mode=config.patches.mode, guides=guides, tile_size=ev.tile,
+      normalize_style=config.weights.normalize_style)
 
 
 def content_targets(params, content: np.ndarray, config: TransferConfig, *,

@@ -19,7 +19,7 @@ from nst_jax import objective
 from nst_jax import representations
 from nst_jax import tiling
 from nst_jax import vgg
-from nst_jax.errors import NSTError, check_choice
+from nst_jax.errors import NSTError, check_choice, param
 
 
 def make_targets(params, content: jax.Array | None,
@@ -28,7 +28,8 @@ def make_targets(params, content: jax.Array | None,
                  patches_per_style: int = 1,
                  patch_mode: str = "instances",
                  guides: "guided.Guides | None" = None,
-                 tile_size: int = 0) -> objective.Targets:
+                 tile_size: int = 0,
+                 normalize_style: bool = False) -> objective.Targets:
   """Computes the content features and each style layer's target once.
 
   ``content`` is ``(H, W, 3)`` (or ``None`` for pure texture synthesis, with
@@ -55,6 +56,13 @@ def make_targets(params, content: jax.Array | None,
   of images larger than a tile tile by tile (``nst_jax.tiling``: exact, in
   one tile's memory; position-averaged representations only, guided ones
   with each style's guides at the layer; a guide layer's features too).
+
+  ``normalize_style`` divides each style's blend weight by its own scale
+  ``n_s`` (``style_scales``: the style term's value at all-zero features,
+  the loss of an image that has none of the painting), so that one β
+  paints every painting about as strongly; the blend weights then sum to
+  one before that division, and the targets' ``style_blend`` is
+  ``b_s / n_s``.
   """
   network = vgg.network_of(params)
   def tiled(shape, layers):   # a plan when the image spans several tiles
@@ -137,4 +145,49 @@ def make_targets(params, content: jax.Array | None,
   if styles and (not bool(jnp.all(blend >= 0)) or float(blend.sum()) <= 0):
     raise NSTError("style blend weights must be >= 0 and not all zero")
   blend = blend / jnp.maximum(blend.sum(), 1e-30)
+  if normalize_style and spec.style_layers:
+    shape = (content if content is not None else styles[0]).shape[:2]
+    full = spec.same_size or bool(per_image)
+    if full and tiled(shape, spec.style_layers) is not None:
+      raise NSTError(
+          f"{param('normalize_style')} with a guided or position-by-position "
+          "style representation needs the whole image's features, which a "
+          f"tiled run never holds: use {param('tile_size')}=0 or a smaller "
+          f"{param('size')}")
+    blend = blend / style_scales(spec, style_targets, vgg.feature_shapes(
+        network, shape, spec.style_layers, spec.pooling), full=full)
   return objective.Targets(content_targets, style_targets, blend)
+
+
+# The positions of the zero feature map that ``style_scales`` evaluates a
+# position-averaged representation at: its statistics of zeros do not
+# depend on the count (Gram, moments) or converge with it (the sliced
+# Wasserstein loss's quantiles), so a map of at most this many rows and
+# columns gives the value of the whole image's.
+SCALE_EDGE = 64
+
+
+def style_scales(spec: objective.Spec, style_targets, shapes, *,
+                 full: bool = False) -> jax.Array:
+  """Each style's own scale ``n_s`` ``(S,)``: the mean over the style
+  layers of ``representation.loss(0, A_s^l)``, the style term of an image
+  whose features are all zero, ``n_s = (1/L) Σ_l ℓ_l(0; A_s^l)`` (for the
+  Gram, ``Σ_ij (Â_ij)² / (4C²)``, Gatys et al. 2016 eq. 4 at ``G = 0``).
+
+  ``style_targets`` are the targets' ``{layer: target}`` (``S`` styles on
+  the leading axis); ``shapes`` ``{layer: (h, w, C)}`` the optimised
+  image's feature shapes. A position-averaged representation is evaluated
+  on a zero map of at most ``SCALE_EDGE`` rows and columns; with ``full``
+  (a guided or position-by-position one) at the whole shape. The scale
+  does not depend on the per-layer weights, so it is the painting's alone.
+  A style whose scale is 0 (a black painting) keeps scale 1.
+  """
+  total = 0.0
+  for layer, rep in spec.style_by_layer():
+    h, w, c = shapes[layer]
+    if not full:
+      h, w = min(h, SCALE_EDGE), min(w, SCALE_EDGE)
+    total = total + rep.loss(jnp.zeros((h, w, c), jnp.float32),
+                             style_targets[layer])
+  scale = total / len(spec.style_layers)
+  return jnp.where(scale > 0, scale, 1.0)

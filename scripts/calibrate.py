@@ -22,12 +22,15 @@ import os
 import time
 
 from absl import flags
+import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import cli
 from nst_jax import figures
 from nst_jax import io
 from nst_jax import metrics
+from nst_jax import objective
+from nst_jax import targets
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax.errors import NSTError
@@ -49,6 +52,14 @@ _INVARIANT = flags.DEFINE_bool("size_invariant", True, "Spec.size_invariant "
 _CHOSEN = flags.DEFINE_float("chosen", None, "β to mark on the curve.")
 _SCORE_ONLY = flags.DEFINE_bool("score_only", False, "Score the results "
                                 "already in --output_dir; run nothing.")
+_NORM_BETAS = flags.DEFINE_list(
+    "normalized_style_weights", [], "β values run (besides --style_weights) "
+    "with each painting's style term divided by its own scale "
+    "(--normalize_style, LossWeights.normalize_style); their results' names "
+    "end in _n.")
+_SHEET = flags.DEFINE_string("sheet", None, "Also write a contact sheet of "
+                             "every result (rows: pairs, columns: β and "
+                             "size) to this path.")
 
 
 def curve_figure(record, chosen=None):
@@ -98,23 +109,75 @@ def parse_pairs(items):
 
 
 def run_one(params, content_path, style_path, beta, size, iterations,
-            invariant):
-  """The default transfer of one pair at ``size`` with style weight ``beta``;
-  ``(image, seconds)``."""
+            invariant, normalize=False):
+  """The default transfer of one pair at ``size`` with style weight ``beta``
+  (``normalize``: ``LossWeights.normalize_style``); ``(image, seconds)``."""
   content = io.resize_long_edge(io.load_image(content_path), size)
   style = io.resize_long_edge(io.load_image(style_path), size)
   config = transfer.TransferConfig().replace(
-      weights=dict(style=float(beta)), solver=dict(maxiter=iterations),
-      spec=dict(size_invariant=invariant))
+      weights=dict(style=float(beta), normalize_style=normalize),
+      solver=dict(maxiter=iterations), spec=dict(size_invariant=invariant))
   start = time.perf_counter()
   result = transfer.stylize(params, content, [style], config, log_every=0)
   return np.asarray(result.image), time.perf_counter() - start
 
 
+def style_scale(params, style, size) -> float:
+  """The painting's own scale ``n_s`` (``targets.style_scales``) under the
+  default spec, its long edge at ``size``: what ``--normalize_style``
+  divides its style term by."""
+  spec = transfer.TransferConfig().objective_spec()
+  style = jnp.asarray(io.resize_long_edge(style, size))
+  stats = objective.style_statistics(params, style, spec)
+  stacked = objective.style_targets_of(objective.stack([stats]), spec, {})
+  shapes = vgg.feature_shapes("vgg16", style.shape[:2], spec.style_layers)
+  return float(targets.style_scales(spec, stacked, shapes)[0])
+
+
+def _setting(row):
+  return row["size"], row["style_weight"], row["normalize_style"]
+
+
+def spread(rows):
+  """For each setting (size, β, normalised or not): the largest over the
+  smallest style distance (SWD and Gram) and LPIPS across the pairs — how
+  unequally one β paints the paintings (issue 26, item 5: target at most
+  1.5)."""
+  out = []
+  for setting in dict.fromkeys(map(_setting, rows)):
+    group = [r for r in rows if _setting(r) == setting]
+    entry = {"size": setting[0], "style_weight": setting[1],
+             "normalize_style": setting[2], "pairs": len(group)}
+    for key in ("swd", "gram", "lpips_vgg"):
+      values = [r[key] for r in group]
+      entry[key] = max(values) / min(values)
+    out.append(entry)
+  return out
+
+
+def results_sheet(rows, pairs):
+  """Every result, one row per pair with all its settings, one column per
+  setting (size, β, normalised) and the style image last (drawn at the
+  results' aspect ratio): float32 ``(H, W, 3)``."""
+  columns = list(dict.fromkeys(map(_setting, rows)))
+  cells, labels = [], []
+  for content_path, style_path, _ in pairs:
+    pair = f"{_stem(content_path)}+{_stem(style_path)}"
+    by = {_setting(r): r for r in rows if r["pair"] == pair}
+    if all(c in by for c in columns):
+      cells.append([io.load_image(by[c]["image"]) for c in columns]
+                   + [io.load_image(style_path)])
+      labels.append(_stem(style_path))
+  return figures.contact_sheet(
+      cells, labels, [f"{s}px b={b:g}{' norm' if n else ''}"
+                      for s, b, n in columns] + ["style"])
+
+
 def main(argv):
   del argv
   pairs = parse_pairs(_PAIRS.value)
-  betas = [float(b) for b in _BETAS.value]
+  settings = ([(float(b), False) for b in _BETAS.value]
+              + [(float(b), True) for b in _NORM_BETAS.value])
   sizes = [int(s) for s in _SIZES.value]
   os.makedirs(_OUT.value, exist_ok=True)
   params = vgg.load_params("vgg16")
@@ -129,8 +192,9 @@ def main(argv):
       references.append({"pair": pair, "image": reference,
                          **{k: float(v[0]) for k, v in scores.items()}})
     for size in sizes:
-      for beta in betas:
-        path = os.path.join(_OUT.value, f"{pair}_{size}_b{beta:g}.png")
+      for beta, normalize in settings:
+        path = os.path.join(_OUT.value, f"{pair}_{size}_b{beta:g}"
+                            f"{'_n' if normalize else ''}.png")
         seconds = None
         if os.path.exists(path):
           image = io.load_image(path)
@@ -138,21 +202,29 @@ def main(argv):
           continue
         else:
           image, seconds = run_one(params, content_path, style_path, beta,
-                                   size, _ITERATIONS.value, _INVARIANT.value)
+                                   size, _ITERATIONS.value, _INVARIANT.value,
+                                   normalize)
           io.save_image(path, image)
         scores = metrics.score(nets, content, style, [image],
                                size=_SCORE.value)
         row = {"pair": pair, "size": size, "style_weight": beta,
-               "seconds": seconds, "image": path,
+               "normalize_style": normalize, "seconds": seconds,
+               "image": path,
+               "style_scale": style_scale(params, style, size),
                **{k: float(v[0]) for k, v in scores.items()}}
         rows.append(row)
         print(json.dumps(row), flush=True)
   record = {"iterations": _ITERATIONS.value, "score_size": _SCORE.value,
             "size_invariant": _INVARIANT.value, "runs": rows,
-            "references": references}
+            "references": references, "spread": spread(rows)}
+  print(json.dumps({"spread": record["spread"]}), flush=True)
+  if _SHEET.value:
+    io.save_image(_SHEET.value, results_sheet(rows, pairs))
   io.save_json(os.path.join(_OUT.value, "calibration.json"), record)
-  io.save_image(os.path.join(_OUT.value, "calibration.png"),
-                curve_figure(record, _CHOSEN.value))
+  plain = [r for r in rows if not r["normalize_style"]]
+  if plain:
+    io.save_image(os.path.join(_OUT.value, "calibration.png"), curve_figure(
+        {**record, "runs": plain}, _CHOSEN.value))
 
 
 if __name__ == "__main__":

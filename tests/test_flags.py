@@ -21,13 +21,14 @@ TINY = (f"--content={CONTENT}", f"--style={STYLE}", "--size=32",
 NOTE = "warning: --checkpoint is deprecated: use --remat"
 
 
-def _config_remat(*args) -> tuple[bool, str]:
-  """``transfer_config().spec.remat`` of nst-stylize's flags parsed from
-  ``args`` (in a process of its own: flags are global), and its stderr."""
+def _config_remat(*args, field: str = "spec.remat") -> tuple[bool, str]:
+  """``transfer_config().<field>`` (a bool) of nst-stylize's flags parsed
+  from ``args`` (in a process of its own: flags are global), and its
+  stderr."""
   code = ("import sys; from absl import flags; from nst_jax import cli; "
           "import nst_jax.commands.stylize; "
           "cli.parse_flags(['nst-stylize', *sys.argv[1:]]); "
-          "print(cli.transfer_config().spec.remat)")
+          f"print(cli.transfer_config().{field})")
   proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -85,3 +86,11 @@ def test_define_flags_by_name_then_by_group():
   assert proc.returncode == 0, proc.stderr[-3000:]
   # The deprecated alias comes with its flag but is not one to record.
   assert proc.stdout.split() == ["['init',", "'remat',", "'seed']"]
+
+
+def test_normalize_style_reaches_the_configuration():
+  """``--normalize_style`` sets ``LossWeights.normalize_style`` (off by
+  default: Gatys' default results stay as they were)."""
+  field = "weights.normalize_style"
+  assert _config_remat(field=field)[0] is False
+  assert _config_remat("--normalize_style", field=field)[0] is True

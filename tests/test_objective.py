@@ -441,3 +441,65 @@ def test_size_invariance_keeps_the_content_share_of_the_gradient(vgg16_params):
   paper_small = _content_share(vgg16_params, 128, False, 200.0 * 128 * 85)
   paper_large = _content_share(vgg16_params, 256, False, 200.0 * 128 * 85)
   assert paper_large / paper_small > 2, (paper_small, paper_large)
+
+
+# --- one style weight for every painting (issue 26, item 5) ----------------
+
+
+def test_style_scales_are_each_paintings_gram_norm(params, problem):
+  """``n_s = (1/L) Σ_l Σ_ij Â_ij² / (4C²)`` in float64 numpy from each
+  style's own Grams (the style term at zero features, Gatys eq. 4)."""
+  content, styles, targets, _ = problem
+  from nst_jax import targets as targets_lib
+  shapes = vgg.feature_shapes("vgg16", content.shape[:2], SPEC.style_layers,
+                              SPEC.pooling)
+  scales = np.asarray(targets_lib.style_scales(SPEC, targets.style, shapes))
+  expected = []
+  for s in styles:
+    f = _np_feats(params, s, SPEC.style_layers, SPEC.pooling)
+    expected.append(np.mean([
+        np.sum(np.square(_np_gram(f[l]))) / (4 * f[l].shape[-1] ** 2)
+        for l in SPEC.style_layers]))
+  np.testing.assert_allclose(scales, expected, rtol=1e-5)
+  # The same under jit (a pure function of the targets).
+  jitted = jax.jit(lambda t: targets_lib.style_scales(SPEC, t, shapes))
+  np.testing.assert_allclose(jitted(targets.style), scales, rtol=1e-6)
+
+
+def test_normalize_style_divides_each_blend_weight_by_its_scale(params,
+                                                                 problem):
+  content, styles, targets, _ = problem
+  from nst_jax import targets as targets_lib
+  normalized = make_targets(params, content, styles, SPEC,
+                            style_blend_weights=[3.0, 1.0],
+                            normalize_style=True)
+  shapes = vgg.feature_shapes("vgg16", content.shape[:2], SPEC.style_layers,
+                              SPEC.pooling)
+  scales = targets_lib.style_scales(SPEC, targets.style, shapes)
+  np.testing.assert_allclose(normalized.style_blend,
+                             np.array([0.75, 0.25]) / scales, rtol=1e-6)
+  # A painting twice as bright in feature space (its Grams ×4) gets the
+  # same normalised term at the same relative distance: the loss of
+  # ``G = Â/2`` is the same fraction of the painting's own scale.
+  doubled = jax.tree_util.tree_map(lambda a: 4 * a, targets.style)
+  np.testing.assert_allclose(
+      targets_lib.style_scales(SPEC, doubled, shapes), 16 * scales,
+      rtol=1e-5)
+
+
+@pytest.mark.parametrize("rep", [representations.Gram(),
+                                 representations.SlicedWasserstein()],
+                         ids=["gram", "swd"])
+def test_style_scales_of_a_capped_map_equal_the_whole_images(params, rep):
+  """A position-averaged representation's scale is evaluated on a zero
+  map of at most ``SCALE_EDGE`` rows and columns: the whole image's value
+  to 1 % (the sliced Wasserstein loss resamples quantiles)."""
+  from nst_jax import targets as targets_lib
+  spec = objective.Spec(content_layers=(), style_layers=("relu1_1",),
+                        style=rep)
+  style = _img(96, 80, 4)
+  t = make_targets(params, None, [style], spec)
+  shapes = {"relu1_1": (150, 130, 64)}
+  capped = targets_lib.style_scales(spec, t.style, shapes)
+  whole = targets_lib.style_scales(spec, t.style, shapes, full=True)
+  np.testing.assert_allclose(capped, whole, rtol=1e-2)

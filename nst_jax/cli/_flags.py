@@ -30,6 +30,7 @@ PARAM_FLAGS = {
     "weights.content": "content_weight", "weights.style": "style_weight",
     "weights.tv": "tv_weight", "weights.style_layers": "style_layer_weights",
     "weights.style_blend": "style_blend_weights",
+    "weights.normalize_style": "normalize_style",
     **representations.param_flags(),
 }
 
@@ -332,6 +333,10 @@ def _define_loss():
                     "that the same α/β/γ give the same look at every --size "
                     "(--nosize_invariant: the paper's sums, whose style "
                     "fades as the size grows).")
+  flags.DEFINE_bool("normalize_style", default.normalize_style,
+                    "Divide each style image's term by its own scale (the "
+                    "term at all-zero features), so that one --style_weight "
+                    "paints every painting about as strongly.")
   define_numbers("style_blend_weights", None, "One weight per style image "
                   "(default: equal).", lower_bound=0)
 
@@ -744,8 +749,10 @@ def transfer_config(*, grid: bool = False):
                               objective.Spec().size_invariant)))
   default = objective.LossWeights()
   blend = val("style_blend_weights")
+  normalize = bool(val("normalize_style", default.normalize_style))
   if grid:
-    weights = objective.LossWeights(style_blend=blend)
+    weights = objective.LossWeights(style_blend=blend,
+                                    normalize_style=normalize)
   else:
     layer_weights = single("style_layer_weights")
     weights = objective.LossWeights(
@@ -753,7 +760,7 @@ def transfer_config(*, grid: bool = False):
         style=single("style_weight", spec.suggested_style_weight()),
         tv=single("tv_weight", default.tv),
         style_layers=None if layer_weights is None else tuple(layer_weights),
-        style_blend=blend)
+        style_blend=blend, normalize_style=normalize)
   solver = solvers.SolverConfig()
   solver = solvers.SolverConfig(
       method=val("optimizer", solver.method),
