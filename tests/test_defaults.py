@@ -23,8 +23,11 @@ def test_make_weights_defaults_are_loss_weights():
 
 
 def _readme() -> str:
-  return (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(
-      encoding="utf-8")
+  """README.md and the documentation's pages (where the README's examples
+  and prose moved: docs/library/, docs/features/)."""
+  root = pathlib.Path(__file__).resolve().parents[1]
+  pages = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+  return "\n".join(p.read_text(encoding="utf-8") for p in pages)
 
 
 def test_readme_python_examples_use_the_default_style_weight():

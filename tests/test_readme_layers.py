@@ -1,6 +1,7 @@
-"""The README's library table says data flows one way, "each module
-importing only from those before it": the table's order is checked against
-the modules' own imports."""
+"""The library's layer table (docs/library/architecture.md, once the
+README's) says data flows one way, "each module importing only from those
+before it": the table's order is checked against the modules' own
+imports."""
 
 import ast
 import pathlib
@@ -12,9 +13,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def _table_modules():
   """The modules of the table's first column, in order (a row may name
   several: each is checked)."""
-  text = (ROOT / "README.md").read_text(encoding="utf-8")
-  section = text[text.index("## The library"):]
-  section = section[:section.index("```")]
+  text = (ROOT / "docs/library/architecture.md").read_text(encoding="utf-8")
+  section = text[text.index("# The library"):]
   cells = re.findall(r"^\| ((?:`nst_jax\.\w+`(?:, )?)+) \|", section, re.M)
   return [m for cell in cells for m in re.findall(r"`nst_jax\.(\w+)`", cell)]
 

@@ -1,8 +1,12 @@
-"""Prints, as JSON, every flag a command defines, grouped as its ``--help``
-groups them: ``python docs/hooks/flag_dump.py nst_jax.commands.stylize``.
+"""Prints, as JSON, every flag each command defines, grouped as its
+``--help`` groups them: ``python docs/hooks/flag_dump.py
+nst_jax.commands.stylize nst_jax.commands.grid …`` prints ``{module: …}``.
 
-Run in a fresh process per command (absl's flags are process-global; each
-command module defines its flags when imported). The grouping is the one
+absl's flags are process-global and each command module defines its flags
+when imported, so after each command its flags are removed and the modules
+that define flags (``nst_jax.cli``, ``nst_jax.commands``,
+``nst_jax.serve``) are imported afresh for the next one; the library itself
+is imported once. The grouping is the one
 ``nst_jax.cli._flags.help_text`` prints: the shared groups, the topics of
 the commands' own flags, then "Other flags"; deprecated names are listed
 apart, absl's own flags (logging, debugging) are left out.
@@ -51,5 +55,25 @@ def dump(module_name: str) -> dict:
           "deprecated": deprecated}
 
 
+def _forget_flags() -> None:
+  """Removes every flag but absl's, and the modules that define them."""
+  for module_of, listed in list(flags.FLAGS.flags_by_module_dict().items()):
+    if not module_of.startswith("absl"):
+      for flag in list(listed):   # deleting a flag changes the list
+        for name in {flag.name, flag.short_name} - {None}:
+          if name in flags.FLAGS:
+            delattr(flags.FLAGS, name)
+  for name in list(sys.modules):
+    if name.startswith(("nst_jax.cli", "nst_jax.commands", "nst_jax.serve")):
+      parent, _, child = name.rpartition(".")
+      if parent in sys.modules and hasattr(sys.modules[parent], child):
+        delattr(sys.modules[parent], child)   # else `from … import` finds it
+      del sys.modules[name]
+
+
 if __name__ == "__main__":
-  json.dump(dump(sys.argv[1]), sys.stdout)
+  out = {}
+  for name in sys.argv[1:]:
+    out[name] = dump(name)
+    _forget_flags()
+  json.dump(out, sys.stdout)

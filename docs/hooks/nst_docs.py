@@ -17,7 +17,6 @@ In a page's Markdown:
 * ``{{ command_list() }}``: the console commands and their modules.
 """
 
-import concurrent.futures
 import functools
 import html
 import json
@@ -32,7 +31,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 import nst_values  # noqa: E402
 
-_CALL = re.compile(r"\{\{\s*(\w+)\(\s*(?:\"([^\"]*)\")?\s*\)\s*\}\}")
+# A macro; one written as inline code (`{{ value("x") }}`) is shown, not run.
+_CALL = re.compile(
+    r"(?<!`)\{\{\s*(\w+)\(\s*(?:\"([^\"]*)\")?\s*\)\s*\}\}(?!`)")
 
 
 @functools.lru_cache(maxsize=None)
@@ -50,17 +51,16 @@ def _values() -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _flag_dumps() -> dict:
-  """Every command's flags, each dumped by its own process (two at a time)."""
-  def one(module):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "docs/hooks/flag_dump.py"), module],
-        capture_output=True, text=True, cwd=ROOT, check=False)
-    if done.returncode:
-      raise RuntimeError(f"flag_dump.py {module} failed:\n{done.stderr}")
-    return json.loads(done.stdout)
-  with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    dumps = dict(zip(scripts(), pool.map(one, scripts().values())))
-  return dumps
+  """Every command's flags, read by one fresh process
+  (``docs/hooks/flag_dump.py``)."""
+  done = subprocess.run(
+      [sys.executable, str(ROOT / "docs/hooks/flag_dump.py"),
+       *scripts().values()],
+      capture_output=True, text=True, cwd=ROOT, check=False)
+  if done.returncode:
+    raise RuntimeError(f"docs/hooks/flag_dump.py failed:\n{done.stderr}")
+  dumps = json.loads(done.stdout)
+  return {command: dumps[module] for command, module in scripts().items()}
 
 
 def _cell(text: str) -> str:
