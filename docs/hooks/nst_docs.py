@@ -107,8 +107,8 @@ def representations_markdown() -> str:
       continue
     weight = _values().get(f"style_weight.{entry.name}", entry.style_weight)
     flags = ", ".join(f"`--{flag}`" for _, flag in entry.flags) or "—"
-    rows.append(f"| `{entry.name}` | `{entry.cls.__module__}."
-                f"{entry.cls.__name__}` | "
+    module = entry.cls.__module__.removeprefix("nst_jax.")
+    rows.append(f"| `{entry.name}` | `{module}.{entry.cls.__name__}` | "
                 f"{nst_values.format_value(float(weight))} | {flags} |")
   return "\n".join(rows) + "\n"
 
