@@ -83,7 +83,7 @@ def total_variation_loss(images: jax.Array) -> jax.Array:
 # Losses of the other style representations (issue 3). Each compares the
 # statistic of the generated image with a target of the same shape and keeps
 # the leading axes. Scales differ from the Gram loss: each representation
-# needs its own style weight (README, "Style representations").
+# needs its own style weight (docs/features/representations.md).
 
 
 def _factor(normalization: str) -> float:

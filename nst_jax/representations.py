@@ -55,7 +55,7 @@ the flags of its parameters. ``from_name``, ``names``, ``defaults``,
 ``param_flags`` (``cli.PARAM_FLAGS``), ``suggested_style_weight`` and the
 list of tileable names are generated from it. ``nst_jax.guided`` registers
 its own representations when imported (``import nst_jax`` does); this
-module does not import it. A researcher's own representation (see README,
+module does not import it. A researcher's own representation (see docs/library/own-representation.md,
 "Your own style representation") is used exactly like the built-ins and
 may be registered too.
 """

@@ -76,24 +76,11 @@ def _how(text: str):
   return replace, before, None
 
 
-# Cheaper settings applied after a page's own docs-test replacements, for a
-# page whose comment asks for more than this suite's budget (docs/methods.md
-# is the lead's page: its NNST example at 64 px and 2 levels takes ~60 s of
-# compilation; one 32 px level of one layer, no final pass, a few seconds). Each
-# ``old`` must be in the block, so that a changed page fails here loudly.
-_FASTER = {
-    "methods.md": [("size=64, iterations=2, scales=2",
-                    "size=32, iterations=1, scales=1, final_pass=False, "
-                    "layers=('relu1_1',), colorize=False")],
-}
-
-
 def blocks(text: str, page: str = ""):
   """``[(code as it will run, skip reason or None)]`` of a page's blocks."""
   out = []
   for m in _BLOCK.finditer(text):
     code, (replace, before, skip) = m.group("code"), _how(m.group("how") or "")
-    replace = replace + (_FASTER.get(page, []) if replace else [])
     for old, new in replace:
       assert old in code, f"docs-test: {old!r} is not in the block:\n{code}"
       code = code.replace(old, new)

@@ -321,11 +321,13 @@ def _define_loss():
   default = objective.LossWeights()
   define_numbers("content_weight", (default.content,), "α; a grid takes "
                   "several (an axis).", lower_bound=0)
+  suggested = ", ".join(
+      f"{e.name} {e.style_weight:g}" for e in representations.registered()
+      if e.name is not None)
   define_numbers("style_weight", None, "β (default: the representation's "
-                 "suggestion: 800, measured for gram (docs/benchmarks.md); "
-                 "1200 for swd, 1440 for cmd; see README 'Style "
-                 "representations' for the others); a grid takes several "
-                 "(an axis).", lower_bound=0)
+                 f"suggestion: {suggested}; gram's measured, "
+                 "docs/benchmarks/quality.md); a grid takes several (an "
+                 "axis).", lower_bound=0)
   define_numbers("tv_weight", (default.tv,), "Total-variation weight γ; a "
                   "grid takes several (an axis).", lower_bound=0)
   flags.DEFINE_bool("size_invariant", objective.Spec().size_invariant,
