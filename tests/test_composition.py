@@ -28,7 +28,7 @@ from nst_jax.errors import NSTError
 
 DRIVERS = ("stylize", "folder", "grid", "video", "strotss", "nnst")
 FEATURES = ("coarse_to_fine", "tiling", "row_devices", "masks", "color",
-            "blends", "resume", "evaluate")
+            "blends", "resume", "evaluate", "normalize_style")
 # The TransferConfig parts each feature is (a new part must be placed).
 PARTS = {"schedule": "coarse_to_fine", "tile_size": "tiling",
          "memory_budget": "tiling",
@@ -112,6 +112,9 @@ for _method in ("strotss", "nnst"):
                             "--style={content},{content}", "one --style"),
       (_method, "resume"): ("stylize.py", f"--method={_method}", _out,
                             "--resume={content}", "--resume is for"),
+      (_method, "normalize_style"): ("stylize.py", f"--method={_method}",
+                                     _out, "--normalize_style",
+                                     "does not use --normalize_style"),
   })
 
 APPLIED = {
@@ -157,6 +160,9 @@ APPLIED = {
         "test_methods.py::test_the_command_paints_with_strotss_and_records_it",
     ("nnst", "evaluate"):
         "test_methods.py::test_the_command_paints_with_strotss_and_records_it",
+    **{(d, "normalize_style"):
+       "test_composition.py::test_normalize_style_reaches_every_drivers_targets"
+       for d in ("stylize", "folder", "grid", "video")},
 }
 
 
@@ -187,14 +193,14 @@ def test_every_config_part_is_placed():
   assert set(PARTS.values()) <= set(FEATURES)
 
 
-@pytest.mark.parametrize("key", sorted(APPLIED))
+@pytest.mark.parametrize("key", sorted(APPLIED), ids="-".join)
 def test_applied_cells_name_a_test_that_exists(key):
   module, name = APPLIED[key].split("::")
   found = importlib.import_module(module[:-3])
   assert callable(getattr(found, name, None)), APPLIED[key]
 
 
-@pytest.mark.parametrize("key", sorted(REFUSED_IN_LIBRARY))
+@pytest.mark.parametrize("key", sorted(REFUSED_IN_LIBRARY), ids="-".join)
 def test_library_refuses_before_any_work(key, monkeypatch):
   driver, _ = key
   changes, fragment = REFUSED_IN_LIBRARY[key]
@@ -209,7 +215,7 @@ def test_library_refuses_before_any_work(key, monkeypatch):
 
 
 @pytest.mark.parametrize("key", sorted(
-    k for k, v in REFUSED_BY_COMMAND.items() if v))
+    k for k, v in REFUSED_BY_COMMAND.items() if v), ids="-".join)
 def test_command_refuses_in_one_line(key, tmp_path):
   script, *args, fragment = REFUSED_BY_COMMAND[key]
   content = scripting.ROOT / "examples" / "chelsea.png"
@@ -221,3 +227,37 @@ def test_command_refuses_in_one_line(key, tmp_path):
                        *(a.format(out=out, content=content) for a in args))
   scripting.assert_one_line_error(proc, fragment, status=None)
   assert not out.exists() or not any(out.iterdir())
+
+
+def test_normalize_style_reaches_every_drivers_targets(monkeypatch):
+  """``LossWeights.normalize_style`` (``--normalize_style``, issue 26 item
+  5) is carried into the targets by the one place every Gatys driver makes
+  them (``problem.style_targets`` → ``targets.make_targets``): each driver
+  run once with it on asks for normalised targets, and its targets' blend
+  weights are then ``1/n_s`` (``test_objective.py`` checks the value)."""
+  from nst_jax import targets  # pylint: disable=g-import-not-at-top
+  seen = []
+  make = targets.make_targets
+  def recording(*args, **kwargs):
+    seen.append(kwargs.get("normalize_style"))
+    return make(*args, **kwargs)
+  monkeypatch.setattr(targets, "make_targets", recording)
+  params = tiny_vgg16_params()
+  content = np.asarray(_img(32, 40, 0))
+  style = np.asarray(_img(32, 32, 1))
+  config = _base().replace(weights=dict(normalize_style=True))
+  runs = {
+      "stylize": lambda: transfer.paint(params, content, [style], config),
+      "folder": lambda: list(batch.stylize_batch(
+          params, [content], [style],
+          grid.GridAxes(style_layer_sets=(("relu1_1",),)), config)),
+      "grid": lambda: grid.style_grid(
+          params, content, [style],
+          grid.GridAxes(style_layer_sets=(("relu1_1",),)), config),
+      "video": lambda: video.stylize_video(params, [content, content],
+                                           [style], config),
+  }
+  for driver, run in runs.items():
+    seen.clear()
+    run()
+    assert seen and all(seen), (driver, seen)
