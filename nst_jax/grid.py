@@ -37,6 +37,7 @@ from nst_jax import objective
 from nst_jax import problem as _problem
 from nst_jax import run
 from nst_jax import sharded
+from nst_jax import targets as targets_lib
 from nst_jax import solvers
 from nst_jax import transfer
 from nst_jax import vgg
@@ -232,6 +233,11 @@ def cell_data(params, contents: Sequence[np.ndarray],
   """
   spec = config.objective_spec()
   union = spec.style_layers
+  normalize = config.weights.normalize_style
+  # Targets over the union of the cells' layers; with normalize_style each
+  # cell's blend weight is divided below by the painting's scale over the
+  # cell's own layers (a cell equals nst-stylize with its layer set).
+  plain = config.replace(weights=dict(normalize_style=False))
   prepared, pair_targets = {}, {}
   for c in cells:
     i, s = c.get("content", 0), c["style"]
@@ -241,9 +247,15 @@ def cell_data(params, contents: Sequence[np.ndarray],
     if (i, s) not in pair_targets:
       content, prepared_styles = prepared[i]
       pair_targets[i, s] = transfer.style_targets(
-          params, content, [prepared_styles[s]], config,
+          params, content, [prepared_styles[s]], plain,
           None if guides is None else guides.select(s))
   per_cell = [pair_targets[c.get("content", 0), c["style"]] for c in cells]
+  if normalize:
+    shape = prepared[cells[0].get("content", 0)][0].shape[:2]
+    shapes = vgg.feature_shapes(config.network, shape, union, spec.pooling)
+    per_cell = [t._replace(style_blend=t.style_blend / targets_lib.style_scales(
+        spec, t.style, shapes, layers=c["style_layer_sets"]))
+                for c, t in zip(cells, per_cell)]
   stack = lambda *leaves: np.stack([np.asarray(l) for l in leaves])
   if len(prepared) == 1:   # one content: its features shared, not copied
     content_targets = jax.tree_util.tree_map(

@@ -166,11 +166,17 @@ def estimate_memory(config: TransferConfig, shape: Tuple[int, int]) -> int:
 
 
 def check_memory(config: TransferConfig, shape: Tuple[int, int]) -> int:
-  """Refuses a run whose estimate exceeds the device's memory, or, with
+  """Refuses a tiled run that ``normalize_style`` cannot scale
+  (``targets.check_scales_untiled``), a run whose estimate exceeds the
+  device's memory, or, with
   ``config.memory_budget`` given, whose predicted peak
   (``memory.predicted_peak_bytes``) exceeds the budget whatever its tiles;
   returns the estimate."""
   ev = evaluation(config, shape)
+  spec = config.objective_spec()
+  if config.weights.normalize_style and spec.style_layers and ev.tiles_of(
+      shape, spec.style_layers, config.network) is not None:
+    targets.check_scales_untiled(spec)
   if config.memory_budget is not None:
     budget = memory.budget_bytes(config.memory_budget)
     peak = memory.predicted_peak_bytes(ev.bytes, shape, tiled=bool(ev.tile))

@@ -147,28 +147,51 @@ def make_targets(params, content: jax.Array | None,
   blend = blend / jnp.maximum(blend.sum(), 1e-30)
   if normalize_style and spec.style_layers:
     shape = (content if content is not None else styles[0]).shape[:2]
-    full = spec.same_size or bool(per_image)
-    if full and tiled(shape, spec.style_layers) is not None:
-      raise NSTError(
-          f"{param('normalize_style')} with a guided or position-by-position "
-          "style representation needs the whole image's features, which a "
-          f"tiled run never holds: use {param('tile_size')}=0 or a smaller "
-          f"{param('size')}")
+    if tiled(shape, spec.style_layers) is not None:
+      check_scales_untiled(spec)
     blend = blend / style_scales(spec, style_targets, vgg.feature_shapes(
-        network, shape, spec.style_layers, spec.pooling), full=full)
+        network, shape, spec.style_layers, spec.pooling))
   return objective.Targets(content_targets, style_targets, blend)
 
 
 # The positions of the zero feature map that ``style_scales`` evaluates a
-# position-averaged representation at: its statistics of zeros do not
-# depend on the count (Gram, moments) or converge with it (the sliced
-# Wasserstein loss's quantiles), so a map of at most this many rows and
-# columns gives the value of the whole image's.
+# representation whose loss is a function of position averages or of the
+# feature distribution (``scales_on_a_small_map``) at: its statistics of
+# zeros do not depend on the count (Gram, moments, covariance, eigen,
+# central moments) or converge with it (the sliced Wasserstein loss's
+# quantiles: within 1 % at this size, tests/test_objective.py), so a map of
+# at most this many rows and columns gives the value of the whole image's.
 SCALE_EDGE = 64
 
 
+def scales_on_a_small_map(representation) -> bool:
+  """Whether ``style_scales`` may evaluate ``representation`` on a zero map
+  of at most ``SCALE_EDGE`` rows and columns: a position-averaged or
+  sampled (sliced Wasserstein) one without guides. Any other — guided,
+  compared position by position, or a user's own whose loss may sum over
+  positions — is evaluated at the optimised image's whole feature shape."""
+  return (not representation.same_size and not guided.is_guided(
+      representation) and (representations.position_averaged(representation)
+                           or isinstance(representation,
+                                         representations.Redrawn)))
+
+
+def check_scales_untiled(spec: objective.Spec) -> None:
+  """Refuses ``normalize_style`` for a tiled run whose style representation
+  needs the whole image's zero feature map for its scale (not
+  ``scales_on_a_small_map``): a tiled run never holds that map. Called
+  before any work for every level (``problem.check_memory``)."""
+  whole = [type(r).__name__ for _, r in spec.style_by_layer()
+           if not scales_on_a_small_map(r)]
+  if whole:
+    raise NSTError(
+        f"{param('normalize_style')} with {whole[0]} needs the whole image's "
+        "features for each painting's scale, which a tiled run never holds: "
+        f"use {param('tile_size')}=0 or a smaller {param('size')}")
+
+
 def style_scales(spec: objective.Spec, style_targets, shapes, *,
-                 full: bool = False) -> jax.Array:
+                 layers=None, full: bool = False) -> jax.Array:
   """Each style's own scale ``n_s`` ``(S,)``: the mean over the style
   layers of ``representation.loss(0, A_s^l)``, the style term of an image
   whose features are all zero, ``n_s = (1/L) Σ_l ℓ_l(0; A_s^l)`` (for the
@@ -176,18 +199,23 @@ def style_scales(spec: objective.Spec, style_targets, shapes, *,
 
   ``style_targets`` are the targets' ``{layer: target}`` (``S`` styles on
   the leading axis); ``shapes`` ``{layer: (h, w, C)}`` the optimised
-  image's feature shapes. A position-averaged representation is evaluated
-  on a zero map of at most ``SCALE_EDGE`` rows and columns; with ``full``
-  (a guided or position-by-position one) at the whole shape. The scale
-  does not depend on the per-layer weights, so it is the painting's alone.
-  A style whose scale is 0 (a black painting) keeps scale 1.
+  image's feature shapes; ``layers`` the style layers averaged over
+  (default all of the spec's: a grid cell passes its own set). A
+  representation for which ``scales_on_a_small_map`` holds is evaluated on
+  a zero map of at most ``SCALE_EDGE`` rows and columns (``full``: at the
+  whole shape, as every other one is). The scale does not depend on the
+  per-layer weights, so it is the painting's alone. A style whose scale is
+  0 (a black painting) keeps scale 1.
   """
+  layers = spec.style_layers if layers is None else tuple(layers)
   total = 0.0
   for layer, rep in spec.style_by_layer():
+    if layer not in layers:
+      continue
     h, w, c = shapes[layer]
-    if not full:
+    if not full and scales_on_a_small_map(rep):
       h, w = min(h, SCALE_EDGE), min(w, SCALE_EDGE)
     total = total + rep.loss(jnp.zeros((h, w, c), jnp.float32),
                              style_targets[layer])
-  scale = total / len(spec.style_layers)
+  scale = total / len(layers)
   return jnp.where(scale > 0, scale, 1.0)

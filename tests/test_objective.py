@@ -503,3 +503,39 @@ def test_style_scales_of_a_capped_map_equal_the_whole_images(params, rep):
   capped = targets_lib.style_scales(spec, t.style, shapes)
   whole = targets_lib.style_scales(spec, t.style, shapes, full=True)
   np.testing.assert_allclose(capped, whole, rtol=1e-2)
+
+
+@pytest.mark.parametrize("name", representations.names())
+def test_every_named_representation_has_a_finite_positive_scale(params, name):
+  """``normalize_style`` works with every ``--style_stat``: each painting's
+  scale (the term at zero features) is finite and positive, so the blend
+  weights it divides stay finite."""
+  entry = {e.name: e for e in representations.registered()}[name]
+  spec = objective.Spec(content_layers=("relu2_1",),
+                        style_layers=("relu1_1", "relu2_1"), pooling="avg",
+                        style=entry.cls())
+  content = _img(32, 32, 1)
+  styles = [_img(32, 32, 2), _img(32, 32, 3)]
+  plain = make_targets(params, content, styles, spec)
+  normalized = make_targets(params, content, styles, spec,
+                            normalize_style=True)
+  scales = np.asarray(plain.style_blend) / np.asarray(normalized.style_blend)
+  assert np.all(np.isfinite(scales)) and np.all(scales > 0), scales
+
+
+def test_normalize_style_in_tiles_is_refused_up_front_only_where_needed():
+  """A tiled run can scale a position-averaged representation (a small zero
+  map) but not a guided one (its scale needs the whole image's map): the
+  latter is refused by ``problem.check_memory``, which every driver calls
+  for every level before any work, in one line naming the flag."""
+  from nst_jax import guided, problem, transfer  # pylint: disable=g-import-not-at-top
+  base = transfer.TransferConfig(tile_size=64).replace(
+      weights=dict(normalize_style=True))
+  problem.check_memory(base, (256, 256))   # Gram: scaled on a small map
+  masks = base.replace(spec=dict(style=guided.guided_version(
+      representations.Gram())))
+  with pytest.raises(NSTError, match="normalize_style.*GuidedGram"):
+    problem.check_memory(masks, (256, 256))
+  problem.check_memory(masks.replace(tile_size=0), (256, 256))
+  problem.check_memory(masks.replace(weights=dict(normalize_style=False)),
+                       (256, 256))

@@ -139,6 +139,7 @@ def apply_recorded(meta: Mapping[str, Any], recorded_names: Sequence[str],
   in a coarse-to-fine run, other than the recorded one)."""
   values = dict(meta["params"])
   values.setdefault("pyramid_base", 0)   # states from before the option
+  values.setdefault("normalize_style", False)   # (as this one)
   given = cli.flag_values([n for n in recorded_names
                            if n in flags.FLAGS and flags.FLAGS[n].present])
   levels = meta.get("before") is not None   # coarse to fine: --iterations
