@@ -29,7 +29,6 @@ from nst_jax import cli
 from nst_jax import figures
 from nst_jax import io
 from nst_jax import metrics
-from nst_jax import objective
 from nst_jax import targets
 from nst_jax import transfer
 from nst_jax import vgg
@@ -128,10 +127,10 @@ def style_scale(params, style, size) -> float:
   divides its style term by."""
   spec = transfer.TransferConfig().objective_spec()
   style = jnp.asarray(io.resize_long_edge(style, size))
-  stats = objective.style_statistics(params, style, spec)
-  stacked = objective.style_targets_of(objective.stack([stats]), spec, {})
-  shapes = vgg.feature_shapes("vgg16", style.shape[:2], spec.style_layers)
-  return float(targets.style_scales(spec, stacked, shapes)[0])
+  plain = targets.make_targets(params, style, [style], spec)
+  scaled = targets.make_targets(params, style, [style], spec,
+                                normalize_style=True)
+  return float(plain.style_blend[0] / scaled.style_blend[0])
 
 
 def _setting(row):

@@ -17,8 +17,8 @@
       256 -> 48
       -->
 
-  ``<!-- docs-test: skip: <why> -->`` leaves a block out; only for a block
-  that cannot run on the CPU test machine, and the reason is said.
+  No block can be left out: an example that cannot run on the CPU test
+  machine is not written as a ```python block.
   The tutorial notebook is executed in full by ``make docs`` (CI runs it
   after ``make test``); ``test_notebook_code_compiles`` checks its code here
   without running it (the run would cost this suite ~10 s).
@@ -60,10 +60,8 @@ _BLOCK = re.compile(
 
 
 def _how(text: str):
-  """(replacements, before, skip reason) of a docs-test comment."""
+  """(replacements, before) of a docs-test comment."""
   text = text.strip()
-  if text.startswith("skip:"):
-    return [], [], text[len("skip:"):].strip() or "no reason given"
   items = ([line.rstrip() for line in text.splitlines()] if "\n" in text
            else [item.strip() for item in text.split("; ")])
   replace, before = [], []
@@ -74,18 +72,18 @@ def _how(text: str):
       old, sep, new = item.partition(" -> ")
       assert sep, f"docs-test item {item!r} is not 'old -> new'"
       replace.append((old, new))
-  return replace, before, None
+  return replace, before
 
 
 def blocks(text: str, page: str = ""):
-  """``[(code as it will run, skip reason or None)]`` of a page's blocks."""
+  """``[code as it will run]`` of a page's python blocks."""
   out = []
   for m in _BLOCK.finditer(text):
-    code, (replace, before, skip) = m.group("code"), _how(m.group("how") or "")
+    code, (replace, before) = m.group("code"), _how(m.group("how") or "")
     for old, new in replace:
       assert old in code, f"docs-test: {old!r} is not in the block:\n{code}"
       code = code.replace(old, new)
-    out.append(("\n".join(before + [code]), skip))
+    out.append("\n".join(before + [code]))
   return out
 
 
@@ -99,7 +97,7 @@ def _notebook_blocks(path: pathlib.Path):
   for old, new in replace:
     assert old in code, f"{path.name}: docs_test {old!r} is not in the code"
     code = code.replace(old, new)
-  return [(code, None)]
+  return [code]
 
 
 def _example_pages():
@@ -144,9 +142,7 @@ def run_examples(folder: pathlib.Path) -> list:
              else blocks(page.read_text(encoding="utf-8"), page.name))
     namespace = {"__name__": "__docs__"}
     started, ran = time.perf_counter(), 0
-    for index, (code, skip) in enumerate(found):
-      if skip:
-        continue
+    for index, code in enumerate(found):
       try:
         exec(compile(code, f"{page.name}[block {index}]", "exec"), namespace)
       except Exception:  # the page and block in the failure
@@ -186,15 +182,15 @@ def test_examples(tmp_path, vgg16_params):
 
 def test_notebook_code_compiles():
   for path in sorted(DOCS.rglob("*.ipynb")):
-    for code, _ in _notebook_blocks(path):
+    for code in _notebook_blocks(path):
       compile(code, path.name, "exec")
 
 
-def test_skipped_blocks_are_rare_and_say_why():
-  skipped = [(p.name, why) for p in _pages()
-             for _, why in blocks(p.read_text(encoding="utf-8")) if why]
-  assert len(skipped) <= 3, skipped
-  assert all(len(why) > 15 for _, why in skipped), skipped
+def test_a_block_cannot_be_left_out():
+  """Every python block runs: a comment asking to leave one out is not a
+  replacement and fails loudly."""
+  with pytest.raises(AssertionError, match="is not 'old -> new'"):
+    blocks("<!-- docs-test: skip: needs a GPU -->\n```python\nx = 1\n```\n")
 
 
 # -- numbers written by hand ---------------------------------------------
@@ -286,12 +282,12 @@ def test_every_prose_pattern_still_finds_its_number():
   assert not unmatched, unmatched
 
 
-def test_a_skip_comment_does_not_reach_a_later_block():
-  """The comment above a block is its own: a skip above a shell block does
-  not skip the next python block."""
-  page = ("<!-- docs-test: skip: a shell block -->\n```sh\nls\n```\n\n"
+def test_a_comment_does_not_reach_a_later_block():
+  """The comment above a block is its own: one above a shell block does
+  not change the next python block."""
+  page = ("<!-- docs-test: 1 -> 2 -->\n```sh\nls 1\n```\n\n"
           "```python\nx = 1\n```\n")
-  assert blocks(page) == [("x = 1\n", None)]
+  assert blocks(page) == ["x = 1\n"]
 
 
 def test_the_drift_check_fails_on_a_wrong_number():
