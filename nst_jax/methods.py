@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from nst_jax import guided
 from nst_jax import io
 from nst_jax import nnst
 from nst_jax import objective
@@ -205,11 +206,41 @@ def _pyramid_problem(fun, args, bands, *, align_corners: bool
 
 
 @functools.lru_cache(maxsize=None)
-def _strotss_loss(settings: strotss.Settings):
+def _strotss_loss(settings: strotss.Settings, counts=None):
   """``loss(image, params, targets, key)``: ``strotss.objective``, one
-  function per settings (so its programs are compiled once)."""
-  level_loss = strotss.objective(settings)
+  function per settings and regions' position counts (so its programs are
+  compiled once)."""
+  level_loss = strotss.objective(settings, counts)
   return lambda image, prm, targets, key: level_loss(prm, image, targets, key)
+
+
+def strotss_guides(guides, content_shape: Tuple[int, int],
+                   style_shape: Tuple[int, int]
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+  """The regions of a guided STROTSS level: ``guides`` (``guided.Guides``
+  with one style, e.g. ``masks.load_guides``; any resolution) resized to
+  the level's content and style shapes (``guided.resize_guides``) and made
+  hard at one half: ``(K, H, W)`` and ``(K, H_s, W_s)`` bool (official
+  ``st_helper``: the masks resized bilinearly, ``> 0.5``)."""
+  content = np.asarray(guided.resize_guides(guides.content, content_shape))
+  style = np.asarray(guided.resize_guides(guides.styles[0], style_shape))
+  return content > 0.5, style > 0.5
+
+
+def _check_strotss_guides(guides, content_shape: Tuple[int, int]) -> None:
+  """Refuses (one line) guides a STROTSS run cannot use: not one style's,
+  or a content mask that leaves pixels in no region (STROTSS has no loss
+  there: every content colour needs a style region)."""
+  if len(guides.styles) != 1:
+    raise NSTError(f"STROTSS takes the guides of one style image, got "
+                   f"{len(guides.styles)}")
+  cover = np.asarray(guided.resize_guides(guides.content, content_shape)
+                     ).sum(0)
+  outside = float(np.mean(cover < 0.5))
+  if outside > 0:
+    raise NSTError(f"{100 * outside:.1f}% of the content mask is in no "
+                   "region that the style mask provides; with STROTSS every "
+                   "content colour needs the same colour in the style mask")
 
 
 @functools.lru_cache(maxsize=None)
@@ -277,10 +308,18 @@ def _level_images(content, style, size: int):
 
 
 def paint_strotss(params, content: np.ndarray, styles: Sequence[np.ndarray],
-                  m: Strotss = Strotss(), **hooks) -> MethodResult:
+                  m: Strotss = Strotss(), *, guides=None,
+                  **hooks) -> MethodResult:
   """STROTSS (module docstring): ``content`` and one style at any size,
-  resized per level; ``hooks`` go to ``run.run_problem``."""
+  resized per level; ``hooks`` go to ``run.run_problem``. ``guides``
+  (``guided.Guides`` of the one style, e.g. ``masks.load_guides``: regions
+  paired by colour) make it the official guided STROTSS: at every level
+  each region is a ``strotss.Region`` (``strotss_guides``), its positions
+  drawn inside its content mask and compared with its style region's
+  hypercolumns; every content pixel must be in a region."""
   started, content, style = _inputs(content, styles, "strotss")
+  if guides is not None:
+    _check_strotss_guides(guides, content.shape[:2])
   settings = m.settings
   sizes = m.sizes()
   schedule = strotss.levels(dataclasses.replace(
@@ -290,7 +329,6 @@ def paint_strotss(params, content: np.ndarray, styles: Sequence[np.ndarray],
       raise NSTError(f"{param('size')} {m.size} px makes a STROTSS level of "
                      f"{size} px too small for this content's aspect")
   params = vgg.prepare_params(params, "auto", settings.layers)
-  loss = _strotss_loss(settings)
   key = jax.random.key(m.seed)
   stages, image = _Stages(hooks, started), None
   for index, (size, level) in enumerate(zip(sizes, schedule)):
@@ -300,9 +338,14 @@ def paint_strotss(params, content: np.ndarray, styles: Sequence[np.ndarray],
              strotss.next_image(jnp.asarray(image), c,
                                 add_detail=level.add_content_detail))
     level_key, step_key = jax.random.split(jax.random.fold_in(key, index))
+    regions = (None if guides is None else
+               strotss_guides(guides, c.shape[:2], s.shape[:2]))
     targets = strotss.make_targets(
         params, c, s, dataclasses.replace(
-            settings, content_weight=level.content_weight), level_key)
+            settings, content_weight=level.content_weight), level_key,
+        regions)
+    loss = _strotss_loss(settings, None if guides is None else
+                         strotss.region_counts(targets, settings))
     p = _pyramid_problem(loss, (params, targets, step_key),
                          parameterize.laplacian_pyramid(
                              start, settings.pyramid_levels),
@@ -410,19 +453,25 @@ def paint_nnst(params, content: np.ndarray, styles: Sequence[np.ndarray],
 
 
 def paint(params, content: np.ndarray, styles: Sequence[np.ndarray], m,
-          **hooks):
+          *, guides=None, **hooks):
   """Runs method ``m`` (``Gatys``, ``Strotss``, ``Nnst``) on ``content``
   and ``styles``; ``hooks`` (``log_every``, ``on_log``, ``snapshot_every``,
   ``on_snapshot`` — its iteration counted over the whole run —,
   ``on_progress``, ``should_stop``) go to every stage's
   ``run.run_problem``; STROTSS and NNST also call ``on_stage(long side,
-  "level" or "final", iterations)`` before each stage. Gatys returns
-  ``transfer.paint``'s result, the others a ``MethodResult``."""
+  "level" or "final", iterations)`` before each stage. ``guides``
+  (``guided.Guides``: masks) go to Gatys and STROTSS; NNST refuses them.
+  Gatys returns ``transfer.paint``'s result, the others a
+  ``MethodResult``."""
   if isinstance(m, Gatys):
     hooks.pop("on_stage", None)
-    return transfer.paint(params, content, styles, m.config, **hooks)
+    return transfer.paint(params, content, styles, m.config, guides=guides,
+                          **hooks)
   if isinstance(m, Strotss):
-    return paint_strotss(params, content, styles, m, **hooks)
+    return paint_strotss(params, content, styles, m, guides=guides, **hooks)
+  if guides is not None:
+    raise NSTError(f"{m.name} takes no masks (guides): they are for gatys "
+                   "and strotss")
   if isinstance(m, Nnst):
     return paint_nnst(params, content, styles, m, **hooks)
   raise TypeError(f"not a method: {m!r}")

@@ -23,7 +23,10 @@ The loss (paper §2; official ``objective_class
 with α the content weight (16 at the first level, halved at every level), μ
 the moment weight (1). Positions of ``X`` and ``C`` are redrawn every step
 from a PRNG key (``hypercolumns.sample_positions``); ``S`` is drawn once per
-level (``make_targets``).
+level (``make_targets``). Guided (official ``-gr content_guidance
+style_guidance``: regions paired by colour), each region has its own
+positions inside its content mask and its own style hypercolumns from its
+style mask, and ``L`` is the mean of the regions' losses.
 
 Every function is pure and jit-able; ``objective(settings)`` gives
 ``loss(params, image, targets, key) -> (value, terms)``.
@@ -319,14 +322,37 @@ def channels(settings: Settings = DEFAULTS) -> int:
   return 3 + sum(networks.layer_channels("vgg16", l) for l in settings.layers)
 
 
+class Region(NamedTuple):
+  """One region of a level (official ``st_helper.style_transfer``: one entry
+  of ``regions``, a pair of masks of one colour): where the output's
+  positions are drawn and the style hypercolumns they are compared with; a
+  pytree of arrays."""
+  mask: jax.Array | None    # (H, W) bool at the level's size; None: all
+  style: jax.Array          # (style_draws · n, D) hypercolumns
+  style_mean: jax.Array     # (D,)
+  style_cov: jax.Array      # (D, D)
+
+
 class Targets(NamedTuple):
   """What one level's loss compares against, computed once
-  (``make_targets``); a pytree of arrays."""
+  (``make_targets``); a pytree of arrays. Without guidance one region,
+  the whole image."""
   content_maps: Tuple[jax.Array, ...]  # feature_maps(content)
-  style: jax.Array                     # (style_draws · n, D) hypercolumns
-  style_mean: jax.Array                # (D,)
-  style_cov: jax.Array                 # (D, D)
+  regions: Tuple[Region, ...]
   content_weight: jax.Array            # α, a float32 scalar
+
+
+def _style_draws(maps: Tuple[jax.Array, ...], shape: Tuple[int, int],
+                 key: jax.Array, count: int, settings: Settings,
+                 mask: jax.Array | None = None) -> jax.Array:
+  scales = map_scales(settings)
+
+  def draw(k):
+    positions = hc.sample_pixels(k, shape, count, mask=mask)
+    return hc.hypercolumns(maps, positions, scales, sample=hc.sample_nearest)
+
+  draws = jax.vmap(draw)(jax.random.split(key, settings.style_draws))
+  return draws.reshape(-1, draws.shape[-1])
 
 
 def style_hypercolumns(params, style: jax.Array, key: jax.Array,
@@ -336,52 +362,113 @@ def style_hypercolumns(params, style: jax.Array, key: jax.Array,
   at the positions halved per pooling), stacked:
   ``(style_draws · n, D)``. Source: official ``utils.load_style_folder``
   (``inner=5``, ``subsamps=1000``) and ``vgg_pt.Vgg16_pt.forward_cat``."""
-  maps = feature_maps(params, style, settings)
   shape = style.shape[:2]
-  count = min(settings.style_samples, shape[0] * shape[1])
-  scales = map_scales(settings)
+  return _style_draws(feature_maps(params, style, settings), shape, key,
+                      min(settings.style_samples, shape[0] * shape[1]),
+                      settings)
 
-  def draw(k):
-    positions = hc.sample_pixels(k, shape, count)
-    return hc.hypercolumns(maps, positions, scales, sample=hc.sample_nearest)
 
-  draws = jax.vmap(draw)(jax.random.split(key, settings.style_draws))
-  return draws.reshape(-1, draws.shape[-1])
+def _region(s: jax.Array, mask=None) -> Region:
+  mean, cov = moments(s)
+  return Region(mask, s, mean, cov)
 
 
 def make_targets(params, content: jax.Array, style: jax.Array,
-                 settings: Settings, key: jax.Array) -> Targets:
+                 settings: Settings, key: jax.Array,
+                 guides: Tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> Targets:
   """The targets of one level: the content's maps (read at each step's
   positions), the style's hypercolumns (drawn once from ``key``) with their
   moments, and ``settings.content_weight`` as an array (a level's α changes
   without recompiling). ``content`` and ``style`` are ``(H, W, 3)`` and
   ``(H', W', 3)`` in [0, 1], already at the level's size (official: both
-  resized to the level's long side)."""
+  resized to the level's long side).
+
+  ``guides = (content_masks, style_masks)``, concrete bool arrays ``(K, H,
+  W)`` and ``(K, H', W')`` at the level's sizes, make ``K`` regions
+  (``Region``): region ``k``'s style hypercolumns are drawn from the style
+  pixels of ``style_masks[k]`` only (``min(style_samples, pixels)`` a draw)
+  and its output positions from ``content_masks[k]``. A region empty in
+  either mask at this level is left out (it has no positions or no style to
+  compare them with). Source: official ``st_helper.style_transfer``
+  (``load_style_folder(..., regions, ri)``, ``init_inds(..., r, ri)``).
+  Without ``guides`` this is jit-able; with them the masks must be
+  concrete (their pixel counts are shapes).
+  """
   if style.ndim != 3 or style.shape[-1] != 3:
     raise ValueError(f"style must be (H, W, 3), got {style.shape}")
-  s = style_hypercolumns(params, style, key, settings)
-  mean, cov = moments(s)
-  return Targets(feature_maps(params, content, settings), s, mean, cov,
-                 jnp.asarray(settings.content_weight, jnp.float32))
+  alpha = jnp.asarray(settings.content_weight, jnp.float32)
+  content_maps = feature_maps(params, content, settings)
+  if guides is None:
+    s = style_hypercolumns(params, style, key, settings)
+    return Targets(content_maps, (_region(s),), alpha)
+  content_masks, style_masks = (np.asarray(g, bool) for g in guides)
+  if (content_masks.shape[1:] != content.shape[:2]
+      or style_masks.shape[1:] != style.shape[:2]
+      or len(content_masks) != len(style_masks)):
+    raise ValueError(f"guides must be (K, H, W) and (K, H', W') at the "
+                     f"images' sizes {content.shape[:2]}, {style.shape[:2]}; "
+                     f"got {content_masks.shape}, {style_masks.shape}")
+  style_maps = feature_maps(params, style, settings)
+  regions = []
+  for k, (c_mask, s_mask) in enumerate(zip(content_masks, style_masks)):
+    pixels = int(s_mask.sum())
+    if not c_mask.any() or not pixels:
+      continue
+    s = _style_draws(style_maps, style.shape[:2], jax.random.fold_in(key, k),
+                     min(settings.style_samples, pixels), settings,
+                     jnp.asarray(s_mask))
+    regions.append(_region(s, jnp.asarray(c_mask)))
+  if not regions:
+    raise NSTError("no guidance region is in both the content and the style "
+                   f"at {content.shape[1]}x{content.shape[0]} px")
+  return Targets(content_maps, tuple(regions), alpha)
+
+
+def region_counts(targets: Targets, settings: Settings = DEFAULTS
+                  ) -> Tuple[int, ...]:
+  """How many output positions each region draws a step: ``min(samples,
+  grid points inside its mask)`` (``hypercolumns.grid_capacity`` with the
+  mask: the fewest any grid offset leaves; official ``get_feature_inds``
+  takes ``32**2`` of the region's points). The masks must be concrete;
+  pass the result to ``objective``. Static: one program per level."""
+  shape = tuple(targets.content_maps[0].shape[:2])
+  return tuple(
+      min(settings.samples,
+          hc.grid_capacity(shape, settings.pixels_per_point,
+                           None if r.mask is None else np.asarray(r.mask)))
+      for r in targets.regions)
 
 
 def positions(key: jax.Array, shape: Tuple[int, int],
-              settings: Settings = DEFAULTS) -> jax.Array:
-  """The output positions of one step: ``min(samples, grid_capacity)`` of
-  ``hypercolumns.sample_positions`` for an image of ``shape``, offset and
-  shuffles both drawn from ``key``."""
-  count = min(settings.samples,
-              hc.grid_capacity(shape, settings.pixels_per_point))
+              settings: Settings = DEFAULTS, *, mask: jax.Array | None = None,
+              count: int | None = None) -> jax.Array:
+  """The output positions of one step: ``count`` (default ``min(samples,
+  grid_capacity)``) of ``hypercolumns.sample_positions`` for an image of
+  ``shape``, offset and shuffles both drawn from ``key``; only the grid
+  points inside ``mask`` (``(H, W)`` bool) when given."""
+  if count is None:
+    count = min(settings.samples,
+                hc.grid_capacity(shape, settings.pixels_per_point))
   return hc.sample_positions(key, shape, count,
-                             pixels_per_point=settings.pixels_per_point)
+                             pixels_per_point=settings.pixels_per_point,
+                             mask=mask)
 
 
-def objective(settings: Settings = DEFAULTS):
+def objective(settings: Settings = DEFAULTS,
+              counts: Tuple[int, ...] | None = None):
   """``loss(params, image, targets, key) -> (value, terms)``: STROTSS at one
   level. ``image`` ``(H, W, 3)`` has the content's size; ``targets`` from
   ``make_targets``; ``key`` draws this step's positions (``positions``),
   the same for the output and the content. Pure; jit it once per level
   shape. ``terms`` as ``strotss_loss``'s.
+
+  With several regions (guidance) each region ``k`` draws
+  ``counts[k]`` positions inside its mask (``region_counts``; required when
+  a region has a mask; a region of 0 is skipped) from ``fold_in(key, k)``,
+  and the value and every term are the mean over the regions of ``strotss_loss`` on the region's
+  positions against its style (official ``gen_remd_dp_objective_guided``:
+  ``final_loss / len(regions)``).
 
   The official loop keeps the grid offset for 10 steps and reshuffles every
   step; here both come from the step's key (the offset only chooses which of
@@ -389,17 +476,37 @@ def objective(settings: Settings = DEFAULTS):
   """
   scales = map_scales(settings)
 
+  def region_loss(maps, targets, region, key, count):
+    where = positions(key, maps[0].shape[:2], settings, mask=region.mask,
+                      count=count)
+    x = hc.hypercolumns(maps, where, scales)
+    c = hc.hypercolumns(targets.content_maps, where, scales)
+    return strotss_loss(x, c, region.style,
+                        (region.style_mean, region.style_cov),
+                        content_weight=targets.content_weight,
+                        moment_weight=settings.moment_weight)
+
   def loss(params, image, targets: Targets, key):
     if image.shape != targets.content_maps[0].shape:
       raise ValueError(f"image {image.shape} and content "
                        f"{targets.content_maps[0].shape} differ in shape")
-    where = positions(key, image.shape[:2], settings)
-    x = hc.hypercolumns(feature_maps(params, image, settings), where, scales)
-    c = hc.hypercolumns(targets.content_maps, where, scales)
-    return strotss_loss(x, c, targets.style,
-                        (targets.style_mean, targets.style_cov),
-                        content_weight=targets.content_weight,
-                        moment_weight=settings.moment_weight)
+    regions = targets.regions
+    n = counts if counts is not None else (None,) * len(regions)
+    if len(n) != len(regions) or any(
+        c is None and r.mask is not None for c, r in zip(n, regions)):
+      raise ValueError(f"counts {counts} do not fit the {len(regions)} "
+                       "regions: pass region_counts(targets, settings)")
+    if not any(c is None or c > 0 for c in n):
+      raise ValueError("no region has a grid point at this level")
+    maps = feature_maps(params, image, settings)
+    if len(regions) == 1:
+      return region_loss(maps, targets, regions[0], key, n[0])
+    results = [region_loss(maps, targets, r, jax.random.fold_in(key, k), c)
+               for k, (r, c) in enumerate(zip(regions, n))
+               if c is None or c > 0]
+    terms = {name: sum(t[name] for _, t in results) / len(results)
+             for name in results[0][1]}
+    return terms["total"], terms
 
   return loss
 

@@ -12,7 +12,9 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from nst_jax import guided
 from nst_jax import methods
 from nst_jax import nnst
 from nst_jax import strotss
@@ -106,6 +108,40 @@ def test_nnst_runs_levels_final_pass_and_colour_transfer(params):
   assert plain.iterations == result.iterations
 
 
+def _two_colour_guides():
+  """Content 32x48: left half region 0, right half region 1; style 40x40:
+  top half region 0 (made red), bottom half region 1 (made blue)."""
+  content = np.zeros((2, 32, 48), np.float32)
+  content[0, :, :24] = content[1, :, 24:] = 1.0
+  style_masks = np.zeros((2, 40, 40), np.float32)
+  style_masks[0, :20] = style_masks[1, 20:] = 1.0
+  style = np.asarray(_img(40, 40, 1)) * 0.3
+  style[:20, :, 0] += 0.7
+  style[20:, :, 2] += 0.7
+  return guided.Guides(content, (style_masks,)), style
+
+
+def test_guided_strotss_paints_each_region_from_its_style_region(params):
+  """The official guided example's kind (regions paired by colour): the
+  left of the output takes the red top of the painting, the right its blue
+  bottom; unguided both halves take both colours."""
+  guides, style = _two_colour_guides()
+  content = np.full((32, 48, 3), 0.5, np.float32) + 0.1 * np.asarray(
+      _img(32, 48, 0))
+  m = _strotss(size=48).replace(settings=dict(
+      iterations=40, learning_rate=0.05, last_learning_rate=0.05,
+      content_weight=0.5))
+  red_minus_blue = lambda x: x[..., 0] - x[..., 2]
+  out = methods.paint(params, content, [style], m, guides=guides).image
+  left, right = red_minus_blue(out[:, :24]).mean(), red_minus_blue(
+      out[:, 24:]).mean()
+  assert left > 0.15 and right < -0.15, (left, right)
+  plain = methods.paint(params, content, [style], m).image
+  gap = abs(red_minus_blue(plain[:, :24]).mean()
+            - red_minus_blue(plain[:, 24:]).mean())
+  assert gap < (left - right) / 2, (gap, left, right)
+
+
 def test_methods_refuse_what_they_cannot_do(params):
   content, style = np.asarray(_img(36, 48, 2)), np.asarray(_img(40, 40, 3))
   with pytest.raises(NSTError, match="one style image"):
@@ -113,6 +149,13 @@ def test_methods_refuse_what_they_cannot_do(params):
   with pytest.raises(NSTError, match="first level"):
     methods.paint(params, content, [style], methods.Nnst(
         settings=nnst.Settings(size=16, scales=3)))
+  guides, _ = _two_colour_guides()
+  with pytest.raises(NSTError, match="no masks"):
+    methods.paint(params, content, [style], methods.Nnst(), guides=guides)
+  one_region = guided.Guides(guides.content[:1], (guides.styles[0][:1],))
+  with pytest.raises(NSTError, match="50.0% of the content mask is in no "
+                     "region"):
+    methods.paint(params, content, [style], _strotss(), guides=one_region)
 
 
 def test_the_command_refuses_a_flag_the_method_does_not_use(tmp_path):
@@ -128,6 +171,10 @@ def test_the_command_refuses_a_flag_the_method_does_not_use(tmp_path):
       (["--method=nnst", f"--output_dir={tmp_path}"], "one content image"),
       (["--alpha=0.3"], "--alpha belongs to --method=nnst"),   # gatys
       (["--method=strotss", "--seed=1,2"], "one --seed"),
+      (["--method=strotss", f"--content_mask={images / 'chelsea.png'}",
+        "--mask_blur=2"], "does not use --mask_blur"),
+      (["--method=nnst", f"--content_mask={images / 'chelsea.png'}"],
+       "does not use --content_mask"),
   ]:   # (tiling, devices, masks, colour, blends, resume: test_composition)
     proc = scripting.run("stylize.py", *common, *extra)
     assert proc.returncode == 1, proc.stderr
@@ -135,22 +182,46 @@ def test_the_command_refuses_a_flag_the_method_does_not_use(tmp_path):
   assert not list(tmp_path.glob("*.png"))
 
 
+def _mask_file(path, shape, split_rows: bool):
+  """A two-colour mask of ``shape`` (red first half, blue the rest)."""
+  mask = np.zeros(shape + (3,), np.uint8)
+  if split_rows:
+    mask[:shape[0] // 2] = (255, 0, 0)
+    mask[shape[0] // 2:] = (0, 0, 255)
+  else:
+    mask[:, :shape[1] // 2] = (255, 0, 0)
+    mask[:, shape[1] // 2:] = (0, 0, 255)
+  Image.fromarray(mask).save(path)
+  return path
+
+
 def test_the_command_paints_with_strotss_and_records_it(tmp_path):
   """One end-to-end run: --method=strotss at 64 px (one level), one
-  iteration, scored (--evaluate: the command's one code path for both
-  methods, _method.main); the record says the method, its terms and the
+  iteration, guided by masks (two regions paired by colour), scored
+  (--evaluate: the command's one code path for both methods,
+  _method.main); the record says the method, the masks, its terms and the
   scores."""
   images = scripting.ROOT / "examples"
   out = tmp_path / "s.png"
+  content_mask = _mask_file(tmp_path / "cm.png", (
+      Image.open(images / "chelsea.png").height,
+      Image.open(images / "chelsea.png").width), split_rows=False)
+  style_mask = _mask_file(tmp_path / "sm.png", (
+      Image.open(images / "style_brushwork.png").height,
+      Image.open(images / "style_brushwork.png").width), split_rows=True)
   proc = scripting.run("stylize.py", "--method=strotss", "--size=64",
                        "--iterations=1", "--quiet", "--log_every=1",
                        "--evaluate", "--score_size=64",
                        f"--content={images / 'chelsea.png'}",
                        f"--style={images / 'style_brushwork.png'}",
+                       f"--content_mask={content_mask}",
+                       f"--style_masks={style_mask}",
                        f"--output={out}")
   scripting.assert_ok(proc)
   record = json.loads(out.with_suffix(".json").read_text())
   assert record["params"]["method"] == "strotss"
+  assert record["params"]["content_mask"] == str(content_mask)
+  assert str(style_mask) in record["inputs"]
   assert record["iterations"] == 1
   assert {"remd", "moment", "palette", "size"} <= set(
       record["loss_history"][-1])

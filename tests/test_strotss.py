@@ -256,7 +256,7 @@ def test_feature_maps_are_the_image_and_the_nine_taps(setup):
 
 def test_style_targets_are_nearest_reads_of_distinct_style_pixels(setup):
   params, _, style, targets, _ = setup
-  assert targets.style.shape == (80, 2179)
+  assert targets.regions[0].style.shape == (80, 2179)
   maps = [np.asarray(m, np.float64)
           for m in strotss.feature_maps(params, style, SMALL)]
   poolings = (0, 0, 0, 1, 1, 2, 2, 2, 3, 4)  # before each tap, RGB first
@@ -269,11 +269,11 @@ def test_style_targets_are_nearest_reads_of_distinct_style_pixels(setup):
            np.minimum(pos[:, 1] // 2 ** k, m.shape[1] - 1)]
          for m, k in zip(maps, poolings)], 1))
   want = np.concatenate(rows)
-  np.testing.assert_allclose(np.asarray(targets.style), want, rtol=1e-5,
+  np.testing.assert_allclose(np.asarray(targets.regions[0].style), want, rtol=1e-5,
                              atol=1e-5)
-  np.testing.assert_allclose(np.asarray(targets.style_mean), want.mean(0),
+  np.testing.assert_allclose(np.asarray(targets.regions[0].style_mean), want.mean(0),
                              rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(np.asarray(targets.style_cov),
+  np.testing.assert_allclose(np.asarray(targets.regions[0].style_cov),
                              np.cov(want.T, bias=True), rtol=1e-3, atol=1e-4)
   assert float(targets.content_weight) == 16.0
 
@@ -293,7 +293,7 @@ def test_objective_is_the_loss_of_the_sampled_hypercolumns(setup):
   maps = jax.jit(strotss.feature_maps, static_argnums=2)(params, image, SMALL)
   x = columns(maps)
   c = columns(targets.content_maps)
-  s = np.asarray(targets.style, np.float64)
+  s = np.asarray(targets.regions[0].style, np.float64)
   assert float(value) == pytest.approx(_total(x, c, s, 16.0, 1.0), rel=1e-4)
   assert float(terms["content"]) == pytest.approx(_self_similarity(x, c),
                                                   rel=1e-4)
@@ -340,6 +340,106 @@ def test_objective_refuses_an_image_of_another_shape(setup):
     strotss.strotss_loss(jnp.zeros((4, 5)), jnp.zeros((3, 5)),
                          jnp.zeros((6, 5)), strotss.moments(jnp.zeros((6, 5))),
                          content_weight=1.0)
+
+
+# --- guidance: regions paired by colour ------------------------------------
+
+def _guides():
+  """Content 32x24: region 0 the left 10 columns, region 1 the rest, region
+  2 nowhere; style 24x36: region 0 the top 8 rows, 1 the rest, 2 a corner."""
+  content = np.zeros((3, 32, 24), bool)
+  content[0, :, :10] = True
+  content[1, :, 10:] = True
+  style = np.zeros((3, 24, 36), bool)
+  style[0, :8] = True
+  style[1, 8:] = True
+  style[2, :2, :2] = True
+  return content, style
+
+
+@pytest.fixture(scope="module")
+def guided(setup):
+  params, content, style, _, _ = setup
+  content_masks, style_masks = _guides()
+  targets = strotss.make_targets(params, content, style, SMALL,
+                                 jax.random.key(5),
+                                 (content_masks, style_masks))
+  return targets, content_masks, style_masks
+
+
+def test_guided_targets_draw_each_regions_style_from_its_style_mask(
+    setup, guided):
+  params, _, style, _, _ = setup
+  targets, content_masks, style_masks = guided
+  # region 2 has no content pixel: left out
+  assert len(targets.regions) == 2
+  maps = [np.asarray(m, np.float64)
+          for m in strotss.feature_maps(params, style, SMALL)]
+  poolings = (0, 0, 0, 1, 1, 2, 2, 2, 3, 4)
+  for k, region in enumerate(targets.regions):
+    np.testing.assert_array_equal(np.asarray(region.mask), content_masks[k])
+    rows = []
+    for d in jax.random.split(jax.random.fold_in(jax.random.key(5), k), 2):
+      pos = np.asarray(hc.sample_pixels(d, (24, 36), 40,
+                                        mask=jnp.asarray(style_masks[k])))
+      assert style_masks[k][pos[:, 0], pos[:, 1]].all()
+      rows.append(np.concatenate(
+          [m[np.minimum(pos[:, 0] // 2 ** p, m.shape[0] - 1),
+             np.minimum(pos[:, 1] // 2 ** p, m.shape[1] - 1)]
+           for m, p in zip(maps, poolings)], 1))
+    want = np.concatenate(rows)
+    np.testing.assert_allclose(np.asarray(region.style), want, rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_allclose(np.asarray(region.style_mean), want.mean(0),
+                               rtol=1e-4, atol=1e-5)
+  # the top rows' colours are not the bottom rows'
+  top = np.asarray(targets.regions[0].style[:, :3])
+  assert set(map(tuple, top.round(6))) <= set(
+      map(tuple, np.asarray(style)[:8].reshape(-1, 3).round(6)))
+
+
+def test_guided_objective_is_the_mean_of_the_regions_losses(setup, guided):
+  params, _, _, _, _ = setup
+  targets, content_masks, _ = guided
+  counts = strotss.region_counts(targets, SMALL)
+  assert counts == tuple(min(96, hc.grid_capacity((32, 24), SMALL
+                                                  .pixels_per_point, m))
+                         for m in content_masks[:2]) == (96, 96)
+  loss = jax.jit(strotss.objective(SMALL, counts))
+  image = random_image(32, 24, 2)
+  key = jax.random.key(11)
+  value, terms = loss(params, image, targets, key)
+  maps = strotss.feature_maps(params, image, SMALL)
+  scales = strotss.map_scales(SMALL)
+  totals = []
+  for k, region in enumerate(targets.regions):
+    pos = np.asarray(strotss.positions(jax.random.fold_in(key, k), (32, 24),
+                                       SMALL, mask=region.mask,
+                                       count=counts[k]))
+    # rows and columns of the region's grid points (shuffled apart)
+    assert (pos[:, 1] < 10).all() if k == 0 else (pos[:, 1] >= 10).all()
+
+    def columns(ms):
+      return np.concatenate([_bilinear(np.asarray(m, np.float64), pos * s)
+                             for m, s in zip(ms, scales)], 1)
+    totals.append(_total(columns(maps), columns(targets.content_maps),
+                         np.asarray(region.style, np.float64), 16.0, 1.0))
+  assert float(value) == pytest.approx(np.mean(totals), rel=1e-4)
+  assert float(terms["total"]) == float(value)
+  with pytest.raises(ValueError, match="region_counts"):
+    strotss.objective(SMALL)(params, image, targets, key)
+
+
+def test_guided_targets_refuse_masks_of_other_shapes(setup):
+  params, content, style, _, _ = setup
+  content_masks, style_masks = _guides()
+  with pytest.raises(ValueError, match="guides must be"):
+    strotss.make_targets(params, content, style, SMALL, jax.random.key(0),
+                         (content_masks[:, :16], style_masks))
+  empty = np.zeros_like(content_masks)
+  with pytest.raises(NSTError, match="no guidance region"):
+    strotss.make_targets(params, content, style, SMALL, jax.random.key(0),
+                         (empty, style_masks))
 
 
 # --- the images each level starts from -------------------------------------

@@ -78,6 +78,8 @@ from nst_jax.cli._flags import (  # noqa: F401
     grid_axes,
     help_text,
     join_processes,
+    load_masks,
+    mask_files,
     one,
     representation,
     transfer_config,

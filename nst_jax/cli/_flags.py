@@ -413,7 +413,8 @@ def _define_masks():
                       "takes the style of the style regions of that colour "
                       "(Gatys et al. 2017 §4); a colour no style has keeps "
                       "only the content loss. Needs --style_stat=gram "
-                      "or moments.")
+                      "or moments; with --method=strotss, its guidance "
+                      "(every colour needs a style region).")
   flags.DEFINE_list("style_masks", None, "One colour-coded mask per style "
                     "image (default: each style image is one region, of "
                     "--style_colors or of the content mask's colours in "
@@ -425,6 +426,34 @@ def _define_masks():
   flags.DEFINE_enum("mask_downsample", "resize", list(guided.DOWNSAMPLES),
                     "How masks reach each layer: resize, or inside (eroded "
                     "by one position per layer, Gatys et al. 2017 §4.1).")
+
+
+def mask_files() -> list:
+  """The mask files a run reads (``--content_mask``, ``--style_masks``):
+  recorded with their sha256 and protected from being overwritten."""
+  f = flags.FLAGS
+  if "content_mask" not in f:
+    return []
+  return [p for p in [f.content_mask, *(f.style_masks or [])] if p]
+
+
+def load_masks(content_shape, style_shapes):
+  """``guided.Guides`` from ``--content_mask`` and the other mask flags
+  (``masks.load_guides``), or ``None`` without a content mask; each mask at
+  its image's shape. Logs what the masks leave unstyled or ignore, and the
+  regions."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from nst_jax import masks  # pylint: disable=g-import-not-at-top
+  f = flags.FLAGS
+  if "content_mask" not in f or not f.content_mask:
+    return None
+  found = masks.load_guides(f.content_mask, f.style_masks, f.style_colors,
+                            content_shape, style_shapes, blur=f.mask_blur)
+  for note in found.notes:
+    logging.warning("%s", note)
+  logging.info("mask regions: %s", ", ".join(map(masks.color_name,
+                                                 found.colors)))
+  return found.guides
 
 
 def _define_solver():

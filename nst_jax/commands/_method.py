@@ -4,8 +4,9 @@ snapshots, Ctrl-C, ``--evaluate``, ``--sheet`` and ``--plot``.
 
 The methods run with their official settings; the flags that change them
 are ``--size``, ``--iterations`` (each level's; default the method's own),
-``--seed``, ``--content_weight`` (STROTSS: times the official 16) and
-``--alpha`` (NNST). Any other flag of a Gatys transfer that is given (its
+``--seed``, ``--content_weight`` (STROTSS: times the official 16),
+``--alpha`` (NNST) and, for STROTSS, the masks (``--content_mask``,
+``--style_masks``, ``--style_colors``: its guidance). Any other flag of a Gatys transfer that is given (its
 value not the default) is refused before any work, in one line: the method
 does not use it.
 """
@@ -33,9 +34,13 @@ USED = frozenset({
     "content", "style", "output", "size", "iterations", "seed",
     "content_weight", "alpha", "method", "log_every", "save_every", "quiet",
     "evaluate", "score_size", "sheet", "plot", "from_json", "weights",
-    "deterministic", "output_dir"})
-# Flags some methods use: refused by the others when given.
-ONLY = {"content_weight": "strotss", "alpha": "nnst"}
+    "deterministic", "output_dir", "content_mask", "style_masks",
+    "style_colors"})
+# Flags only some methods use: refused by the others when given.
+ONLY = {"content_weight": ("gatys", "strotss"), "alpha": ("nnst",),
+        "content_mask": ("gatys", "strotss"),
+        "style_masks": ("gatys", "strotss"),
+        "style_colors": ("gatys", "strotss")}
 
 
 def refused(names: Sequence[str], name: str) -> list:
@@ -44,7 +49,7 @@ def refused(names: Sequence[str], name: str) -> list:
   out = []
   for flag in names:
     f = FLAGS[flag]
-    used = flag in USED and ONLY.get(flag, name) == name
+    used = flag in USED and name in ONLY.get(flag, (name,))
     if not used and f.value != f.default:
       out.append(flag)
   return out
@@ -52,12 +57,13 @@ def refused(names: Sequence[str], name: str) -> list:
 
 def check_gatys() -> None:
   """Refuses (one line) a flag of another method given to a Gatys run."""
-  given = [f for f, owner in ONLY.items()
-           if owner != "gatys" and FLAGS[f].present
+  given = [f for f, owners in ONLY.items()
+           if "gatys" not in owners and FLAGS[f].present
            and FLAGS[f].value != FLAGS[f].default]
   if given:
     raise NSTError(f"{', '.join('--' + g for g in given)} belongs to "
-                   f"--method={ONLY[given[0]]}, not --method=gatys")
+                   f"--method={' or '.join(ONLY[given[0]])}, not "
+                   "--method=gatys")
 
 
 def method_of_flags(name: str):
@@ -103,13 +109,14 @@ def main(recorded: Sequence[str], say: Callable[[str], None],
   if len(FLAGS.style) != 1:
     raise NSTError(f"--method={name} takes one --style image, got "
                    f"{len(FLAGS.style)}")
-  inputs = [FLAGS.content, *FLAGS.style]
+  inputs = [FLAGS.content, *FLAGS.style, *cli.mask_files()]
   record_path = check_output(FLAGS.output, inputs)
   m = method_of_flags(name)
   if not FLAGS["iterations"].present:   # recorded as the levels' count
     FLAGS.iterations = m.settings.iterations
   original = io.load_image(FLAGS.content)
   style = io.load_image(FLAGS.style[0])
+  guides = cli.load_masks(original.shape[:2], [style.shape[:2]])
   params = vgg.load_params(FLAGS.weights or "vgg16")
   if vgg.network_of(params) != "vgg16":
     raise NSTError(f"--method={name} runs on VGG-16; --weights "
@@ -140,7 +147,8 @@ def main(recorded: Sequence[str], say: Callable[[str], None],
   with stopper:
     try:
       result = methods.paint(
-          params, original, [style], m, log_every=FLAGS.log_every,
+          params, original, [style], m, guides=guides,
+          log_every=FLAGS.log_every,
           snapshot_every=FLAGS.save_every, on_snapshot=on_snapshot,
           on_progress=None if FLAGS.quiet else on_progress,
           should_stop=stopper.stop_requested, on_stage=on_stage)

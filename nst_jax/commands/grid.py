@@ -37,7 +37,6 @@ from nst_jax import cli
 from nst_jax import figures
 from nst_jax import grid
 from nst_jax import io
-from nst_jax import masks
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax.commands import _evaluation
@@ -156,15 +155,8 @@ def main(argv):
   if len(levels) == 1:
     styles = [io.resize_long_edge(s, transfer.style_size(
         size, config.schedule.style_scale)) for s in styles]
-  guides = None
-  if FLAGS.content_mask:   # each cell: the regions of its style image
-    found = masks.load_guides(FLAGS.content_mask, FLAGS.style_masks,
-                              FLAGS.style_colors, shape,
-                              [s.shape[:2] for s in styles],
-                              blur=FLAGS.mask_blur)
-    for note in found.notes:
-      logging.warning("%s", note)
-    guides = found.guides
+  # each cell: the regions of its style image
+  guides = cli.load_masks(shape, [s.shape[:2] for s in styles])
   params = vgg.load_params(FLAGS.weights or FLAGS.network)
   say = (lambda *a, **k: None) if FLAGS.quiet else print
   if FLAGS.quiet:

@@ -32,7 +32,6 @@ from nst_jax import cli
 from nst_jax import config as config_module
 from nst_jax import figures
 from nst_jax import io
-from nst_jax import masks
 from nst_jax import transfer
 from nst_jax import vgg
 from nst_jax import weights
@@ -124,32 +123,11 @@ def _reproduce() -> None:
     FLAGS.output = recorded[:-4] + "_rerun.png" if recorded.lower().endswith(
         ".png") else recorded
   for path, digest in cli.load_run_inputs(FLAGS.from_json).items():
-    if path in [FLAGS.content, *(FLAGS.style or []), *_mask_files()] and \
+    if path in [FLAGS.content, *(FLAGS.style or []), *cli.mask_files()] and \
         os.path.isfile(
         path) and weights.sha256_file(path) != digest:
       logging.warning("%s has changed since the recorded run: the result "
                       "will differ", path)
-
-
-def _mask_files() -> list:
-  """The mask files of the run (recorded with their sha256, protected)."""
-  return [p for p in [FLAGS.content_mask, *(FLAGS.style_masks or [])] if p]
-
-
-def _load_masks(content_shape, style_shapes):
-  """``guided.Guides`` from ``--content_mask`` and the other mask flags (or
-  ``None``), each mask at its image's shape; logs what the masks leave
-  unstyled or ignore."""
-  if not FLAGS.content_mask:
-    return None
-  found = masks.load_guides(FLAGS.content_mask, FLAGS.style_masks,
-                            FLAGS.style_colors, content_shape, style_shapes,
-                            blur=FLAGS.mask_blur)
-  for note in found.notes:
-    logging.warning("%s", note)
-  logging.info("mask regions: %s", ", ".join(map(masks.color_name,
-                                                 found.colors)))
-  return found.guides
 
 
 def _side_paths(output: str) -> dict:
@@ -233,7 +211,7 @@ def main(argv):
   if config.schedule.scales is not None or len(levels) > 1:
     scales = [s for s, _ in levels]
     scale_iterations = [n for _, n in levels]
-  inputs = [FLAGS.content, *FLAGS.style, *_mask_files()]
+  inputs = [FLAGS.content, *FLAGS.style, *cli.mask_files()]
   record_path = _check_output(FLAGS.output, inputs)
   if resumed is not None:
     _resume.check_inputs(resumed_meta, inputs)
@@ -259,7 +237,7 @@ def main(argv):
                                   style_size, FLAGS.style)
   content = io.resize_to(content, shape)
   styles = [io.resize_long_edge(s, style_size) for s in originals]
-  guides = _load_masks(content.shape[:2], [s.shape[:2] for s in styles])
+  guides = cli.load_masks(content.shape[:2], [s.shape[:2] for s in styles])
   params = vgg.load_params(FLAGS.weights or FLAGS.network)
   if vgg.network_of(params) != FLAGS.network:
     raise NSTError(f"--weights {FLAGS.weights} hold {vgg.network_of(params)}, "
