@@ -193,3 +193,51 @@ def test_sizes_figure_bad_input(tmp_path, sizes, fragments):
              f"--sizes={sizes}", "--pyramid_base=32", f"--output_dir={out}")
   assert_one_line_error(proc, *fragments)
   assert not out.exists()   # refused before anything is written
+
+
+# ---------------------------------------------------------------------------
+# methods_study.py: the methods side by side and beside the official code.
+
+def test_methods_study_scores_results_and_their_closeness(tmp_path, weights):
+  """--score_only: the results already there are scored, the official one
+  read with its seconds, and the closeness is LPIPS between the pictures
+  (an official picture equal to ours: 0; our two seeds: more)."""
+  out, official = tmp_path / "out", tmp_path / "official"
+  out.mkdir()
+  official.mkdir()
+  image = io.resize_long_edge(io.load_image(CONTENT), 64)
+  noisy = np.clip(image + np.random.default_rng(0).normal(
+      0, 0.2, image.shape), 0, 1)
+  pair = "chelsea+style_brushwork"
+  io.save_image(str(out / f"{pair}_strotss_s0.png"), image)
+  io.save_image(str(out / f"{pair}_strotss_s1.png"), noisy)
+  io.save_image(str(official / f"{pair}_strotss_s0.png"), image)
+  (official / f"{pair}_strotss_s0.json").write_text(
+      json.dumps({"cpu_seconds": 1234.0, "wall_seconds": 1300.0}))
+  proc = run("methods_study.py", f"--output_dir={out}",
+             f"--official_dir={official}", f"--pairs={CONTENT}:{STYLE}",
+             "--methods=strotss", "--seeds=0,1", "--score_only",
+             "--score_size=64", f"--sheet={out / 'sheet.png'}")
+  assert_ok(proc)
+  study = json.loads((out / "study.json").read_text())
+  rows = {(r["implementation"], r["seed"]): r for r in study["runs"]}
+  assert set(rows) == {("nst_jax", 0), ("nst_jax", 1), ("official", 0)}
+  assert rows["official", 0]["cpu_seconds"] == 1234.0
+  assert rows["nst_jax", 0]["lpips_vgg"] < 0.01   # the content itself
+  (close,) = study["closeness"]
+  assert close["ours_to_official"] < 1e-3
+  assert close["ours_seed_to_seed"] > 0.05
+  assert "official_seed_to_seed" not in close
+  assert "| 1234 | 1300 |" in proc.stdout
+  assert (out / "sheet.png").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--methods=picasso"], "'picasso' is not one of"),
+    (["--sheet=s.jpg"], "sheets are written as PNG"),
+    (["--pairs=a.jpg"], "expected content:style")])
+def test_methods_study_bad_input(tmp_path, args, fragment):
+  proc = run("methods_study.py", f"--output_dir={tmp_path / 'o'}",
+             f"--pairs={CONTENT}:{STYLE}", *args)
+  assert_one_line_error(proc, fragment)
+  assert not (tmp_path / "o").exists()
