@@ -205,11 +205,37 @@ def _pyramid_problem(fun, args, bands, *, align_corners: bool
       _problem.untiled(tuple(bands[0].shape[:2])), image_of=image_of)
 
 
-@functools.lru_cache(maxsize=None)
+# Settings that only the schedule, the targets, the optimiser or the colour
+# transfer read, never a loss: one compiled loss serves every value of them
+# (a second run with other iterations or colours compiles nothing).
+_OUTSIDE_STROTSS_LOSS = (
+    "offset_every", "style_samples", "style_draws", "content_weight",
+    "content_weight_decay", "base_size", "max_scales", "iterations",
+    "learning_rate", "last_learning_rate", "rmsprop_decay", "rmsprop_eps",
+    "pyramid_levels")
+_OUTSIDE_NNST_LOSS = (
+    "alpha", "size", "scales", "pyramid_levels", "zero_bands", "iterations",
+    "learning_rate", "final_pass", "colorize", "official_blocks")
+
+
+def _loss_key(settings, outside: Tuple[str, ...]):
+  """``settings`` with the fields ``outside`` its losses set to their
+  defaults: the key of the losses' cache."""
+  defaults = type(settings)()
+  return dataclasses.replace(settings, **{n: getattr(defaults, n)
+                                          for n in outside})
+
+
 def _strotss_loss(settings: strotss.Settings, counts=None):
   """``loss(image, params, targets, key)``: ``strotss.objective``, one
-  function per settings and regions' position counts (so its programs are
-  compiled once)."""
+  function per loss settings (``_loss_key``) and regions' position counts,
+  so that its programs are compiled once."""
+  return _strotss_loss_cached(_loss_key(settings, _OUTSIDE_STROTSS_LOSS),
+                              counts)
+
+
+@functools.lru_cache(maxsize=None)
+def _strotss_loss_cached(settings: strotss.Settings, counts):
   level_loss = strotss.objective(settings, counts)
   return lambda image, prm, targets, key: level_loss(prm, image, targets, key)
 
@@ -243,10 +269,14 @@ def _check_strotss_guides(guides, content_shape: Tuple[int, int]) -> None:
                    "content colour needs the same colour in the style mask")
 
 
-@functools.lru_cache(maxsize=None)
 def _nnst_losses(settings: nnst.Settings):
   """``(level loss(image, params, targets), final loss(image, params,
-  pool, key))`` of NNST, one pair per settings."""
+  pool, key))`` of NNST, one pair per loss settings (``_loss_key``)."""
+  return _nnst_losses_cached(_loss_key(settings, _OUTSIDE_NNST_LOSS))
+
+
+@functools.lru_cache(maxsize=None)
+def _nnst_losses_cached(settings: nnst.Settings):
   return (lambda image, prm, targets: nnst.loss(prm, image, targets,
                                                 settings),
           lambda image, prm, pool, key: nnst.final_loss(prm, image, pool, key,

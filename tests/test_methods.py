@@ -21,6 +21,7 @@ from nst_jax import strotss
 from nst_jax.errors import NSTError
 from conftest import tiny_vgg16_params
 from conftest import random_image as _img
+from conftest import random_image as jnp_image
 import scripting
 
 SMALL_STROTSS = dict(layers=("relu1_1", "relu2_1"), samples=32,
@@ -106,6 +107,51 @@ def test_nnst_runs_levels_final_pass_and_colour_transfer(params):
   # the colour transfer changes the colours, not the run before it
   assert np.abs(plain.image - result.image).max() > 1e-3
   assert plain.iterations == result.iterations
+
+
+def test_runs_that_differ_outside_the_losses_share_their_compiled_losses(
+    params):
+  """A second run with other iterations, colours, α, sizes … compiles no
+  loss again: the losses' cache keys drop the settings no loss reads —
+  and those settings truly change no loss value (each changed alone)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  s = nnst.Settings(**SMALL_NNST)
+  other = dataclasses.replace(s, colorize=False, iterations=7, alpha=0.3,
+                              size=96, final_pass=False)
+  assert methods._nnst_losses(s) is methods._nnst_losses(other)
+  assert methods._nnst_losses(s) is not methods._nnst_losses(
+      dataclasses.replace(s, sample_side=8))
+  t = strotss.Settings(**SMALL_STROTSS)
+  assert methods._strotss_loss(t) is methods._strotss_loss(
+      dataclasses.replace(t, iterations=9, content_weight=3.0, style_draws=2))
+  assert methods._strotss_loss(t) is not methods._strotss_loss(
+      dataclasses.replace(t, samples=16))
+  # No loss reads those fields: every attribute a loss reads of its
+  # settings while it is traced (jax.eval_shape: nothing computed).
+  class Reads:
+    def __init__(self, settings):
+      self.settings, self.names = settings, set()
+
+    def __getattr__(self, name):
+      self.names.add(name)
+      return getattr(self.settings, name)
+  image, style = jnp_image(32, 32, 4), jnp_image(32, 32, 5)
+  key = jax.random.key(0)
+  pool, layers = nnst.style_pool(params, style, s), nnst.layer_pool(
+      params, style, s)
+  targets = nnst.make_targets(params, image, style, pool, s)
+  reads = Reads(s)
+  jax.eval_shape(lambda x: nnst.loss(params, x, targets, reads), image)
+  jax.eval_shape(lambda x: nnst.final_loss(params, x, layers, key, reads),
+                 image)
+  assert reads.names and not reads.names & set(methods._OUTSIDE_NNST_LOSS)
+  reads = Reads(t)
+  st = strotss.make_targets(params, image, style, t, key)
+  jax.eval_shape(lambda x: strotss.objective(reads)(params, x, st, key),
+                 image)
+  assert reads.names and not reads.names & set(
+      methods._OUTSIDE_STROTSS_LOSS), reads.names
 
 
 def _two_colour_guides():
