@@ -36,7 +36,7 @@ long side; those of NNST's final pass also ``"stage": "final"``.
 import dataclasses
 import functools
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -321,6 +321,37 @@ class _Stages:
                         time.perf_counter() - self.started)
 
 
+def check_content_shape(m, shape: Tuple[int, int]) -> None:
+  """Refuses (``NSTError``, one line) a content of ``shape`` ``(H, W)``
+  whose levels method ``m`` cannot paint, before any work: a STROTSS level
+  under 16 px on a side, NNST's first level below the smallest side its
+  layers need (``nnst.smallest_side``). Gatys checks its own
+  (``transfer.check_image_size``)."""
+  if isinstance(m, Strotss):
+    for size in m.sizes():
+      if min(io.long_edge_shape(tuple(shape), size)) < 16:
+        raise NSTError(f"{param('size')} {m.size} px makes a STROTSS level "
+                       f"of {size} px too small for this content's aspect")
+  elif isinstance(m, Nnst):
+    smallest = nnst.smallest_side(m.settings)
+    first = io.long_edge_shape(tuple(shape), m.sizes()[0])
+    if min(first) < smallest:
+      raise NSTError(f"{param('size')} {m.size} px makes NNST's first level "
+                     f"{first[1]}x{first[0]} px, below the {smallest} px its "
+                     f"layers need ({m.settings.scales} levels, each half "
+                     "the next): raise it")
+
+
+def total_iterations(m) -> int:
+  """Every stage's iterations together: STROTSS's and NNST's levels (and
+  NNST's final pass), Gatys' ``config.solver.maxiter``."""
+  if isinstance(m, Gatys):
+    return m.config.solver.maxiter
+  stages = len(m.sizes()) + (1 if isinstance(m, Nnst)
+                             and m.settings.final_pass else 0)
+  return stages * m.settings.iterations
+
+
 def _inputs(content, styles: Sequence[np.ndarray], name: str):
   """The run's start (``time.perf_counter()``), the content and the one
   style image as float32 arrays; a blend is refused."""
@@ -354,10 +385,7 @@ def paint_strotss(params, content: np.ndarray, styles: Sequence[np.ndarray],
   sizes = m.sizes()
   schedule = strotss.levels(dataclasses.replace(
       settings, max_scales=len(sizes) + 1))
-  for size in sizes:   # every level big enough, before any work
-    if min(io.long_edge_shape(content.shape[:2], size)) < 16:
-      raise NSTError(f"{param('size')} {m.size} px makes a STROTSS level of "
-                     f"{size} px too small for this content's aspect")
+  check_content_shape(m, content.shape[:2])
   params = vgg.prepare_params(params, "auto", settings.layers)
   key = jax.random.key(m.seed)
   stages, image = _Stages(hooks, started), None
@@ -431,13 +459,7 @@ def paint_nnst(params, content: np.ndarray, styles: Sequence[np.ndarray],
   started, content, style = _inputs(content, styles, "nnst")
   settings = m.settings
   sizes = m.sizes()
-  smallest = nnst.smallest_side(settings)
-  first_shape = io.long_edge_shape(content.shape[:2], sizes[0])
-  if min(first_shape) < smallest:
-    raise NSTError(f"{param('size')} {settings.size} px makes NNST's first "
-                   f"level {first_shape[1]}x{first_shape[0]} px, below the "
-                   f"{smallest} px its layers need ({settings.scales} "
-                   "levels, each half the next): raise it")
+  check_content_shape(m, content.shape[:2])
   params = vgg.prepare_params(params, "auto", settings.layers)
   loss, final = _nnst_losses(settings)
   adam = solvers.SolverConfig(method="adam", maxiter=settings.iterations,

@@ -85,6 +85,26 @@ def test_a_job_paints_the_picture_of_nst_stylize(server, images, tmp_path):
   assert status == 200 and job["id"] in [j["id"] for j in listed["jobs"]]
 
 
+def test_a_strotss_job_paints_with_progress_and_its_record(server, images):
+  """--method=strotss as a job (the page's STROTSS preset): one level of
+  64 px, two iterations; the iterations count the method's stages, the
+  record and the picture are the method's."""
+  status, posted = server.post_job(images[0], [images[1]],
+                                   {"method": "strotss", "size": 64,
+                                    "iterations": 2})
+  assert status == 201, posted
+  job = server.wait(posted["id"])
+  assert job["state"] == "done", job
+  assert job["iteration"] == job["iterations"] == 2
+  record = json.loads(server.request(
+      "GET", f"/api/jobs/{job['id']}/record.json")[2])
+  assert record["params"]["method"] == "strotss"
+  assert record["params"]["iterations"] == 2
+  assert {"remd", "palette", "size"} <= set(record["loss_history"][-1])
+  status, _, body = server.request("GET", f"/api/jobs/{job['id']}/result.png")
+  assert status == 200 and body.startswith(b"\x89PNG")
+
+
 def _bomb() -> bytes:
   """A PNG whose header claims 100000 x 100000 pixels (a few bytes of
   data): a decompression bomb."""
@@ -107,7 +127,9 @@ def _bomb() -> bytes:
     ("over_max_size", 400, "size", "over this server's --max_size=128"),
     ("over_max_iterations", 400, "iterations", "--max_iterations=400"),
     ("server_only", 400, "output", "output is set by the server"),
-    ("method", 400, "method", "not served yet"),
+    ("method_flag", 400, "style_weight", "method=nnst does not use "
+     "style_weight"),
+    ("method_too_small", 400, "size", "size 32 px makes NNST's first level"),
     ("too_small", 400, "size", "too small for layer relu5_1"),
     ("bad_layer", 400, "style_layers", "unknown layers 'relu9_9'"),
     ("not_json", 400, "params", "not JSON"),
@@ -133,8 +155,10 @@ def test_bad_input_is_a_4xx_naming_it(server, images, case, status, param,
     params["iterations"] = 401
   elif case == "server_only":
     params["output"] = "/tmp/elsewhere.png"
-  elif case == "method":   # not painted by Gatys under another name
-    params["method"] = "nnst"
+  elif case == "method_flag":   # a Gatys flag the method would ignore
+    params = {"method": "nnst", "size": 64, "style_weight": 5}
+  elif case == "method_too_small":   # NNST's first level: 4 px
+    params = {"method": "nnst", "size": 32, "iterations": 5}
   elif case == "too_small":
     params = {"size": 16, "iterations": 5}   # the default layers
   elif case == "bad_layer":

@@ -129,6 +129,18 @@ def test_the_page_paints_watches_downloads_and_cancels(browser, tmp_path,
                            ".textContent === 'cancelled'", timeout=180_000)
     assert server.json("GET", f"/api/jobs/{second}")[1]["state"] == (
         "cancelled")
+    # The methods' presets send the method and the size alone (their own
+    # iterations and weights) and hide the Gatys-only controls.
+    page.fill("#extra", "")
+    page.select_option("#preset", "nnst")
+    assert not page.is_visible("#iterations")
+    assert not page.is_visible("#style_stat")
+    sent = json.loads(page.evaluate("JSON.stringify(params())"))
+    assert set(sent) == {"size", "method"} and sent["method"] == "nnst"
+    page.select_option("#preset", "balanced")
+    assert page.is_visible("#iterations")
+    sent = json.loads(page.evaluate("JSON.stringify(params())"))
+    assert "method" not in sent and sent["style_stat"] == "gram"
     if shots:
       phone = browser.new_page(viewport={"width": 390, "height": 844},
                                device_scale_factor=2)

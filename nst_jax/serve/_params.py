@@ -37,9 +37,9 @@ SERVER_ONLY = ("content", "style", "output", "output_dir", "from_json",
                "mask_blur", "mask_downsample", "plot", "sheet", "save_every",
                "evaluate", "score_size", "quiet", "deterministic",
                "image_devices", "memory_budget")
-# The methods beyond Gatys (nst-stylize --method, nst_jax.methods) are not
-# served yet: a job that asks for one is refused, not painted by Gatys.
-NOT_SERVED = ("method", "alpha")
+# Flags of nst-stylize that no job may set (none at present: the methods
+# beyond Gatys are served, as nst-stylize --method runs them).
+NOT_SERVED = ()
 
 
 @functools.cache
@@ -78,8 +78,10 @@ class Limits(NamedTuple):
 class Setup(NamedTuple):
   """A job's run, built from its flag values (``job_setup``): the
   configuration, the levels ``(size, iterations)`` of
-  ``config.schedule.levels``, the content and style files, the network
-  and the loss log's period."""
+  ``config.schedule.levels`` (of the method's stages, NNST's final pass
+  last), the content and style files, the network, the loss log's period,
+  and the method beyond Gatys (``methods.Strotss`` or ``Nnst``; ``None``
+  for Gatys, which ``config`` is)."""
   config: transfer.TransferConfig
   levels: List[tuple]
   content: str
@@ -87,6 +89,7 @@ class Setup(NamedTuple):
   network: str
   log_every: int
   values: Dict[str, Any]
+  method: Any = None
 
 
 def _reset() -> None:
@@ -103,11 +106,62 @@ def _parse(name: str, value: Any) -> None:
                      f"{' '.join(str(e).split())}") from None
 
 
+def _check_limits(levels, limits: Limits | None, size_name: str,
+                  iterations_name: str) -> None:
+  if limits is None:
+    return
+  if max(s for s, _ in levels) > limits.max_size:
+    raise ParamError(size_name, f"params: {size_name} is over this server's "
+                     f"--max_size={limits.max_size} px")
+  total = sum(n for _, n in levels)
+  if total > limits.max_iterations:
+    raise ParamError(iterations_name, f"params: {iterations_name} asks for "
+                     f"{total} iterations, over this server's "
+                     f"--max_iterations={limits.max_iterations}")
+
+
+def _configure_method(limits: Limits | None):
+  """The flags (applied) of a STROTSS or NNST job, as ``nst-stylize
+  --method`` reads them (``commands._method``): a flag the method does not
+  use is refused, its iterations are the method's per level unless given;
+  returns ``(config, levels, method)``."""
+  # pylint: disable=g-import-not-at-top
+  from nst_jax import methods
+  from nst_jax.commands import _method
+  name = FLAGS.method
+  given = [n for n in _method.refused(recorded(), name)
+           if n not in SERVER_ONLY]
+  if given:
+    raise ParamError(given[0], f"params: method={name} does not use "
+                     f"{given[0]}")
+  if len(FLAGS.style) != 1:
+    raise ParamError("style", f"params: method={name} takes one style "
+                     f"image, got {len(FLAGS.style)}")
+  cli.resolve_device_defaults()
+  try:
+    m = _method.method_of_flags(name)
+  except NSTError as e:
+    raise ParamError(_named(str(e), {}), "params: "
+                     + cli.flag_message(e).replace("--", "")) from None
+  if not FLAGS["iterations"].present:   # recorded as each level's count
+    FLAGS.iterations = m.settings.iterations
+  levels = [(s, m.settings.iterations) for s in m.sizes()]
+  if isinstance(m, methods.Nnst) and m.settings.final_pass:
+    levels.append((m.sizes()[-1], m.settings.iterations))
+  _check_limits(levels, limits, "size", "iterations")
+  # (not cli.transfer_config(): it would record Gatys' resolved layers,
+  # which the command's --method record leaves at their defaults)
+  return transfer.TransferConfig(), levels, m
+
+
 def _configure(values: Dict[str, Any], limits: Limits | None):
   """Applies ``values`` to the (reset) flags and builds the configuration,
-  as ``nst-stylize``'s ``main`` does; returns ``(config, levels)``."""
+  as ``nst-stylize``'s ``main`` does; returns ``(config, levels, method)``
+  (``method`` ``None`` for Gatys)."""
   for name, value in values.items():
     _parse(name, value)
+  if FLAGS.method != "gatys":
+    return _configure_method(limits)
   cli.resolve_device_defaults(size=not FLAGS.scales)
   if FLAGS.scale_iterations is not None and FLAGS.scales is None:
     raise ParamError("scale_iterations", "params: scale_iterations needs "
@@ -118,25 +172,16 @@ def _configure(values: Dict[str, Any], limits: Limits | None):
   except NSTError as e:
     raise ParamError(_named(str(e), values), "params: "
                      + cli.flag_message(e).replace("--", "")) from None
-  if limits is not None:
-    if max(s for s, _ in levels) > limits.max_size or (
-        FLAGS.size > limits.max_size):
-      name = "scales" if FLAGS.scales else "size"
-      raise ParamError(name, f"params: {name} is over this server's "
-                       f"--max_size={limits.max_size} px")
-    total = sum(n for _, n in levels)
-    if total > limits.max_iterations:
-      name = "scale_iterations" if FLAGS.scale_iterations else "iterations"
-      raise ParamError(name, f"params: {name} asks for {total} iterations, "
-                       f"over this server's --max_iterations="
-                       f"{limits.max_iterations}")
+  _check_limits(levels + [(FLAGS.size or 0, 0)], limits,
+                "scales" if FLAGS.scales else "size",
+                "scale_iterations" if FLAGS.scale_iterations else "iterations")
   if FLAGS.style_weight is None:   # recorded as the β the run used
     FLAGS.style_weight = (config.weights.style,)
   blend = config.weights.style_blend
   if blend is not None and len(blend) != len(FLAGS.style):
     raise ParamError("style_blend_weights", f"params: {len(blend)} style "
                      f"blend weights for {len(FLAGS.style)} style images")
-  return config, levels
+  return config, levels, None
 
 
 def _named(message: str, given: Dict[str, Any]) -> str:
@@ -159,7 +204,16 @@ def check_sizes(setup: "Setup", content_shape, style_shapes) -> None:
   are too small for its layers or too large for the device's memory, as
   its run would (``transfer.check_image_size``, ``check_memory``), before
   it queues. Shapes are the uploads' ``(H, W)``."""
-  from nst_jax import io  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from nst_jax import io
+  from nst_jax import methods
+  if setup.method is not None:
+    try:
+      methods.check_content_shape(setup.method, tuple(content_shape))
+    except NSTError as e:
+      raise ParamError("size", "params: " + cli.flag_message(e).replace(
+          "--", "")) from None
+    return
   config = setup.config
   name = "scales" if config.schedule.scales is not None else "size"
   for size, _ in setup.levels:
@@ -195,8 +249,7 @@ def resolve(params: Any, *, content: str, styles: Sequence[str],
       raise ParamError(name, f"params: {name} is set by the server, not by "
                        "a job")
     if name in NOT_SERVED:
-      raise ParamError(name, f"params: {name} (STROTSS and NNST) is not "
-                       "served yet: run nst-stylize --method for them")
+      raise ParamError(name, f"params: {name} is not served")
   recorded()   # defines the flags outside flagsaver, which would drop them
   with LOCK, flagsaver.flagsaver():
     _reset()
@@ -210,10 +263,10 @@ def job_setup(values: Dict[str, Any]) -> Setup:
   recorded()
   with LOCK, flagsaver.flagsaver():
     _reset()
-    config, levels = _configure(values, None)
+    config, levels, method = _configure(values, None)
     return Setup(config, levels, FLAGS.content, list(FLAGS.style),
                  FLAGS.network, FLAGS.log_every,
-                 cli.flag_values(recorded()))
+                 cli.flag_values(recorded()), method)
 
 
 def choices() -> Dict[str, Any]:

@@ -102,10 +102,99 @@ class Worker:
       self._params[network] = vgg.load_params(network)
     return self._params[network]
 
+  def _progress(self, job_id: str, folder: str, total: int, content,
+                color, level: Dict[str, int]):
+    """``on_progress`` of a job's run: the iteration (``level["before"]``
+    plus the stage's), loss, ETA, a curve point and ``preview.png``."""
+    timing = {"since": None, "preview": 0.0}
+
+    def on_progress(p):
+      done = level["before"] + int(p.iteration)
+      now = time.perf_counter()
+      fields = {"iteration": done, "seconds": float(p.seconds),
+                "level": level["index"]}
+      if p.x is not None:
+        if timing["since"] is None:
+          timing["since"] = (now, done)
+        fields["eta_seconds"] = eta_seconds(done, total, timing["since"],
+                                            now)
+        if now - timing["preview"] >= self.preview_seconds * 0.5:
+          timing["preview"] = now
+          io.save_image(os.path.join(folder, "preview.png"),
+                        preview_image(p.x(), content, color))
+          fields["preview"] = self.store.get(job_id)["preview"] + 1
+      loss = float(p.value)   # the objective at the current iterate
+      if np.isfinite(loss):
+        fields["loss"] = loss
+        fields["point"] = (done, loss)
+      self.store.update(job_id, **fields)
+    return on_progress
+
+  def _finish(self, job_id: str, folder: str, values, inputs, result,
+              resumed=None) -> None:
+    """Writes a finished (or cancelled) job's result, record and state; a
+    run stopped by the shutdown is queued again."""
+    cancelled = self.store.cancel_requested(job_id)
+    if result.status == "interrupted" and not cancelled:
+      self.store.update(job_id, state="queued", eta_seconds=None)
+      log.info("job %s stopped by the shutdown: queued again", job_id)
+      return
+    from nst_jax.commands import stylize  # pylint: disable=g-import-not-at-top
+    output = os.path.join(folder, "result.png")
+    record = stylize.run_record(values, inputs, result, resumed)
+    io.save_image(output, result.image,
+                  metadata={"nst_jax": cli.params_json(values)})
+    io.save_image(os.path.join(folder, "preview.png"), result.image)
+    io.save_json(os.path.join(folder, "record.json"), record)
+    _resume.remove(_resume.state_path(output))
+    last = result.loss_history[-1]["total"]
+    self.store.update(
+        job_id, state="cancelled" if cancelled else "done",
+        finished=time.time(), iteration=result.iterations, loss=last,
+        point=(result.iterations, last), seconds=result.wall_seconds,
+        eta_seconds=0.0, preview=self.store.get(job_id)["preview"] + 1)
+    log.info("job %s %s: %d iterations, %.1f s", job_id,
+             "cancelled" if cancelled else "done", result.iterations,
+             result.wall_seconds)
+
+  def _run_method(self, job_id: str, folder: str, setup) -> None:
+    """A STROTSS or NNST job (``methods.paint``, as ``nst-stylize
+    --method`` runs it): its stages' iterations counted as one run. It has
+    no resume state: after a crash or a shutdown it starts again."""
+    # pylint: disable=g-import-not-at-top
+    from nst_jax import color
+    from nst_jax import methods
+    content = io.load_image(setup.content)
+    style = io.load_image(setup.styles[0])
+    methods.check_content_shape(setup.method, content.shape[:2])
+    total = sum(n for _, n in setup.levels)
+    level = {"index": -1, "before": 0, "stage": 0}
+    self.store.update(job_id, iterations=total, level=0)
+
+    def on_stage(size, stage, iterations):
+      del size, stage
+      level["index"] += 1
+      level["before"] += level["stage"]
+      level["stage"] = iterations
+
+    result = methods.paint(
+        self._vgg("vgg16"), content, [style], setup.method,
+        log_every=setup.log_every, on_stage=on_stage,
+        on_progress=self._progress(job_id, folder, total, content,
+                                   color.ColorControl(), level),
+        should_stop=lambda: (self.stopping.is_set()
+                             or self.store.cancel_requested(job_id)),
+        progress_seconds=self.preview_seconds)
+    self._finish(job_id, folder, setup.values,
+                 [setup.content, *setup.styles], result)
+
   def run(self, job: Dict[str, Any]) -> None:
     """Runs one job to its end (or a shutdown), as ``nst-stylize`` does."""
     job_id, folder = job["id"], self.store.folder(job["id"])
     setup = _params.job_setup(job["values"])
+    if setup.method is not None:
+      self._run_method(job_id, folder, setup)
+      return
     config, levels, values = setup.config, setup.levels, setup.values
     output = os.path.join(folder, "result.png")
     inputs = [setup.content, *setup.styles]
@@ -139,29 +228,9 @@ class Worker:
     level = {"index": 0, "before": 0}
     if resumed is not None and resumed.before is not None:
       level.update(index=resumed.level, before=resumed.before.iterations)
-    timing = {"since": None, "preview": 0.0}
     self.store.update(job_id, iterations=total, level=level["index"])
-
-    def on_progress(p):
-      done = level["before"] + int(p.iteration)
-      now = time.perf_counter()
-      fields = {"iteration": done, "seconds": float(p.seconds),
-                "level": level["index"]}
-      if p.x is not None:
-        if timing["since"] is None:
-          timing["since"] = (now, done)
-        fields["eta_seconds"] = eta_seconds(done, total, timing["since"],
-                                            now)
-        if now - timing["preview"] >= self.preview_seconds * 0.5:
-          timing["preview"] = now
-          io.save_image(os.path.join(folder, "preview.png"),
-                        preview_image(p.x(), content, config.color))
-          fields["preview"] = self.store.get(job_id)["preview"] + 1
-      loss = float(p.value)   # the objective at the current iterate
-      if np.isfinite(loss):
-        fields["loss"] = loss
-        fields["point"] = (done, loss)
-      self.store.update(job_id, **fields)
+    on_progress = self._progress(job_id, folder, total, content,
+                                 config.color, level)
 
     def should_stop():
       return self.stopping.is_set() or self.store.cancel_requested(job_id)
@@ -190,24 +259,4 @@ class Worker:
           style_scale=config.schedule.style_scale, on_level=on_level, **run)
     else:
       result = transfer.stylize(params, content, styles, config, **run)
-    cancelled = self.store.cancel_requested(job_id)
-    if result.status == "interrupted" and not cancelled:
-      self.store.update(job_id, state="queued", eta_seconds=None)
-      log.info("job %s stopped by the shutdown: queued again", job_id)
-      return
-    from nst_jax.commands import stylize  # pylint: disable=g-import-not-at-top
-    record = stylize.run_record(values, inputs, result, resumed)
-    io.save_image(output, result.image,
-                  metadata={"nst_jax": cli.params_json(values)})
-    io.save_image(os.path.join(folder, "preview.png"), result.image)
-    io.save_json(os.path.join(folder, "record.json"), record)
-    _resume.remove(state_file)
-    last = result.loss_history[-1]["total"]
-    self.store.update(
-        job_id, state="cancelled" if cancelled else "done",
-        finished=time.time(), iteration=result.iterations, loss=last,
-        point=(result.iterations, last), seconds=result.wall_seconds,
-        eta_seconds=0.0, preview=self.store.get(job_id)["preview"] + 1)
-    log.info("job %s %s: %d iterations, %.1f s", job_id,
-             "cancelled" if cancelled else "done", result.iterations,
-             result.wall_seconds)
+    self._finish(job_id, folder, values, inputs, result, resumed)

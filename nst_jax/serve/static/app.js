@@ -14,7 +14,11 @@ const PRESETS = {
   colors: {size: 256, iterations: 300, colour: "original_colors", style_stat: "gram"},
   swd: {size: 256, iterations: 300, colour: "none", style_stat: "swd"},
   large: {size: 512, iterations: 300, colour: "none", style_stat: "gram"},
+  // the methods beyond Gatys run their own schedules (nst-stylize --method)
+  strotss: {size: 256, method: "strotss"},
+  nnst: {size: 256, method: "nnst"},
 };
+let method = "gatys";
 
 function withToken(url) {
   return token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url;
@@ -68,11 +72,15 @@ function syncOutputs() {
 
 function applyPreset(name) {
   const p = PRESETS[name];
+  method = p.method || "gatys";
+  document.querySelectorAll(".gatys-only").forEach((el) => show(el, method === "gatys"));
   $("size").value = Math.min(p.size, Number($("size").max));
-  $("iterations").value = Math.min(p.iterations, Number($("iterations").max));
-  $("colour").value = p.colour;
-  if ([...$("style_stat").options].some((o) => o.value === p.style_stat)) $("style_stat").value = p.style_stat;
   weightTouched = false;
+  if (method === "gatys") {
+    $("iterations").value = Math.min(p.iterations, Number($("iterations").max));
+    $("colour").value = p.colour;
+    if ([...$("style_stat").options].some((o) => o.value === p.style_stat)) $("style_stat").value = p.style_stat;
+  }
   syncOutputs();
 }
 
@@ -108,12 +116,17 @@ function bindDrop(id) {
 }
 
 function params() {
-  const p = {size: Number($("size").value), iterations: Number($("iterations").value),
-             style_stat: $("style_stat").value, optimizer: $("optimizer").value};
-  const colour = $("colour").value;
-  if (colour === "original_colors") p.original_colors = true;
-  else if (colour !== "none") p.color_transfer = colour;
-  if (weightTouched) p.style_weight = Number(Math.pow(10, $("style_weight").value).toPrecision(3));
+  let p = {size: Number($("size").value)};
+  if (method !== "gatys") {
+    p.method = method;   // its own iterations, levels and weights
+  } else {
+    Object.assign(p, {iterations: Number($("iterations").value),
+                      style_stat: $("style_stat").value, optimizer: $("optimizer").value});
+    const colour = $("colour").value;
+    if (colour === "original_colors") p.original_colors = true;
+    else if (colour !== "none") p.color_transfer = colour;
+    if (weightTouched) p.style_weight = Number(Math.pow(10, $("style_weight").value).toPrecision(3));
+  }
   const extra = $("extra").value.trim();
   if (extra) Object.assign(p, JSON.parse(extra));
   return p;
