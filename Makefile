@@ -59,14 +59,16 @@ demo: weights
 	@echo "demo done: see out/chelsea_brushwork.png and out/chelsea_brushwork.json"
 
 # Two pytest-xdist workers on a CPU: the suite is mostly XLA compilation,
-# which uses one core (measured 2026-11-30 on the 2-core machine: 6m24s
-# against 8m40s in one process, 717 tests). One on a GPU, where each process
-# would preallocate most of the device's memory. WORKERS= overrides.
+# which uses one core (measured on the 2-core machine: 2026-11-30, 6m24s
+# against 8m40s in one process, 717 tests; three workers were slower than
+# two on 2026-12-07; today's time is on docs/about/testing.md). One on a GPU,
+# where each process would preallocate most of the device's memory.
+# WORKERS= overrides.
 WORKERS ?= $(if $(filter 1,$(GPU)),1,2)
 
 # --dist worksteal: a worker that runs out of tests takes some from the
 # other (the multi-process and tiling tests are long); --durations: the
-# slowest tests in every log, to keep the suite under 10 minutes.
+# slowest tests in every log, to keep the suite under 15 minutes.
 test: weights chromium
 	$(PY) -m pytest -q -n $(WORKERS) --dist worksteal --durations=15
 
