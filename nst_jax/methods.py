@@ -321,35 +321,33 @@ class _Stages:
                         time.perf_counter() - self.started)
 
 
-def check_content_shape(m, shape: Tuple[int, int]) -> None:
-  """Refuses (``NSTError``, one line) a content of ``shape`` ``(H, W)``
-  whose levels method ``m`` cannot paint, before any work: a STROTSS level
-  under 16 px on a side, NNST's first level below the smallest side its
-  layers need (``nnst.smallest_side``). Gatys checks its own
+def check_shapes(m, content_shape: Tuple[int, int],
+                 style_shape: Tuple[int, int] | None = None) -> None:
+  """Refuses (``NSTError``, one line) a content of ``content_shape`` (and
+  a style of ``style_shape``), ``(H, W)``, whose levels method ``m``
+  cannot paint, before any work: a STROTSS level under 16 px on a side
+  (the content and the style are resized to each level's long side), NNST's
+  first level below the smallest side its layers need
+  (``nnst.smallest_side``). Gatys checks its own
   (``transfer.check_image_size``)."""
-  if isinstance(m, Strotss):
-    for size in m.sizes():
-      if min(io.long_edge_shape(tuple(shape), size)) < 16:
-        raise NSTError(f"{param('size')} {m.size} px makes a STROTSS level "
-                       f"of {size} px too small for this content's aspect")
-  elif isinstance(m, Nnst):
-    smallest = nnst.smallest_side(m.settings)
-    first = io.long_edge_shape(tuple(shape), m.sizes()[0])
-    if min(first) < smallest:
-      raise NSTError(f"{param('size')} {m.size} px makes NNST's first level "
-                     f"{first[1]}x{first[0]} px, below the {smallest} px its "
-                     f"layers need ({m.settings.scales} levels, each half "
-                     "the next): raise it")
-
-
-def total_iterations(m) -> int:
-  """Every stage's iterations together: STROTSS's and NNST's levels (and
-  NNST's final pass), Gatys' ``config.solver.maxiter``."""
-  if isinstance(m, Gatys):
-    return m.config.solver.maxiter
-  stages = len(m.sizes()) + (1 if isinstance(m, Nnst)
-                             and m.settings.final_pass else 0)
-  return stages * m.settings.iterations
+  shapes = [("content", content_shape)] + (
+      [("style", style_shape)] if style_shape is not None else [])
+  for what, shape in shapes:
+    if isinstance(m, Strotss):
+      for size in m.sizes():
+        if min(io.long_edge_shape(tuple(shape), size)) < 16:
+          raise NSTError(f"{param('size')} {m.size} px makes a STROTSS "
+                         f"level of {size} px too small for this {what}'s "
+                         "aspect")
+    elif isinstance(m, Nnst):
+      smallest = nnst.smallest_side(m.settings)
+      first = io.long_edge_shape(tuple(shape), m.sizes()[0])
+      if min(first) < smallest:
+        raise NSTError(f"{param('size')} {m.size} px makes NNST's first "
+                       f"level of the {what} {first[1]}x{first[0]} px, below "
+                       f"the {smallest} px its layers need "
+                       f"({m.settings.scales} levels, each half the next): "
+                       "raise it")
 
 
 def _inputs(content, styles: Sequence[np.ndarray], name: str):
@@ -385,7 +383,7 @@ def paint_strotss(params, content: np.ndarray, styles: Sequence[np.ndarray],
   sizes = m.sizes()
   schedule = strotss.levels(dataclasses.replace(
       settings, max_scales=len(sizes) + 1))
-  check_content_shape(m, content.shape[:2])
+  check_shapes(m, content.shape[:2], style.shape[:2])
   params = vgg.prepare_params(params, "auto", settings.layers)
   key = jax.random.key(m.seed)
   stages, image = _Stages(hooks, started), None
@@ -459,7 +457,7 @@ def paint_nnst(params, content: np.ndarray, styles: Sequence[np.ndarray],
   started, content, style = _inputs(content, styles, "nnst")
   settings = m.settings
   sizes = m.sizes()
-  check_content_shape(m, content.shape[:2])
+  check_shapes(m, content.shape[:2], style.shape[:2])
   params = vgg.prepare_params(params, "auto", settings.layers)
   loss, final = _nnst_losses(settings)
   adam = solvers.SolverConfig(method="adam", maxiter=settings.iterations,

@@ -214,9 +214,9 @@ def self_similarity_loss(x: jax.Array, c: jax.Array) -> jax.Array:
   ``n · mean |D^X − D^C| = (1/n) Σ_ij |…|``. Source: official
   ``contextual_loss.dp_loss`` (``.mean() * X.size(0)``).
   """
-  def normalized(z):
+  def normalized(z):   # (a column of zeros, all positions alike: zeros)
     d = cosine_distances(z, z)
-    return d / jnp.sum(d, axis=0, keepdims=True)
+    return d / (jnp.sum(d, axis=0, keepdims=True) + 1e-30)
   n = x.shape[0]
   return jnp.mean(jnp.abs(normalized(x) - normalized(c))) * n
 
@@ -465,7 +465,8 @@ def objective(settings: Settings = DEFAULTS,
 
   With several regions (guidance) each region ``k`` draws
   ``counts[k]`` positions inside its mask (``region_counts``; required when
-  a region has a mask; a region of 0 is skipped) from ``fold_in(key, k)``,
+  a region has a mask; a region of fewer than 2 is skipped: it has no
+  self-similarity) from ``fold_in(key, k)``,
   and the value and every term are the mean over the regions of ``strotss_loss`` on the region's
   positions against its style (official ``gen_remd_dp_objective_guided``:
   ``final_loss / len(regions)``).
@@ -496,14 +497,16 @@ def objective(settings: Settings = DEFAULTS,
         c is None and r.mask is not None for c, r in zip(n, regions)):
       raise ValueError(f"counts {counts} do not fit the {len(regions)} "
                        "regions: pass region_counts(targets, settings)")
-    if not any(c is None or c > 0 for c in n):
-      raise ValueError("no region has a grid point at this level")
+    if not any(c is None or c > 1 for c in n):
+      raise NSTError("no guidance region has two grid points at "
+                     f"{image.shape[1]}x{image.shape[0]} px: the regions "
+                     "are too small for this size")
     maps = feature_maps(params, image, settings)
     if len(regions) == 1:
       return region_loss(maps, targets, regions[0], key, n[0])
     results = [region_loss(maps, targets, r, jax.random.fold_in(key, k), c)
                for k, (r, c) in enumerate(zip(regions, n))
-               if c is None or c > 0]
+               if c is None or c > 1]
     terms = {name: sum(t[name] for _, t in results) / len(results)
              for name in results[0][1]}
     return terms["total"], terms

@@ -22,10 +22,12 @@ same look" is ours-to-official no larger than seed-to-seed.
   python scripts/methods_study.py --output_dir=out/methods \\
       --pairs=../shared/images/tubingen.jpg:../shared/images/starry_night.jpg \\
       --methods=gatys,strotss,nnst --size=256 --seeds=0,1 \\
-      --official_dir=out/official --sheet=out/methods/sheet.jpg
+      --official_dir=out/official --sheet=out/methods/sheet.png
 
-Finished results (their PNG present) are scored again, not re-run, so an
-interrupted study continues where it stopped. Writes ``study.json`` and
+Finished results (their PNG present, with their size and iterations in the
+JSON beside it) are scored again, not re-run, so an interrupted study
+continues where it stopped; one made with another size or iterations is run
+again. Writes ``study.json`` and
 prints one JSON line per result and a Markdown table. Bad input: one line,
 exit 1.
 """
@@ -197,8 +199,11 @@ def sheet(rows, pairs):
 
 
 def _read_json(path):
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise NSTError(f"cannot read {path}: {e}") from None
 
 
 def _official_rows(pairs, names):
@@ -227,7 +232,11 @@ def main(argv):
     if name not in methods.METHODS:
       raise NSTError(f"--methods: {name!r} is not one of "
                      f"{', '.join(methods.METHODS)}")
-  seeds = [int(s) for s in _SEEDS.value]
+  try:
+    seeds = [int(s) for s in _SEEDS.value]
+  except ValueError:
+    raise NSTError(f"--seeds: integers, got {','.join(_SEEDS.value)}"
+                   ) from None
   if _SHEET.value and not _SHEET.value.endswith(".png"):
     raise NSTError(f"--sheet={_SHEET.value}: sheets are written as PNG")
   os.makedirs(_OUT.value, exist_ok=True)
@@ -252,19 +261,24 @@ def main(argv):
     cpu = wall = None
     if implementation == "official":
       cpu, wall = item[7]
-    elif os.path.exists(path):
-      side = path[:-4] + ".json"
-      if os.path.exists(side):
-        info = _read_json(side)
-        cpu, wall = info["cpu_seconds"], info["wall_seconds"]
-    elif _SCORE_ONLY.value:
-      continue
     else:
-      m = method_for(name, _SIZE.value, seed, iterations, _ITERATIONS.value)
-      image, cpu, wall = run_one(params, content, style, m, _SIZE.value)
-      io.save_image(path, image)
-      io.save_json(path[:-4] + ".json", {"cpu_seconds": cpu,
-                                         "wall_seconds": wall})
+      side = path[:-4] + ".json"
+      info = _read_json(side) if os.path.exists(side) else {}
+      done = os.path.exists(path) and all(
+          info.get(k, v) == v for k, v in (("size", _SIZE.value),
+                                           ("iterations", _ITERATIONS.value)))
+      if done:
+        cpu, wall = info.get("cpu_seconds"), info.get("wall_seconds")
+      elif _SCORE_ONLY.value:
+        continue
+      else:
+        m = method_for(name, _SIZE.value, seed, iterations,
+                       _ITERATIONS.value)
+        image, cpu, wall = run_one(params, content, style, m, _SIZE.value)
+        io.save_image(path, image)
+        io.save_json(side, {"cpu_seconds": cpu, "wall_seconds": wall,
+                            "size": _SIZE.value,
+                            "iterations": _ITERATIONS.value})
     image = io.load_image(path)
     scores = metrics.score(nets, content, style, [image], size=_SCORE.value)
     row = {"pair": pair, "method": name, "implementation": implementation,
@@ -275,7 +289,9 @@ def main(argv):
     print(json.dumps(row), flush=True)
   close = closeness(nets.vgg, rows, _SCORE.value)
   record = {"size": _SIZE.value, "score_size": _SCORE.value,
-            "gatys_iterations": iterations, "device": cli.device_description(),
+            "iterations": _ITERATIONS.value,
+            "gatys_iterations": _ITERATIONS.value or iterations,
+            "device": cli.device_description(),
             "runs": rows, "closeness": close}
   io.save_json(os.path.join(_OUT.value, "study.json"), record)
   if _SHEET.value:

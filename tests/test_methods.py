@@ -195,6 +195,9 @@ def test_methods_refuse_what_they_cannot_do(params):
   with pytest.raises(NSTError, match="first level"):
     methods.paint(params, content, [style], methods.Nnst(
         settings=nnst.Settings(size=16, scales=3)))
+  with pytest.raises(NSTError, match="first level of the style"):
+    methods.paint(params, content, [np.zeros((6, 200, 3), np.float32)],
+                  methods.Nnst(settings=nnst.Settings(**SMALL_NNST)))
   guides, _ = _two_colour_guides()
   with pytest.raises(NSTError, match="no masks"):
     methods.paint(params, content, [style], methods.Nnst(), guides=guides)

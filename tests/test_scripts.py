@@ -214,9 +214,11 @@ def test_methods_study_scores_results_and_their_closeness(tmp_path, weights):
   io.save_image(str(official / f"{pair}_strotss_s0.png"), image)
   (official / f"{pair}_strotss_s0.json").write_text(
       json.dumps({"cpu_seconds": 1234.0, "wall_seconds": 1300.0}))
-  proc = run("methods_study.py", f"--output_dir={out}",
+  io.save_image(str(out / f"{pair}_nnst_s0.png"), image)   # another size:
+  (out / f"{pair}_nnst_s0.json").write_text(json.dumps({"size": 512}))
+  proc = run("methods_study.py", f"--output_dir={out}",   # not this study's
              f"--official_dir={official}", f"--pairs={CONTENT}:{STYLE}",
-             "--methods=strotss", "--seeds=0,1", "--score_only",
+             "--methods=strotss,nnst", "--seeds=0,1", "--score_only",
              "--score_size=64", f"--sheet={out / 'sheet.png'}")
   assert_ok(proc)
   study = json.loads((out / "study.json").read_text())

@@ -130,6 +130,7 @@ def _bomb() -> bytes:
     ("method_flag", 400, "style_weight", "method=nnst does not use "
      "style_weight"),
     ("method_too_small", 400, "size", "size 32 px makes NNST's first level"),
+    ("gatys_alpha", 400, "alpha", "alpha belongs to method=nnst"),
     ("too_small", 400, "size", "too small for layer relu5_1"),
     ("bad_layer", 400, "style_layers", "unknown layers 'relu9_9'"),
     ("not_json", 400, "params", "not JSON"),
@@ -157,6 +158,8 @@ def test_bad_input_is_a_4xx_naming_it(server, images, case, status, param,
     params["output"] = "/tmp/elsewhere.png"
   elif case == "method_flag":   # a Gatys flag the method would ignore
     params = {"method": "nnst", "size": 64, "style_weight": 5}
+  elif case == "gatys_alpha":   # NNST's flag, which Gatys would ignore
+    params["alpha"] = 0.5
   elif case == "method_too_small":   # NNST's first level: 4 px
     params = {"method": "nnst", "size": 32, "iterations": 5}
   elif case == "too_small":

@@ -430,6 +430,15 @@ def test_guided_objective_is_the_mean_of_the_regions_losses(setup, guided):
     strotss.objective(SMALL)(params, image, targets, key)
 
 
+def test_self_similarity_of_positions_all_alike_is_zero_not_nan():
+  # a small region's independent row and column draws can pick one
+  # position twice: the official code's 0/0 there is NaN
+  same = jnp.ones((3, 5))
+  assert float(strotss.self_similarity_loss(same, same)) == 0.0
+  grad = jax.grad(lambda x: strotss.self_similarity_loss(x, same))(same)
+  assert np.isfinite(np.asarray(grad)).all()
+
+
 def test_guided_targets_refuse_masks_of_other_shapes(setup):
   params, content, style, _, _ = setup
   content_masks, style_masks = _guides()

@@ -5,8 +5,8 @@ snapshots, Ctrl-C, ``--evaluate``, ``--sheet`` and ``--plot``.
 The methods run with their official settings; the flags that change them
 are ``--size``, ``--iterations`` (each level's; default the method's own),
 ``--seed``, ``--content_weight`` (STROTSS: times the official 16),
-``--alpha`` (NNST) and, for STROTSS, the masks (``--content_mask``,
-``--style_masks``, ``--style_colors``: its guidance). Any other flag of a Gatys transfer that is given (its
+``--alpha`` (NNST) and, for STROTSS, the masks (``--content_mask`` and
+``--style_masks``: its guidance). Any other flag of a Gatys transfer that is given (its
 value not the default) is refused before any work, in one line: the method
 does not use it.
 """
@@ -34,13 +34,11 @@ USED = frozenset({
     "content", "style", "output", "size", "iterations", "seed",
     "content_weight", "alpha", "method", "log_every", "save_every", "quiet",
     "evaluate", "score_size", "sheet", "plot", "from_json", "weights",
-    "deterministic", "output_dir", "content_mask", "style_masks",
-    "style_colors"})
+    "deterministic", "output_dir", "content_mask", "style_masks"})
 # Flags only some methods use: refused by the others when given.
 ONLY = {"content_weight": ("gatys", "strotss"), "alpha": ("nnst",),
         "content_mask": ("gatys", "strotss"),
-        "style_masks": ("gatys", "strotss"),
-        "style_colors": ("gatys", "strotss")}
+        "style_masks": ("gatys", "strotss")}
 
 
 def refused(names: Sequence[str], name: str) -> list:
@@ -55,11 +53,17 @@ def refused(names: Sequence[str], name: str) -> list:
   return out
 
 
+def gatys_refused() -> list:
+  """The flags of the other methods (``ONLY``) given away from their
+  defaults: a Gatys run does not use them."""
+  return [f for f, owners in ONLY.items()
+          if "gatys" not in owners and FLAGS[f].present
+          and FLAGS[f].value != FLAGS[f].default]
+
+
 def check_gatys() -> None:
   """Refuses (one line) a flag of another method given to a Gatys run."""
-  given = [f for f, owners in ONLY.items()
-           if "gatys" not in owners and FLAGS[f].present
-           and FLAGS[f].value != FLAGS[f].default]
+  given = gatys_refused()
   if given:
     raise NSTError(f"{', '.join('--' + g for g in given)} belongs to "
                    f"--method={' or '.join(ONLY[given[0]])}, not "

@@ -162,6 +162,11 @@ def _configure(values: Dict[str, Any], limits: Limits | None):
     _parse(name, value)
   if FLAGS.method != "gatys":
     return _configure_method(limits)
+  from nst_jax.commands import _method  # pylint: disable=g-import-not-at-top
+  given = _method.gatys_refused()
+  if given:
+    raise ParamError(given[0], f"params: {given[0]} belongs to method="
+                     f"{' or '.join(_method.ONLY[given[0]])}, not gatys")
   cli.resolve_device_defaults(size=not FLAGS.scales)
   if FLAGS.scale_iterations is not None and FLAGS.scales is None:
     raise ParamError("scale_iterations", "params: scale_iterations needs "
@@ -209,7 +214,8 @@ def check_sizes(setup: "Setup", content_shape, style_shapes) -> None:
   from nst_jax import methods
   if setup.method is not None:
     try:
-      methods.check_content_shape(setup.method, tuple(content_shape))
+      methods.check_shapes(setup.method, tuple(content_shape),
+                           tuple(style_shapes[0]))
     except NSTError as e:
       raise ParamError("size", "params: " + cli.flag_message(e).replace(
           "--", "")) from None

@@ -166,7 +166,7 @@ class Worker:
     from nst_jax import methods
     content = io.load_image(setup.content)
     style = io.load_image(setup.styles[0])
-    methods.check_content_shape(setup.method, content.shape[:2])
+    methods.check_shapes(setup.method, content.shape[:2], style.shape[:2])
     total = sum(n for _, n in setup.levels)
     level = {"index": -1, "before": 0, "stage": 0}
     self.store.update(job_id, iterations=total, level=0)

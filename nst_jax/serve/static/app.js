@@ -293,7 +293,7 @@ async function init() {
     $("size").max = Math.min(1024, options.max_size);
     $("iterations").max = Math.min(1000, options.max_iterations);
   }
-  applyPreset("balanced");
+  applyPreset($("preset").value in PRESETS ? $("preset").value : "balanced");   // a reload keeps the choice
   const jobs = await refreshJobs();
   const live = (jobs || []).find((j) => ["running", "queued"].includes(j.state));
   if (live) watch(live);
