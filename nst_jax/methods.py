@@ -205,6 +205,13 @@ def _pyramid_problem(fun, args, bands, *, align_corners: bool
       _problem.untiled(tuple(bands[0].shape[:2])), image_of=image_of)
 
 
+def _bands(x, like) -> list:
+  """The pyramid bands shaped as ``like`` (finest first) from a run's flat
+  final parameters ``x`` (``RunResult.x`` of a ``_pyramid_problem``)."""
+  unravel = ravel_pytree(tuple(jnp.zeros(b.shape) for b in like))[1]
+  return [jnp.asarray(b, jnp.float32) for b in unravel(jnp.asarray(x))]
+
+
 # Settings that only the schedule, the targets, the optimiser or the colour
 # transfer read, never a loss: one compiled loss serves every value of them
 # (a second run with other iterations or colours compiles nothing).
@@ -411,10 +418,10 @@ def paint_strotss(params, content: np.ndarray, styles: Sequence[np.ndarray],
         learning_rate=level.learning_rate, lower=-np.inf, upper=np.inf,
         step_key=True)
     result = stages.run(p, solver, size)
-    image = result.image
-    if result.status == "interrupted":
-      break
-  return stages.result(image)
+    if result.status == "interrupted" or index == len(sizes) - 1:
+      return stages.result(result.image)   # clipped (official: clamp)
+    image = p.image_of(result.x)   # the next level starts unclipped
+  return stages.result(result.image)
 
 
 def nnst_pyramid_levels(size: int, settings: nnst.Settings) -> int:
@@ -451,9 +458,10 @@ def paint_nnst(params, content: np.ndarray, styles: Sequence[np.ndarray],
   (``settings.iterations`` steps, ``nnst.loss``), and they become the
   pyramid of the level's result. The final pass optimises every band with
   ``nnst.final_loss`` (re-matched every step, positions from ``m.seed``),
-  then the OkLab colour transfer (``settings.colorize``). A level's result
-  is clipped to [0, 1] before it is decomposed again (the official code
-  clips only the output)."""
+  then the OkLab colour transfer (``settings.colorize``). The bands pass
+  from level to level as the optimiser left them and the image is clipped
+  to [0, 1] only at the end, after the colour transfer (official: the
+  pyramid tensors themselves carry over; ``np.clip`` on the output)."""
   started, content, style = _inputs(content, styles, "nnst")
   settings = m.settings
   sizes = m.sizes()
@@ -484,22 +492,22 @@ def paint_nnst(params, content: np.ndarray, styles: Sequence[np.ndarray],
     p = _pyramid_problem(loss, (params, targets), out[k:],
                          align_corners=False)
     result = stages.run(p, adam, sizes[index])
-    out[k:] = pyramid(jnp.asarray(result.image), bands - k)
     if result.status == "interrupted":
       return stages.result(result.image)
-  image = result.image
+    out[k:] = _bands(result.x, out[k:])   # the coefficients, as they are
   if settings.final_pass:
     layer_pool = nnst.layer_pool(params, style_k, settings)
     p = _pyramid_problem(final, (params, layer_pool, jax.random.key(m.seed)),
                          out, align_corners=False)
     result = stages.run(p, dataclasses.replace(adam, step_key=True),
                         sizes[-1], "final")
-    image = result.image
     if result.status == "interrupted":
-      return stages.result(image)
+      return stages.result(result.image)
+    out = _bands(result.x, out)
+  image = image_of(out)   # unclipped until the end (official)
   if settings.colorize:
-    image = np.asarray(oklab.color_transfer(c, s, jnp.asarray(image)))
-  return stages.result(image)
+    image = oklab.color_transfer(c, s, image)
+  return stages.result(np.clip(np.asarray(image), 0.0, 1.0))
 
 
 def paint(params, content: np.ndarray, styles: Sequence[np.ndarray], m,

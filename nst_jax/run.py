@@ -69,13 +69,16 @@ class RunState(NamedTuple):
 class RunResult(NamedTuple):
   """The result clipped to [0, 1], one record per logged iteration (the
   last one always), solver counts, the stop reason (``solvers.Status``
-  name), and seconds spent compiling plus optimising."""
+  name), seconds spent compiling plus optimising, and the final parameters
+  as the solver left them (``x``: the image unclipped, or what a problem's
+  ``image_of`` reads, e.g. pyramid coefficients; ``None`` for a batch)."""
   image: np.ndarray
   loss_history: List[Dict[str, float]]
   iterations: int
   function_evaluations: int
   status: str
   wall_seconds: float
+  x: Any = None
 
 
 def _floats(terms, names) -> Dict[str, float]:
@@ -369,4 +372,5 @@ def run_problem(p: _problem.Problem, solver: solvers.SolverConfig, *,
   if not history or history[-1]["iteration"] != iterations:
     log(iterations, terms_program(fun)(result.x, *live_args()))
   return RunResult(finish(image), history, iterations,
-                   int(result.function_evaluations), status, clock())
+                   int(result.function_evaluations), status, clock(),
+                   _problem.gathered(result.x))
