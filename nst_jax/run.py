@@ -69,9 +69,10 @@ class RunState(NamedTuple):
 class RunResult(NamedTuple):
   """The result clipped to [0, 1], one record per logged iteration (the
   last one always), solver counts, the stop reason (``solvers.Status``
-  name), seconds spent compiling plus optimising, and the final parameters
-  as the solver left them (``x``: the image unclipped, or what a problem's
-  ``image_of`` reads, e.g. pyramid coefficients; ``None`` for a batch)."""
+  name), seconds spent compiling plus optimising, and, for a problem whose
+  parameters are not the image (``Problem.image_of``: e.g. pyramid
+  coefficients), those parameters as the solver left them (``x``; else
+  ``None``: the image is ``image``, and a large one is not kept twice)."""
   image: np.ndarray
   loss_history: List[Dict[str, float]]
   iterations: int
@@ -373,4 +374,4 @@ def run_problem(p: _problem.Problem, solver: solvers.SolverConfig, *,
     log(iterations, terms_program(fun)(result.x, *live_args()))
   return RunResult(finish(image), history, iterations,
                    int(result.function_evaluations), status, clock(),
-                   _problem.gathered(result.x))
+                   None if p.image_of is None else _problem.gathered(result.x))
