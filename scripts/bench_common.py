@@ -1,6 +1,7 @@
 """What the benchmark scripts measure with, apart from PyTorch: analytic conv
 FLOP counts, device peaks (NVIDIA data-sheet tables, /proc/cpuinfo), memory
-probes (/proc/self), trace helpers and per-layer convolution timings.
+probes (/proc/self), trace helpers, per-layer convolution timings, and the
+content:style pairs the studies take.
 
 Benchmark tooling, not library functionality: it lives beside
 ``scripts/benchmark.py`` and ``scripts/benchmark_grid.py``, which import it
@@ -18,6 +19,7 @@ import numpy as np
 
 from nst_jax import networks
 from nst_jax import vgg
+from nst_jax.errors import NSTError
 
 # Dense peak throughput in TFLOP/s per precision policy, from NVIDIA's data
 # sheets (H100 SXM5 / H200 SXM: FP32 67, TF32 494.7, BF16 989.4 without
@@ -242,3 +244,26 @@ def conv_layer_timings(params, prepared, shape: Tuple[int, int],
                             median(times[1]) if len(times) > 1 else None))
     h, w = ho, wo
   return rows
+
+
+def stem(path: str) -> str:
+  """A file's name without folder and extension."""
+  return os.path.splitext(os.path.basename(path))[0]
+
+
+def parse_pairs(items, *, extra: str | None = None) -> list:
+  """Tuples ``(content, style)`` from ``content:style`` items — or, with
+  ``extra`` (its name), ``(content, style, extra | None)`` from
+  ``content:style[:extra]``. Raises ``NSTError`` (one line) for a bad
+  item or none."""
+  form = "content:style" + (f"[:{extra}]" if extra else "")
+  pairs = []
+  for item in items or ():
+    parts = item.split(":")
+    if len(parts) not in ((2, 3) if extra else (2,)):
+      raise NSTError(f"--pairs: expected {form}, got {item!r}")
+    pairs.append(tuple(parts) + ((None,) if extra and len(parts) == 2
+                                 else ()))
+  if not pairs:
+    raise NSTError(f"--pairs: give at least one {form} pair")
+  return pairs

@@ -32,7 +32,8 @@ from nst_jax import metrics
 from nst_jax import targets
 from nst_jax import transfer
 from nst_jax import vgg
-from nst_jax.errors import NSTError
+
+import bench_common as bm  # siblings in scripts/
 
 _PAIRS = flags.DEFINE_list(
     "pairs", None, "content:style image pairs, comma-separated "
@@ -89,22 +90,12 @@ def curve_figure(record, chosen=None):
   return figures.metric_panels(panels, width=1200, height=420)
 
 
-def _stem(path: str) -> str:
-  return os.path.splitext(os.path.basename(path))[0]
+_stem = bm.stem
 
 
 def parse_pairs(items):
   """``[(content, style, reference | None)]`` from ``content:style[:ref]``."""
-  pairs = []
-  for item in items or ():
-    parts = item.split(":")
-    if len(parts) not in (2, 3):
-      raise NSTError(f"--pairs: expected content:style[:reference], got "
-                     f"{item!r}")
-    pairs.append((parts[0], parts[1], parts[2] if len(parts) == 3 else None))
-  if not pairs:
-    raise NSTError("--pairs: give at least one content:style pair")
-  return pairs
+  return bm.parse_pairs(items, extra="reference")
 
 
 def run_one(params, content_path, style_path, beta, size, iterations,

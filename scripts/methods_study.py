@@ -49,6 +49,8 @@ from nst_jax import metrics
 from nst_jax import vgg
 from nst_jax.errors import NSTError
 
+import bench_common as bm  # siblings in scripts/
+
 _PAIRS = flags.DEFINE_list("pairs", None, "content:style image pairs.")
 _METHODS = flags.DEFINE_list("methods", ["gatys", "strotss", "nnst"],
                              "Methods to run (nst_jax.methods.METHODS).")
@@ -70,25 +72,13 @@ _SCORE_ONLY = flags.DEFINE_bool("score_only", False, "Score what is in "
                                 "--output_dir; run nothing.")
 
 
-def _stem(path: str) -> str:
-  return os.path.splitext(os.path.basename(path))[0]
-
-
 def parse_pairs(items):
   """``[(content, style)]`` from ``content:style`` items."""
-  pairs = []
-  for item in items or ():
-    parts = item.split(":")
-    if len(parts) != 2:
-      raise NSTError(f"--pairs: expected content:style, got {item!r}")
-    pairs.append(tuple(parts))
-  if not pairs:
-    raise NSTError("--pairs: give at least one content:style pair")
-  return pairs
+  return bm.parse_pairs(items)
 
 
 def pair_name(content_path: str, style_path: str) -> str:
-  return f"{_stem(content_path)}+{_stem(style_path)}"
+  return f"{bm.stem(content_path)}+{bm.stem(style_path)}"
 
 
 def method_for(name: str, size: int, seed: int, iterations: int,
@@ -177,7 +167,8 @@ def table(rows, close) -> str:
 
 
 def sheet(rows, pairs):
-  """One row per pair: the content, each result (first seed), the style."""
+  """One row per pair: the content, each result (first seed; white where
+  a pair has none), the style."""
   columns = list(dict.fromkeys((r["method"], r["implementation"])
                                for r in rows))
   cells, labels = [], []
@@ -187,11 +178,14 @@ def sheet(rows, pairs):
     for r in rows:
       if r["pair"] == pair:
         by.setdefault((r["method"], r["implementation"]), r)
-    if all(c in by for c in columns):
-      cells.append([io.load_image(content_path)]
-                   + [io.load_image(by[c]["image"]) for c in columns]
-                   + [io.load_image(style_path)])
-      labels.append(pair)
+    if not by:
+      continue
+    content = io.load_image(content_path)
+    blank = np.ones_like(io.resize_long_edge(content, _SIZE.value))
+    cells.append([content] + [io.load_image(by[c]["image"]) if c in by
+                              else blank for c in columns]
+                 + [io.load_image(style_path)])
+    labels.append(pair)
   return figures.contact_sheet(
       cells, labels, ["content"] + [
           m if impl == "nst_jax" else f"{m} (official)"
