@@ -83,6 +83,9 @@ class Gatys:
   config: TransferConfig = TransferConfig()
   name = "gatys"
 
+  def check_shape(self, shape, what: str) -> None:
+    """Nothing here: ``transfer.check_image_size`` checks Gatys' levels."""
+
   def replace(self, config=None) -> "Gatys":
     """``config``: a ``TransferConfig``, or a dict of its parts to change
     (``TransferConfig.replace``)."""
@@ -105,6 +108,15 @@ class Strotss:
 
   def replace(self, **changes) -> "Strotss":
     return _replace(self, changes)
+
+  def check_shape(self, shape: Tuple[int, int], what: str) -> None:
+    """Refuses an image of ``shape`` that some level makes under 16 px on
+    a side (content and style are resized to each level's long side)."""
+    for size in self.sizes():
+      if min(io.long_edge_shape(shape, size)) < 16:
+        raise NSTError(f"{param('size')} {self.size} px makes a STROTSS "
+                       f"level of {size} px too small for this {what}'s "
+                       "aspect")
 
   def sizes(self) -> Tuple[int, ...]:
     """The long side of every level: ``size / 2^k`` for ``k = n−1 … 0``,
@@ -139,6 +151,18 @@ class Nnst:
   @property
   def size(self) -> int:
     return self.settings.size
+
+  def check_shape(self, shape: Tuple[int, int], what: str) -> None:
+    """Refuses an image of ``shape`` whose first level is below the
+    smallest side NNST's layers need (``nnst.smallest_side``)."""
+    smallest = nnst.smallest_side(self.settings)
+    first = io.long_edge_shape(shape, self.sizes()[0])
+    if min(first) < smallest:
+      raise NSTError(f"{param('size')} {self.size} px makes NNST's first "
+                     f"level of the {what} {first[1]}x{first[0]} px, below "
+                     f"the {smallest} px its layers need "
+                     f"({self.settings.scales} levels, each half the "
+                     "next): raise it")
 
   def sizes(self) -> Tuple[int, ...]:
     """The long side of every level: ``size / 2^k`` for ``k = scales−1 …
@@ -332,29 +356,13 @@ def check_shapes(m, content_shape: Tuple[int, int],
                  style_shape: Tuple[int, int] | None = None) -> None:
   """Refuses (``NSTError``, one line) a content of ``content_shape`` (and
   a style of ``style_shape``), ``(H, W)``, whose levels method ``m``
-  cannot paint, before any work: a STROTSS level under 16 px on a side
-  (the content and the style are resized to each level's long side), NNST's
-  first level below the smallest side its layers need
-  (``nnst.smallest_side``). Gatys checks its own
-  (``transfer.check_image_size``)."""
+  cannot paint, before any work (``m.check_shapes``: STROTSS's levels under
+  16 px a side, NNST's first level below ``nnst.smallest_side``; Gatys
+  checks its own in ``transfer.check_image_size``)."""
   shapes = [("content", content_shape)] + (
       [("style", style_shape)] if style_shape is not None else [])
   for what, shape in shapes:
-    if isinstance(m, Strotss):
-      for size in m.sizes():
-        if min(io.long_edge_shape(tuple(shape), size)) < 16:
-          raise NSTError(f"{param('size')} {m.size} px makes a STROTSS "
-                         f"level of {size} px too small for this {what}'s "
-                         "aspect")
-    elif isinstance(m, Nnst):
-      smallest = nnst.smallest_side(m.settings)
-      first = io.long_edge_shape(tuple(shape), m.sizes()[0])
-      if min(first) < smallest:
-        raise NSTError(f"{param('size')} {m.size} px makes NNST's first "
-                       f"level of the {what} {first[1]}x{first[0]} px, below "
-                       f"the {smallest} px its layers need "
-                       f"({m.settings.scales} levels, each half the next): "
-                       "raise it")
+    m.check_shape(tuple(shape), what)
 
 
 def _inputs(content, styles: Sequence[np.ndarray], name: str):
