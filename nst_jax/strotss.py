@@ -33,6 +33,7 @@ Every function is pure and jit-able; ``objective(settings)`` gives
 """
 
 import dataclasses
+import functools
 from typing import Dict, NamedTuple, Tuple
 
 import jax
@@ -313,8 +314,15 @@ def feature_maps(params, image: jax.Array, settings: Settings = DEFAULTS
   taps)."""
   if image.ndim != 3 or image.shape[-1] != 3:
     raise ValueError(f"image must be (H, W, 3), got {image.shape}")
-  feats = vgg.features(params, image[None], settings.layers, "max")
-  return (image,) + tuple(feats[l][0] for l in settings.layers)
+  return _feature_maps(params, image, tuple(settings.layers))
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _feature_maps(params, image, layers):
+  """``feature_maps``' work, one compiled program per shape and layers
+  (called eagerly by ``make_targets``; inlined under an outer ``jit``)."""
+  feats = vgg.features(params, image[None], layers, "max")
+  return (image,) + tuple(feats[l][0] for l in layers)
 
 
 def channels(settings: Settings = DEFAULTS) -> int:
