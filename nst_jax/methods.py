@@ -86,6 +86,13 @@ class Gatys:
   def check_shape(self, shape, what: str) -> None:
     """Nothing here: ``transfer.check_image_size`` checks Gatys' levels."""
 
+  def paint(self, params, content, styles, *, guides=None, **hooks):
+    """``transfer.paint`` with ``config`` (``paint``'s hooks; Gatys' levels
+    report no stages)."""
+    hooks.pop("on_stage", None)
+    return transfer.paint(params, content, styles, self.config,
+                          guides=guides, **hooks)
+
   def replace(self, config=None) -> "Gatys":
     """``config``: a ``TransferConfig``, or a dict of its parts to change
     (``TransferConfig.replace``)."""
@@ -126,6 +133,15 @@ class Strotss:
       count += 1
     return tuple(int(round(self.size / 2 ** (count - 1 - k)))
                  for k in range(count))
+
+  def stages(self) -> Tuple[Tuple[int, int], ...]:
+    """``(long side, iterations)`` of every stage, in order."""
+    return tuple((s, self.settings.iterations) for s in self.sizes())
+
+  def paint(self, params, content, styles, *, guides=None, **hooks):
+    """``paint_strotss`` (guided by ``guides``, when given)."""
+    return paint_strotss(params, content, styles, self, guides=guides,
+                         **hooks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +185,19 @@ class Nnst:
     0`` (official ``produce_stylization``: ``max_scls`` levels)."""
     n = self.settings.scales
     return tuple(self.settings.size // 2 ** (n - 1 - k) for k in range(n))
+
+  def stages(self) -> Tuple[Tuple[int, int], ...]:
+    """``(long side, iterations)`` of every stage, in order: the levels,
+    then the final pass at the last level's size (when on)."""
+    levels = tuple((s, self.settings.iterations) for s in self.sizes())
+    return levels + (levels[-1:] if self.settings.final_pass else ())
+
+  def paint(self, params, content, styles, *, guides=None, **hooks):
+    """``paint_nnst``; ``guides`` are refused (NNST has no guidance)."""
+    if guides is not None:
+      raise NSTError(f"{self.name} takes no masks (guides): they are for "
+                     "gatys and strotss")
+    return paint_nnst(params, content, styles, self, **hooks)
 
 
 METHODS = {"gatys": Gatys, "strotss": Strotss, "nnst": Nnst}
@@ -587,24 +616,13 @@ def paint_nnst(params, content: np.ndarray, styles: Sequence[np.ndarray],
 
 def paint(params, content: np.ndarray, styles: Sequence[np.ndarray], m,
           *, guides=None, **hooks):
-  """Runs method ``m`` (``Gatys``, ``Strotss``, ``Nnst``) on ``content``
-  and ``styles``; ``hooks`` (``log_every``, ``on_log``, ``snapshot_every``,
-  ``on_snapshot`` — its iteration counted over the whole run —,
-  ``on_progress``, ``should_stop``) go to every stage's
-  ``run.run_problem``; STROTSS and NNST also call ``on_stage(long side,
-  "level" or "final", iterations)`` before each stage. ``guides``
+  """Runs method ``m`` (``Gatys``, ``Strotss``, ``Nnst``: its own
+  ``paint``) on ``content`` and ``styles``; ``hooks`` (``log_every``,
+  ``on_log``, ``snapshot_every``, ``on_snapshot`` — its iteration counted
+  over the whole run —, ``on_progress``, ``should_stop``) go to every
+  stage's ``run.run_problem``; STROTSS and NNST also call ``on_stage(long
+  side, "level" or "final", iterations)`` before each stage. ``guides``
   (``guided.Guides``: masks) go to Gatys and STROTSS; NNST refuses them.
   Gatys returns ``transfer.paint``'s result, the others a
   ``MethodResult``."""
-  if isinstance(m, Gatys):
-    hooks.pop("on_stage", None)
-    return transfer.paint(params, content, styles, m.config, guides=guides,
-                          **hooks)
-  if isinstance(m, Strotss):
-    return paint_strotss(params, content, styles, m, guides=guides, **hooks)
-  if guides is not None:
-    raise NSTError(f"{m.name} takes no masks (guides): they are for gatys "
-                   "and strotss")
-  if isinstance(m, Nnst):
-    return paint_nnst(params, content, styles, m, **hooks)
-  raise TypeError(f"not a method: {m!r}")
+  return m.paint(params, content, styles, guides=guides, **hooks)

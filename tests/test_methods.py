@@ -51,6 +51,13 @@ def test_a_method_is_composed_from_its_defaults_and_changed_in_one_part():
   assert methods.method("nnst", size=256).settings.size == 256   # as STROTSS
   g = methods.method("gatys", config=dict(solver=dict(maxiter=7)))
   assert g.config.solver.maxiter == 7
+  # each stage's long side and iterations (the web app's limits count them)
+  n_it, s_it = nnst.DEFAULTS.iterations, strotss.DEFAULTS.iterations
+  assert n.stages() == ((64, n_it), (128, n_it), (256, n_it), (512, n_it),
+                        (512, n_it))   # the levels, then the final pass
+  assert methods.method("nnst", settings=dict(final_pass=False)).stages() \
+      == ((64, n_it), (128, n_it), (256, n_it), (512, n_it))
+  assert m.stages() == ((64, s_it), (128, s_it), (256, s_it))
   with pytest.raises(NSTError, match="method"):
     methods.method("picasso")
   with pytest.raises(NSTError, match="alpha"):

@@ -145,9 +145,7 @@ def _configure_method(limits: Limits | None):
                      + cli.flag_message(e).replace("--", "")) from None
   if not FLAGS["iterations"].present:   # recorded as each level's count
     FLAGS.iterations = m.settings.iterations
-  levels = [(s, m.settings.iterations) for s in m.sizes()]
-  if isinstance(m, methods.Nnst) and m.settings.final_pass:
-    levels.append((m.sizes()[-1], m.settings.iterations))
+  levels = list(m.stages())
   _check_limits(levels, limits, "size", "iterations")
   # (not cli.transfer_config(): it would record Gatys' resolved layers,
   # which the command's --method record leaves at their defaults)
