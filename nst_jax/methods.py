@@ -135,7 +135,8 @@ class Strotss:
                  for k in range(count))
 
   def stages(self) -> Tuple[Tuple[int, int], ...]:
-    """``(long side, iterations)`` of every stage, in order."""
+    """``(long side, iterations)`` of every stage, in order (Gatys' are
+    its ``config.schedule``'s levels, which the command resolves)."""
     return tuple((s, self.settings.iterations) for s in self.sizes())
 
   def paint(self, params, content, styles, *, guides=None, **hooks):
@@ -267,7 +268,9 @@ def _bands(x, like) -> list:
 
 # Settings that only the schedule, the targets, the optimiser or the colour
 # transfer read, never a loss: one compiled loss serves every value of them
-# (a second run with other iterations or colours compiles nothing).
+# (a second run with other iterations or colours compiles nothing). The
+# stages' compiled preparations are keyed the same way, less what each reads
+# (``_STROTSS_TARGETS_READ``; NNST's targets take alpha as an array).
 _OUTSIDE_STROTSS_LOSS = (
     "offset_every", "style_samples", "style_draws", "content_weight",
     "content_weight_decay", "base_size", "max_scales", "iterations",
@@ -280,7 +283,8 @@ _OUTSIDE_NNST_LOSS = (
 
 def _loss_key(settings, outside: Tuple[str, ...]):
   """``settings`` with the fields ``outside`` its losses set to their
-  defaults: the key of the losses' cache."""
+  defaults: the key of the losses' cache (and, with fewer fields, of the
+  compiled preparations')."""
   defaults = type(settings)()
   return dataclasses.replace(settings, **{n: getattr(defaults, n)
                                           for n in outside})
@@ -343,6 +347,12 @@ def _nnst_losses_cached(settings: nnst.Settings):
                                                         settings))
 
 
+# The settings outside the losses that the unguided STROTSS targets read
+# (content_weight is set after: an array) and NNST's targets read (alpha is
+# passed as an array); a test traces them to check.
+_STROTSS_TARGETS_READ = ("style_samples", "style_draws")
+_NNST_TARGETS_READ = ("official_blocks",)
+
 # Each stage's preparations (targets, style pools, start images, pyramids,
 # the colour transfer) as one compiled program per shapes and the settings
 # they read, instead of hundreds of operations compiled one by one: a
@@ -371,15 +381,11 @@ def _strotss_targets(params, content, style, settings: strotss.Settings,
   maps compiled: ``strotss.feature_maps``)."""
   if guides is not None:
     return strotss.make_targets(params, content, style, settings, key, guides)
-  reads = ("style_samples", "style_draws")
   targets = _strotss_targets_jit(params, content, style, _loss_key(
-      settings, tuple(n for n in _OUTSIDE_STROTSS_LOSS if n not in reads)),
-      key)
+      settings, tuple(n for n in _OUTSIDE_STROTSS_LOSS
+                      if n not in _STROTSS_TARGETS_READ)), key)
   return targets._replace(content_weight=jnp.asarray(
       settings.content_weight, jnp.float32))
-
-
-_NNST_TARGETS_READ = ("alpha", "official_blocks")
 
 
 @functools.partial(jax.jit, static_argnums=(2,))
@@ -393,20 +399,22 @@ def _nnst_layer_pool_jit(params, style, settings):
 
 
 @functools.partial(jax.jit, static_argnums=(4,))
-def _nnst_targets_jit(params, search, content, pool, settings):
-  return nnst.make_targets(params, search, content, pool, settings)
+def _nnst_targets_jit(params, search, content, pool, settings, alpha):
+  return nnst.make_targets(params, search, content, pool, settings,
+                           alpha=alpha)
 
 
 def _nnst_preparations(settings: nnst.Settings):
   """``(style_pool, make_targets, layer_pool)`` of NNST (the ``nnst``
   functions' arguments without ``settings``), each compiled once per shapes
-  and the settings it reads."""
+  and the settings it reads (alpha an array: every alpha one program)."""
   pools = _loss_key(settings, _OUTSIDE_NNST_LOSS)
   targets = _loss_key(settings, tuple(
       n for n in _OUTSIDE_NNST_LOSS if n not in _NNST_TARGETS_READ))
   return (lambda prm, style: _nnst_pool_jit(prm, style, pools),
           lambda prm, search, content, pool: _nnst_targets_jit(
-              prm, search, content, pool, targets),
+              prm, search, content, pool, targets,
+              jnp.asarray(settings.alpha, jnp.float32)),
           lambda prm, style: _nnst_layer_pool_jit(prm, style, pools))
 
 
@@ -452,7 +460,7 @@ def check_shapes(m, content_shape: Tuple[int, int],
                  style_shape: Tuple[int, int] | None = None) -> None:
   """Refuses (``NSTError``, one line) a content of ``content_shape`` (and
   a style of ``style_shape``), ``(H, W)``, whose levels method ``m``
-  cannot paint, before any work (``m.check_shapes``: STROTSS's levels under
+  cannot paint, before any work (``m.check_shape``: STROTSS's levels under
   16 px a side, NNST's first level below ``nnst.smallest_side``; Gatys
   checks its own in ``transfer.check_image_size``)."""
   shapes = [("content", content_shape)] + (
@@ -625,4 +633,6 @@ def paint(params, content: np.ndarray, styles: Sequence[np.ndarray], m,
   (``guided.Guides``: masks) go to Gatys and STROTSS; NNST refuses them.
   Gatys returns ``transfer.paint``'s result, the others a
   ``MethodResult``."""
+  if not isinstance(m, tuple(METHODS.values())):
+    raise TypeError(f"not a method: {m!r}")
   return m.paint(params, content, styles, guides=guides, **hooks)

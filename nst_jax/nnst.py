@@ -303,7 +303,7 @@ def nearest_indices(queries, pool, *, chunk: int = DEFAULTS.chunk,
 
 
 def make_targets(params, current_image, content, pool,
-                 settings: Settings = DEFAULTS) -> Targets:
+                 settings: Settings = DEFAULTS, *, alpha=None) -> Targets:
   """One level's neighbour targets (official ``produce_stylization``, then
   ``replace_features``).
 
@@ -314,6 +314,8 @@ def make_targets(params, current_image, content, pool,
   centred cosine distance (:func:`nearest_indices`). Returns
   :class:`Targets` with ``features`` ``(H // 4, W // 4, C)``; nothing of it
   is differentiated (the official code builds it under ``no_grad``).
+  ``alpha`` (a scalar, may be traced) replaces ``settings.alpha``: one
+  compiled program for every alpha.
   """
   if current_image.shape != content.shape:
     raise NSTError(f"{errors.param('current_image')} must have the content's "
@@ -322,7 +324,8 @@ def make_targets(params, current_image, content, pool,
   if pool.ndim != 2 or pool.shape[1] != c:
     raise NSTError(f"{errors.param('pool')} must be (P, {c}) hypercolumns of "
                    f"the style for these layers, got shape {pool.shape}")
-  search = mix(current_image, content, settings.alpha)
+  search = mix(current_image, content,
+               settings.alpha if alpha is None else alpha)
   queries = hypercolumns(params, search[None], settings)[0]
   h, w, _ = queries.shape
   block = official_block(pool.shape[0]) if settings.official_blocks else None

@@ -31,10 +31,11 @@ moment, so XLA's CPU backend optimisations (LLVM's passes) cost it more than
 they save: the suite sets ``--xla_backend_optimization_level=0`` in
 ``XLA_FLAGS`` before JAX starts, for its workers and the commands they start
 (test_methods.py with test_resume.py on one core: 310 s → 258 s,
-2026-12-07). It changes how fast the compiled code runs, not what it
-computes (no fast-math either way); the commands, the benchmarks and the GPU
-report keep XLA's defaults. ``NST_JAX_TEST_XLA_DEFAULTS=1`` runs the suite
-with them too.
+2026-12-07). It changes how fast the compiled code runs and, at the last
+bit, some roundings (no fast-math either way; a STROTSS loss moved by one
+ulp), never the formulas; the commands, the benchmarks and the GPU report's
+test run (``scripts/gpu_report.py``) keep XLA's defaults.
+``NST_JAX_TEST_XLA_DEFAULTS=1`` runs the suite with them too.
 """
 
 import os

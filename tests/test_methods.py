@@ -159,6 +159,32 @@ def test_runs_that_differ_outside_the_losses_share_their_compiled_losses(
                  image)
   assert reads.names and not reads.names & set(
       methods._OUTSIDE_STROTSS_LOSS), reads.names
+  # The compiled preparations are keyed without those fields too, less what
+  # each reads (methods._*_TARGETS_READ): the same trace of each.
+  prepared = [
+      (lambda r: nnst.style_pool(params, style, r), s, ()),
+      (lambda r: nnst.layer_pool(params, style, r), s, ()),
+      (lambda r: nnst.make_targets(params, image, style, pool, r,
+                                   alpha=0.5), s, methods._NNST_TARGETS_READ),
+      (lambda r: strotss.make_targets(params, image, style, r, key), t,
+       methods._STROTSS_TARGETS_READ + ("content_weight",))]
+  for fun, settings, kept in prepared:
+    reads = Reads(settings)
+    jax.eval_shape(lambda: fun(reads))
+    outside = set(methods._OUTSIDE_NNST_LOSS if settings is s
+                  else methods._OUTSIDE_STROTSS_LOSS)
+    assert reads.names and not (reads.names - set(kept)) & outside, (
+        reads.names)
+  # alpha is an argument of the compiled NNST targets: one program for all.
+  make = lambda alpha: methods._nnst_preparations(
+      dataclasses.replace(s, alpha=alpha))[1](params, image, style, pool)
+  before = methods._nnst_targets_jit._cache_size()
+  a, b = make(0.2), make(0.9)
+  assert methods._nnst_targets_jit._cache_size() <= before + 1
+  np.testing.assert_array_equal(
+      a.features, nnst.make_targets(params, image, style, pool,
+                                    dataclasses.replace(s, alpha=0.2)).features)
+  assert not np.array_equal(a.features, b.features)
 
 
 def _two_colour_guides():
