@@ -25,17 +25,6 @@ later one. JAX writes cache entries in place, so the run makes those writes
 atomic in every process (``tests/cache_site``, on the children's
 ``PYTHONPATH``). A test that must compile (one that times a first run) passes
 ``NST_JAX_CACHE_DIR=off`` to its child (``scripting.run(..., cache=False)``).
-
-Compiler. The suite compiles hundreds of small programs and runs each for a
-moment, so XLA's CPU backend optimisations (LLVM's passes) cost it more than
-they save: the suite sets ``--xla_backend_optimization_level=0`` in
-``XLA_FLAGS`` before JAX starts, for its workers and the commands they start
-(test_methods.py with test_resume.py on one core: 310 s → 258 s,
-2026-12-07). It changes how fast the compiled code runs and, at the last
-bit, some roundings (no fast-math either way; a STROTSS loss moved by one
-ulp), never the formulas; the commands, the benchmarks and the GPU report's
-test run (``scripts/gpu_report.py``) keep XLA's defaults.
-``NST_JAX_TEST_XLA_DEFAULTS=1`` runs the suite with them too.
 """
 
 import os
@@ -45,12 +34,6 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
-
-_TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
-if os.environ.get("NST_JAX_TEST_XLA_DEFAULTS") != "1" and (
-    "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "")):
-  os.environ["XLA_FLAGS"] = " ".join(
-      f for f in (os.environ.get("XLA_FLAGS", ""), _TEST_XLA_FLAG) if f)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -237,9 +220,7 @@ def run_on_virtual_devices(code: str, count: int = 4) -> None:
   that it exits 0 having printed ``ok`` last."""
   import subprocess  # pylint: disable=g-import-not-at-top
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=" ".join((os.environ.get("XLA_FLAGS", ""),
-                                 "--xla_force_host_platform_device_count="
-                                 f"{count}")).strip())
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
   here = os.path.dirname(os.path.abspath(__file__))
   out = subprocess.run([sys.executable, "-c", code, here], env=env,
                        capture_output=True, text=True, timeout=600)

@@ -128,9 +128,7 @@ def test_sharded_over_four_devices_equals_unsharded(vgg16_params):
   proc = subprocess.run(
       [sys.executable, str(ROOT / "tests" / "grid_sharded_check.py")],
       capture_output=True, text=True, timeout=600,
-      env=_env(XLA_FLAGS=" ".join((os.environ.get("XLA_FLAGS", ""),
-                                   "--xla_force_host_platform_device_count=4"
-                                   )).strip()))
+      env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads(proc.stdout.strip().splitlines()[-1])
   assert report["devices"] == 4 and report["grid_devices"] == 4
