@@ -135,8 +135,9 @@ class Strotss:
                  for k in range(count))
 
   def stages(self) -> Tuple[Tuple[int, int], ...]:
-    """``(long side, iterations)`` of every stage, in order (Gatys' are
-    its ``config.schedule``'s levels, which the command resolves)."""
+    """``(long side, iterations)`` of every level, in order (STROTSS and
+    NNST list their stages; Gatys' levels are its ``config.schedule``'s,
+    which the command resolves)."""
     return tuple((s, self.settings.iterations) for s in self.sizes())
 
   def paint(self, params, content, styles, *, guides=None, **hooks):
