@@ -52,6 +52,23 @@ def _to_height(image: np.ndarray, height: int) -> np.ndarray:
   return io.resize_to(image, (height, width))
 
 
+def crop_to_aspect(image, shape) -> np.ndarray:
+  """The largest centred window of ``image`` (H, W, 3) with the aspect
+  ratio of ``shape`` ``(h, w, ...)``: a painting shown beside results of
+  another aspect ratio without being stretched (``contact_sheet`` draws
+  every cell at the first cell's aspect)."""
+  array = _image(image, "image")
+  h, w = array.shape[:2]
+  aspect = shape[1] / shape[0]
+  if w > h * aspect:      # too wide: keep the full height
+    width = max(1, round(h * aspect))
+    left = (w - width) // 2
+    return array[:, left:left + width]
+  height = max(1, round(w / aspect))
+  top = (h - height) // 2
+  return array[top:top + height]
+
+
 def _paste(sheet: Image.Image, image: np.ndarray, xy) -> None:
   sheet.paste(Image.fromarray(io.image_to_uint8(image)), xy)
 

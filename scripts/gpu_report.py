@@ -256,10 +256,13 @@ def run_child(argv: Sequence[str], timeout: float, env=None) -> Outcome:
 
 def child_env(dry_run: bool) -> Dict[str, str]:
   """The children's environment: JAX allocates what it uses (peaks are
-  real, PyTorch shares the GPU); the dry run stays on the CPU."""
+  real, PyTorch shares the GPU); the tests keep XLA's optimisations
+  (``tests/conftest.py`` turns them off otherwise); the dry run stays on
+  the CPU."""
   env = dict(os.environ)
   env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
   env["PYTHONUNBUFFERED"] = "1"
+  env["NST_JAX_TEST_XLA_DEFAULTS"] = "1"   # its tests: XLA's own defaults
   if dry_run:
     env["JAX_PLATFORMS"] = "cpu"
   return env

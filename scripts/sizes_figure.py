@@ -1,8 +1,10 @@
-"""The same flags at several sizes (issue 12): one pair painted with the
-default transfer at every ``--sizes`` long edge, each result scored at one
-size (``--score_size``: straight, and through the largest size so that
-every result passes through the same downsampling) and at its own, and
-side by side in one figure.
+"""The same flags at several sizes (issues 12 and 26): the content painted
+with each ``--style`` painting by the default transfer at every ``--sizes``
+long edge, each result scored at one size (``--score_size``: straight, and
+through the largest size so that every result passes through the same
+downsampling) and at its own, each painting's spread over the sizes (max /
+min of its style distances through one size), and one figure: a row per
+painting, a column per size.
 
 Every size runs the command's default (``nst-stylize --size=S``): one level
 below ``2·--pyramid_base``, else the coarse-to-fine pyramid of
@@ -13,12 +15,14 @@ finishes (``--nopyramid`` paints each size at one level instead, for the
 comparison)::
 
   python scripts/sizes_figure.py --content=../shared/images/tubingen.jpg \\
-      --style=../shared/images/the_scream.jpg --sizes=256,512,1024 \\
-      --iterations=500 --output_dir=out/sizes \\
-      --figure=docs/images/calibration/sizes_scream.jpg
+      --style=../shared/images/the_scream.jpg,../shared/images/starry_night.jpg \\
+      --sizes=256,512,1024 --iterations=300 --output_dir=out/sizes \\
+      --figure=docs/images/calibration/sizes_eight.jpg
 
 Writes ``<output_dir>/<pair>_<size>.png`` (a finished one is scored, not run
-again), ``sizes.json`` and the figure. Bad input: one line, exit 1.
+again: two processes given different paintings share the work, and a last
+run with all of them only scores and draws), ``sizes.json`` and the figure.
+Bad input: one line, exit 1.
 """
 
 import json
@@ -64,31 +68,35 @@ def check_nested(sizes, iterations, base):
   return scales, counts
 
 
-def main(argv):
-  del argv
-  if not flags.FLAGS.content or not flags.FLAGS.style:
-    raise NSTError("--content and --style are required")
-  sizes = sorted(set(flags.FLAGS.sizes))
-  if _PYRAMID.value:   # refused before anything is read or written
-    scales, counts = check_nested(sizes, _ITERATIONS.value, _BASE.value)
-  content = io.load_image(flags.FLAGS.content)
-  style = io.load_image(flags.FLAGS.style[0])
-  stem = lambda p: os.path.splitext(os.path.basename(p))[0]
-  pair = f"{stem(flags.FLAGS.content)}+{stem(flags.FLAGS.style[0])}"
-  kind = "" if _PYRAMID.value else "_single"
-  path = lambda s: os.path.join(_OUT.value, f"{pair}_{s}{kind}.png")
-  os.makedirs(_OUT.value, exist_ok=True)
-  params = vgg.load_params("vgg16")
+def spreads(runs, key: str) -> dict:
+  """Each style distance's spread over the sizes of one painting, scored
+  at ``key`` (e.g. ``"256_via_1024"``): ``{"swd": max/min, "gram":
+  max/min}`` (1 is the same distance at every size; the target of issue
+  26, item 6, is at most 1.25)."""
+  out = {}
+  for field in ("swd", "gram"):
+    values = [r["scored_at"][key][field] for r in runs]
+    out[field] = max(values) / min(values)
+  return out
+
+
+def paint_sizes(params, content, style, sizes, path, seconds) -> None:
+  """Paints the sizes of ``sizes`` whose ``path(size)`` is missing: one
+  coarse-to-fine run of the largest (``--pyramid``), each level saved as it
+  finishes, or one run per size at one level (``--nopyramid``); each
+  level's seconds go into ``seconds``."""
   config = transfer.TransferConfig().replace(
       solver=dict(maxiter=_ITERATIONS.value))
-  seconds = {}
   todo = [s for s in sizes if not os.path.exists(path(s))]
   if todo and _PYRAMID.value:
+    scales, counts = check_nested(sizes, _ITERATIONS.value, _BASE.value)
+
     def on_level(size, result):
       seconds[size] = result.wall_seconds
       if size in todo:   # a finished result is kept as it is
         io.save_image(path(size), result.image)
-        print(f"{size} px: {result.wall_seconds:.1f} s", flush=True)
+        print(f"{os.path.basename(path(size))}: {result.wall_seconds:.1f} s",
+              flush=True)
     transfer.stylize_multiscale(params, content, [style], scales, config,
                                 scale_iterations=counts, log_every=0,
                                 on_level=on_level)
@@ -98,11 +106,15 @@ def main(argv):
                               log_every=0)
     seconds[size] = result.wall_seconds
     io.save_image(path(size), result.image)
-  nets = metrics.load_metric_networks()
+
+
+def score_sizes(nets, content, style, sizes, path, seconds) -> list:
+  """One row per size: its image, seconds and scores at ``--score_size``
+  straight, through the largest size (every result then passes through
+  the same downsampling: ``metrics.scoring_images``; through
+  ``--score_size`` itself when every result is smaller) and at its own
+  size."""
   images = [io.load_image(path(s)) for s in sizes]
-  # At one size straight, and through the largest size (every result then
-  # passes through the same downsampling: metrics.scoring_images); through
-  # --score_size itself when every result is smaller (via is at least it).
   through = max(max(sizes), _SCORE.value)
   via = f"{_SCORE.value}_via_{through}"
   at_one = {str(_SCORE.value): metrics.score(nets, content, style, images,
@@ -117,20 +129,63 @@ def main(argv):
     scored["own"] = {k: float(v[0]) for k, v in own.items()}
     rows.append({"size": size, "image": path(size),
                  "level_seconds": seconds.get(size), "scored_at": scored})
-    print(json.dumps(rows[-1]), flush=True)
+  return rows
+
+
+def sizes_sheet(paintings, styles, content_shape, via: str):
+  """One row per painting: its style (centre-cropped to the content's
+  aspect ratio) and its results at every size, labelled with the Gram
+  distance at each size through one size and its spread: float32
+  ``(H, W, 3)``."""
+  cells, labels = [], []
+  for entry, style in zip(paintings, styles):
+    cells.append([figures.crop_to_aspect(style, content_shape)]
+                 + [io.load_image(r["image"]) for r in entry["runs"]])
+    grams = " / ".join(f"{r['scored_at'][via]['gram']:.3f}"
+                       for r in entry["runs"])
+    labels.append(f"{entry['style']}\nGram {grams}\n"
+                  f"spread {entry['spread']['gram']:.2f}x")
+  sizes = [r["size"] for r in paintings[0]["runs"]]
+  return figures.contact_sheet(
+      cells, labels, ["style (centre)"] + [f"{s} px" for s in sizes],
+      label_width=190)
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS.content or not flags.FLAGS.style:
+    raise NSTError("--content and --style are required")
+  sizes = sorted(set(flags.FLAGS.sizes))
+  if _PYRAMID.value:   # refused before anything is read or written
+    check_nested(sizes, _ITERATIONS.value, _BASE.value)
+  content = io.load_image(flags.FLAGS.content)
+  styles = [io.load_image(p) for p in flags.FLAGS.style]
+  stem = lambda p: os.path.splitext(os.path.basename(p))[0]
+  kind = "" if _PYRAMID.value else "_single"
+  os.makedirs(_OUT.value, exist_ok=True)
+  params = vgg.load_params("vgg16")
+  nets = metrics.load_metric_networks()
+  via = f"{_SCORE.value}_via_{max(max(sizes), _SCORE.value)}"
+  paintings = []
+  for style_path, style in zip(flags.FLAGS.style, styles):
+    pair = f"{stem(flags.FLAGS.content)}+{stem(style_path)}"
+    path = lambda s, pair=pair: os.path.join(_OUT.value,
+                                             f"{pair}_{s}{kind}.png")
+    seconds = {}
+    paint_sizes(params, content, style, sizes, path, seconds)
+    runs = score_sizes(nets, content, style, sizes, path, seconds)
+    paintings.append({"pair": pair, "style": stem(style_path), "runs": runs,
+                      "spread": spreads(runs, via)})
+    print(json.dumps(paintings[-1]), flush=True)
   io.save_json(os.path.join(_OUT.value, f"sizes{kind}.json"),
-               {"pair": pair, "iterations": _ITERATIONS.value,
+               {"content": flags.FLAGS.content,
+                "iterations": _ITERATIONS.value,
                 "pyramid": _PYRAMID.value, "pyramid_base": _BASE.value,
-                "score_size": _SCORE.value, "runs": rows})
+                "score_size": _SCORE.value, "spread_scored_at": via,
+                "paintings": paintings})
   if _FIGURE.value:
-    labels = ["content"] + [
-        f"{r['size']} px - style SWD "
-        f"{r['scored_at'][str(_SCORE.value)]['swd']:.3f}"
-        for r in rows]
-    save_figure(_FIGURE.value, figures.side_by_side(
-        [io.resize_long_edge(content, 512)] + [np.asarray(im)
-                                               for im in images],
-        labels, height=300))
+    save_figure(_FIGURE.value,
+                sizes_sheet(paintings, styles, content.shape, via))
 
 
 def save_figure(path: str, image) -> None:

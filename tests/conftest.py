@@ -25,6 +25,23 @@ later one. JAX writes cache entries in place, so the run makes those writes
 atomic in every process (``tests/cache_site``, on the children's
 ``PYTHONPATH``). A test that must compile (one that times a first run) passes
 ``NST_JAX_CACHE_DIR=off`` to its child (``scripting.run(..., cache=False)``).
+
+Compiler. The suite compiles hundreds of small programs and runs each for a
+moment, so XLA's CPU backend optimisations (LLVM's passes) cost it more than
+they save: the suite sets ``--xla_backend_optimization_level=0`` in
+``XLA_FLAGS`` before JAX starts, for its workers and the commands they start
+(test_methods.py with test_resume.py on one core: 310 s → 258 s,
+2026-12-07). It changes how fast the compiled code runs and, at the last
+bit, some roundings (no fast-math either way; a STROTSS loss moved by one
+ulp), never the formulas; the commands, the benchmarks and the GPU report's
+test run (``scripts/gpu_report.py``) keep XLA's defaults.
+``NST_JAX_TEST_XLA_DEFAULTS=1`` runs the suite with them too. A test that
+compares two programs to the last bits (a grid's cells against cells run
+alone, tiled against untiled after several solver steps) holds only under
+XLA's default roundings: it is marked ``xla_defaults`` and, in a worker
+with the flag, runs in a pytest process of its own with the defaults
+(:func:`pytest_pyfunc_call`); a child that must compare so passes
+``XLA_FLAGS`` without the flag.
 """
 
 import os
@@ -34,6 +51,17 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
+
+_TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
+XLA_DEFAULTS_ENV = "NST_JAX_TEST_XLA_DEFAULTS"
+# XLA_FLAGS as the suite found them (what a child at XLA's defaults gets).
+XLA_FLAGS_GIVEN = os.environ.get("XLA_FLAGS", "")
+# Whether this process compiles with the suite's flag (set before JAX starts).
+XLA_FLAG_SET = (os.environ.get(XLA_DEFAULTS_ENV) != "1"
+                and "xla_backend_optimization_level" not in XLA_FLAGS_GIVEN)
+if XLA_FLAG_SET:
+  os.environ["XLA_FLAGS"] = " ".join(
+      f for f in (XLA_FLAGS_GIVEN, _TEST_XLA_FLAG) if f)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -93,6 +121,36 @@ def pytest_collection_modifyitems(config, items):
     items[:] = [item for item in items if id(item) not in dropped]
     config.hook.pytest_deselected(items=rest)
 
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "xla_defaults: compares programs to the last bits; runs "
+      "under XLA's default optimisations (its own process where the suite "
+      "turned them off)")
+
+
+def pytest_pyfunc_call(pyfuncitem):
+  """An ``xla_defaults`` test, in a process compiling with the suite's
+  flag, runs instead in ``python -m pytest <its id>`` with
+  ``NST_JAX_TEST_XLA_DEFAULTS=1`` and the ``XLA_FLAGS`` the suite was
+  given; its failure is this test's failure, with the child's output."""
+  if not (XLA_FLAG_SET and pyfuncitem.get_closest_marker("xla_defaults")):
+    return None
+  import subprocess  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, XLA_FLAGS=XLA_FLAGS_GIVEN, **{XLA_DEFAULTS_ENV: "1"})
+  proc = subprocess.run(
+      [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+       "-p", "no:xdist", pyfuncitem.nodeid], cwd=ROOT, env=env,
+      capture_output=True, text=True, timeout=900)
+  if proc.returncode != 0:
+    pytest.fail(f"{pyfuncitem.nodeid} at XLA's defaults, in its own "
+                f"process, failed:\n{(proc.stdout + proc.stderr)[-6000:]}",
+                pytrace=False)
+  if " passed" not in proc.stdout:
+    pytest.fail(f"{pyfuncitem.nodeid} did not run in its own process:\n"
+                f"{proc.stdout[-3000:]}", pytrace=False)
+  return True
 
 
 @pytest.fixture(scope="session")
@@ -220,7 +278,9 @@ def run_on_virtual_devices(code: str, count: int = 4) -> None:
   that it exits 0 having printed ``ok`` last."""
   import subprocess  # pylint: disable=g-import-not-at-top
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
+             XLA_FLAGS=" ".join((os.environ.get("XLA_FLAGS", ""),
+                                 "--xla_force_host_platform_device_count="
+                                 f"{count}")).strip())
   here = os.path.dirname(os.path.abspath(__file__))
   out = subprocess.run([sys.executable, "-c", code, here], env=env,
                        capture_output=True, text=True, timeout=600)

@@ -157,8 +157,9 @@ def run_examples(folder: pathlib.Path) -> list:
 
 # Compiling is what the examples cost at these tiny sizes; with most of
 # XLA's optimisations off (JAX's jax_disable_most_optimizations, and the CPU
-# backend's level 0) they take about half the CPU time (measured 2026-12-07:
-# 42 against 80 CPU-s on the 2-core machine).
+# backend's level 0, which conftest.py sets for the whole suite too) they
+# take about half the CPU time (measured 2026-12-07: 42 against 80 CPU-s on
+# the 2-core machine).
 _FAST_COMPILE = "--xla_backend_optimization_level=0"
 
 

@@ -190,6 +190,7 @@ def _clip(frames=3, shape=(40, 48)):
   return clip
 
 
+@pytest.mark.xla_defaults
 def test_video_tiled_equals_untiled(params, monkeypatch):
   """``tile_size`` reaches every frame — its objective is the tiled one,
   content targets included — and the tiled video equals the untiled one

@@ -85,6 +85,25 @@ def test_contact_sheet_places_each_cell():
     figures.contact_sheet(cells, ["r0"], ["c0", "c1", "c2"])
 
 
+def test_crop_to_aspect_keeps_the_centre_at_the_shape_aspect():
+  image = np.arange(6 * 12 * 3, dtype=np.float32).reshape(6, 12, 3)
+  wide = figures.crop_to_aspect(image, (3, 4, 3))      # 4:3 of a 2:1 image
+  assert wide.shape == (6, 8, 3)
+  np.testing.assert_array_equal(wide, image[:, 2:10])  # the centre columns
+  tall = figures.crop_to_aspect(image, (4, 2))         # 1:2 of a 2:1 image
+  assert tall.shape == (6, 3, 3)
+  np.testing.assert_array_equal(tall, image[:, 4:7])
+  flat = figures.crop_to_aspect(image[:2], (1, 1))
+  assert flat.shape == (2, 2, 3)
+  same = figures.crop_to_aspect(image, (60, 120))
+  np.testing.assert_array_equal(same, image)
+  high = figures.crop_to_aspect(image.transpose(1, 0, 2), (1, 1))
+  assert high.shape == (6, 6, 3)
+  np.testing.assert_array_equal(high, image.transpose(1, 0, 2)[3:9])
+  with pytest.raises(ValueError, match="`image`"):
+    figures.crop_to_aspect(np.zeros((4, 4)), (1, 1))
+
+
 def test_cell_label():
   assert figures.cell_label("style_weight", 1e7) == "style 1e+07"
   assert figures.cell_label("style_layer_sets", ("relu1_1",)) == "relu1_1"

@@ -195,6 +195,44 @@ def test_sizes_figure_bad_input(tmp_path, sizes, fragments):
   assert not out.exists()   # refused before anything is written
 
 
+def test_sizes_figure_paints_scores_and_draws_each_painting(tmp_path):
+  """Two paintings at 32 and 64 px (one pyramid run each, base 32): every
+  result saved, scored straight and through 64 px, each painting's spread
+  the max / min of its distances through one size, one figure row per
+  painting; a second run with the results present paints nothing."""
+  out, figure = tmp_path / "sizes", tmp_path / "sizes.png"
+  second = tmp_path / "second.png"
+  second_style = io.load_image(STYLE)[:, ::-1] * 0.5   # another painting
+  io.save_image(second, second_style)
+  flags = (f"--content={CONTENT}", f"--style={STYLE},{second}",
+           "--sizes=32,64", "--pyramid_base=32", "--iterations=3",
+           "--score_size=48", f"--output_dir={out}", f"--figure={figure}")
+  proc = run("sizes_figure.py", *flags)
+  assert_ok(proc)
+  report = json.loads((out / "sizes.json").read_text())
+  assert report["spread_scored_at"] == "48_via_64"
+  assert [p["style"] for p in report["paintings"]] == ["style_brushwork",
+                                                        "second"]
+  for painting in report["paintings"]:
+    assert [r["size"] for r in painting["runs"]] == [32, 64]
+    for r in painting["runs"]:
+      assert max(io.load_image(r["image"]).shape[:2]) == r["size"]
+    for field in ("swd", "gram"):
+      values = [r["scored_at"]["48_via_64"][field] for r in painting["runs"]]
+      assert painting["spread"][field] == pytest.approx(
+          max(values) / min(values))
+  sheet = io.load_image(figure)
+  assert sheet.shape[0] > 2 * 160          # two rows of 160 px cells
+  stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.png")}
+  assert len(stamps) == 4
+  again = run("sizes_figure.py", *flags)
+  assert_ok(again)
+  assert {p: p.stat().st_mtime_ns for p in out.glob("*.png")} == stamps
+  rescored = json.loads((out / "sizes.json").read_text())
+  assert [p["spread"] for p in rescored["paintings"]] == [
+      p["spread"] for p in report["paintings"]]
+
+
 # ---------------------------------------------------------------------------
 # methods_study.py: the methods side by side and beside the official code.
 
