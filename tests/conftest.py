@@ -54,8 +54,12 @@ SHARED = ROOT.parent / "shared"
 
 _TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
 XLA_DEFAULTS_ENV = "NST_JAX_TEST_XLA_DEFAULTS"
-# XLA_FLAGS as the suite found them (what a child at XLA's defaults gets).
-XLA_FLAGS_GIVEN = os.environ.get("XLA_FLAGS", "")
+# XLA_FLAGS as the suite was given them (what a child at XLA's defaults
+# gets), recorded by the first process of the run (pytest's, or xdist's
+# controller) for its workers, which inherit the flag already set.
+_GIVEN_ENV = "NST_JAX_TEST_XLA_FLAGS_GIVEN"
+XLA_FLAGS_GIVEN = os.environ.setdefault(_GIVEN_ENV,
+                                        os.environ.get("XLA_FLAGS", ""))
 # Whether this process compiles with the suite's flag (set before JAX starts).
 XLA_FLAG_SET = (os.environ.get(XLA_DEFAULTS_ENV) != "1"
                 and "xla_backend_optimization_level" not in XLA_FLAGS_GIVEN)
@@ -138,7 +142,8 @@ def pytest_pyfunc_call(pyfuncitem):
   if not (XLA_FLAG_SET and pyfuncitem.get_closest_marker("xla_defaults")):
     return None
   import subprocess  # pylint: disable=g-import-not-at-top
-  env = dict(os.environ, XLA_FLAGS=XLA_FLAGS_GIVEN, **{XLA_DEFAULTS_ENV: "1"})
+  env = dict(os.environ, XLA_FLAGS=XLA_FLAGS_GIVEN,
+             **{XLA_DEFAULTS_ENV: "1", _GIVEN_ENV: XLA_FLAGS_GIVEN})
   proc = subprocess.run(
       [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
        "-p", "no:xdist", pyfuncitem.nodeid], cwd=ROOT, env=env,

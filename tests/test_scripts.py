@@ -199,15 +199,18 @@ def test_sizes_figure_paints_scores_and_draws_each_painting(tmp_path):
   """Two paintings at 32 and 64 px (one pyramid run each, base 32): every
   result saved, scored straight and through 64 px, each painting's spread
   the max / min of its distances through one size, one figure row per
-  painting; a second run with the results present paints nothing."""
+  painting; a result already there is scored, not painted again."""
   out, figure = tmp_path / "sizes", tmp_path / "sizes.png"
   second = tmp_path / "second.png"
-  second_style = io.load_image(STYLE)[:, ::-1] * 0.5   # another painting
-  io.save_image(second, second_style)
-  flags = (f"--content={CONTENT}", f"--style={STYLE},{second}",
-           "--sizes=32,64", "--pyramid_base=32", "--iterations=3",
-           "--score_size=48", f"--output_dir={out}", f"--figure={figure}")
-  proc = run("sizes_figure.py", *flags)
+  io.save_image(second, io.load_image(STYLE)[:, ::-1] * 0.5)
+  kept = out / "chelsea+second_32.png"   # a result from an earlier run
+  out.mkdir()
+  io.save_image(kept, np.full((21, 32, 3), 0.25, np.float32))
+  stamp = kept.stat().st_mtime_ns
+  proc = run("sizes_figure.py", f"--content={CONTENT}",
+             f"--style={STYLE},{second}", "--sizes=32,64", "--pyramid_base=32",
+             "--iterations=3", "--score_size=48", f"--output_dir={out}",
+             f"--figure={figure}")
   assert_ok(proc)
   report = json.loads((out / "sizes.json").read_text())
   assert report["spread_scored_at"] == "48_via_64"
@@ -221,16 +224,11 @@ def test_sizes_figure_paints_scores_and_draws_each_painting(tmp_path):
       values = [r["scored_at"]["48_via_64"][field] for r in painting["runs"]]
       assert painting["spread"][field] == pytest.approx(
           max(values) / min(values))
+  assert kept.stat().st_mtime_ns == stamp        # kept as it was
+  assert np.ptp(io.load_image(kept)) == 0
+  assert report["paintings"][1]["runs"][0]["image"] == str(kept)
   sheet = io.load_image(figure)
   assert sheet.shape[0] > 2 * 160          # two rows of 160 px cells
-  stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.png")}
-  assert len(stamps) == 4
-  again = run("sizes_figure.py", *flags)
-  assert_ok(again)
-  assert {p: p.stat().st_mtime_ns for p in out.glob("*.png")} == stamps
-  rescored = json.loads((out / "sizes.json").read_text())
-  assert [p["spread"] for p in rescored["paintings"]] == [
-      p["spread"] for p in report["paintings"]]
 
 
 # ---------------------------------------------------------------------------
