@@ -63,9 +63,12 @@ XLA_FLAGS_GIVEN = os.environ.setdefault(_GIVEN_ENV,
 # Whether this process compiles with the suite's flag (set before JAX starts).
 XLA_FLAG_SET = (os.environ.get(XLA_DEFAULTS_ENV) != "1"
                 and "xla_backend_optimization_level" not in XLA_FLAGS_GIVEN)
-if XLA_FLAG_SET:
-  os.environ["XLA_FLAGS"] = " ".join(
-      f for f in (XLA_FLAGS_GIVEN, _TEST_XLA_FLAG) if f)
+_current = os.environ.get("XLA_FLAGS", "")
+if XLA_FLAG_SET and "xla_backend_optimization_level" not in _current:
+  # Added to this process's flags (a child on virtual devices imports this
+  # file after its parent set its own, the device count among them).
+  os.environ["XLA_FLAGS"] = " ".join(f for f in (_current, _TEST_XLA_FLAG)
+                                     if f)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
