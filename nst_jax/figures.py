@@ -52,11 +52,12 @@ def _to_height(image: np.ndarray, height: int) -> np.ndarray:
   return io.resize_to(image, (height, width))
 
 
-def crop_to_aspect(image, shape) -> np.ndarray:
-  """The largest centred window of ``image`` (H, W, 3) with the aspect
-  ratio of ``shape`` ``(h, w, ...)``: a painting shown beside results of
-  another aspect ratio without being stretched (``contact_sheet`` draws
-  every cell at the first cell's aspect)."""
+def crop_to_aspect(image, shape: Sequence[int]) -> np.ndarray:
+  """The largest centred window of ``image``, a float ``(H, W, 3)`` array,
+  with the aspect ratio of ``shape`` ``(h, w, ...)`` (a view of it, not a
+  copy): a painting shown beside results of another aspect ratio without
+  being stretched (``contact_sheet`` draws every cell at the first cell's
+  aspect)."""
   array = _image(image, "image")
   h, w = array.shape[:2]
   aspect = shape[1] / shape[0]

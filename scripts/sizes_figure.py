@@ -80,16 +80,18 @@ def spreads(runs, key: str) -> dict:
   return out
 
 
-def paint_sizes(params, content, style, sizes, path, seconds) -> None:
+def paint_sizes(params, content, style, sizes, path, pyramid) -> dict:
   """Paints the sizes of ``sizes`` whose ``path(size)`` is missing: one
-  coarse-to-fine run of the largest (``--pyramid``), each level saved as it
-  finishes, or one run per size at one level (``--nopyramid``); each
-  level's seconds go into ``seconds``."""
+  coarse-to-fine run of ``pyramid`` (``(scales, counts)`` of
+  :func:`check_nested`), each level saved as it finishes, or with
+  ``pyramid=None`` (``--nopyramid``) one run per size at one level; returns
+  ``{size: seconds}`` of the levels that ran."""
   config = transfer.TransferConfig().replace(
       solver=dict(maxiter=_ITERATIONS.value))
   todo = [s for s in sizes if not os.path.exists(path(s))]
-  if todo and _PYRAMID.value:
-    scales, counts = check_nested(sizes, _ITERATIONS.value, _BASE.value)
+  seconds = {}
+  if todo and pyramid is not None:
+    scales, counts = pyramid
 
     def on_level(size, result):
       seconds[size] = result.wall_seconds
@@ -100,23 +102,31 @@ def paint_sizes(params, content, style, sizes, path, seconds) -> None:
     transfer.stylize_multiscale(params, content, [style], scales, config,
                                 scale_iterations=counts, log_every=0,
                                 on_level=on_level)
-  for size in todo if not _PYRAMID.value else ():
+  for size in todo if pyramid is None else ():
     result = transfer.stylize(params, io.resize_long_edge(content, size),
                               [io.resize_long_edge(style, size)], config,
                               log_every=0)
     seconds[size] = result.wall_seconds
     io.save_image(path(size), result.image)
+  return seconds
+
+
+def through_size(sizes) -> tuple:
+  """``(through, key)``: the size every result passes through before it is
+  scored at ``--score_size`` (the largest, or ``--score_size`` itself when
+  every result is smaller: via is at least the score size), and the
+  scores' key, ``"<score>_via_<through>"``."""
+  through = max(max(sizes), _SCORE.value)
+  return through, f"{_SCORE.value}_via_{through}"
 
 
 def score_sizes(nets, content, style, sizes, path, seconds) -> list:
   """One row per size: its image, seconds and scores at ``--score_size``
-  straight, through the largest size (every result then passes through
-  the same downsampling: ``metrics.scoring_images``; through
-  ``--score_size`` itself when every result is smaller) and at its own
-  size."""
+  straight, through one size (:func:`through_size`: every result then
+  passes through the same downsampling, ``metrics.scoring_images``) and at
+  its own size."""
   images = [io.load_image(path(s)) for s in sizes]
-  through = max(max(sizes), _SCORE.value)
-  via = f"{_SCORE.value}_via_{through}"
+  through, via = through_size(sizes)
   at_one = {str(_SCORE.value): metrics.score(nets, content, style, images,
                                              size=_SCORE.value),
             via: metrics.score(nets, content, style, images,
@@ -156,23 +166,28 @@ def main(argv):
   if not flags.FLAGS.content or not flags.FLAGS.style:
     raise NSTError("--content and --style are required")
   sizes = sorted(set(flags.FLAGS.sizes))
-  if _PYRAMID.value:   # refused before anything is read or written
-    check_nested(sizes, _ITERATIONS.value, _BASE.value)
+  # Refused before anything is read or written.
+  pyramid = (check_nested(sizes, _ITERATIONS.value, _BASE.value)
+             if _PYRAMID.value else None)
+  stem = lambda p: os.path.splitext(os.path.basename(p))[0]
+  names = [stem(p) for p in flags.FLAGS.style]
+  twice = sorted({n for n in names if names.count(n) > 1})
+  if twice:
+    raise NSTError(f"--style names {', '.join(twice)} twice: results are "
+                   "named by the painting's file name, so give each its own")
   content = io.load_image(flags.FLAGS.content)
   styles = [io.load_image(p) for p in flags.FLAGS.style]
-  stem = lambda p: os.path.splitext(os.path.basename(p))[0]
   kind = "" if _PYRAMID.value else "_single"
   os.makedirs(_OUT.value, exist_ok=True)
   params = vgg.load_params("vgg16")
   nets = metrics.load_metric_networks()
-  via = f"{_SCORE.value}_via_{max(max(sizes), _SCORE.value)}"
+  _, via = through_size(sizes)
   paintings = []
   for style_path, style in zip(flags.FLAGS.style, styles):
     pair = f"{stem(flags.FLAGS.content)}+{stem(style_path)}"
     path = lambda s, pair=pair: os.path.join(_OUT.value,
                                              f"{pair}_{s}{kind}.png")
-    seconds = {}
-    paint_sizes(params, content, style, sizes, path, seconds)
+    seconds = paint_sizes(params, content, style, sizes, path, pyramid)
     runs = score_sizes(nets, content, style, sizes, path, seconds)
     paintings.append({"pair": pair, "style": stem(style_path), "runs": runs,
                       "spread": spreads(runs, via)})

@@ -53,22 +53,48 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
 _TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
+_LEVEL = "--xla_backend_optimization_level"
 XLA_DEFAULTS_ENV = "NST_JAX_TEST_XLA_DEFAULTS"
-# XLA_FLAGS as the suite was given them (what a child at XLA's defaults
-# gets), recorded by the first process of the run (pytest's, or xdist's
-# controller) for its workers, which inherit the flag already set.
+# XLA_FLAGS as the suite was given them, recorded by the first process of
+# the run (pytest's, or xdist's controller) for its workers, which inherit
+# the flag already set.
 _GIVEN_ENV = "NST_JAX_TEST_XLA_FLAGS_GIVEN"
 XLA_FLAGS_GIVEN = os.environ.setdefault(_GIVEN_ENV,
                                         os.environ.get("XLA_FLAGS", ""))
-# Whether this process compiles with the suite's flag (set before JAX starts).
-XLA_FLAG_SET = (os.environ.get(XLA_DEFAULTS_ENV) != "1"
-                and "xla_backend_optimization_level" not in XLA_FLAGS_GIVEN)
+
+
+def without_level(flags: str) -> str:
+  """``flags`` (an ``XLA_FLAGS`` string) without any
+  ``--xla_backend_optimization_level``: XLA's default level."""
+  return " ".join(f for f in flags.split() if not f.startswith(_LEVEL))
+
+
+def _cuda_expected() -> bool:
+  """Whether JAX may pick a GPU here (its CUDA plugin installed and
+  ``JAX_PLATFORMS`` not ``cpu``): the level is the CPU backend's choice
+  for the CPU suite; a GPU run keeps XLA's defaults."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":
+    return False
+  return any(importlib.util.find_spec(name) is not None
+             for name in ("jax_cuda12_plugin", "jax_cuda13_plugin"))
+
+
+# What a child at XLA's defaults gets; then this process's flags: the
+# suite's level added before JAX starts (unless the suite was given a level,
+# runs at the defaults, or may run on a GPU), and whether it compiles at a
+# level other than XLA's default (XLA_FLAG_SET).
+XLA_FLAGS_DEFAULTS = without_level(XLA_FLAGS_GIVEN)
 _current = os.environ.get("XLA_FLAGS", "")
-if XLA_FLAG_SET and "xla_backend_optimization_level" not in _current:
-  # Added to this process's flags (a child on virtual devices imports this
-  # file after its parent set its own, the device count among them).
+if os.environ.get(XLA_DEFAULTS_ENV) == "1":
+  os.environ["XLA_FLAGS"] = without_level(_current)
+elif (_LEVEL not in XLA_FLAGS_GIVEN and _LEVEL not in _current
+      and not _cuda_expected()):
+  # Added to this process's own flags (a child on virtual devices imports
+  # this file after its parent set its own, the device count among them).
   os.environ["XLA_FLAGS"] = " ".join(f for f in (_current, _TEST_XLA_FLAG)
                                      if f)
+XLA_FLAG_SET = _LEVEL in os.environ.get("XLA_FLAGS", "")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -141,16 +167,19 @@ def pytest_pyfunc_call(pyfuncitem):
   """An ``xla_defaults`` test, in a process compiling with the suite's
   flag, runs instead in ``python -m pytest <its id>`` with
   ``NST_JAX_TEST_XLA_DEFAULTS=1`` and the ``XLA_FLAGS`` the suite was
-  given; its failure is this test's failure, with the child's output."""
+  given, less any level; its failure is this test's failure, with the
+  child's output."""
   if not (XLA_FLAG_SET and pyfuncitem.get_closest_marker("xla_defaults")):
     return None
   import subprocess  # pylint: disable=g-import-not-at-top
-  env = dict(os.environ, XLA_FLAGS=XLA_FLAGS_GIVEN,
-             **{XLA_DEFAULTS_ENV: "1", _GIVEN_ENV: XLA_FLAGS_GIVEN})
+  # Not an xdist worker: its own temporary root, so its own fresh cache.
+  env = {k: v for k, v in os.environ.items()
+         if not k.startswith("PYTEST_XDIST_")}
+  env.update(XLA_FLAGS=XLA_FLAGS_DEFAULTS, **{XLA_DEFAULTS_ENV: "1"})
   proc = subprocess.run(
       [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-       "-p", "no:xdist", pyfuncitem.nodeid], cwd=ROOT, env=env,
-      capture_output=True, text=True, timeout=900)
+       "-p", "no:xdist", pyfuncitem.nodeid], cwd=pyfuncitem.config.rootpath,
+      env=env, capture_output=True, text=True, timeout=900)
   if proc.returncode != 0:
     pytest.fail(f"{pyfuncitem.nodeid} at XLA's defaults, in its own "
                 f"process, failed:\n{(proc.stdout + proc.stderr)[-6000:]}",

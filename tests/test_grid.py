@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import configs
-from conftest import XLA_FLAGS_GIVEN, tol
+from conftest import XLA_FLAGS_DEFAULTS, tol
 
 from nst_jax import grid, io, objective, sharded, solvers, transfer
 from nst_jax.errors import NSTError
@@ -131,7 +131,7 @@ def test_sharded_over_four_devices_equals_unsharded(vgg16_params):
       capture_output=True, text=True, timeout=600,
       # XLA's default optimisations (conftest.py): the equality to 1e-4
       # holds under their roundings (2.4e-3 apart at level 0).
-      env=_env(XLA_FLAGS=" ".join((XLA_FLAGS_GIVEN,
+      env=_env(XLA_FLAGS=" ".join((XLA_FLAGS_DEFAULTS,
                                    "--xla_force_host_platform_device_count=4"
                                    )).strip()))
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -195,7 +195,22 @@ def test_sizes_figure_bad_input(tmp_path, sizes, fragments):
   assert not out.exists()   # refused before anything is written
 
 
-def test_sizes_figure_paints_scores_and_draws_each_painting(tmp_path):
+def test_sizes_figure_refuses_two_paintings_of_one_name(tmp_path):
+  """Results are named by the painting's file name: two of one name would
+  share them."""
+  other = tmp_path / "elsewhere"
+  other.mkdir()
+  twin = other / STYLE.name
+  twin.write_bytes(STYLE.read_bytes())
+  out = tmp_path / "sizes"
+  proc = run("sizes_figure.py", f"--content={CONTENT}",
+             f"--style={STYLE},{twin}", f"--output_dir={out}")
+  assert_one_line_error(proc, "--style", "style_brushwork", "twice")
+  assert not out.exists()
+
+
+@pytest.mark.slow
+def test_sizes_figure_paints_scores_and_draws_each_painting(tmp_path, weights):
   """Two paintings at 32 and 64 px (one pyramid run each, base 32): every
   result saved, scored straight and through 64 px, each painting's spread
   the max / min of its distances through one size, one figure row per

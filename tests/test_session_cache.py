@@ -70,3 +70,20 @@ def test_atomic_put_writes_whole_entries_or_none(tmp_path, monkeypatch):
     cache.put("new", b"entry")
   assert cache.get("new") is None
   assert sorted(p.name for p in tmp_path.iterdir()) == ["key-cache"]
+
+
+# The suite's compiler level (conftest.py) and the tests that keep XLA's.
+
+@pytest.mark.xla_defaults
+def test_an_xla_defaults_test_runs_at_xla_defaults():
+  """Wherever the suite compiles at its own level, this test runs in a
+  pytest process of its own whose ``XLA_FLAGS`` hold no level."""
+  assert "xla_backend_optimization_level" not in os.environ.get(
+      "XLA_FLAGS", "")
+
+
+def test_without_level_drops_only_the_level():
+  from conftest import without_level  # pylint: disable=g-import-not-at-top
+  assert without_level("--a=1 --xla_backend_optimization_level=0 --b") == (
+      "--a=1 --b")
+  assert without_level("") == ""
