@@ -17,7 +17,7 @@ comparison)::
   python scripts/sizes_figure.py --content=../shared/images/tubingen.jpg \\
       --style=../shared/images/the_scream.jpg,../shared/images/starry_night.jpg \\
       --sizes=256,512,1024 --iterations=300 --output_dir=out/sizes \\
-      --figure=docs/images/calibration/sizes_eight.jpg
+      --figure=docs/images/calibration/sizes_paintings.jpg
 
 Writes ``<output_dir>/<pair>_<size>.png`` (a finished one is scored, not run
 again: two processes given different paintings share the work, and a last
