@@ -28,8 +28,9 @@ atomic in every process (``tests/cache_site``, on the children's
 
 Compiler. The suite compiles hundreds of small programs and runs each for a
 moment, so XLA's CPU backend optimisations (LLVM's passes) cost it more than
-they save: the suite sets ``--xla_backend_optimization_level=0`` in
-``XLA_FLAGS`` before JAX starts, for its workers and the commands they start
+they save: on the CPU (not where JAX's CUDA plugin may pick a GPU) the
+suite sets ``--xla_backend_optimization_level=0`` in ``XLA_FLAGS`` before
+JAX starts, for its workers and the commands they start
 (test_methods.py with test_resume.py on one core: 310 s → 258 s,
 2026-12-07). It changes how fast the compiled code runs and, at the last
 bit, some roundings (no fast-math either way; a STROTSS loss moved by one
