@@ -67,7 +67,8 @@ from nst_jax.grid import GridAxes, GridResult, style_grid
 from nst_jax.guided import (ContentAware, GuidedGram, GuidedMoments, Guides,
                             guided_gram, guided_gram_sums)
 from nst_jax.targets import make_targets
-from nst_jax.objective import (LossWeights, Spec, Targets, Weights, loss_terms,
+from nst_jax.objective import (LossWeights, Spec, Targets, Weights,
+                               coarse_view, coarse_view_loss, loss_terms,
                                make_objective, make_weights,
                                objective_function, stack_targets)
 from nst_jax.representations import (CentralMoments, Covariance, Eigen, Gram,
@@ -123,7 +124,7 @@ __all__ = [
     "stylize_video", "temporal_error", "temporal_errors", "temporal_loss",
     "warp",
     "checkpoint", "Checkpoint", "SolverState", "state_template", "RunState",
-    "Levels", "pyramid",
+    "Levels", "pyramid", "coarse_view", "coarse_view_loss",
     "batch", "find_images", "stylize_batch",
     "config", "problem", "run", "targets",
     "methods", "method", "Gatys", "Strotss", "Nnst", "MethodResult",

@@ -50,6 +50,12 @@ PYRAMID_BASE = 256
 # 256 px look better than 300 + 200 (style SWD at 256 px 0.162 against
 # 0.172; one level of 500: 0.219) at less than half one level's cost.
 PYRAMID_FINE_FRACTION = 0.2
+# The weight of the coarse view at every level after the first
+# (``objective.coarse_view_loss``: the first level's objective at the image
+# seen at the first level's size), relative to the level's own objective.
+# Measured on eight paintings at 256, 512 and 1024 px
+# (docs/benchmarks/quality.md, issue 26, item 6).
+COARSE_WEIGHT = 1.0
 
 
 def pyramid(size: int, iterations: int, base: int = PYRAMID_BASE
@@ -109,7 +115,12 @@ class Schedule:
   * ``pyramid_base`` — the default pyramid halves the output size down to
     this long edge (0: one level);
   * ``style_scale`` — the style images' long edge relative to each level's
-    (``style_size``).
+    (``style_size``);
+  * ``coarse_weight`` — at every level after the first, the first level's
+    objective at the image seen at the first level's size
+    (``objective.coarse_view_loss``) is added with this weight, so that a
+    large result seen small keeps the first level's look (0: off; default
+    ``COARSE_WEIGHT``, measured).
 
   ``levels(size, iterations)`` gives the ``(long edge, iterations)`` of each
   level for an output long edge ``size``; every driver (one image, folders,
@@ -119,6 +130,7 @@ class Schedule:
   scale_iterations: Tuple[int, ...] | None = None
   pyramid_base: int = PYRAMID_BASE
   style_scale: float = 1.0
+  coarse_weight: float = COARSE_WEIGHT
 
   def check(self) -> None:
     """Raises ``NSTError`` for levels no run could use."""
@@ -144,6 +156,9 @@ class Schedule:
       raise NSTError(f"{param('pyramid_base')} must be >= 0, got "
                      f"{self.pyramid_base}")
     style_size(1, self.style_scale)
+    if not (self.coarse_weight >= 0 and np.isfinite(self.coarse_weight)):
+      raise NSTError(f"{param('coarse_weight')} must be a finite number >= 0,"
+                     f" got {self.coarse_weight}")
 
   def levels(self, size: int, iterations: int) -> List[Tuple[int, int]]:
     """``[(long edge, iterations)]`` of every level, coarse to fine, for an

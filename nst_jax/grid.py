@@ -299,9 +299,14 @@ def check_levels(config: transfer.TransferConfig,
                  shape: Tuple[int, int]) -> None:
   """Refuses (``NSTError``, before any work) contents of ``shape`` ``(H,
   W)`` whose level of ``config.schedule`` (``run_cells``) is too small for
-  the layers, as ``transfer.stylize_multiscale`` does."""
-  for _, _, level_shape in _level_shapes(config, tuple(shape[:2])):
+  the layers, or whose coarse view the device cannot hold
+  (``problem.check_coarse_view``), as ``transfer.stylize_multiscale``
+  does."""
+  levels = _level_shapes(config, tuple(shape[:2]))
+  for _, _, level_shape in levels:
     transfer.check_image_size(config, level_shape)
+  if len(levels) > 1:
+    _problem.check_coarse_view(config, levels[0][2])
 
 
 class CellsResult(NamedTuple):
@@ -323,14 +328,18 @@ def cells_problem(params, contents: Sequence[np.ndarray],
                   cells: Sequence[Dict[str, Any]],
                   config: transfer.TransferConfig, *, mesh: Mesh,
                   chunk_size: int | None = None, guides=None,
-                  init_images: np.ndarray | None = None) -> _problem.Problem:
+                  init_images: np.ndarray | None = None,
+                  coarse=None) -> _problem.Problem:
   """The ``problem.Problem`` of a batch of cells (``cell_data``'s inputs;
   all contents of one shape), each cell one transfer of ``config`` with its
   grid values: the untiled objective, ``args`` ``(params, targets,
   weights)`` with targets and weights per cell, ``cells`` for ``mesh`` in
   chunks of ``chunk_size``. ``init_images`` ``(B, H, W, 3)`` (RGB) replace
   the configured start images (the previous level of a coarse-to-fine
-  run), put into the run's colour space (``color.ColorControl.to_luma``)."""
+  run), put into the run's colour space (``color.ColorControl.to_luma``).
+  ``coarse`` — a ``problem.CoarseView`` and the cells' first-level targets
+  (stacked per cell) — adds a finer level's coarse view
+  (``problem.with_coarse_view``), as ``transfer.stylize_multiscale`` does."""
   x0, targets, weights = cell_data(params, contents, styles, cells, config,
                                    guides=guides)
   if init_images is not None:
@@ -338,9 +347,13 @@ def cells_problem(params, contents: Sequence[np.ndarray],
                    for im in init_images])
   spec = config.objective_spec()
   shape = tuple(x0.shape[1:3])
+  fun = objective.objective_function(spec)
+  if coarse is not None:
+    view, first = coarse
+    fun = _problem.with_coarse_view(fun, spec, view)
+    targets = targets._replace(coarse=first._replace(coarse=None))
   return _problem.Problem(
-      objective.objective_function(spec), (params, targets, weights), x0,
-      spec, _problem.untiled(shape),
+      fun, (params, targets, weights), x0, spec, _problem.untiled(shape),
       cells=_problem.Cells((None, 0, 0), mesh, chunk_size))
 
 
@@ -389,9 +402,13 @@ def run_cells(params, contents: Sequence[np.ndarray],
     level = config.replace(solver=dict(maxiter=n))
     previous = None if images is None else np.stack(   # upsampled
         [io.resize_to(im, shape) for im in images])
+    view = _problem.coarse_view_of(config, index, levels[0][2])
     p = cells_problem(params, level_contents, level_styles, cells, level,
                       mesh=mesh, chunk_size=chunk_size, guides=guides,
-                      init_images=previous)
+                      init_images=previous,
+                      coarse=None if view is None else (view, first))
+    if index == 0:   # the first level's targets: every later level's view
+      first = p.args[1]
     originals = [level_contents[c.get("content", 0)] for c in cells]
     result = run.run_problem(
         p, level.solver,

@@ -161,10 +161,13 @@ class Targets(NamedTuple):
   """Content features ``{layer: (H_l, W_l, C_l)}``; each style layer's
   target ``{layer: pytree}`` — ``representation.target`` of the ``S``
   styles' statistics (``(S, C, C)`` for ``Gram``); blend weights ``(S,)``.
-  The style axis is also the blend axis: ``Σ_s b_s loss_s``."""
+  The style axis is also the blend axis: ``Σ_s b_s loss_s``. ``coarse``:
+  at a finer level of a coarse-to-fine run, the first level's ``Targets``
+  for the coarse view of the image (``coarse_view_loss``; None: none)."""
   content: Dict[str, jax.Array]
   style: Dict[str, Any]
   style_blend: jax.Array
+  coarse: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,7 +299,11 @@ def redraw_targets(spec: Spec, targets: Targets,
     if period > 0 and iteration > 0 and iteration % period == 0:
       style[layer] = rep.redraw(style[layer], iteration // period)
       changed = True
-  return targets._replace(style=style) if changed else None
+  coarse = (None if targets.coarse is None else
+            redraw_targets(spec, targets.coarse, iteration))
+  if coarse is None and not changed:
+    return None
+  return targets._replace(style=style, coarse=coarse or targets.coarse)
 
 
 def redraw_every(spec: Spec) -> int:
@@ -340,6 +347,37 @@ def loss_terms(params, image: jax.Array, targets: Targets, weights: Weights,
     per_style = rep.loss(feats[l][0], targets.style[l])  # (S,)
     per_layer.append(jnp.sum(targets.style_blend * per_style))
   return weighted_terms(image, content, per_layer, weights, spec)
+
+
+def coarse_view(image: jax.Array, shape: Tuple[int, int]) -> jax.Array:
+  """``image`` ``(H, W, 3)`` seen at ``shape`` ``(h, w)``: resized with an
+  antialiased Lanczos-3 filter (``jax.image.resize``; the filter of
+  ``io.resize_to``, PIL's Lanczos), differentiable; ``(h, w, 3)``."""
+  return jax.image.resize(image, (*shape, image.shape[-1]), "lanczos3",
+                          antialias=True)
+
+
+def coarse_view_loss(params, image: jax.Array, targets: Targets,
+                     weights: Weights, spec: Spec,
+                     shape: Tuple[int, int]) -> jax.Array:
+  """The first level's whole objective at the image ``(H, W, 3)`` seen at
+  that level's ``shape`` (``coarse_view``): ``loss_terms(params,
+  coarse_view(image, shape), targets, weights, spec)["total"]`` with the
+  first level's ``targets`` (content features and style targets at its
+  size), a scalar.
+
+  At a finer level of a coarse-to-fine run it keeps the picture, seen at
+  the first level's size, the solution of the first level, while the
+  level's own objective adds the detail of its size. Style losses on
+  several downsamplings of the image are Snelgrove's multi-scale texture
+  synthesis (2017, "High-resolution multi-scale neural texture synthesis",
+  §3); the content term at the coarse view is ours. Without it the fine
+  levels bring the photo's edges back and paint strokes finer than a
+  small view keeps: a 512 or 1024 px result downsampled to 256 px is much
+  less stylised than the 256 px result (docs/benchmarks/quality.md,
+  issue 26, item 6)."""
+  return loss_terms(params, coarse_view(image, shape), targets, weights,
+                    spec)["total"]
 
 
 def weighted_terms(image: jax.Array, content: jax.Array,

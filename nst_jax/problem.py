@@ -225,6 +225,38 @@ def _with_terms(fun, terms: Tuple[Term, ...]):
   return objective_with_terms
 
 
+class CoarseView(NamedTuple):
+  """The coarse view of a finer level (``Schedule.coarse_weight``): the
+  first level's image ``shape`` ``(h, w)`` and the ``weight`` of
+  ``objective.coarse_view_loss``; its targets travel in
+  the level's ``Targets.coarse``. Hashable: a part of the objective's
+  identity (programs are cached per objective)."""
+  shape: Tuple[int, int]
+  weight: float
+
+
+@functools.lru_cache(maxsize=None)
+def with_coarse_view(fun, spec: objective.Spec, view: CoarseView):
+  """``fun`` (``f(image, params, targets, weights, *extra) -> (total,
+  terms)``) plus ``view.weight · objective.coarse_view_loss`` at
+  ``targets.coarse``, recorded as the term ``coarse`` and added to
+  ``total``; ``fun`` itself sees the targets without ``coarse``. The view
+  is evaluated whole (untiled: it is the first level's size) whatever
+  evaluates ``fun``."""
+  shape, weight = tuple(view.shape), float(view.weight)
+
+  def objective_with_coarse_view(image, params, targets, weights, *extra):
+    total, terms = fun(image, params, targets._replace(coarse=None), weights,
+                       *extra)
+    coarse = jnp.float32(weight) * objective.coarse_view_loss(
+        params, image, targets.coarse, weights, spec, shape)
+    terms = dict(terms)
+    terms["coarse"] = coarse
+    terms["total"] = total + coarse
+    return terms["total"], terms
+  return objective_with_coarse_view
+
+
 @functools.lru_cache(maxsize=None)
 def _row_sharded(fun, mesh):
   """``fun`` with its image argument constrained to rows sharded on ``mesh``."""
@@ -236,19 +268,23 @@ def _row_sharded(fun, mesh):
 
 
 def objective_of(spec: objective.Spec, ev: Evaluation,
-                 terms: Tuple[Term, ...] = ()):
+                 terms: Tuple[Term, ...] = (),
+                 coarse: CoarseView | None = None):
   """``f(image, params, targets, weights[, extra]) -> (total, terms)`` of
   ``spec`` evaluated as ``ev`` says: untiled (``objective.objective_function``)
   or over ``ev.plan``'s tiles (``tiling.objective_function``), rows sharded
   over ``ev.mesh`` (a sharding constraint: XLA partitions the network,
   exchanging halos; tiled, each device evaluates its own tiles), plus the
-  extra ``terms`` (their data as a fifth argument, a tuple)."""
+  extra ``terms`` (their data as a fifth argument, a tuple) and the
+  ``coarse`` view (``with_coarse_view``: its targets in ``targets.coarse``)."""
   if ev.tile:
     fun = tiling.objective_function(spec, ev.plan, ev.mesh)
   else:
     fun = objective.objective_function(spec)
   if terms:
     fun = _with_terms(fun, tuple(terms))
+  if coarse is not None:
+    fun = with_coarse_view(fun, spec, coarse)
   if ev.mesh is not None:
     fun = _row_sharded(fun, ev.mesh)
   return fun
@@ -332,6 +368,51 @@ def style_targets(params, content: np.ndarray, styles: Sequence[np.ndarray],
       normalize_style=config.weights.normalize_style)
 
 
+def coarse_view_of(config: TransferConfig, level: int,
+                   first_shape: Tuple[int, int]) -> CoarseView | None:
+  """The ``CoarseView`` of level ``level`` (0 the first) of a
+  coarse-to-fine run of ``config`` whose first level is ``first_shape``
+  ``(h, w)``: None at the first level or with
+  ``config.schedule.coarse_weight`` 0."""
+  weight = float(config.schedule.coarse_weight)
+  if level == 0 or weight == 0:
+    return None
+  return CoarseView(tuple(int(n) for n in first_shape), weight)
+
+
+def check_coarse_view(config: TransferConfig,
+                      first_shape: Tuple[int, int]) -> None:
+  """Refuses, before any work, a coarse-to-fine run of ``config`` whose
+  coarse view — the first level's objective at an ``(h, w)`` view,
+  evaluated whole whatever tiles the finer levels use
+  (``with_coarse_view``) — needs more than the device's memory; nothing
+  without a coarse view (``coarse_weight`` 0)."""
+  if float(config.schedule.coarse_weight) == 0:
+    return
+  need, have = _untiled_bytes(config, first_shape), memory.available_bytes()
+  if have is not None and need > have:
+    raise NSTError(
+        f"the coarse view of the first level ({first_shape[1]}x"
+        f"{first_shape[0]}) is evaluated whole and needs about "
+        f"{need / 2**30:.1f} GiB but the device has {have / 2**30:.1f} GiB: "
+        f"start from a smaller first level ({param('scales')}) or set "
+        f"{param('coarse_weight')}=0")
+
+
+def coarse_part(params, config: TransferConfig, level: int,
+                first_content: np.ndarray, first_styles: Sequence[np.ndarray],
+                guides=None) -> Tuple[CoarseView, objective.Targets] | None:
+  """``make_problem``'s ``coarse`` for level ``level`` of a coarse-to-fine
+  run of ``config``: the ``CoarseView`` (``coarse_view_of``) and the first
+  level's targets from its content ``(h, w, 3)`` and styles (already in
+  the run's colour space); None where there is no coarse view."""
+  view = coarse_view_of(config, level, np.shape(first_content)[:2])
+  if view is None:
+    return None
+  return view, style_targets(params, np.asarray(first_content, np.float32),
+                             first_styles, config, guides)
+
+
 def content_targets(params, content: np.ndarray, config: TransferConfig, *,
                     ev: Evaluation | None = None):
   """``{layer: (H_l, W_l, C_l)}``: the content features of ``content``
@@ -410,7 +491,9 @@ def make_problem(params, content: np.ndarray, styles: Sequence[np.ndarray],
                  init_image: np.ndarray | None = None,
                  targets: objective.Targets | None = None,
                  terms: Sequence[Term] = (), term_data: Sequence[Any] = (),
-                 ev: Evaluation | None = None) -> Problem:
+                 ev: Evaluation | None = None,
+                 coarse: Tuple[CoarseView, objective.Targets] | None = None
+                 ) -> Problem:
   """The ``Problem`` of one run of ``config`` on ``content`` ``(H, W, 3)``
   (already in the run's colour space: ``color.ColorControl.prepare``) and
   ``styles``; ``params`` prepared (``vgg.prepare_params``).
@@ -419,7 +502,9 @@ def make_problem(params, content: np.ndarray, styles: Sequence[np.ndarray],
   or ``init_image`` ``(H, W, 3)`` (in the run's colour space) — are computed
   through the one ``Evaluation`` ``ev`` (default: ``evaluation(config,
   content shape)``), which also chooses the objective. ``terms`` are extra
-  ``Term`` s with their data ``term_data`` (one each)."""
+  ``Term`` s with their data ``term_data`` (one each); ``coarse`` — a
+  ``CoarseView`` and the first level's targets (``coarse_targets``) — adds
+  the coarse view of a finer level (``with_coarse_view``)."""
   shape = tuple(content.shape[:2])
   ev = evaluation(config, shape) if ev is None else ev
   if tuple(ev.shape) != shape:
@@ -429,6 +514,10 @@ def make_problem(params, content: np.ndarray, styles: Sequence[np.ndarray],
   spec = config.objective_spec()
   if targets is None:
     targets = style_targets(params, content, styles, config, guides, ev=ev)
+  view = None
+  if coarse is not None:
+    view, first = coarse
+    targets = targets._replace(coarse=first._replace(coarse=None))
   weights = config.weights.arrays(spec)
   if init_image is None:
     x0 = initial_image(config.init.kind, content,
@@ -445,5 +534,5 @@ def make_problem(params, content: np.ndarray, styles: Sequence[np.ndarray],
     args = args + (tuple(term_data),)
   if ev.mesh is not None:   # rows over the devices, the data on each of them
     x0, args = place_on_mesh(ev.mesh, x0, args)
-  return Problem(objective_of(spec, ev, tuple(terms)), args, x0, spec, ev,
-                 tuple(terms))
+  return Problem(objective_of(spec, ev, tuple(terms), view), args, x0, spec,
+                 ev, tuple(terms))

@@ -54,6 +54,7 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
             checkpoint_every: int = 0,
             on_checkpoint: Callable[[RunState], None] | None = None,
             resume: RunState | None = None,
+            first_level=None,
             ) -> TransferResult:
   """Paints ``content`` ``(H, W, 3)`` in the style of ``styles``.
 
@@ -91,6 +92,12 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   shapes, ``checkpoint.unflatten``). Records, seconds and counts go on
   from the state's.
 
+  ``first_level`` — ``(content, styles)`` of the first level of a
+  coarse-to-fine run, at its size — makes this a finer level of that run:
+  the first level's objective at the image seen at that size is added with
+  weight ``config.schedule.coarse_weight`` (``objective.coarse_view_loss``;
+  ``stylize_multiscale`` passes it).
+
   Raises ``NSTError`` if the loss becomes NaN or infinite, or ``resume``
   does not fit this run.
   """
@@ -106,8 +113,14 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   content, styles = config.color.prepare(original, styles)
   if init_image is not None and np.shape(init_image) == content.shape:
     init_image = config.color.to_luma(init_image)  # the run's colour space
+  coarse = None
+  if first_level is not None:
+    first_content, first_styles = config.color.prepare(
+        np.asarray(first_level[0], np.float32), first_level[1])
+    coarse = problem.coarse_part(params, config, 1, first_content,
+                                 first_styles, guides)
   p = problem.make_problem(params, content, styles, config, guides=guides,
-                           init_image=init_image, ev=ev)
+                           init_image=init_image, ev=ev, coarse=coarse)
   return _run.run_problem(
       p, config.solver, finish=lambda x: config.color.finish(x, original),
       log_every=log_every, on_log=on_log, snapshot_every=snapshot_every,
@@ -175,6 +188,9 @@ def stylize_multiscale(params, content: np.ndarray,
     shape = io.long_edge_shape(content.shape[:2], size)
     check_image_size(config, shape)
     check_memory(config, shape)
+  if len(scales) > 1:
+    problem.check_coarse_view(
+        config, io.long_edge_shape(content.shape[:2], scales[0]))
   # Once for every level (each stylize would transform the kernels again).
   params = vgg.prepare_params(params, config.conv,
                               config.objective_spec().layers)
@@ -199,6 +215,13 @@ def stylize_multiscale(params, content: np.ndarray,
               s._replace(level=index, before=before)))
     if resume is not None and index == first:
       level_kwargs["resume"] = resume._replace(level=0, before=None)
+    if index > 0:   # the first level's images: its coarse view
+      first_shape = io.long_edge_shape(content.shape[:2], scales[0])
+      level_kwargs["first_level"] = (
+          io.resize_to(content, first_shape),
+          [io.resize_long_edge(np.asarray(s, np.float32),
+                               style_size(scales[0], style_scale))
+           for s in styles])
     result = stylize(params, level_content, level_styles,
                      config.replace(solver=dict(maxiter=n)),
                      init_image=init, **level_kwargs)

@@ -625,6 +625,8 @@ def stylize_video(params, frames: Sequence[np.ndarray],
   for lv, ev in zip(levels, evs):
     transfer.check_image_size(config, lv.shape)
     memory.check_fits(ev.bytes, lv.shape)
+  if len(levels) > 1:
+    problem.check_coarse_view(config, levels[0].shape)
   if resume is not None and not 0 <= resume.level < len(levels):
     raise NSTError(f"the resumed state is at level {resume.level}, but a "
                    f"frame has {len(levels)} levels")
@@ -692,10 +694,15 @@ def stylize_video(params, frames: Sequence[np.ndarray],
           config.init.kind, level_frame,
           level_styles[k][0] if styles else None, config.init.seed)
               if x0 is None else _at(np.asarray(x0), lv.shape))
+      view = problem.coarse_view_of(config, k, levels[0].shape)
+      coarse = None if view is None else (view, base_targets[0]._replace(
+          content=problem.content_targets(
+              params, _at(frame, levels[0].shape), config, ev=evs[0])))
       p = problem.make_problem(
           params, level_frame, level_styles[k], config,
           init_image=init, targets=targets,
-          terms=(TEMPORAL,), term_data=(_temporal_at(data, lv.shape),), ev=ev)
+          terms=(TEMPORAL,), term_data=(_temporal_at(data, lv.shape),), ev=ev,
+          coarse=coarse)
       # A state says at which level of the frame it is, and what the
       # levels before left (one level: as stylize's).
       at_level = (lambda s, i=index, k=k, finished=run.Levels(

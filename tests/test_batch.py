@@ -227,10 +227,12 @@ def test_command_writes_resumes_and_fails_alone(tmp_path, vgg16_params):
   record = json.loads(record_path.read_text())
   record["params"]["iterations"] = 2
   record_path.write_text(json.dumps(record))
-  # A record written before --pyramid_base (no such key) is still finished.
+  # A record written before --pyramid_base and --coarse_weight (no such
+  # keys) is still finished: one level, which has no coarse view.
   older = out / f"{names[1]}.json"
   record = json.loads(older.read_text())
   del record["params"]["pyramid_base"]
+  del record["params"]["coarse_weight"]
   older.write_text(json.dumps(record))
   third = scripting.run("stylize.py", *args)
   scripting.assert_one_line_error(third, "broken.jpg")
@@ -264,3 +266,20 @@ def test_command_bad_input_is_one_line(tmp_path, case):
   proc = scripting.run("stylize.py", *args, *FLAGS)
   scripting.assert_one_line_error(proc, fragment)
   assert sorted(os.listdir(tmp_path)) + sorted(os.listdir(photos)) == before
+
+
+def test_a_records_coarse_weight_counts_only_with_several_levels():
+  """A folder's finished result is compared with ``--coarse_weight`` only
+  where the record's levels are several (one level has no coarse view); a
+  record written before the option (no key) painted without one (0)."""
+  from nst_jax.commands import _batch  # pylint: disable=g-import-not-at-top
+  now = {"size": 512, "iterations": 10, "pyramid_base": 256,
+         "coarse_weight": 1.0, "style": ["s.png"]}
+  before = {k: v for k, v in now.items() if k != "coarse_weight"}
+  assert _batch._comparable(before) != _batch._comparable(now)
+  assert _batch._comparable(before) == _batch._comparable(
+      dict(now, coarse_weight=0.0))
+  one = dict(now, size=256)
+  assert _batch._comparable({k: v for k, v in one.items()
+                             if k != "coarse_weight"}) == _batch._comparable(
+                                 one)

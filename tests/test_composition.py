@@ -29,7 +29,7 @@ from nst_jax.errors import NSTError
 
 DRIVERS = ("stylize", "folder", "grid", "video", "strotss", "nnst")
 FEATURES = ("coarse_to_fine", "tiling", "row_devices", "masks", "color",
-            "blends", "resume", "evaluate", "normalize_style")
+            "blends", "resume", "evaluate", "normalize_style", "coarse_view")
 # The TransferConfig parts each feature is (a new part must be placed).
 PARTS = {"schedule": "coarse_to_fine", "tile_size": "tiling",
          "memory_budget": "tiling",
@@ -116,6 +116,9 @@ for _method in ("strotss", "nnst"):
       (_method, "normalize_style"): ("stylize.py", f"--method={_method}",
                                      _out, "--normalize_style",
                                      "does not use --normalize_style"),
+      (_method, "coarse_view"): ("stylize.py", f"--method={_method}", _out,
+                                 "--coarse_weight=0.5",
+                                 "does not use --coarse_weight"),
   })
 
 APPLIED = {
@@ -165,6 +168,9 @@ APPLIED = {
         "test_methods.py::test_the_command_paints_with_strotss_and_records_it",
     **{(d, "normalize_style"):
        "test_composition.py::test_normalize_style_reaches_every_drivers_targets"
+       for d in ("stylize", "folder", "grid", "video")},
+    **{(d, "coarse_view"):
+       "test_coarse_view.py::test_the_coarse_view_reaches_every_drivers_levels"
        for d in ("stylize", "folder", "grid", "video")},
 }
 

@@ -94,3 +94,10 @@ def test_normalize_style_reaches_the_configuration():
   field = "weights.normalize_style"
   assert _config_remat(field=field)[0] is False
   assert _config_remat("--normalize_style", field=field)[0] is True
+
+
+def test_coarse_weight_reaches_the_schedule():
+  """``--coarse_weight`` sets ``Schedule.coarse_weight`` (the coarse view
+  of the levels after the first; issue 26, item 6)."""
+  field = "schedule.coarse_weight == 0.25"
+  assert _config_remat("--coarse_weight=0.25", field=field)[0] is True

@@ -33,6 +33,7 @@ def values() -> dict:
   schedule = config.Schedule()
   out["pyramid_base"] = schedule.pyramid_base
   out["style_scale"] = schedule.style_scale
+  out["coarse_weight"] = schedule.coarse_weight
   solver = solvers.SolverConfig()
   for field in ("method", "learning_rate", "history_size"):
     out[f"solver.{field}"] = getattr(solver, field)

@@ -68,7 +68,7 @@ _OWN_TOPICS = {
     "network": "model", "from_file": "model", "weights_dir": "model",
     "force": "model",
     "scales": "schedule", "scale_iterations": "schedule",
-    "pyramid_base": "schedule",
+    "pyramid_base": "schedule", "coarse_weight": "schedule",
     "temporal_weight": "video", "long_term": "video", "warm_start": "video",
     "independent": "video", "first_iterations": "video", "flow": "video",
     "fps": "video", "max_frames": "video",
@@ -586,6 +586,12 @@ def _define_schedule():
       "--iterations iterations, each finer one "
       f"{config.PYRAMID_FINE_FRACTION:.0%} of them (nst_jax.config.Schedule)."
       " 0: one level at --size.", lower_bound=0)
+  flags.DEFINE_float(
+      "coarse_weight", default.coarse_weight, "At every coarse-to-fine "
+      "level after the first, the first level's loss at the image seen at "
+      "the first level's size is added with this weight, so that a large "
+      "result keeps the small one's look and only adds detail "
+      "(nst_jax.objective.coarse_view_loss). 0: off.", lower_bound=0.0)
   flags.DEFINE_float("style_scale", default.style_scale, "Long edge of the "
                      "style images relative to each level's: below 1 the "
                      "style's strokes and motifs come out larger, above 1 "
@@ -817,7 +823,8 @@ def transfer_config(*, grid: bool = False):
       scale_iterations=(None if scale_iterations is None
                         else tuple(scale_iterations)),
       pyramid_base=val("pyramid_base", default_schedule.pyramid_base),
-      style_scale=val("style_scale", default_schedule.style_scale))
+      style_scale=val("style_scale", default_schedule.style_scale),
+      coarse_weight=val("coarse_weight", default_schedule.coarse_weight))
   config = transfer.TransferConfig(
       network=network, spec=spec, weights=weights, solver=solver, init=init,
       color=colors, patches=patches, conv=val("conv", "auto"),

@@ -96,8 +96,10 @@ def _cell_params(base: Dict, job: batch.Job, content: str, style: str,
                                   else list(layer_weights))}
 
 
-# Recorded flags compared through the levels they give (``_levels``).
-_SCHEDULE = ("scales", "scale_iterations", "pyramid_base")
+# Recorded flags compared through the levels they give (``_levels``), and
+# --coarse_weight, which acts only where there are several (a record
+# written before it painted without: 0).
+_SCHEDULE = ("scales", "scale_iterations", "pyramid_base", "coarse_weight")
 
 
 def _levels(params: Dict):
@@ -116,9 +118,13 @@ def _levels(params: Dict):
 
 def _comparable(params: Dict) -> Dict:
   plain = io.to_jsonable(params)
+  levels = _levels(plain)
+  several = levels is None or len(levels) > 1
   return {**{k: v for k, v in plain.items()
              if k not in NOT_COMPARED + _SCHEDULE},
-          "levels": _levels(plain)}
+          "levels": levels,
+          "coarse_weight": (float(plain.get("coarse_weight") or 0.0)
+                            if several else None)}
 
 
 def _finished(png: pathlib.Path, record_path: pathlib.Path, params: Dict,

@@ -140,6 +140,7 @@ def apply_recorded(meta: Mapping[str, Any], recorded_names: Sequence[str],
   values = dict(meta["params"])
   values.setdefault("pyramid_base", 0)   # states from before the option
   values.setdefault("normalize_style", False)   # (as this one)
+  values.setdefault("coarse_weight", 0.0)   # (and this one)
   given = cli.flag_values([n for n in recorded_names
                            if n in flags.FLAGS and flags.FLAGS[n].present])
   levels = meta.get("before") is not None   # coarse to fine: --iterations

@@ -111,9 +111,10 @@ def _reproduce() -> None:
   """Applies the parameters recorded by an earlier run (--from_json)."""
   values = cli.load_run_params(FLAGS.from_json)
   # Records written before --size_invariant existed ran the paper's sums,
-  # before --pyramid_base one level.
+  # before --pyramid_base one level, before --coarse_weight none.
   values.setdefault("size_invariant", False)
   values.setdefault("pyramid_base", 0)
+  values.setdefault("coarse_weight", 0.0)
   unknown = cli.apply_params(values, skip=("from_json", "output", "quiet"))
   if unknown:
     logging.warning("ignored recorded parameters this version does not "
