@@ -1,10 +1,12 @@
 """The same flags at several sizes (issues 12 and 26): the content painted
 with each ``--style`` painting by the default transfer at every ``--sizes``
-long edge, each result scored at one size (``--score_size``: straight, and
-through the largest size so that every result passes through the same
-downsampling) and at its own, each painting's spread over the sizes (max /
-min of its style distances through one size), and one figure: a row per
-painting, a column per size.
+long edge, each result scored at one size (``--score_size``: straight —
+each result downsampled once, issue 26's measure — and through the largest
+size, so that every result passes through the same downsampling) and at
+its own, each painting's spread over the sizes (max / min of its style
+distances at one size, both ways), and one figure: a row per painting, a
+column per size. ``--coarse_weight`` is ``nst-stylize``'s (0 paints as
+before the coarse view).
 
 Every size runs the command's default (``nst-stylize --size=S``): one level
 below ``2·--pyramid_base``, else the coarse-to-fine pyramid of
@@ -47,6 +49,9 @@ _ITERATIONS = flags.DEFINE_integer("iterations", 500, "--iterations of each "
                                    lower_bound=0)
 _BASE = flags.DEFINE_integer("pyramid_base", transfer.PYRAMID_BASE,
                              "As nst-stylize's.", lower_bound=0)
+_COARSE = flags.DEFINE_float("coarse_weight",
+                             transfer.Schedule().coarse_weight,
+                             "As nst-stylize's.", lower_bound=0.0)
 _PYRAMID = flags.DEFINE_bool("pyramid", True, "The command's default; "
                              "--nopyramid: each size at one level.")
 _SCORE = flags.DEFINE_integer("score_size", metrics.SCORE_SIZE,
@@ -87,7 +92,8 @@ def paint_sizes(params, content, style, sizes, path, pyramid) -> dict:
   ``pyramid=None`` (``--nopyramid``) one run per size at one level; returns
   ``{size: seconds}`` of the levels that ran."""
   config = transfer.TransferConfig().replace(
-      solver=dict(maxiter=_ITERATIONS.value))
+      solver=dict(maxiter=_ITERATIONS.value),
+      schedule=dict(coarse_weight=_COARSE.value))
   todo = [s for s in sizes if not os.path.exists(path(s))]
   seconds = {}
   if todo and pyramid is not None:
@@ -142,19 +148,19 @@ def score_sizes(nets, content, style, sizes, path, seconds) -> list:
   return rows
 
 
-def sizes_sheet(paintings, styles, content_shape, via: str):
+def sizes_sheet(paintings, styles, content_shape, key: str):
   """One row per painting: its style (centre-cropped to the content's
   aspect ratio) and its results at every size, labelled with the Gram
-  distance at each size through one size and its spread: float32
-  ``(H, W, 3)``."""
+  distance at each size scored at ``key`` (e.g. ``"256"``, straight) and
+  its spread: float32 ``(H, W, 3)``."""
   cells, labels = [], []
   for entry, style in zip(paintings, styles):
     cells.append([figures.crop_to_aspect(style, content_shape)]
                  + [io.load_image(r["image"]) for r in entry["runs"]])
-    grams = " / ".join(f"{r['scored_at'][via]['gram']:.3f}"
+    grams = " / ".join(f"{r['scored_at'][key]['gram']:.3f}"
                        for r in entry["runs"])
     labels.append(f"{entry['style']}\nGram {grams}\n"
-                  f"spread {entry['spread']['gram']:.2f}x")
+                  f"spread {spreads(entry['runs'], key)['gram']:.2f}x")
   sizes = [r["size"] for r in paintings[0]["runs"]]
   return figures.contact_sheet(
       cells, labels, ["style (centre)"] + [f"{s} px" for s in sizes],
@@ -190,17 +196,20 @@ def main(argv):
     seconds = paint_sizes(params, content, style, sizes, path, pyramid)
     runs = score_sizes(nets, content, style, sizes, path, seconds)
     paintings.append({"pair": pair, "style": stem(style_path), "runs": runs,
-                      "spread": spreads(runs, via)})
+                      "spread": spreads(runs, via),
+                      "spread_straight": spreads(runs, str(_SCORE.value))})
     print(json.dumps(paintings[-1]), flush=True)
   io.save_json(os.path.join(_OUT.value, f"sizes{kind}.json"),
                {"content": flags.FLAGS.content,
                 "iterations": _ITERATIONS.value,
                 "pyramid": _PYRAMID.value, "pyramid_base": _BASE.value,
                 "score_size": _SCORE.value, "spread_scored_at": via,
+                "coarse_weight": _COARSE.value,
                 "paintings": paintings})
   if _FIGURE.value:
     save_figure(_FIGURE.value,
-                sizes_sheet(paintings, styles, content.shape, via))
+                sizes_sheet(paintings, styles, content.shape,
+                            str(_SCORE.value)))
 
 
 def save_figure(path: str, image) -> None:

@@ -213,8 +213,8 @@ def test_sizes_figure_refuses_two_paintings_of_one_name(tmp_path):
 def test_sizes_figure_paints_scores_and_draws_each_painting(tmp_path, weights):
   """Two paintings at 32 and 64 px (one pyramid run each, base 32): every
   result saved, scored straight and through 64 px, each painting's spread
-  the max / min of its distances through one size, one figure row per
-  painting; a result already there is scored, not painted again."""
+  the max / min of its distances at one size (both ways), one figure row
+  per painting; a result already there is scored, not painted again."""
   out, figure = tmp_path / "sizes", tmp_path / "sizes.png"
   second = tmp_path / "second.png"
   io.save_image(second, io.load_image(STYLE)[:, ::-1] * 0.5)
@@ -229,6 +229,7 @@ def test_sizes_figure_paints_scores_and_draws_each_painting(tmp_path, weights):
   assert_ok(proc)
   report = json.loads((out / "sizes.json").read_text())
   assert report["spread_scored_at"] == "48_via_64"
+  assert report["coarse_weight"] == 1.0
   assert [p["style"] for p in report["paintings"]] == ["style_brushwork",
                                                         "second"]
   for painting in report["paintings"]:
@@ -239,6 +240,9 @@ def test_sizes_figure_paints_scores_and_draws_each_painting(tmp_path, weights):
       values = [r["scored_at"]["48_via_64"][field] for r in painting["runs"]]
       assert painting["spread"][field] == pytest.approx(
           max(values) / min(values))
+      straight = [r["scored_at"]["48"][field] for r in painting["runs"]]
+      assert painting["spread_straight"][field] == pytest.approx(
+          max(straight) / min(straight))
   assert kept.stat().st_mtime_ns == stamp        # kept as it was
   assert np.ptp(io.load_image(kept)) == 0
   assert report["paintings"][1]["runs"][0]["image"] == str(kept)
