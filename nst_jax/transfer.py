@@ -150,7 +150,12 @@ def stylize_multiscale(params, content: np.ndarray,
   level's result, upsampled to the new size — the image pyramid of the peers
   (jcjohnson/neural-style's multires recipe, pystiche's ``ImagePyramid``):
   the coarse levels fix the large-scale structure cheaply, the fine ones
-  only add detail. ``scale_iterations`` gives the iterations of each level
+  only add detail. Each level after the first also keeps the first
+  level's objective at the picture seen at the first level's size, with
+  weight ``config.schedule.coarse_weight`` (``objective.coarse_view_loss``:
+  without it the fine levels bring the photo back and a large result seen
+  small is less stylised than the small one). ``scale_iterations`` gives
+  the iterations of each level
   (default: ``config.solver.maxiter`` at every level; ``pyramid`` gives the
   default pyramid); ``on_level(size, result)`` is called after each level;
   styles are resized to ``style_scale`` times the level's long edge

@@ -32,9 +32,11 @@ they save: on the CPU (not where JAX's CUDA plugin may pick a GPU) the
 suite sets ``--xla_backend_optimization_level=0`` in ``XLA_FLAGS`` before
 JAX starts, for its workers and the commands they start
 (test_methods.py with test_resume.py on one core: 310 s → 258 s,
-2026-12-07). It changes how fast the compiled code runs and, at the last
-bit, some roundings (no fast-math either way; a STROTSS loss moved by one
-ulp), never the formulas; the commands, the benchmarks and the GPU report's
+2026-12-07); a test whose commands cost more running than compiling starts
+them at XLA's defaults (``scripting.child_env``'s ``xla_defaults``). The
+level changes how fast the compiled code runs and, at the last bit, some
+roundings (no fast-math either way; a STROTSS loss moved by one ulp), never
+the formulas; the commands, the benchmarks and the GPU report's
 test run (``scripts/gpu_report.py``) keep XLA's defaults.
 ``NST_JAX_TEST_XLA_DEFAULTS=1`` runs the suite with them too. A test that
 compares two programs to the last bits (a grid's cells against cells run

@@ -10,6 +10,18 @@ The cache: the child inherits ``NST_JAX_CACHE_DIR`` and ``PYTHONPATH`` from
 every worker and child shares (writes made atomic by ``tests/cache_site``), so
 a program compiled by one command is loaded by the next instead of compiled
 again. ``cache=False`` turns it off for a child that must compile.
+
+XLA's level. A child inherits the suite's
+``--xla_backend_optimization_level=0`` (conftest.py): compiling is what most
+commands of the suite cost. Where running is, ``xla_defaults=True`` starts
+the child at XLA's defaults (``conftest.XLA_FLAGS_DEFAULTS``): without
+LLVM's passes AlexNet's strided convolutions (their gradients) run several
+times slower, so a test whose commands paint with ``--network=alexnet`` and
+share their programs (a run, then its resumption) finishes sooner so
+(test_video_levels.py's killed video, 3 commands: 80 s → 55 s on the loaded
+2-core machine, 2026-12-08; commands that each compile their programs and
+run them briefly gain nothing). Children compared bit for bit must share
+the setting.
 """
 
 import os
@@ -20,16 +32,29 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run(script: str, *args, timeout: int = 600,
-        cache: bool = True) -> subprocess.CompletedProcess:
-  """``python scripts/<script> args`` from the repository root, with the
-  session's compilation cache (``cache=False``: none)."""
+def child_env(cache: bool = True, xla_defaults: bool = False) -> dict:
+  """The environment of a command a test starts: this process's, output
+  unbuffered, the session's compilation cache (``cache=False``: none) and
+  the suite's XLA level (``xla_defaults=True``: XLA's defaults)."""
   env = dict(os.environ, PYTHONUNBUFFERED="1")
   if not cache:
     env["NST_JAX_CACHE_DIR"] = "off"   # nst_jax.cli.CACHE_DIR_ENV
+  if xla_defaults:
+    from conftest import (  # pylint: disable=g-import-not-at-top
+        XLA_FLAGS_DEFAULTS)
+    env["XLA_FLAGS"] = XLA_FLAGS_DEFAULTS
+  return env
+
+
+def run(script: str, *args, timeout: int = 600, cache: bool = True,
+        xla_defaults: bool = False) -> subprocess.CompletedProcess:
+  """``python scripts/<script> args`` from the repository root, with the
+  session's compilation cache (``cache=False``: none), at the suite's XLA
+  level (``xla_defaults=True``: XLA's defaults; see ``child_env``)."""
   return subprocess.run([sys.executable, str(ROOT / "scripts" / script),
                          *map(str, args)], cwd=ROOT, capture_output=True,
-                        text=True, env=env, timeout=timeout)
+                        text=True,
+                        env=child_env(cache, xla_defaults), timeout=timeout)
 
 
 def assert_ok(proc) -> None:

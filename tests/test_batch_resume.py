@@ -53,8 +53,9 @@ def test_a_folder_run_again_makes_the_rest_bit_identical(tmp_path):
             "--iterations=4", "--log_every=2", "--quiet",
             f"--style={scripting.ROOT / 'examples' / 'style_brushwork.png'}")
   full, out = tmp_path / "full", tmp_path / "out"
+  # AlexNet: at XLA's defaults, both runs (scripting.py).
   scripting.assert_ok(scripting.run("stylize.py", *common,
-                                    f"--output_dir={full}"))
+                                    f"--output_dir={full}", xla_defaults=True))
   # a's result as a crash after it left it.
   out.mkdir()
   (out / "a_style_brushwork.png").write_bytes(
@@ -63,7 +64,7 @@ def test_a_folder_run_again_makes_the_rest_bit_identical(tmp_path):
   record["params"]["output"] = str(out / "a_style_brushwork.png")
   (out / "a_style_brushwork.json").write_text(json.dumps(record))
   scripting.assert_ok(scripting.run("stylize.py", *common,
-                                    f"--output_dir={out}"))
+                                    f"--output_dir={out}", xla_defaults=True))
   summary = json.loads((out / "batch.json").read_text())
   assert (summary["done"], summary["skipped"]) == (1, 1), summary
   ours = json.loads((out / "b_style_brushwork.json").read_text())

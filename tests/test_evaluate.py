@@ -93,8 +93,9 @@ def test_evaluate_a_grid_folder_takes_the_cells_of_its_style(weights, results,
                   "style_image": str(style)})
   (grid / "manifest.json").write_text(json.dumps({"cells": cells}))
   io.save_image(grid / "sheet.png", np.zeros((8, 8, 3), np.float32))
+  # At test_evaluate_a_folder's size: the same two-image programs.
   proc = run("evaluate.py", f"--content={CONTENT}", f"--style={STYLE}",
-             f"--results={grid}", "--json=-")
+             f"--results={grid}", "--score_size=128", "--json=-")
   assert_ok(proc)
   record = json.loads(proc.stdout)
   assert [pathlib.Path(r["image"]).name for r in record["results"]] == [

@@ -4,6 +4,7 @@ transfer on real weights, and nst-stylize with masks end to end (record,
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -81,8 +82,9 @@ def test_bad_mask_files(tmp_path):
 def _region_distances(params, image, guides, styles, layers):
   """d[k, j] = Σ_l ‖guided Gram of region k of ``image`` − Gram of style
   j‖ / ‖Gram of style j‖ on VGG features."""
-  feats = vgg.features(params, jnp.asarray(image)[None], layers, "max")
-  style_grams = [vgg.features(params, jnp.asarray(s)[None], layers, "max")
+  features = jax.jit(vgg.features, static_argnums=(2, 3))   # not op by op
+  feats = features(params, jnp.asarray(image)[None], layers, "max")
+  style_grams = [features(params, jnp.asarray(s)[None], layers, "max")
                  for s in styles]
   d = np.zeros((guides.shape[0], len(styles)))
   for l in layers:

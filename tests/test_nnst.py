@@ -254,8 +254,9 @@ def test_loss_value_terms_vmap_and_gradient(params, images, pool, level_loss):
     f64 = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64),
                                     tree)
     p64, x64, t64 = f64(params), f64(current), f64(targets)
-    loss64 = lambda x: nnst.loss(p64, x, t64, SMALL)[0]
-    grad = jax.grad(loss64)(x64)
+    # Compiled (the loss once for both differences), not op by op.
+    loss64 = jax.jit(lambda x: nnst.loss(p64, x, t64, SMALL)[0])
+    grad = jax.jit(jax.grad(loss64))(x64)
     direction = jnp.asarray(
         np.random.default_rng(9).normal(size=current.shape), jnp.float64)
     eps = 1e-6

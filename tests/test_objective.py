@@ -421,10 +421,12 @@ def _content_share(vgg16_params, size, size_invariant, style_weight=200.0):
   image = jnp.asarray(0.5 * content + 0.5 * noise, jnp.float32)
 
   def term(name):
-    return lambda x: objective.loss_terms(vgg16_params, x, targets, weights,
-                                          spec)[name]
-  g_content = jax.jit(jax.grad(term("content")))(image)
-  g_style = jax.jit(jax.grad(term("style")))(image)
+    return lambda x, p, t: objective.loss_terms(p, x, t, weights, spec)[name]
+  # Both gradients in one program (one compilation per call, not two), with
+  # the weights and targets as arguments, not constants compiled in.
+  g_content, g_style = jax.jit(lambda x, p, t: (
+      jax.grad(term("content"))(x, p, t), jax.grad(term("style"))(x, p, t)))(
+          image, vgg16_params, targets)
   c, s = float(jnp.linalg.norm(g_content)), float(jnp.linalg.norm(g_style))
   return c / (c + s)
 

@@ -110,9 +110,9 @@ def _convolutions(fn, *args):
 @pytest.mark.parametrize("precision", vgg.PRECISIONS)
 def test_precision_policy_shapes_and_dtypes(params, precision):
   x = _image()
-  got = jax.jit(lambda x: vgg.features(params, x, LAYERS,
-                                       precision=precision))(x)
-  ref = jax.jit(lambda x: vgg.features(params, x, LAYERS))(x)
+  got = jax.jit(lambda p, x: vgg.features(p, x, LAYERS,
+                                          precision=precision))(params, x)
+  ref = jax.jit(lambda p, x: vgg.features(p, x, LAYERS))(params, x)
   # tf32 is float32 on the CPU, TensorFloat-32 (10-bit mantissa) on GPUs.
   tol = {"float32": 1e-6, "tf32": 1e-2, "bf16": 0.05}[precision]
   for layer in LAYERS:
@@ -121,8 +121,8 @@ def test_precision_policy_shapes_and_dtypes(params, precision):
     scale = float(jnp.max(jnp.abs(ref[layer])))
     np.testing.assert_allclose(got[layer], ref[layer], atol=tol * scale)
   if precision == "bf16":  # float32's gradient: the exactness test below
-    grad = jax.grad(_loss(lambda p, x, l: vgg.features(
-        p, x, l, precision=precision), params))(x)
+    grad = jax.jit(jax.grad(lambda x, p: _loss(lambda p, x, l: vgg.features(
+        p, x, l, precision=precision), p)(x)))(x, params)   # not op by op
     assert grad.dtype == jnp.float32 and grad.shape == x.shape
 
 
@@ -149,9 +149,9 @@ def test_bf16_changes_the_features(params):
   # 8-bit mantissa moves them by ~0.4 % (measured ~1e-3 of each layer's
   # largest value, at least 1e-4 asserted).
   x = _image()
-  got = jax.jit(lambda x: vgg.features(params, x, LAYERS,
-                                       precision="bf16"))(x)
-  ref = jax.jit(lambda x: vgg.features(params, x, LAYERS))(x)
+  got = jax.jit(lambda p, x: vgg.features(p, x, LAYERS,
+                                          precision="bf16"))(params, x)
+  ref = jax.jit(lambda p, x: vgg.features(p, x, LAYERS))(params, x)
   for layer in LAYERS:
     change = float(jnp.max(jnp.abs(got[layer] - ref[layer]))
                    / jnp.max(jnp.abs(ref[layer])))
@@ -160,15 +160,17 @@ def test_bf16_changes_the_features(params):
 
 def test_float32_policy_equals_the_plain_network_exactly(params):
   x = _image()
-  new = jax.jit(lambda x: vgg.features(params, x, LAYERS,
-                                       precision="float32"))(x)
-  old = jax.jit(lambda x: _plain_features(params, x, LAYERS))(x)
+  new = jax.jit(lambda p, x: vgg.features(p, x, LAYERS,
+                                          precision="float32"))(params, x)
+  old = jax.jit(lambda p, x: _plain_features(p, x, LAYERS))(params, x)
   for layer in LAYERS:  # exactly on the CPU; a GPU's programs may differ
     scale = float(jnp.max(jnp.abs(old[layer])))
     np.testing.assert_allclose(new[layer], old[layer], rtol=0,
                                atol=tol(0, 1e-5 * scale))
-  g_new = jax.jit(jax.grad(_loss(vgg.features, params)))(x)
-  g_old = jax.jit(jax.grad(_loss(_plain_features, params)))(x)
+  g_new = jax.jit(jax.grad(lambda x, p: _loss(vgg.features, p)(x)))(x,
+                                                                     params)
+  g_old = jax.jit(jax.grad(lambda x, p: _loss(_plain_features, p)(x)))(
+      x, params)
   np.testing.assert_allclose(
       g_new, g_old, rtol=tol(1e-5, 1e-4),
       atol=tol(1e-6, 1e-5) * float(jnp.max(jnp.abs(g_old))))

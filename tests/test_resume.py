@@ -3,6 +3,7 @@ snapshot (``solvers.Checkpoint``/``SolverState``, ``checkpoint.flatten``/
 ``unflatten``, ``io.save_arrays``) and ``nst-stylize --resume`` after a
 ``kill -9`` of a running transfer, bit-identical to a run never stopped."""
 
+import functools
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import pytest
 from conftest import ROOT, tiny_vgg16_params
 from nst_jax import checkpoint, io, objective, solvers, transfer, video
 from nst_jax.errors import NSTError
+import scripting
 from scripting import assert_one_line_error, run
 
 
@@ -378,13 +380,21 @@ def test_an_incomplete_coarse_to_fine_state_is_refused_in_one_line(tmp_path):
 # --- kill -9 of the other drivers: video and folders ----------------------------
 
 
-def _popen(script, *args):
-  """A command as a user starts it, with the session's compilation cache."""
-  env = dict(os.environ, PYTHONUNBUFFERED="1")
+def _popen(script, *args, xla_defaults=False):
+  """A command as a user starts it, with the session's compilation cache;
+  ``xla_defaults``: at XLA's defaults (``scripting.child_env``); runs
+  compared bit for bit share the setting."""
   return subprocess.Popen([sys.executable, str(ROOT / "scripts" / script),
-                           *map(str, args)], cwd=ROOT, env=env,
+                           *map(str, args)], cwd=ROOT,
+                          env=scripting.child_env(xla_defaults=xla_defaults),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
+
+
+# The video's AlexNet commands: at XLA's defaults, where its strided
+# convolutions run several times faster (scripting.py; the folder's, which
+# compile a program per photo and run it briefly, gain nothing so).
+_at_defaults = functools.partial(_popen, xla_defaults=True)
 
 
 def _kill_9_when(proc, ready, timeout=300):
@@ -432,9 +442,10 @@ def test_a_video_killed_inside_a_frame_resumes_bit_identically(tmp_path):
   common = (f"--input={clip}", "--network=alexnet", "--size=48",
             "--iterations=6", "--save_every=1", "--quiet",
             f"--style={ROOT / 'examples/style_brushwork.png'}")
-  full = _popen("stylize_video.py", *common, f"--output={tmp_path}/full.mp4")
+  full = _at_defaults("stylize_video.py", *common,
+                      f"--output={tmp_path}/full.mp4")
   _finish(full)
-  proc = _popen("stylize_video.py", *common, f"--output={tmp_path}/k.mp4")
+  proc = _at_defaults("stylize_video.py", *common, f"--output={tmp_path}/k.mp4")
   state = tmp_path / "k.resume.npz"
   _kill_9_when(proc, lambda: _state_inside_a_frame(state, 1))
   assert not (tmp_path / "k.mp4").exists()
@@ -443,7 +454,7 @@ def test_a_video_killed_inside_a_frame_resumes_bit_identically(tmp_path):
   # Another flag value is refused in one line, naming it.
   proc = run("stylize_video.py", f"--resume={tmp_path}/k.mp4", "--size=64")
   assert_one_line_error(proc, "--size=64 differs from its 48")
-  _finish(_popen("stylize_video.py", f"--resume={tmp_path}/k.mp4"))
+  _finish(_at_defaults("stylize_video.py", f"--resume={tmp_path}/k.mp4"))
   assert not state.exists()
   record = json.loads((tmp_path / "k.json").read_text())
   assert record["resumed_at_frame"] == at["stage"]["frame"]

@@ -10,7 +10,6 @@ command), decode/encode round trip, one-line errors.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -428,8 +427,9 @@ def test_command_ctrl_c_writes_the_video_so_far_and_resume_finishes(
   out = tmp_path / "out.mp4"
   # The compilation cache off for this child (a race): Ctrl-C, sent once
   # frame 1 is done, must arrive before frame 4 is; compiling frame 2's
-  # programs, not loading them, leaves it ample time.
-  env = dict(os.environ, PYTHONUNBUFFERED="1", NST_JAX_CACHE_DIR="off")
+  # programs, not loading them, leaves it ample time. AlexNet: at XLA's
+  # defaults, as the runs after it (scripting.py).
+  env = scripting.child_env(cache=False, xla_defaults=True)
   args = [sys.executable, str(ROOT / "scripts" / "stylize_video.py"), *_FAST,
           f"--input={clip}", f"--output={out}", "--save_flows"]
   proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
@@ -446,9 +446,10 @@ def test_command_ctrl_c_writes_the_video_so_far_and_resume_finishes(
   record = json.loads(out.with_suffix(".json").read_text())
   assert record["stop_reason"] == "interrupted"
   # Without --resume the work folder is refused, with it the run finishes.
-  again = scripting.run("stylize_video.py", *args[2:])
+  again = scripting.run("stylize_video.py", *args[2:], xla_defaults=True)
   assert_one_line_error(again, "--resume")
-  done = scripting.run("stylize_video.py", *args[2:], f"--resume={out}")
+  done = scripting.run("stylize_video.py", *args[2:], f"--resume={out}",
+                       xla_defaults=True)
   assert_ok(done)
   assert "resuming after" in done.stdout
   final = video_io.read_video(str(out))

@@ -76,7 +76,8 @@ def test_a_coarse_to_fine_video_checkpoints_and_resumes_at_its_level(params):
 
 
 def _popen(*args):
-  return _command("stylize_video.py", *args)
+  """nst-stylize-video (AlexNet) at XLA's defaults (scripting.py)."""
+  return _command("stylize_video.py", *args, xla_defaults=True)
 
 
 def _at_level_1_of_frame_1(state):
