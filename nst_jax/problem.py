@@ -503,7 +503,7 @@ def make_problem(params, content: np.ndarray, styles: Sequence[np.ndarray],
   through the one ``Evaluation`` ``ev`` (default: ``evaluation(config,
   content shape)``), which also chooses the objective. ``terms`` are extra
   ``Term`` s with their data ``term_data`` (one each); ``coarse`` — a
-  ``CoarseView`` and the first level's targets (``coarse_targets``) — adds
+  ``CoarseView`` and the first level's targets (``coarse_part``) — adds
   the coarse view of a finer level (``with_coarse_view``)."""
   shape = tuple(content.shape[:2])
   ev = evaluation(config, shape) if ev is None else ev

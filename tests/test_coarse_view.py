@@ -29,12 +29,18 @@ from test_driver import SHALLOW, _config, params  # noqa: F401  (a fixture)
 
 def test_the_view_is_ios_lanczos_resize():
   """``coarse_view`` is the antialiased Lanczos-3 resize of ``io.resize_to``
-  (PIL's), so the loss sees what the metrics see at that size."""
-  image = np.asarray(_img(64, 80, 0))
-  for shape in ((32, 40), (16, 20), (31, 39)):
-    got = np.asarray(objective.coarse_view(jnp.asarray(image), shape))
-    assert got.shape == (*shape, 3)
-    np.testing.assert_allclose(got, io.resize_to(image, shape), atol=1e-5)
+  (PIL's) before its clip, so the loss sees what the metrics see at that
+  size, also at a sharp edge."""
+  edges = np.zeros((64, 80, 3), np.float32)   # Lanczos overshoots here
+  edges[:, 40:] = 1.0
+  for image in (np.asarray(_img(64, 80, 0)), edges):
+    for shape in ((32, 40), (16, 20), (31, 39)):
+      got = np.asarray(objective.coarse_view(jnp.asarray(image), shape))
+      assert got.shape == (*shape, 3)
+      # io clips to [0, 1]; the view does not (its gradient reaches every
+      # pixel).
+      np.testing.assert_allclose(np.clip(got, 0, 1), io.resize_to(image, shape),
+                                 atol=1e-5)
 
 
 def test_the_loss_is_the_first_levels_objective_at_the_view(params):

@@ -309,3 +309,11 @@ def test_the_command_paints_with_strotss_and_records_it(tmp_path):
       record["loss_history"][-1])
   assert record["evaluation"]["size"] == 64
   assert 0.0 < record["evaluation"]["lpips_vgg"] < 1.5
+  # A record written before --coarse_weight (no key) runs again: records
+  # of Gatys runs then had no coarse view (0), STROTSS never has one.
+  del record["params"]["coarse_weight"]
+  old = tmp_path / "old.json"
+  old.write_text(json.dumps(record))
+  again = scripting.run("stylize.py", f"--from_json={old}", "--quiet",
+                        f"--output={tmp_path / 'again.png'}")
+  scripting.assert_ok(again)

@@ -114,7 +114,8 @@ def _reproduce() -> None:
   # before --pyramid_base one level, before --coarse_weight none.
   values.setdefault("size_invariant", False)
   values.setdefault("pyramid_base", 0)
-  values.setdefault("coarse_weight", 0.0)
+  if values.get("method", "gatys") == "gatys":   # STROTSS and NNST have
+    values.setdefault("coarse_weight", 0.0)      # no coarse view
   unknown = cli.apply_params(values, skip=("from_json", "output", "quiet"))
   if unknown:
     logging.warning("ignored recorded parameters this version does not "
