@@ -303,7 +303,8 @@ def redraw_targets(spec: Spec, targets: Targets,
             redraw_targets(spec, targets.coarse, iteration))
   if coarse is None and not changed:
     return None
-  return targets._replace(style=style, coarse=coarse or targets.coarse)
+  return targets._replace(style=style, coarse=(
+      targets.coarse if coarse is None else coarse))
 
 
 def redraw_every(spec: Spec) -> int:
@@ -352,7 +353,8 @@ def loss_terms(params, image: jax.Array, targets: Targets, weights: Weights,
 def coarse_view(image: jax.Array, shape: Tuple[int, int]) -> jax.Array:
   """``image`` ``(H, W, 3)`` seen at ``shape`` ``(h, w)``: resized with an
   antialiased Lanczos-3 filter (``jax.image.resize``; the filter of
-  ``io.resize_to``, PIL's Lanczos), differentiable; ``(h, w, 3)``."""
+  ``io.resize_to``, PIL's Lanczos, without its clip to [0, 1], so that the
+  gradient reaches every pixel), differentiable; ``(h, w, 3)``."""
   return jax.image.resize(image, (*shape, image.shape[-1]), "lanczos3",
                           antialias=True)
 

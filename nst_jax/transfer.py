@@ -117,8 +117,8 @@ def stylize(params, content: np.ndarray, styles: Sequence[np.ndarray],
   if first_level is not None:
     first_content, first_styles = config.color.prepare(
         np.asarray(first_level[0], np.float32), first_level[1])
-    coarse = problem.coarse_part(params, config, 1, first_content,
-                                 first_styles, guides)
+    coarse = problem.coarse_part(params, config, 1,   # a finer level
+                                 first_content, first_styles, guides)
   p = problem.make_problem(params, content, styles, config, guides=guides,
                            init_image=init_image, ev=ev, coarse=coarse)
   return _run.run_problem(

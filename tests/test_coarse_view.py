@@ -200,3 +200,28 @@ def test_a_coarse_view_the_device_cannot_hold_is_refused_before_work(
     grid.check_levels(cfg, content.shape[:2])
   problem.check_coarse_view(cfg.replace(schedule=dict(coarse_weight=0.0)),
                             (18, 24))
+
+
+def test_re_drawn_targets_re_draw_the_coarse_views_too(params):
+  """A representation that re-draws its targets (sliced Wasserstein with
+  ``redraw_every``) re-draws the first level's targets in ``coarse`` at
+  the same rounds, and leaves them alone between rounds."""
+  from nst_jax import representations  # pylint: disable=g-import-not-at-top
+  cfg = _config(spec=objective.Spec(
+      content_layers=("relu2_1",), style_layers=("relu1_1",),
+      style=representations.SlicedWasserstein(redraw_every=2)))
+  spec = cfg.objective_spec()
+  style = np.asarray(_img(32, 32, 1))
+  fine = problem.style_targets(params, np.asarray(_img(48, 64, 0)), [style],
+                               cfg)
+  first = problem.style_targets(params, np.asarray(_img(24, 32, 0)), [style],
+                                cfg)
+  targets = fine._replace(coarse=first)
+  assert objective.redraw_targets(spec, targets, 1) is None
+  again = objective.redraw_targets(spec, targets, 2)
+  leaves = lambda t: jax.tree_util.tree_leaves(t.style)
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      leaves(again.coarse), leaves(first)))
+  want = objective.redraw_targets(spec, first, 2)
+  for a, b in zip(leaves(again.coarse), leaves(want)):
+    np.testing.assert_array_equal(a, b)
